@@ -1,0 +1,220 @@
+/**
+ * Engine benchmark, side by side with the raw runtime in the same run:
+ *   npm run bench            (human table)
+ *   npm run bench -- --json  (summary as JSON)
+ * Options: --samples N (default 10 creates, 10x that for exec), --idle-vms N (default 20).
+ * Needs root and a set-up host (scripts/setup.sh). Leaves nothing behind.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { promisify } from "node:util";
+import { Engine } from "@capsule/engine";
+
+const run = promisify(execFile);
+const argv = process.argv.slice(2);
+const asJson = argv.includes("--json");
+const argNum = (name: string, dflt: number) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? Number(argv[i + 1]) : dflt;
+};
+const SAMPLES = argNum("--samples", 10);
+const IDLE_VMS = argNum("--idle-vms", 20);
+const DATA = process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule";
+const IMAGES = path.join(DATA, "images");
+const AGENT = path.join(DATA, "agent");
+
+interface Stat {
+  n: number;
+  p50: number;
+  p95: number;
+  mean: number;
+}
+function stats(xs: number[]): Stat {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] ?? NaN;
+  return { n: s.length, p50: q(0.5), p95: q(0.95), mean: s.reduce((a, b) => a + b, 0) / s.length };
+}
+async function time(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+const log = (...a: unknown[]) => {
+  if (!asJson) console.error(...a);
+};
+
+/** The raw runtime: runsc run of a plain bundle on the same image, runsc exec into it. */
+class RawRunsc {
+  readonly root: string;
+  constructor(private readonly dir: string) {
+    this.root = path.join(dir, "root");
+  }
+  async bundle(id: string): Promise<string> {
+    const b = path.join(this.dir, id);
+    await fs.mkdir(b, { recursive: true });
+    const spec = JSON.parse((await run("runsc", ["spec", "--bundle", b, "--", "sleep", "infinity"]).then(() => fs.readFile(path.join(b, "config.json"), "utf8"))));
+    spec.root = { path: path.join(IMAGES, "trixie", "rootfs"), readonly: true };
+    spec.process.terminal = false;
+    await fs.writeFile(path.join(b, "config.json"), JSON.stringify(spec));
+    return b;
+  }
+  async start(id: string): Promise<void> {
+    const b = await this.bundle(id);
+    const fd = await fs.open("/dev/null", "r+");
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const c = execFile("runsc", [`--root=${this.root}`, "--network=none", "--platform=systrap", "run", "--detach", `--bundle=${b}`, id], (err) => (err ? reject(err) : resolve()));
+        c.stdout?.resume();
+        c.stderr?.resume();
+      });
+    } finally {
+      await fd.close();
+    }
+  }
+  exec(id: string, ...cmd: string[]): Promise<unknown> {
+    return run("runsc", [`--root=${this.root}`, "exec", id, ...cmd]);
+  }
+  async destroy(id: string): Promise<void> {
+    await run("runsc", [`--root=${this.root}`, "delete", "--force", id]).catch(() => undefined);
+  }
+}
+
+/** Proportional set size (KiB) of every process whose command line mentions `needle`. */
+function pssKb(needle: string): number {
+  let total = 0;
+  for (const pid of execFileSync("pgrep", ["-f", needle], { encoding: "utf8" }).split("\n").filter(Boolean)) {
+    try {
+      const txt = execFileSync("cat", [`/proc/${pid}/smaps_rollup`], { encoding: "utf8" });
+      total += Number(/^Pss:\s+(\d+)/m.exec(txt)?.[1] ?? 0);
+    } catch {
+      /* exited */
+    }
+  }
+  return total;
+}
+
+async function main(): Promise<void> {
+  const scratch = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-bench-"));
+  const engine = await Engine.open({ dataDir: path.join(scratch, "data"), imagesDir: IMAGES, agentBundleDir: AGENT });
+  const raw = new RawRunsc(path.join(scratch, "raw"));
+  const rawIds: string[] = [];
+  const out: Record<string, unknown> = { host: { cpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), runsc: execFileSync("runsc", ["--version"], { encoding: "utf8" }).split("\n")[0] } };
+  try {
+    // Warm the page cache for both paths.
+    const warm = await engine.createVm();
+    await engine.guest.exec(warm.id, { command: "true" });
+
+    log(`create -> first exec result (${SAMPLES} samples each)`);
+    const capsuleCreate: number[] = [];
+    const rawCreate: number[] = [];
+    const created: string[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      capsuleCreate.push(
+        await time(async () => {
+          const vm = await engine.createVm();
+          created.push(vm.id);
+          await engine.guest.exec(vm.id, { command: "true" });
+        }),
+      );
+      const id = `bench-raw-${process.pid}-${i}`;
+      rawIds.push(id);
+      rawCreate.push(
+        await time(async () => {
+          await raw.start(id);
+          await raw.exec(id, "true");
+        }),
+      );
+    }
+    out.createToFirstExecMs = { capsule: stats(capsuleCreate), rawRunsc: stats(rawCreate), ratioP50: stats(capsuleCreate).p50 / stats(rawCreate).p50 };
+
+    log(`exec round trip of \`true\` (${SAMPLES * 10} samples each)`);
+    const capsuleExec: number[] = [];
+    const rawExec: number[] = [];
+    for (let i = 0; i < SAMPLES * 10; i++) {
+      capsuleExec.push(await time(() => engine.guest.exec(warm.id, { command: "true" })));
+      rawExec.push(await time(() => raw.exec(rawIds[0]!, "true")));
+    }
+    out.execTrueMs = { capsule: stats(capsuleExec), rawRunscExec: stats(rawExec), ratioP50: stats(capsuleExec).p50 / stats(rawExec).p50 };
+
+    log("snapshot, and create from snapshot");
+    const snapMs: Record<string, number> = {};
+    let snapId = "";
+    for (const mb of [10, 400]) {
+      const vm = await engine.createVm();
+      created.push(vm.id);
+      await engine.guest.exec(vm.id, { command: `head -c ${mb}M /dev/urandom > /srv/fill` });
+      const t0 = performance.now();
+      const s = await engine.snapshotVm(vm.id);
+      snapMs[`${mb}MB`] = performance.now() - t0;
+      if (mb === 10) snapId = s.id;
+    }
+    out.snapshotMs = snapMs;
+    const fromSnap: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      fromSnap.push(
+        await time(async () => {
+          const vm = await engine.createVm({ snapshotId: snapId });
+          created.push(vm.id);
+          await engine.guest.exec(vm.id, { command: "true" });
+        }),
+      );
+    }
+    out.createFromSnapshotToFirstExecMs = { capsule: stats(fromSnap), rawRunsc: stats(rawCreate), ratioP50: stats(fromSnap).p50 / stats(rawCreate).p50 };
+
+    log("file write/read of 100 MB");
+    const size = 100 * 1024 * 1024;
+    const chunk = crypto.randomBytes(1024 * 1024);
+    const writeMs = await time(() =>
+      engine.guest.writeFile(warm.id, "/srv/big", Readable.from((function* () {
+        for (let i = 0; i < 100; i++) yield chunk;
+      })())),
+    );
+    const readMs = await time(async () => {
+      const { stream } = await engine.guest.readFileStream(warm.id, "/srv/big");
+      for await (const _ of stream) void _;
+    });
+    out.files100MB = { writeMBps: size / 2 ** 20 / (writeMs / 1000), readMBps: size / 2 ** 20 / (readMs / 1000) };
+
+    log("delete (API-visible) latency");
+    const delMs: number[] = [];
+    for (const id of created.splice(0)) delMs.push(await time(() => engine.deleteVm(id)));
+    out.deleteReturnsMs = stats(delMs);
+
+    log(`memory per idle VM at ${IDLE_VMS} VMs`);
+    const idle: string[] = [];
+    for (let i = 0; i < IDLE_VMS; i++) idle.push((await engine.createVm()).id);
+    await new Promise((r) => setTimeout(r, 3000));
+    const perVm = idle.map((id) => pssKb(`vms/${id}/bundle`) / 1024);
+    out.idleVmPssMiB = { ...stats(perVm), total: perVm.reduce((a, b) => a + b, 0) };
+    for (const id of idle) await engine.deleteVm(id);
+  } finally {
+    for (const id of rawIds) await raw.destroy(id);
+    for (const vm of await engine.listVms()) await engine.deleteVm(vm.id, { wait: true }).catch(() => undefined);
+    for (const s of await engine.listSnapshots()) await engine.deleteSnapshot(s.id).catch(() => undefined);
+    await engine.close();
+    await fs.rm(scratch, { recursive: true, force: true });
+  }
+
+  if (asJson) {
+    console.log(JSON.stringify(out, null, 2));
+    return;
+  }
+  const f = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "-");
+  const row = (name: string, a: Stat, b?: Stat) =>
+    console.log(`${name.padEnd(34)} p50 ${f(a.p50).padStart(8)} ms  p95 ${f(a.p95).padStart(8)} ms${b ? `   raw p50 ${f(b.p50).padStart(7)} p95 ${f(b.p95).padStart(7)}  ratio ${(a.p50 / b.p50).toFixed(2)}x` : ""}`);
+  const o = out as Record<string, Record<string, Stat> & Record<string, number>>;
+  row("create -> first exec", o.createToFirstExecMs!.capsule!, o.createToFirstExecMs!.rawRunsc);
+  row("create from snapshot -> first exec", o.createFromSnapshotToFirstExecMs!.capsule!, o.createFromSnapshotToFirstExecMs!.rawRunsc);
+  row("exec `true`", o.execTrueMs!.capsule!, o.execTrueMs!.rawRunscExec);
+  row("delete returns", o.deleteReturnsMs as unknown as Stat);
+  console.log(`snapshot 10 MB / 400 MB written      ${f(o.snapshotMs!["10MB"]!)} ms / ${f(o.snapshotMs!["400MB"]!)} ms`);
+  console.log(`files 100 MB                         write ${f(o.files100MB!.writeMBps!)} MB/s, read ${f(o.files100MB!.readMBps!)} MB/s`);
+  const m = o.idleVmPssMiB as unknown as Stat & { total: number };
+  console.log(`idle VM memory (PSS, ${IDLE_VMS} VMs)         p50 ${f(m.p50)} MiB, total ${f(m.total)} MiB`);
+}
+
+await main();

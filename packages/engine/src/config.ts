@@ -1,0 +1,76 @@
+import path from "node:path";
+
+export type RuntimeName = "runsc" | "runc";
+export type Egress = "none" | "internet";
+
+/** Per-VM resource limits. Every field has a documented default in {@link DEFAULT_LIMITS}. */
+export interface VmLimits {
+  /** Memory limit of the whole sandbox, MiB. */
+  memoryMb: number;
+  /** CPU quota in cores (fractions allowed). */
+  cpus: number;
+  /** Host tasks (processes and threads) the sandbox may hold; bounds fork bombs. */
+  pids: number;
+  /** Size of the writable disk layer, MiB. Sparse: only written bytes use host disk. */
+  diskMb: number;
+}
+
+export const DEFAULT_LIMITS: VmLimits = Object.freeze({
+  memoryMb: 2048,
+  cpus: 1,
+  pids: 1024,
+  diskMb: 10 * 1024,
+});
+
+export interface EngineOptions {
+  /** Where VMs, snapshot layers and engine state live. Default `/var/lib/capsule`. */
+  dataDir?: string;
+  /** Where base images live (`<imagesDir>/<name>/rootfs`). Default `<dataDir>/images`. */
+  imagesDir?: string;
+  /** The guest agent bundle, mounted read-only at `/.capsule`. Default `<dataDir>/agent`. */
+  agentBundleDir?: string;
+  /** Default runtime for new VMs. Default `runsc`. */
+  runtime?: RuntimeName;
+  /** Image used when a VM names none. Default `trixie`. */
+  defaultImage?: string;
+  /** Default limits for new VMs; each field falls back to {@link DEFAULT_LIMITS}. */
+  limits?: Partial<VmLimits>;
+  /** Default egress for new VMs. Default `none`. */
+  egress?: Egress;
+  /**
+   * Host TCP ports VMs may reach at their gateway address (and as `host.capsule.internal`).
+   * Everything else on the host is unreachable from VMs. Default: none.
+   */
+  allowedHostPorts?: number[];
+  /** IPv4 pool carved into one /30 per VM. Default `10.213.0.0/16`. */
+  subnet?: string;
+  /** The runsc binary. Default: `runsc` on PATH. */
+  runscPath?: string;
+  /** The runc binary. Default: `runc` on PATH. */
+  runcPath?: string;
+  /** runsc platform. Default `systrap`. */
+  runscPlatform?: string;
+  /** Milliseconds to wait for a booting VM's agent. Default 15000. */
+  bootTimeoutMs?: number;
+}
+
+export type ResolvedOptions = Required<Omit<EngineOptions, "limits">> & { limits: VmLimits };
+
+export function resolveOptions(opts: EngineOptions): ResolvedOptions {
+  const dataDir = path.resolve(opts.dataDir ?? process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule");
+  return Object.freeze({
+    dataDir,
+    imagesDir: path.resolve(opts.imagesDir ?? path.join(dataDir, "images")),
+    agentBundleDir: path.resolve(opts.agentBundleDir ?? path.join(dataDir, "agent")),
+    runtime: opts.runtime ?? "runsc",
+    defaultImage: opts.defaultImage ?? "trixie",
+    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    egress: opts.egress ?? "none",
+    allowedHostPorts: [...(opts.allowedHostPorts ?? [])],
+    subnet: opts.subnet ?? "10.213.0.0/16",
+    runscPath: opts.runscPath ?? "runsc",
+    runcPath: opts.runcPath ?? "runc",
+    runscPlatform: opts.runscPlatform ?? "systrap",
+    bootTimeoutMs: opts.bootTimeoutMs ?? 15_000,
+  });
+}

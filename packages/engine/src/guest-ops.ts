@@ -1,0 +1,248 @@
+import { EventEmitter } from "node:events";
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import type { DirEntry, PtyControl, PtySessionInfo, Reply, StatInfo } from "@capsule/agent-protocol";
+import { agentError, stdinWritable, type AgentClient, type AgentConn } from "./agent/client.js";
+import { EngineError, ErrorCode } from "./errors.js";
+
+export interface ExecOpts {
+  /** Run through `/bin/sh -c` inside the VM. */
+  command: string;
+  /** Linux user in the VM; default root. */
+  user?: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Kill the command's whole process group after this long. Default: no timeout. */
+  timeoutMs?: number;
+}
+
+export interface BufferedExecOpts extends ExecOpts {
+  /** Output kept per stream; the rest is dropped and `truncated` set. Default 64 MiB. */
+  maxOutputBytes?: number;
+}
+
+export interface ExitInfo {
+  /** Exit code, or null when the process died of a signal. */
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+}
+
+export interface ExecResult extends ExitInfo {
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+}
+
+/** A process running in a VM, with real pipes: stdin (end() is EOF), stdout, stderr. */
+export interface GuestProcess {
+  pid: number;
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  exited: Promise<ExitInfo>;
+  kill(signal?: "SIGINT" | "SIGTERM" | "SIGKILL" | "SIGHUP"): void;
+}
+
+export interface PtyOpenOpts {
+  cols?: number;
+  rows?: number;
+  user?: string;
+  /** argv; default: the user's login shell. */
+  command?: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Default `xterm-256color`. */
+  term?: string;
+}
+
+/**
+ * One attachment to a PTY session. Events: `data` (Buffer of terminal output; the first one
+ * after attach is the scrollback), `exit` (exit code or null), `close` (the attachment ended —
+ * after exit, detach or a lost connection).
+ */
+export class PtyAttachment extends EventEmitter {
+  constructor(
+    readonly session: PtySessionInfo,
+    readonly conn: AgentConn,
+  ) {
+    super();
+    conn.on("stdout", (b: Buffer) => this.emit("data", b));
+    conn.on("json", (r: Reply) => {
+      if (r.type === "exit") this.emit("exit", r.code);
+    });
+    conn.once("close", () => this.emit("close"));
+  }
+
+  write(data: Buffer | string): Promise<void> {
+    return this.conn.sendData(typeof data === "string" ? Buffer.from(data, "utf8") : data);
+  }
+  resize(cols: number, rows: number): void {
+    this.conn.sendJson({ type: "resize", cols, rows } satisfies PtyControl);
+  }
+  signal(signal: "SIGINT" | "SIGTERM" | "SIGKILL" | "SIGHUP"): void {
+    this.conn.sendJson({ type: "signal", signal } satisfies PtyControl);
+  }
+  /** Ends this attachment; the session keeps running. */
+  detach(): void {
+    this.conn.close();
+  }
+}
+
+/** Exec, PTY and file operations inside a running VM, through its agent. */
+export class GuestOps {
+  constructor(private readonly agentOf: (vmId: string) => Promise<AgentClient>) {}
+
+  async spawn(vmId: string, opts: ExecOpts): Promise<GuestProcess> {
+    const conn = await (await this.agentOf(vmId)).open({ op: "exec", ...opts });
+    const stdout = new PassThrough({ highWaterMark: 1 << 20 });
+    const stderr = new PassThrough({ highWaterMark: 1 << 20 });
+    const pipe = (out: PassThrough) => (chunk: Buffer) => {
+      if (!out.write(chunk)) {
+        conn.pause();
+        out.once("drain", () => conn.resume());
+      }
+    };
+    conn.on("stdout", pipe(stdout));
+    conn.on("stderr", pipe(stderr));
+    // Consumers that never read stderr must not stall stdout: keep it flowing once piped nowhere.
+    let exitInfo: ExitInfo | undefined;
+    const exited = new Promise<ExitInfo>((resolve, reject) => {
+      conn.on("json", (r: Reply) => {
+        if (r.type === "exit") exitInfo = { exitCode: r.code, signal: r.signal, timedOut: r.timedOut ?? false };
+      });
+      conn.once("close", () => {
+        stdout.end();
+        stderr.end();
+        if (exitInfo) resolve(exitInfo);
+        else reject(new EngineError(ErrorCode.AgentUnavailable, `lost the connection to VM ${vmId} before the process exited`));
+      });
+    });
+    exited.catch(() => undefined);
+    const started = await new Promise<Reply>((resolve, reject) => {
+      conn.once("json", resolve);
+      conn.once("close", () => reject(new EngineError(ErrorCode.AgentUnavailable, "agent closed the connection before starting the process")));
+    });
+    const err = agentError(started);
+    if (err) {
+      conn.close();
+      throw err;
+    }
+    return {
+      pid: started.type === "started" ? started.pid : -1,
+      stdin: stdinWritable(conn),
+      stdout,
+      stderr,
+      exited,
+      kill: (signal = "SIGKILL") => void conn.sendJson({ type: "signal", signal }),
+    };
+  }
+
+  async exec(vmId: string, opts: BufferedExecOpts): Promise<ExecResult> {
+    const { maxOutputBytes = 64 * 1024 * 1024, ...execOpts } = opts;
+    const proc = await this.spawn(vmId, execOpts);
+    proc.stdin.end();
+    let truncated = false;
+    const collect = (stream: Readable) =>
+      new Promise<string>((resolve) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        stream.on("data", (c: Buffer) => {
+          if (size + c.length > maxOutputBytes) {
+            truncated = true;
+            c = c.subarray(0, Math.max(0, maxOutputBytes - size));
+          }
+          size += c.length;
+          if (c.length > 0) chunks.push(c);
+        });
+        stream.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+      });
+    const [stdout, stderr, exit] = await Promise.all([collect(proc.stdout), collect(proc.stderr), proc.exited]);
+    return { stdout, stderr, ...exit, truncated };
+  }
+
+  async ptyOpen(vmId: string, opts: PtyOpenOpts = {}): Promise<PtyAttachment> {
+    const conn = await (await this.agentOf(vmId)).open({
+      op: "pty.open",
+      cols: opts.cols ?? 80,
+      rows: opts.rows ?? 24,
+      ...(opts.user !== undefined ? { user: opts.user } : {}),
+      ...(opts.command !== undefined ? { command: opts.command } : {}),
+      ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+      ...(opts.env !== undefined ? { env: opts.env } : {}),
+      ...(opts.term !== undefined ? { term: opts.term } : {}),
+    });
+    return this.#attachment(conn);
+  }
+
+  async ptyAttach(vmId: string, sessionId: string, opts: { user?: string; cols?: number; rows?: number } = {}): Promise<PtyAttachment> {
+    const conn = await (await this.agentOf(vmId)).open({ op: "pty.attach", sessionId, ...opts });
+    return this.#attachment(conn);
+  }
+
+  async ptyList(vmId: string): Promise<PtySessionInfo[]> {
+    return (await (await this.agentOf(vmId)).call({ op: "pty.list" }, "sessions")).sessions;
+  }
+
+  async ptyClose(vmId: string, sessionId: string): Promise<{ sessionId: string; exitCode: number | null }> {
+    const r = await (await this.agentOf(vmId)).call({ op: "pty.close", sessionId }, "closed");
+    return { sessionId: r.sessionId, exitCode: r.exitCode };
+  }
+
+  /** The session reply arrives before any output, so it is read before handing the attachment out. */
+  #attachment(conn: AgentConn): Promise<PtyAttachment> {
+    return new Promise((resolve, reject) => {
+      conn.once("json", (r: Reply) => {
+        const err = agentError(r);
+        if (err || r.type !== "session") {
+          conn.close();
+          reject(err ?? new EngineError(ErrorCode.Internal, `agent answered ${r.type} to a PTY request`));
+        } else resolve(new PtyAttachment(r.session, conn));
+      });
+      conn.once("close", () => reject(new EngineError(ErrorCode.AgentUnavailable, "agent closed the PTY connection")));
+    });
+  }
+
+  // ---------------------------------------------------------------- files
+
+  async readFileStream(vmId: string, path: string, opts: { user?: string; offset?: number; length?: number } = {}): Promise<{ size: number; stream: Readable }> {
+    return (await this.agentOf(vmId)).readStream({ op: "fs.read", path, ...opts });
+  }
+
+  async readFile(vmId: string, path: string, opts: { user?: string; offset?: number; length?: number } = {}): Promise<Buffer> {
+    const { stream } = await this.readFileStream(vmId, path, opts);
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** Writes atomically (temp file + rename in the VM). `data` may be a stream of any size. */
+  async writeFile(vmId: string, path: string, data: Buffer | string | Readable, opts: { user?: string; mode?: number; mkdirs?: boolean } = {}): Promise<number> {
+    const source = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    return (await this.agentOf(vmId)).writeStream({ op: "fs.write", path, ...opts }, source);
+  }
+
+  async stat(vmId: string, path: string, opts: { user?: string } = {}): Promise<StatInfo> {
+    return (await (await this.agentOf(vmId)).call({ op: "fs.stat", path, ...opts }, "stat")).stat;
+  }
+
+  async list(vmId: string, path: string, opts: { user?: string } = {}): Promise<DirEntry[]> {
+    return (await (await this.agentOf(vmId)).call({ op: "fs.list", path, ...opts }, "list")).entries;
+  }
+
+  async exists(vmId: string, path: string, opts: { user?: string } = {}): Promise<boolean> {
+    return (await (await this.agentOf(vmId)).call({ op: "fs.exists", path, ...opts }, "exists")).exists;
+  }
+
+  async mkdir(vmId: string, path: string, opts: { user?: string; recursive?: boolean; mode?: number } = {}): Promise<void> {
+    await (await this.agentOf(vmId)).call({ op: "fs.mkdir", path, ...opts }, "ok");
+  }
+
+  async remove(vmId: string, path: string, opts: { user?: string; recursive?: boolean } = {}): Promise<void> {
+    await (await this.agentOf(vmId)).call({ op: "fs.remove", path, ...opts }, "ok");
+  }
+
+  async agentVersion(vmId: string): Promise<{ version: string; protocol: number }> {
+    const r = await (await this.agentOf(vmId)).call({ op: "version" }, "version");
+    return { version: r.version, protocol: r.protocol };
+  }
+}

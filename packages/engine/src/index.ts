@@ -1,0 +1,13 @@
+/**
+ * @capsule/engine — the host-side sandbox engine. Public surface; everything else is internal.
+ * @module
+ */
+export { Engine } from "./engine.js";
+export type { CreateVmOpts, SnapshotRecord, VmInfo } from "./engine.js";
+export { DEFAULT_LIMITS } from "./config.js";
+export type { EngineOptions, Egress, RuntimeName, VmLimits } from "./config.js";
+export { EngineError, ErrorCode, isEngineError } from "./errors.js";
+export type { VmState } from "./lifecycle.js";
+export { GuestOps, PtyAttachment } from "./guest-ops.js";
+export type { BufferedExecOpts, ExecOpts, ExecResult, ExitInfo, GuestProcess, PtyOpenOpts } from "./guest-ops.js";
+export type { DirEntry, PtySessionInfo, StatInfo } from "@capsule/agent-protocol";

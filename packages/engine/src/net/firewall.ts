@@ -1,0 +1,85 @@
+import fs from "node:fs/promises";
+import { run } from "../host/run.js";
+
+/**
+ * Host firewall for VM traffic, one nftables table shared by every engine on the host. VMs are
+ * told apart by their host interface (`cv…`); per-VM policy is set membership, so adding or
+ * removing a VM never rewrites rules.
+ *
+ * - input: a VM reaches the host only on (interface, port) pairs in `allowed` — everything
+ *   else addressed to the host (any of its addresses, any port, the Capsule server too) is dropped.
+ * - forward: VM to VM is dropped; a VM whose interface is in `egress` may go out to public
+ *   addresses (not private, loopback or link-local ranges) and is masqueraded; all else dropped.
+ */
+const TABLE = "capsule";
+
+const RULESET = `
+table inet ${TABLE} {
+  set allowed { type ifname . inet_service; }
+  set egress { type ifname; }
+  chain input {
+    type filter hook input priority filter - 10; policy accept;
+    iifname "cv*" ct state established,related accept
+    iifname "cv*" meta l4proto tcp iifname . tcp dport @allowed accept
+    iifname "cv*" counter drop
+  }
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    oifname "cv*" ct state established,related accept
+    iifname "cv*" oifname "cv*" counter drop
+    iifname "cv*" iifname @egress ip daddr != { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4 } accept
+    iifname "cv*" counter drop
+    oifname "cv*" counter drop
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    iifname "cv*" oifname != "cv*" masquerade
+  }
+}
+`;
+
+let ensured = false;
+
+/** Creates the table if it is missing (idempotent; other engines may have made it). */
+export async function ensureFirewall(): Promise<void> {
+  if (ensured) return;
+  const exists = await run("nft", ["list", "table", "inet", TABLE]).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) await run("nft", ["-f", "-"], { input: RULESET });
+  ensured = true;
+}
+
+export async function allowVm(hostIf: string, ports: number[], egress: boolean): Promise<void> {
+  await ensureFirewall();
+  const cmds: string[] = [];
+  if (ports.length > 0) cmds.push(`add element inet ${TABLE} allowed { ${ports.map((p) => `"${hostIf}" . ${p}`).join(", ")} }`);
+  if (egress) {
+    cmds.push(`add element inet ${TABLE} egress { "${hostIf}" }`);
+    await fs.writeFile("/proc/sys/net/ipv4/ip_forward", "1");
+  }
+  if (cmds.length > 0) await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
+}
+
+/** Removes every element naming this interface. Never fails for "not there". */
+export async function forgetVm(hostIf: string): Promise<void> {
+  for (const set of ["allowed", "egress"]) {
+    const elems = await elementsOf(set);
+    const mine = elems.filter((e) => e.startsWith(`"${hostIf}"`));
+    if (mine.length === 0) continue;
+    await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { ${mine.join(", ")} }\n` }).catch(() => undefined);
+  }
+}
+
+/** Set elements as nft prints them (`"cvabc" . 8080`). */
+export async function elementsOf(set: string): Promise<string[]> {
+  try {
+    const { stdout } = await run("nft", ["list", "set", "inet", TABLE, set]);
+    const m = /elements = \{([^}]*)\}/s.exec(stdout);
+    if (!m?.[1]) return [];
+    return m[1].split(",").map((s) => s.trim()).filter(Boolean);
+  } catch {
+    return [];
+  }
+}

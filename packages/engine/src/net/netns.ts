@@ -1,0 +1,44 @@
+import fs from "node:fs/promises";
+import { run, runQuiet } from "../host/run.js";
+import type { Lease } from "./ipam.js";
+
+/**
+ * One network namespace per VM with a veth pair: `cv…` on the host, `eth0` inside. The VM's
+ * default route is the host end; what it may reach beyond that is decided by the firewall.
+ */
+export async function createNetns(ns: string, hostIf: string, lease: Lease): Promise<void> {
+  await run("ip", ["netns", "add", ns]);
+  await run("ip", ["link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+  await run("ip", ["addr", "add", `${lease.hostIp}/${lease.prefix}`, "dev", hostIf]);
+  await run("ip", ["link", "set", hostIf, "up"]);
+  await run("ip", ["-n", ns, "addr", "add", `${lease.guestIp}/${lease.prefix}`, "dev", "eth0"]);
+  await run("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+  await run("ip", ["-n", ns, "link", "set", "lo", "up"]);
+  await run("ip", ["-n", ns, "route", "add", "default", "via", lease.hostIp]);
+}
+
+/** Deleting the namespace destroys its end of the veth, which takes the host end with it. */
+export async function deleteNetns(ns: string, hostIf: string): Promise<void> {
+  await runQuiet("ip", ["netns", "del", ns]);
+  await runQuiet("ip", ["link", "del", hostIf]);
+}
+
+export function netnsPath(ns: string): string {
+  return `/run/netns/${ns}`;
+}
+
+export async function netnsExists(ns: string): Promise<boolean> {
+  return fs.access(netnsPath(ns)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Namespaces on this host whose name starts with `prefix`. */
+export async function listNetns(prefix: string): Promise<string[]> {
+  try {
+    return (await fs.readdir("/run/netns")).filter((n) => n.startsWith(prefix));
+  } catch {
+    return [];
+  }
+}

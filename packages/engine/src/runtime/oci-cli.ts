@@ -1,0 +1,67 @@
+import fs from "node:fs/promises";
+import { run, runDetachedTo } from "../host/run.js";
+import type { Runtime } from "./types.js";
+
+/**
+ * Both runtimes speak the OCI runtime CLI (`state`, `pause`, `resume`, `delete`, `list`); they
+ * differ in global flags and in how the container joins its network namespace.
+ */
+export abstract class OciCliRuntime implements Runtime {
+  abstract readonly name: "runsc" | "runc";
+
+  constructor(
+    protected readonly bin: string,
+    protected readonly root: string,
+  ) {}
+
+  protected abstract globalArgs(): string[];
+  protected abstract runArgv(id: string, bundleDir: string, netnsPath: string): { cmd: string; args: string[] };
+
+  async run(id: string, bundleDir: string, netnsPath: string, logFile: string): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
+    const { cmd, args } = this.runArgv(id, bundleDir, netnsPath);
+    const log = await fs.open(logFile, "a", 0o600);
+    try {
+      await runDetachedTo(cmd, args, log.fd);
+    } catch (err) {
+      const tail = (await fs.readFile(logFile, "utf8").catch(() => "")).split("\n").slice(-15).join("\n");
+      throw new Error(`${this.name} could not start the sandbox: ${(err as Error).message}\n${tail}`, { cause: err });
+    } finally {
+      await log.close();
+    }
+  }
+
+  async state(id: string): Promise<string> {
+    try {
+      const { stdout } = await run(this.bin, [...this.globalArgs(), "state", id]);
+      return (JSON.parse(stdout) as { status: string }).status;
+    } catch {
+      return "absent";
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await run(this.bin, [...this.globalArgs(), "pause", id]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await run(this.bin, [...this.globalArgs(), "resume", id]);
+  }
+
+  async destroy(id: string): Promise<void> {
+    if ((await this.state(id)) === "absent") return;
+    await run(this.bin, [...this.globalArgs(), "delete", "--force", id], { timeoutMs: 60_000 }).catch(async (err) => {
+      if ((await this.state(id)) !== "absent") throw err;
+    });
+  }
+
+  async list(): Promise<string[]> {
+    try {
+      const { stdout } = await run(this.bin, [...this.globalArgs(), "list", "--format", "json"]);
+      const parsed = JSON.parse(stdout) as Array<{ id: string }> | null;
+      return (parsed ?? []).map((c) => c.id);
+    } catch {
+      return [];
+    }
+  }
+}

@@ -1,0 +1,88 @@
+import type { VmLimits } from "../config.js";
+
+/**
+ * Docker's default capability set, less CAP_MKNOD (no VM needs device nodes, and under runc one
+ * would land in the host's data dir) and CAP_NET_RAW (no raw sockets on the shared host bridge).
+ */
+const CAPS = [
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_FSETID",
+  "CAP_FOWNER",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETPCAP",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_SYS_CHROOT",
+  "CAP_KILL",
+  "CAP_AUDIT_WRITE",
+  "CAP_SETFCAP",
+];
+
+/** The agent runs under tini (-s: subreaper, -g: signal the whole group) as PID 1's child. */
+export const AGENT_ARGS = [
+  "/.capsule/bin/tini",
+  "-s",
+  "-g",
+  "--",
+  "/.capsule/lib/ld-linux-x86-64.so.2",
+  "--library-path",
+  "/.capsule/lib",
+  "/.capsule/bin/node",
+  "/.capsule/agent/main.js",
+];
+
+export interface SpecInput {
+  hostname: string;
+  rootfs: string;
+  agentBundleDir: string;
+  runDir: string;
+  etcDir: string;
+  limits: VmLimits;
+  /** runc joins this namespace through the spec; runsc is started inside it instead. */
+  netnsPath?: string;
+}
+
+export function buildSpec(input: SpecInput): object {
+  const { limits } = input;
+  const periodUs = 100_000;
+  const namespaces: Array<{ type: string; path?: string }> = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
+  if (input.netnsPath) namespaces.push({ type: "network", path: input.netnsPath });
+  return {
+    ociVersion: "1.0.2",
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: AGENT_ARGS,
+      env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
+      cwd: "/",
+      capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1048576, soft: 1048576 }],
+      noNewPrivileges: false,
+    },
+    root: { path: input.rootfs, readonly: false },
+    hostname: input.hostname,
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc" },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
+      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      { destination: "/.capsule", type: "bind", source: input.agentBundleDir, options: ["rbind", "ro", "nosuid", "nodev"] },
+      { destination: "/.capsule-run", type: "bind", source: input.runDir, options: ["rbind", "rw", "nosuid", "nodev", "noexec"] },
+      { destination: "/etc/hosts", type: "bind", source: `${input.etcDir}/hosts`, options: ["rbind", "rw"] },
+      { destination: "/etc/resolv.conf", type: "bind", source: `${input.etcDir}/resolv.conf`, options: ["rbind", "rw"] },
+      { destination: "/etc/hostname", type: "bind", source: `${input.etcDir}/hostname`, options: ["rbind", "rw"] },
+    ],
+    linux: {
+      namespaces,
+      resources: {
+        memory: { limit: limits.memoryMb * 1024 * 1024 },
+        cpu: { quota: Math.round(limits.cpus * periodUs), period: periodUs },
+        pids: { limit: limits.pids },
+      },
+      maskedPaths: ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+      readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    },
+  };
+}

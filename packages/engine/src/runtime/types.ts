@@ -1,0 +1,14 @@
+/** What the engine needs from an OCI runtime. One implementation per runtime, same contract. */
+export interface Runtime {
+  readonly name: "runsc" | "runc";
+  /** Creates and starts the container detached; resolves once the runtime reports it started. */
+  run(id: string, bundleDir: string, netnsPath: string, logFile: string): Promise<void>;
+  /** `running`, `paused`, `stopped`, `created`, or `absent` when the runtime does not know it. */
+  state(id: string): Promise<string>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  /** Kills and removes the container; resolves when it is gone. Idempotent. */
+  destroy(id: string): Promise<void>;
+  /** Container ids known to this runtime root. */
+  list(): Promise<string[]>;
+}

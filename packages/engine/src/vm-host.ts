@@ -1,0 +1,208 @@
+import fs from "node:fs/promises";
+import { AgentClient } from "./agent/client.js";
+import { withRollback } from "./cleanup.js";
+import type { Egress, ResolvedOptions, RuntimeName, VmLimits } from "./config.js";
+import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
+import { EngineError, ErrorCode } from "./errors.js";
+import type { VmState } from "./lifecycle.js";
+import { allowVm, forgetVm } from "./net/firewall.js";
+import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
+import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
+import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
+import { buildSpec } from "./runtime/oci.js";
+import type { Runtime } from "./runtime/types.js";
+import { writeJsonAtomic } from "./store.js";
+
+/** What the engine keeps on disk for each VM (`<dataDir>/vms/<id>/vm.json`). */
+export interface VmRecord {
+  id: string;
+  name?: string;
+  state: VmState;
+  runtime: RuntimeName;
+  /** Base image name (`<imagesDir>/<image>/rootfs`). */
+  image: string;
+  /** Read-only snapshot layers above the image, newest first. */
+  layers: string[];
+  /** The snapshot this VM was created from, if any. */
+  snapshotId?: string;
+  limits: VmLimits;
+  egress: Egress;
+  /** Network lease while the VM is up. */
+  net?: Lease;
+  /** The agent bundle version directory mounted at /.capsule while the VM is up. */
+  agentBundle?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/**
+ * Brings one VM's host-side resources up and down: disk, rootfs overlay, network namespace,
+ * firewall membership and the sandbox itself. Every step of `bringUp` registers its undo; every
+ * step of `tearDown` is idempotent, so both are safe to repeat after a crash.
+ */
+export class VmHost {
+  constructor(
+    private readonly opts: ResolvedOptions,
+    private readonly paths: Paths,
+    private readonly runtimes: Record<RuntimeName, Runtime>,
+  ) {}
+
+  vmPaths(id: string): VmPaths {
+    return this.paths.vm(id);
+  }
+
+  agent(id: string): AgentClient {
+    return new AgentClient(this.paths.vm(id).socket);
+  }
+
+  lowerDirs(rec: VmRecord): string[] {
+    return [...rec.layers.map((l) => this.paths.layer(l)), `${this.opts.imagesDir}/${rec.image}/rootfs`];
+  }
+
+  async save(rec: VmRecord): Promise<void> {
+    rec.updatedAt = new Date().toISOString();
+    await writeJsonAtomic(this.paths.vm(rec.id).record, rec);
+  }
+
+  async createDisk(rec: VmRecord): Promise<void> {
+    const p = this.paths.vm(rec.id);
+    await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
+    await createDiskImage(p, rec.limits.diskMb);
+  }
+
+  /** Boots the VM; on failure everything it acquired is released again and the error rethrown. */
+  async bringUp(rec: VmRecord): Promise<void> {
+    const p = this.paths.vm(rec.id);
+    const runtime = this.runtimes[rec.runtime];
+    const ns = netnsName(rec.id);
+    const hostIf = hostIfName(rec.id);
+    await withRollback(async (cleanup) => {
+      await mountDisk(p);
+      cleanup.add("unmount disk", () => unmountDisk(p));
+      await mountRootfs(p, this.lowerDirs(rec));
+      cleanup.add("unmount rootfs", () => unmountRootfs(p));
+
+      const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
+      cleanup.add("release address", () => release(lease.slot, rec.id));
+      rec.net = lease;
+      await this.save(rec); // recovery must know the lease even if we crash right now
+      await createNetns(ns, hostIf, lease);
+      cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
+      await allowVm(hostIf, this.opts.allowedHostPorts, rec.egress === "internet");
+      cleanup.add("forget firewall", () => forgetVm(hostIf));
+
+      await this.writeGuestFiles(rec, lease);
+      rec.agentBundle = await resolveBundle(this.opts.agentBundleDir);
+      const spec = buildSpec({
+        hostname: rec.id,
+        rootfs: p.rootfs,
+        agentBundleDir: rec.agentBundle,
+        runDir: p.run,
+        etcDir: p.etc,
+        limits: rec.limits,
+        ...(rec.runtime === "runc" ? { netnsPath: netnsPath(ns) } : {}),
+      });
+      await writeJsonAtomic(`${p.bundle}/config.json`, spec);
+      await runtime.run(rec.id, p.bundle, netnsPath(ns), p.log);
+      cleanup.add("destroy sandbox", () => runtime.destroy(rec.id));
+      await this.waitForAgent(rec.id);
+    }).catch((err: unknown) => {
+      delete rec.net;
+      throw err instanceof EngineError
+        ? err
+        : new EngineError(ErrorCode.RuntimeFailed, `VM ${rec.id} failed to boot: ${(err as Error).message}`, { cause: err });
+    });
+  }
+
+  /** Stops the sandbox and releases everything but the disk image. Idempotent. */
+  async tearDown(rec: VmRecord): Promise<void> {
+    const p = this.paths.vm(rec.id);
+    const hostIf = hostIfName(rec.id);
+    await this.runtimes[rec.runtime].destroy(rec.id);
+    await forgetVm(hostIf);
+    await deleteNetns(netnsName(rec.id), hostIf);
+    const slots = new Set<number>(rec.net ? [rec.net.slot] : []);
+    for (const c of await claimsOf(this.opts.dataDir)) if (c.vmId === rec.id) slots.add(c.slot);
+    for (const slot of slots) await release(slot, rec.id);
+    delete rec.net;
+    await fs.rm(p.socket, { force: true });
+    await unmountRootfs(p);
+    await unmountDisk(p);
+  }
+
+  /** Removes every file of the VM. Call after {@link tearDown}. */
+  async removeFiles(id: string): Promise<void> {
+    await fs.rm(this.paths.vm(id).dir, { recursive: true, force: true });
+  }
+
+  /** Is the sandbox up and its agent answering? */
+  async alive(rec: VmRecord): Promise<boolean> {
+    if ((await this.runtimes[rec.runtime].state(rec.id)) !== "running") return false;
+    try {
+      await this.agent(rec.id).call({ op: "version" }, "version", 2000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async waitForAgent(id: string): Promise<void> {
+    const deadline = Date.now() + this.opts.bootTimeoutMs;
+    const client = this.agent(id);
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        await client.call({ op: "version" }, "version", 2000);
+        return;
+      } catch (err) {
+        last = err;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    const log = await fs.readFile(this.paths.vm(id).log, "utf8").catch(() => "");
+    throw new EngineError(
+      ErrorCode.AgentUnavailable,
+      `VM ${id}: the guest agent did not answer within ${this.opts.bootTimeoutMs} ms (${(last as Error)?.message ?? "no attempt"}). Runtime log tail:\n${log.split("\n").slice(-10).join("\n")}`,
+    );
+  }
+
+  /**
+   * /etc/hosts, resolv.conf and hostname are host-managed files bind-mounted into the VM, never
+   * written into its rootfs by the host: the host must not follow links a VM planted there.
+   */
+  private async writeGuestFiles(rec: VmRecord, lease: Lease): Promise<void> {
+    const p = this.paths.vm(rec.id);
+    await fs.mkdir(p.etc, { recursive: true, mode: 0o755 });
+    await fs.mkdir(p.run, { recursive: true, mode: 0o700 });
+    await fs.chmod(p.run, 0o700);
+    await fs.rm(p.socket, { force: true });
+    const hosts = [
+      "127.0.0.1\tlocalhost",
+      "::1\tlocalhost ip6-localhost ip6-loopback",
+      `${lease.guestIp}\t${rec.id}`,
+      `${lease.hostIp}\thost.capsule.internal`,
+      "",
+    ].join("\n");
+    await fs.writeFile(`${p.etc}/hosts`, hosts);
+    await fs.writeFile(`${p.etc}/hostname`, `${rec.id}\n`);
+    await fs.writeFile(`${p.etc}/resolv.conf`, rec.egress === "internet" ? await upstreamResolvers() : "# no egress: no DNS\n");
+  }
+}
+
+/**
+ * The bundle dir holds versions and a `current` link (setup replaces the link, never a version a
+ * running VM has mounted); a flat bundle without `current` is used as is.
+ */
+export async function resolveBundle(dir: string): Promise<string> {
+  return fs.realpath(`${dir}/current`).catch(() => dir);
+}
+
+/** The host's non-loopback nameservers (a loopback stub resolver is unreachable from a VM). */
+async function upstreamResolvers(): Promise<string> {
+  for (const file of ["/run/systemd/resolve/resolv.conf", "/etc/resolv.conf"]) {
+    const text = await fs.readFile(file, "utf8").catch(() => "");
+    const servers = [...text.matchAll(/^nameserver\s+(\S+)/gm)].map((m) => m[1] ?? "").filter((s) => s && !s.startsWith("127.") && s !== "::1");
+    if (servers.length > 0) return servers.map((s) => `nameserver ${s}`).join("\n") + "\n";
+  }
+  return "nameserver 1.1.1.1\n";
+}

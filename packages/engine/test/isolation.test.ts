@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { hostTcpServer, useEngine } from "./harness.js";
+
+const NODE = "/.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node";
+/** bash's /dev/tcp: exit 0 and the server's line if it connects, non-zero otherwise. */
+const probe = (host: string, port: number) => `timeout 3 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`;
+
+describe("isolation", () => {
+  let allowed: Awaited<ReturnType<typeof hostTcpServer>>;
+  let forbidden: Awaited<ReturnType<typeof hostTcpServer>>;
+  let loopbackOnly: Awaited<ReturnType<typeof hostTcpServer>>;
+  before(async () => {
+    allowed = await hostTcpServer("0.0.0.0");
+    forbidden = await hostTcpServer("0.0.0.0");
+    loopbackOnly = await hostTcpServer("127.0.0.1");
+  });
+  after(async () => {
+    await Promise.all([allowed.close(), forbidden.close(), loopbackOnly.close()]);
+  });
+  const t = useEngine(() => ({ allowedHostPorts: [allowed.port] }));
+
+  it("two VMs see neither each other's processes, files nor network", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { engine } = t.get();
+    const a = await engine.createVm();
+    const b = await engine.createVm();
+    await engine.guest.exec(a.id, { command: "echo only-a > /tmp/mine" });
+    const server = await engine.guest.spawn(b.id, {
+      command: `exec ${NODE} -e "require('net').createServer(s=>s.end('b-says-hi\\n')).listen(7777,()=>console.log('up'))"`,
+    });
+    await new Promise<void>((r) => server.stdout.once("data", () => r()));
+
+    const ps = await engine.guest.exec(a.id, { command: "ps -eo args" });
+    assert.doesNotMatch(ps.stdout, /createServer/);
+    assert.equal((await engine.guest.exec(b.id, { command: "test -e /tmp/mine && echo visible || echo absent" })).stdout, "absent\n");
+
+    // Positive control: the host reaches B's server; A does not.
+    const fromHost = await (await import("node:net")).connect(7777, b.ip!);
+    const hostLine = await new Promise<string>((r) => fromHost.once("data", (d: Buffer) => r(d.toString())));
+    assert.equal(hostLine, "b-says-hi\n");
+    const fromA = await engine.guest.exec(a.id, { command: probe(b.ip!, 7777) });
+    assert.notEqual(fromA.exitCode, 0);
+    server.kill();
+  });
+
+  it("a VM cannot reach the host's loopback or ports, except the allowed ones by a stable name", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { engine } = t.get();
+    const vm = await engine.createVm();
+    const gw = vm.gatewayIp!;
+    for (const [host, port] of [
+      ["127.0.0.1", loopbackOnly.port],
+      ["127.0.0.1", forbidden.port],
+      [gw, forbidden.port],
+      [gw, loopbackOnly.port],
+    ] as const) {
+      const r = await engine.guest.exec(vm.id, { command: probe(host, port) });
+      assert.notEqual(r.exitCode, 0, `VM reached ${host}:${port}`);
+    }
+    const ok = await engine.guest.exec(vm.id, { command: probe("host.capsule.internal", allowed.port) });
+    assert.equal(ok.stdout, "host-says-hi\n", ok.stderr);
+    const byIp = await engine.guest.exec(vm.id, { command: probe(gw, allowed.port) });
+    assert.equal(byIp.stdout, "host-says-hi\n");
+  });
+});
