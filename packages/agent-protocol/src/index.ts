@@ -67,29 +67,80 @@ export function encodeJson(value: unknown): Buffer {
 /**
  * Incremental frame decoder: push chunks in, get whole frames out. Throws on a frame type it
  * does not know or a payload over the limits, because either means the peer is broken or hostile.
+ * Chunks are kept as they came and each byte is copied at most once, when a frame spans chunks:
+ * sockets deliver 64 KiB reads, and re-joining a buffer per read would copy a 1 MiB frame
+ * about eight times over.
  */
 export class FrameDecoder {
-  #buf: Buffer = Buffer.alloc(0);
+  #chunks: Buffer[] = [];
+  #head = 0;
+  #length = 0;
 
   push(chunk: Buffer): Frame[] {
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#length += chunk.length;
+    }
     const frames: Frame[] = [];
-    while (this.#buf.length >= 5) {
-      const type = this.#buf.readUInt8(0);
-      const len = this.#buf.readUInt32BE(1);
+    while (this.#length >= 5) {
+      const header = this.#peek(5);
+      const type = header.readUInt8(0);
+      const len = header.readUInt32BE(1);
       if (type < FrameType.Json || type > FrameType.Eof) throw new Error(`unknown frame type ${type}`);
       const limit = type === FrameType.Json ? MAX_JSON_PAYLOAD : MAX_FRAME_PAYLOAD;
       if (len > limit) throw new Error(`frame of ${len} bytes exceeds the ${limit} byte limit`);
-      if (this.#buf.length < 5 + len) break;
-      frames.push({ type: type as FrameType, payload: this.#buf.subarray(5, 5 + len) });
-      this.#buf = this.#buf.subarray(5 + len);
+      if (this.#length < 5 + len) break;
+      frames.push({ type: type as FrameType, payload: this.#take(5 + len).subarray(5) });
     }
     return frames;
   }
 
   /** Bytes received but not yet part of a whole frame. */
   get pending(): number {
-    return this.#buf.length;
+    return this.#length;
+  }
+
+  /** The first `n` buffered bytes (n <= #length), left in place. */
+  #peek(n: number): Buffer {
+    const first = this.#chunks[this.#head] as Buffer;
+    if (first.length >= n) return first.subarray(0, n);
+    const out = Buffer.allocUnsafe(n);
+    for (let i = this.#head, filled = 0; filled < n; i++) filled += (this.#chunks[i] as Buffer).copy(out, filled, 0, n - filled);
+    return out;
+  }
+
+  /** Removes and returns the first `n` buffered bytes (n <= #length), copying only across chunks. */
+  #take(n: number): Buffer {
+    const first = this.#chunks[this.#head] as Buffer;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      this.#drop(first, n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      for (let filled = 0; filled < n; ) {
+        const chunk = this.#chunks[this.#head] as Buffer;
+        const k = chunk.copy(out, filled, 0, n - filled);
+        filled += k;
+        this.#drop(chunk, k);
+      }
+    }
+    this.#length -= n;
+    return out;
+  }
+
+  #drop(chunk: Buffer, n: number): void {
+    if (n < chunk.length) {
+      this.#chunks[this.#head] = chunk.subarray(n);
+      return;
+    }
+    this.#head++;
+    // Drop spent chunks once they are at least half the array, so a stream that never drains
+    // completely (a partial frame is nearly always pending) does not keep them all alive.
+    if (this.#head * 2 >= this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#head = 0;
+    }
   }
 }
 

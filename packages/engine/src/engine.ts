@@ -6,6 +6,7 @@ import { mountDisk, unmountDisk } from "./disk/writable.js";
 import { EngineError, ErrorCode } from "./errors.js";
 import { GuestOps } from "./guest-ops.js";
 import { assertTransition, requireState, type VmState } from "./lifecycle.js";
+import { findProcs, waitGone } from "./host/procs.js";
 import { KeyedMutex } from "./mutex.js";
 import { claimsOf, release } from "./net/ipam.js";
 import { deleteNetns } from "./net/netns.js";
@@ -377,6 +378,7 @@ export class Engine {
    */
   async #recover(): Promise<void> {
     await fs.mkdir(this.#paths.vmsDir, { recursive: true, mode: 0o700 });
+    await this.#settleRuntimeCommands();
     const known = new Set<string>();
     for (const id of await listDir(this.#paths.vmsDir)) {
       const rec = await readJson<VmRecord>(this.#paths.vm(id).record).catch(() => undefined);
@@ -390,12 +392,33 @@ export class Engine {
     for (const runtime of Object.values(this.#runtimes)) {
       for (const cid of await runtime.list()) if (!known.has(cid)) await runtime.destroy(cid);
     }
+    // Sandbox processes the runtime has no state for (a `run` killed half-way) are killed outright.
+    for (const p of await findProcs(`${this.#paths.vmsDir}/`)) {
+      const bundle = p.argv.find((a) => a.startsWith("--bundle="));
+      const id = bundle ? /\/vms\/([a-z0-9]+)\/bundle/.exec(bundle)?.[1] : undefined;
+      if (id && !known.has(id)) process.kill(p.pid, "SIGKILL");
+    }
     for (const c of await claimsOf(this.options.dataDir)) {
       if (known.has(c.vmId)) continue;
       await deleteNetns(netnsName(c.vmId), hostIfName(c.vmId));
       await release(c.slot, c.vmId);
     }
     await this.#gcLayers();
+  }
+
+  /**
+   * A crashed engine leaves its runtime commands (`runsc run`, `delete`, …) running as orphans;
+   * one that finishes after recovery looked would leave a sandbox nobody knows. Wait for them
+   * (they end within seconds), and kill those that do not.
+   */
+  async #settleRuntimeCommands(): Promise<void> {
+    const root = this.#paths.runtimeRoot;
+    const cmds = (await findProcs(`--root=${root}/`)).filter((p) => !p.argv.some((a) => a === "boot" || a === "gofer"));
+    const left = await waitGone(
+      cmds.map((p) => p.pid),
+      30_000,
+    );
+    for (const pid of left) process.kill(pid, "SIGKILL");
   }
 
   async #recoverVm(rec: VmRecord): Promise<void> {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { useEngine } from "./harness.js";
+import { useEngine } from "../test-support/harness.js";
 
 describe("exec", () => {
   const t = useEngine();

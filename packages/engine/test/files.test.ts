@@ -3,7 +3,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import { Readable } from "node:stream";
 import { describe, it } from "node:test";
-import { useEngine } from "./harness.js";
+import { useEngine } from "../test-support/harness.js";
 
 describe("files", () => {
   const t = useEngine();

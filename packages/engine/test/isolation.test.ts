@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { hostTcpServer, useEngine } from "./harness.js";
+import { hostTcpServer, useEngine } from "../test-support/harness.js";
 
 const NODE = "/.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node";
 /** bash's /dev/tcp: exit 0 and the server's line if it connects, non-zero otherwise. */

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Engine } from "../src/index.js";
-import { AGENT_BUNDLE, IMAGES_DIR, countResources, destroyAll, hostGap } from "./harness.js";
+import { AGENT_BUNDLE, IMAGES_DIR, countResources, destroyAll, hostGap } from "../test-support/harness.js";
 
 const zero = { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0 };
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { describe, it } from "node:test";
-import { useEngine } from "./harness.js";
+import { useEngine } from "../test-support/harness.js";
 
 describe("resource limits", () => {
   const t = useEngine({ limits: { memoryMb: 256, pids: 128, cpus: 0.5 } });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { PtyAttachment } from "../src/index.js";
-import { useEngine } from "./harness.js";
+import { useEngine } from "../test-support/harness.js";
 
 /** Collects a PTY's output and waits for a pattern in it. */
 function screen(a: PtyAttachment) {
@@ -33,7 +33,7 @@ describe("pty", () => {
     const a = await engine.guest.ptyOpen(vm, { cols: 100, rows: 30 });
     const s = screen(a);
     await a.write("echo h''i\r");
-    await s.waitFor(/\r\nhi\r\n/);
+    await s.waitFor(/[\r\n]hi\r\n/); // bash may put bracketed-paste escapes before it
 
     await a.write("stty size\r");
     await s.waitFor(/30 100/);
@@ -43,14 +43,13 @@ describe("pty", () => {
 
     await a.write("sleep 100; echo after-sleep-$?\r");
     await new Promise((r) => setTimeout(r, 300));
-    a.signal("SIGINT");
-    await s.waitFor(/\^C/);
+    a.signal("SIGINT"); // gVisor's line discipline does not echo ^C; the shell coming back proves it
     await a.write("echo alive\r");
-    await s.waitFor(/\r\nalive\r\n/);
+    await s.waitFor(/[\r\n]alive\r\n/);
     assert.doesNotMatch(s.text, /after-sleep-0/);
 
     await a.write("echo before-detach\r");
-    await s.waitFor(/\r\nbefore-detach\r\n/);
+    await s.waitFor(/[\r\n]before-detach\r\n/);
     a.detach();
     await new Promise((r) => a.once("close", r));
 

@@ -197,16 +197,18 @@ export class AgentClient {
     const conn = await this.open(req);
     const out = new PassThrough({ highWaterMark: 4 * MAX_FRAME_PAYLOAD });
     return new Promise((resolve, reject) => {
+      // "settled" = the promise is decided; "handedOut" = a caller holds `out` and must hear errors.
       let settled = false;
+      let handedOut = false;
       conn.once("json", (reply: Reply) => {
+        settled = true;
         const err = agentError(reply);
         if (err || reply.type !== "stat") {
-          settled = true;
           conn.close();
           reject(err ?? new EngineError(ErrorCode.Internal, `agent answered ${reply.type} to fs.read`));
           return;
         }
-        settled = true;
+        handedOut = true;
         resolve({ size: reply.stat.size, stream: out });
         conn.on("json", (r: Reply) => {
           const e = agentError(r);
@@ -225,7 +227,7 @@ export class AgentClient {
       });
       conn.once("close", () => {
         if (!settled) reject(new EngineError(ErrorCode.AgentUnavailable, "agent closed the connection during fs.read"));
-        else if (!out.writableEnded) out.destroy(new EngineError(ErrorCode.AgentUnavailable, "agent connection closed mid-file"));
+        else if (handedOut && !out.writableEnded) out.destroy(new EngineError(ErrorCode.AgentUnavailable, "agent connection closed mid-file"));
       });
       out.on("close", () => {
         if (!conn.closed) conn.close();

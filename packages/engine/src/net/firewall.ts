@@ -7,28 +7,32 @@ import { run } from "../host/run.js";
  * removing a VM never rewrites rules.
  *
  * - input: a VM reaches the host only on (interface, port) pairs in `allowed` — everything
- *   else addressed to the host (any of its addresses, any port, the Capsule server too) is dropped.
+ *   else addressed to the host (any of its addresses, any port, the Capsule server too) is
+ *   rejected (at once, so a blocked connect fails fast instead of hanging).
  * - forward: VM to VM is dropped; a VM whose interface is in `egress` may go out to public
  *   addresses (not private, loopback or link-local ranges) and is masqueraded; all else dropped.
  */
 const TABLE = "capsule";
+/** Bump when RULESET changes: an older table is replaced (its set elements are re-added on boot). */
+const RULESET_VERSION = 2;
 
 const RULESET = `
 table inet ${TABLE} {
+  comment "capsule ruleset v${RULESET_VERSION}"
   set allowed { type ifname . inet_service; }
   set egress { type ifname; }
   chain input {
     type filter hook input priority filter - 10; policy accept;
     iifname "cv*" ct state established,related accept
     iifname "cv*" meta l4proto tcp iifname . tcp dport @allowed accept
-    iifname "cv*" counter drop
+    iifname "cv*" counter reject with icmpx type admin-prohibited
   }
   chain forward {
     type filter hook forward priority filter - 10; policy accept;
     oifname "cv*" ct state established,related accept
-    iifname "cv*" oifname "cv*" counter drop
+    iifname "cv*" oifname "cv*" counter reject with icmpx type admin-prohibited
     iifname "cv*" iifname @egress ip daddr != { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4 } accept
-    iifname "cv*" counter drop
+    iifname "cv*" counter reject with icmpx type admin-prohibited
     oifname "cv*" counter drop
   }
   chain postrouting {
@@ -43,11 +47,19 @@ let ensured = false;
 /** Creates the table if it is missing (idempotent; other engines may have made it). */
 export async function ensureFirewall(): Promise<void> {
   if (ensured) return;
-  const exists = await run("nft", ["list", "table", "inet", TABLE]).then(
-    () => true,
-    () => false,
+  const current = await run("nft", ["list", "table", "inet", TABLE]).then(
+    (r) => r.stdout.includes(`capsule ruleset v${RULESET_VERSION}"`),
+    () => undefined,
   );
-  if (!exists) await run("nft", ["-f", "-"], { input: RULESET });
+  if (current === false) {
+    // An older ruleset: replace the rules but keep the set elements of VMs that are up.
+    const keep = [...(await elementsOf("allowed")).map((e) => ["allowed", e]), ...(await elementsOf("egress")).map((e) => ["egress", e])];
+    await run("nft", ["delete", "table", "inet", TABLE]);
+    await run("nft", ["-f", "-"], { input: RULESET });
+    for (const [set, e] of keep) await run("nft", ["-f", "-"], { input: `add element inet ${TABLE} ${set} { ${e} }\n` });
+  } else if (current === undefined) {
+    await run("nft", ["-f", "-"], { input: RULESET });
+  }
   ensured = true;
 }
 

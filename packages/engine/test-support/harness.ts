@@ -86,7 +86,7 @@ export async function countResources(dataDir: string, vmIds?: string[]): Promise
   const links = execFileSync("ip", ["-o", "link", "show", "type", "veth"], { encoding: "utf8" });
   const veths = links.split("\n").filter((l) => /^\d+: cv/.test(l) && ours(l.split(":")[1] ?? "")).length;
   const ps = execFileSync("ps", ["-eo", "args"], { encoding: "utf8" });
-  const runtimeProcs = ps.split("\n").filter((l) => l.includes(dataDir) && /runsc|runc/.test(l)).length;
+  const runtimeProcs = ps.split("\n").filter((l) => l.includes(dataDir) && /runsc|runc/.test(l) && ours(l)).length;
   let nftElements = 0;
   try {
     const t = execFileSync("nft", ["list", "table", "inet", "capsule"], { encoding: "utf8" });

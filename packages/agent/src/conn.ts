@@ -1,0 +1,186 @@
+import type net from "node:net";
+import type { Readable, Writable } from "node:stream";
+import {
+  FrameDecoder,
+  FrameType,
+  MAX_FRAME_PAYLOAD,
+  MAX_JSON_PAYLOAD,
+  encodeFrame,
+  encodeJson,
+  type Frame,
+  type Reply,
+} from "@capsule/agent-protocol";
+import { badRequest, toAgentError } from "./errors.js";
+import { log } from "./log.js";
+
+/** A host that connects and never sends its request must not hold a descriptor forever. */
+const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * After our last reply we keep reading (and discarding) until the host hangs up: closing a unix
+ * socket with unread input makes the peer's next read fail with ECONNRESET, which would turn a
+ * clean reply into an error on the host. A host that never hangs up is cut off after this.
+ */
+const LINGER_MS = 5_000;
+
+export type FrameHandler = (frame: Frame) => void;
+export type RequestHandler = (request: unknown, conn: Conn) => Promise<void>;
+
+/**
+ * One host connection carrying one operation: frame decoding, replies, and backpressure in both
+ * directions. Frames that arrive after the request but before the operation is ready for them
+ * (it may still be resolving the user, say) are held, with the socket paused, until it calls
+ * {@link onFrames}.
+ */
+export class Conn {
+  readonly #sock: net.Socket;
+  readonly #decoder = new FrameDecoder();
+  readonly #onRequest: RequestHandler;
+  #requested = false;
+  #handler: FrameHandler | undefined;
+  #held: Frame[] = [];
+  #inputBlocked = false;
+  #finished = false;
+  readonly #requestTimer: NodeJS.Timeout;
+
+  constructor(sock: net.Socket, onRequest: RequestHandler) {
+    this.#sock = sock;
+    this.#onRequest = onRequest;
+    this.#requestTimer = setTimeout(() => this.fail(badRequest("no request received")), REQUEST_TIMEOUT_MS);
+    sock.on("data", (chunk: Buffer) => this.#receive(chunk));
+    // Resets and broken pipes surface as "close"; there is nothing more to do with them here.
+    sock.on("error", () => undefined);
+    sock.on("close", () => clearTimeout(this.#requestTimer));
+  }
+
+  get finished(): boolean {
+    return this.#finished || this.#sock.destroyed;
+  }
+
+  /** Delivers every later frame (and any held ones) to `handler`. */
+  onFrames(handler: FrameHandler): void {
+    this.#handler = handler;
+    const held = this.#held;
+    this.#held = [];
+    for (const frame of held) this.#deliver(frame);
+    if (!this.#inputBlocked) this.#sock.resume();
+  }
+
+  /** Runs `callback` once the host connection is gone (hang-up, error or our own finish). */
+  onClose(callback: () => void): void {
+    if (this.#sock.destroyed) queueMicrotask(callback);
+    else this.#sock.once("close", callback);
+  }
+
+  /** Sends bytes as frames of `type`; false means the socket is full, wait for {@link onDrain}. */
+  send(type: FrameType, data: Buffer): boolean {
+    if (this.finished) return true;
+    if (data.length <= MAX_FRAME_PAYLOAD) return this.#sock.write(encodeFrame(type, data));
+    let ok = true;
+    for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) {
+      ok = this.#sock.write(encodeFrame(type, data.subarray(off, off + MAX_FRAME_PAYLOAD)));
+    }
+    return ok;
+  }
+
+  sendJson(reply: Reply): boolean {
+    if (this.finished) return true;
+    const frame = encodeJson(reply);
+    if (frame.length - 5 > MAX_JSON_PAYLOAD) {
+      return this.#sock.write(encodeJson({ type: "error", code: "INTERNAL", message: `reply of ${frame.length} bytes exceeds the JSON frame limit` }));
+    }
+    return this.#sock.write(frame);
+  }
+
+  onDrain(callback: () => void): void {
+    this.#sock.once("drain", callback);
+  }
+
+  /** Streams `source` out as frames of `type`, pausing it whenever the socket is full. */
+  pipeFrom(source: Readable, type: FrameType): void {
+    source.on("data", (chunk: Buffer) => {
+      if (this.send(type, chunk)) return;
+      source.pause();
+      this.onDrain(() => source.resume());
+    });
+  }
+
+  /** Writes host data to `sink`; while the sink is full, stops reading from the host. */
+  writeTo(sink: Writable, data: Buffer): void {
+    if (sink.write(data) || this.#inputBlocked) return;
+    this.#inputBlocked = true;
+    this.#sock.pause();
+    const unblock = () => {
+      sink.off("drain", unblock);
+      sink.off("close", unblock);
+      this.#inputBlocked = false;
+      this.#sock.resume();
+    };
+    sink.on("drain", unblock);
+    sink.on("close", unblock);
+  }
+
+  /** Replies with an error and ends the operation. Once the host is gone, failures are its echo. */
+  fail(err: unknown): void {
+    if (this.finished) return;
+    const e = toAgentError(err);
+    if (e.code === "INTERNAL") log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : e.message}`);
+    this.sendJson({ type: "error", code: e.code, message: e.message });
+    this.finish();
+  }
+
+  /** Ends the operation: no more replies, input discarded until the host hangs up. */
+  finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    clearTimeout(this.#requestTimer);
+    this.#handler = () => undefined;
+    this.#held = [];
+    this.#sock.end();
+    this.#sock.resume();
+    const linger = setTimeout(() => this.#sock.destroy(), LINGER_MS);
+    this.#sock.once("close", () => clearTimeout(linger));
+  }
+
+  #receive(chunk: Buffer): void {
+    if (this.#finished) return;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (err) {
+      this.fail(badRequest((err as Error).message));
+      return;
+    }
+    for (const frame of frames) {
+      if (this.#finished) return;
+      if (!this.#requested) this.#startRequest(frame);
+      else if (this.#handler) this.#deliver(frame);
+      else this.#held.push(frame);
+    }
+  }
+
+  #startRequest(frame: Frame): void {
+    this.#requested = true;
+    clearTimeout(this.#requestTimer);
+    this.#sock.pause();
+    if (frame.type !== FrameType.Json) {
+      this.fail(badRequest("the first frame must be a JSON request"));
+      return;
+    }
+    let request: unknown;
+    try {
+      request = JSON.parse(frame.payload.toString("utf8"));
+    } catch {
+      this.fail(badRequest("the request is not valid JSON"));
+      return;
+    }
+    this.#onRequest(request, this).catch((err: unknown) => this.fail(err));
+  }
+
+  #deliver(frame: Frame): void {
+    try {
+      this.#handler?.(frame);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+}

@@ -1,0 +1,74 @@
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { FrameType, type ExecRequest, type Frame } from "@capsule/agent-protocol";
+import type { Conn } from "./conn.js";
+import { AgentError, badRequest } from "./errors.js";
+import { assertRunnable, helperCommand, killGroup, resolveCwd, userEnv } from "./launch.js";
+import { parseExecControl } from "./request.js";
+import { resolveUser } from "./users.js";
+
+const SHELL = "/bin/sh";
+
+/** Process groups of commands still running, ended when the agent shuts down. */
+const running = new Set<number>();
+
+export function killRunningCommands(): void {
+  for (const pid of running) killGroup(pid, "SIGKILL");
+}
+
+/**
+ * Runs `/bin/sh -c COMMAND` as the user, in its own session and process group so a timeout, a
+ * signal from the host or the host hanging up reaches every process the command started.
+ * `exit` is sent once the process has exited and its output pipes have closed, so it always
+ * follows the last byte of output.
+ */
+export async function runExec(conn: Conn, req: ExecRequest): Promise<void> {
+  const user = await resolveUser(req.user);
+  const [cwd] = await Promise.all([resolveCwd(user, req.cwd), assertRunnable(SHELL, "/", undefined)]);
+  const { file, args } = helperCommand(user, [SHELL, "-c", req.command]);
+  const child = spawn(file, args, { cwd, env: userEnv(user, req.env), detached: true, stdio: "pipe" });
+  child.on("error", (err) => conn.fail(new AgentError("SPAWN_FAILED", `cannot start ${file}: ${err.message}`)));
+  const pid = child.pid;
+  if (pid === undefined) return; // the "error" event follows
+  running.add(pid);
+  conn.sendJson({ type: "started", pid });
+  conn.pipeFrom(child.stdout, FrameType.Stdout);
+  conn.pipeFrom(child.stderr, FrameType.Stderr);
+  // The command may exit without reading its input; later writes then fail with EPIPE.
+  child.stdin.on("error", () => undefined);
+
+  let timedOut = false;
+  let closed = false;
+  const timer = req.timeoutMs
+    ? setTimeout(() => {
+        timedOut = true;
+        killGroup(pid, "SIGKILL");
+      }, req.timeoutMs)
+    : undefined;
+  child.once("close", (code, signal) => {
+    closed = true;
+    running.delete(pid);
+    clearTimeout(timer);
+    conn.sendJson({ type: "exit", code, signal, timedOut });
+    conn.finish();
+  });
+  conn.onClose(() => {
+    if (!closed) killGroup(pid, "SIGKILL");
+  });
+  conn.onFrames((frame) => handleFrame(conn, child, pid, frame));
+}
+
+function handleFrame(conn: Conn, child: ChildProcessWithoutNullStreams, pid: number, frame: Frame): void {
+  switch (frame.type) {
+    case FrameType.Stdin:
+      if (child.stdin.writable) conn.writeTo(child.stdin, frame.payload);
+      break;
+    case FrameType.Eof:
+      child.stdin.end();
+      break;
+    case FrameType.Json:
+      killGroup(pid, parseExecControl(frame.payload).signal);
+      break;
+    default:
+      throw badRequest(`unexpected frame type ${frame.type} during exec`);
+  }
+}

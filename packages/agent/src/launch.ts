@@ -1,0 +1,70 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { config } from "./config.js";
+import { AgentError } from "./errors.js";
+import type { UserInfo } from "./users.js";
+
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** argv for capsule-spawn: become `user` exactly (uid, gid, groups), then run `rest`. */
+export function helperArgv(user: UserInfo, rest: string[]): string[] {
+  return [String(user.uid), String(user.gid), user.groups.length > 0 ? user.groups.join(",") : "-", ...rest];
+}
+
+export function helperCommand(user: UserInfo, argv: string[]): { file: string; args: string[] } {
+  return { file: config.spawnHelper, args: helperArgv(user, ["--", ...argv]) };
+}
+
+/** A clean environment for the user: nothing of the agent's own leaks into it. */
+export function userEnv(user: UserInfo, extra: Record<string, string> | undefined): Record<string, string> {
+  return { PATH: DEFAULT_PATH, HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: user.shell, ...extra };
+}
+
+async function isDirectory(dir: string): Promise<boolean> {
+  return fs.stat(dir).then(
+    (st) => st.isDirectory(),
+    () => false,
+  );
+}
+
+/** The requested cwd, which must exist; by default HOME, or / when HOME is missing. */
+export async function resolveCwd(user: UserInfo, cwd: string | undefined): Promise<string> {
+  if (cwd === undefined) return (await isDirectory(user.home)) ? user.home : "/";
+  let st;
+  try {
+    st = await fs.stat(cwd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new AgentError(code === "ENOENT" ? "FILE_NOT_FOUND" : "BAD_REQUEST", `working directory ${cwd}: ${code ?? String(err)}`);
+  }
+  if (!st.isDirectory()) throw new AgentError("NOT_A_DIRECTORY", `working directory ${cwd} is not a directory`);
+  return cwd;
+}
+
+async function isExecutable(file: string): Promise<boolean> {
+  try {
+    await fs.access(file, fs.constants.X_OK);
+    return (await fs.stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Fails early, with a message naming the program, when `program` cannot be found; otherwise the
+ * user would only see capsule-spawn's complaint and exit status 127.
+ */
+export async function assertRunnable(program: string, cwd: string, searchPath: string | undefined): Promise<void> {
+  const dirs = program.includes("/") ? [""] : (searchPath ?? DEFAULT_PATH).split(":");
+  for (const dir of dirs) if (await isExecutable(path.resolve(cwd, dir, program))) return;
+  throw new AgentError("SPAWN_FAILED", `${program}: no such executable in the VM`);
+}
+
+/** Signals a whole process group, which the child leads; a group already gone is fine. */
+export function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+  }
+}

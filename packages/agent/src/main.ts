@@ -1,0 +1,45 @@
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { config } from "./config.js";
+import { serveConnection } from "./dispatch.js";
+import { killRunningCommands } from "./exec.js";
+import { log } from "./log.js";
+import { hangUpSessions } from "./pty.js";
+
+/**
+ * The guest agent: serves the host's exec, PTY and file requests on a unix socket inside the
+ * VM. It runs as root under tini, from the read-only bundle at /.capsule.
+ */
+function main(): void {
+  // Children's files get the usual permissions whatever umask the runtime started us with.
+  process.umask(0o022);
+  // One bad connection must never take the agent (and every session in it) down.
+  process.on("uncaughtException", (err) => log(`uncaught exception: ${err.stack ?? err.message}`));
+  process.on("unhandledRejection", (err) => log(`unhandled rejection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`));
+
+  const socketPath = config.socketPath;
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  fs.rmSync(socketPath, { force: true }); // a stale socket from an earlier run would make listen fail
+  const server = net.createServer(serveConnection);
+  server.on("error", (err) => {
+    log(`cannot listen on ${socketPath}: ${err.message}`);
+    process.exit(1);
+  });
+  server.listen(socketPath, () => {
+    fs.chmodSync(socketPath, 0o600);
+    log(`listening on ${socketPath} (pid ${process.pid})`);
+  });
+  // In a VM everything ends with tini anyway; run directly on a host, nothing is left behind.
+  const stop = (signal: NodeJS.Signals) => {
+    log(`${signal}: exiting`);
+    server.close();
+    killRunningCommands();
+    hangUpSessions();
+    process.exit(0);
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+}
+
+main();

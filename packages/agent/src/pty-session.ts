@@ -1,0 +1,201 @@
+import { randomUUID } from "node:crypto";
+import os from "node:os";
+import { FrameType, MAX_FRAME_PAYLOAD, type ExitReply, type Frame, type PtyControl, type PtySessionInfo } from "@capsule/agent-protocol";
+import { spawn, type IEvent, type IPty } from "node-pty";
+import { ByteRing } from "./byte-ring.js";
+import type { Conn } from "./conn.js";
+import { badRequest } from "./errors.js";
+import { helperCommand, killGroup } from "./launch.js";
+import { parsePtyControl } from "./request.js";
+import type { UserInfo } from "./users.js";
+
+/** One frame, so an attach replays it whole. */
+const SCROLLBACK_BYTES = Math.min(1024 * 1024, MAX_FRAME_PAYLOAD);
+/** How long a hang-up gets to end the session before `terminate` escalates to SIGKILL. */
+const HANGUP_GRACE_MS = 1_000;
+const TERMINATE_WAIT_MS = 2_000;
+
+export interface PtySpawnOptions {
+  cols: number;
+  rows: number;
+  cwd: string;
+  env: Record<string, string>;
+}
+
+interface Client {
+  conn: Conn;
+  cols?: number;
+  rows?: number;
+}
+
+function signalName(signal: number | undefined): string | null {
+  if (!signal) return null;
+  const entry = Object.entries(os.constants.signals).find(([, n]) => n === signal);
+  return entry ? entry[0] : String(signal);
+}
+
+/**
+ * A terminal session that outlives connections: any number of clients attach, all see the
+ * output, and the session runs on when they detach. Output is paused while any client's socket
+ * is full, so a flood (`cat` of a big file) waits for the slowest reader instead of piling up.
+ */
+export class PtySession {
+  readonly id = randomUUID();
+  readonly createdAt = new Date();
+  readonly user: string;
+  readonly pid: number;
+  readonly #pty: IPty;
+  readonly #scrollback = new ByteRing(SCROLLBACK_BYTES);
+  readonly #clients = new Set<Client>();
+  readonly #blocked = new Set<Client>();
+  readonly #exitWaiters: Array<() => void> = [];
+  #cols: number;
+  #rows: number;
+  #exit: ExitReply | undefined;
+
+  constructor(
+    user: UserInfo,
+    readonly command: string[],
+    options: PtySpawnOptions,
+    onExit: (session: PtySession) => void,
+  ) {
+    this.user = user.name;
+    const { file, args } = helperCommand(user, command);
+    // capsule-spawn sets the user's groups; node-pty's own uid/gid options would keep root's.
+    this.#pty = spawn(file, args, { name: options.env.TERM, cols: options.cols, rows: options.rows, cwd: options.cwd, env: options.env, encoding: null });
+    this.pid = this.#pty.pid;
+    this.#cols = options.cols;
+    this.#rows = options.rows;
+    // With `encoding: null` node-pty hands out raw Buffers; its typings only know strings.
+    (this.#pty.onData as unknown as IEvent<Buffer>)((data) => this.#output(data));
+    this.#pty.onExit(({ exitCode, signal }) => {
+      this.#exited(exitCode, signal);
+      onExit(this);
+    });
+  }
+
+  get running(): boolean {
+    return this.#exit === undefined;
+  }
+
+  info(): PtySessionInfo {
+    return {
+      sessionId: this.id,
+      user: this.user,
+      command: this.command,
+      cols: this.#cols,
+      rows: this.#rows,
+      pid: this.pid,
+      running: this.running,
+      exitCode: this.#exit?.code ?? null,
+      createdAt: this.createdAt.toISOString(),
+      attached: this.#clients.size,
+    };
+  }
+
+  /** Replies `session`, replays the scrollback, then streams live output to `conn`. */
+  attach(conn: Conn, size: { cols?: number; rows?: number }): void {
+    const client: Client = { conn, ...size };
+    if (this.#exit) {
+      conn.sendJson({ type: "session", session: this.info() });
+      conn.sendJson(this.#exit);
+      conn.finish();
+      return;
+    }
+    this.#clients.add(client);
+    conn.sendJson({ type: "session", session: this.info() });
+    const scrollback = this.#scrollback.snapshot();
+    if (scrollback.length > 0) conn.send(FrameType.Stdout, scrollback);
+    this.#applySize();
+    conn.onClose(() => this.#detach(client));
+    conn.onFrames((frame) => this.#input(client, frame));
+  }
+
+  /** Hangs up on the session, escalating to SIGKILL; resolves once it exited or gave up waiting. */
+  terminate(): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    killGroup(this.pid, "SIGHUP");
+    const escalate = setTimeout(() => {
+      if (this.running) killGroup(this.pid, "SIGKILL");
+    }, HANGUP_GRACE_MS);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(escalate);
+        clearTimeout(giveUp);
+        resolve();
+      };
+      const giveUp = setTimeout(done, TERMINATE_WAIT_MS);
+      this.#exitWaiters.push(done);
+    });
+  }
+
+  #input(client: Client, frame: Frame): void {
+    if (!this.running) return;
+    if (frame.type === FrameType.Stdin) this.#pty.write(frame.payload);
+    else if (frame.type === FrameType.Json) this.#control(client, parsePtyControl(frame.payload));
+    else if (frame.type !== FrameType.Eof) throw badRequest(`unexpected frame type ${frame.type} on a PTY`);
+  }
+
+  #control(client: Client, control: PtyControl): void {
+    if (control.type === "resize") {
+      client.cols = control.cols;
+      client.rows = control.rows;
+      this.#applySize();
+    } else if (control.signal === "SIGINT") {
+      // Through the line discipline, so the terminal's foreground job gets it, as with a real ^C.
+      this.#pty.write("\x03");
+    } else {
+      killGroup(this.pid, control.signal);
+    }
+  }
+
+  /** Like tmux: the terminal is as big as the smallest attached client. */
+  #applySize(): void {
+    const sized = [...this.#clients].filter((c): c is Required<Client> => c.cols !== undefined && c.rows !== undefined);
+    if (sized.length === 0 || !this.running) return;
+    const cols = Math.min(...sized.map((c) => c.cols));
+    const rows = Math.min(...sized.map((c) => c.rows));
+    if (cols === this.#cols && rows === this.#rows) return;
+    try {
+      this.#pty.resize(cols, rows);
+    } catch {
+      return; // the terminal closed under us; the exit handler is about to run
+    }
+    this.#cols = cols;
+    this.#rows = rows;
+  }
+
+  #output(data: Buffer): void {
+    this.#scrollback.push(data);
+    for (const client of this.#clients) {
+      if (client.conn.send(FrameType.Stdout, data) || this.#blocked.has(client)) continue;
+      if (this.#blocked.size === 0) this.#pty.pause();
+      this.#blocked.add(client);
+      client.conn.onDrain(() => this.#unblock(client));
+    }
+  }
+
+  #unblock(client: Client): void {
+    if (this.#blocked.delete(client) && this.#blocked.size === 0 && this.running) this.#pty.resume();
+  }
+
+  #detach(client: Client): void {
+    this.#clients.delete(client);
+    this.#unblock(client);
+    this.#applySize();
+  }
+
+  #exited(exitCode: number, signal: number | undefined): void {
+    const name = signalName(signal);
+    const exit: ExitReply = { type: "exit", code: name ? null : exitCode, signal: name };
+    this.#exit = exit;
+    this.#scrollback.clear();
+    for (const { conn } of this.#clients) {
+      conn.sendJson(exit);
+      conn.finish();
+    }
+    this.#clients.clear();
+    this.#blocked.clear();
+    for (const resolve of this.#exitWaiters.splice(0)) resolve();
+  }
+}
