@@ -242,6 +242,19 @@ export class Engine {
     else done.catch(() => undefined); // recovery finishes it on the next open
   }
 
+  /**
+   * Bytes the VM sent and received so far (its veth's counters, seen from the host), for
+   * activity tracking. Zero for a VM that is not up.
+   */
+  async netStats(id: string): Promise<{ rxBytes: number; txBytes: number }> {
+    await this.#record(id);
+    const dir = `/sys/class/net/${hostIfName(id)}/statistics`;
+    const read = (f: string) => fs.readFile(`${dir}/${f}`, "utf8").then(Number, () => 0);
+    // The host end's rx is what the VM transmitted, and the other way round.
+    const [rx, tx] = await Promise.all([read("tx_bytes"), read("rx_bytes")]);
+    return { rxBytes: rx, txBytes: tx };
+  }
+
   // ---------------------------------------------------------------- snapshots and forks
 
   /**

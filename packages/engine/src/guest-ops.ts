@@ -18,6 +18,8 @@ export interface ExecOpts {
 export interface BufferedExecOpts extends ExecOpts {
   /** Output kept per stream; the rest is dropped and `truncated` set. Default 64 MiB. */
   maxOutputBytes?: number;
+  /** Aborting kills the command's process group (e.g. when the API client went away). */
+  signal?: AbortSignal;
 }
 
 export interface ExitInfo {
@@ -57,20 +59,40 @@ export interface PtyOpenOpts {
 
 /**
  * One attachment to a PTY session. Events: `data` (Buffer of terminal output; the first one
- * after attach is the scrollback), `exit` (exit code or null), `close` (the attachment ended —
- * after exit, detach or a lost connection).
+ * after attach is the scrollback), `exit` (exit code or null, signal name or null), `close`
+ * (the attachment ended — after exit, detach or a lost connection).
+ *
+ * The scrollback can arrive in the same read as the session reply, before the caller has the
+ * attachment; so events are held until the caller subscribes to any of them, then delivered in
+ * order on the next microtask (listeners added in the same tick all see them).
  */
 export class PtyAttachment extends EventEmitter {
+  #held: Array<[string, unknown[]]> | undefined = [];
+
   constructor(
     readonly session: PtySessionInfo,
     readonly conn: AgentConn,
   ) {
     super();
-    conn.on("stdout", (b: Buffer) => this.emit("data", b));
+    conn.on("stdout", (b: Buffer) => this.#deliver("data", [b]));
     conn.on("json", (r: Reply) => {
-      if (r.type === "exit") this.emit("exit", r.code);
+      if (r.type === "exit") this.#deliver("exit", [r.code, r.signal]);
     });
-    conn.once("close", () => this.emit("close"));
+    conn.once("close", () => this.#deliver("close", []));
+    this.on("newListener", (event: string) => {
+      if (this.#held && (event === "data" || event === "exit" || event === "close")) queueMicrotask(() => this.#flush());
+    });
+  }
+
+  #deliver(event: string, args: unknown[]): void {
+    if (this.#held) this.#held.push([event, args]);
+    else this.emit(event, ...args);
+  }
+
+  #flush(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    for (const [event, args] of held ?? []) this.emit(event, ...args);
   }
 
   write(data: Buffer | string): Promise<void> {
@@ -81,6 +103,13 @@ export class PtyAttachment extends EventEmitter {
   }
   signal(signal: "SIGINT" | "SIGTERM" | "SIGKILL" | "SIGHUP"): void {
     this.conn.sendJson({ type: "signal", signal } satisfies PtyControl);
+  }
+  /** Flow control: stop reading terminal output (the agent then stops sending) until resume(). */
+  pause(): void {
+    this.conn.pause();
+  }
+  resume(): void {
+    this.conn.resume();
   }
   /** Ends this attachment; the session keeps running. */
   detach(): void {
@@ -138,9 +167,13 @@ export class GuestOps {
   }
 
   async exec(vmId: string, opts: BufferedExecOpts): Promise<ExecResult> {
-    const { maxOutputBytes = 64 * 1024 * 1024, ...execOpts } = opts;
+    const { maxOutputBytes = 64 * 1024 * 1024, signal, ...execOpts } = opts;
+    signal?.throwIfAborted();
     const proc = await this.spawn(vmId, execOpts);
     proc.stdin.end();
+    const onAbort = () => proc.kill("SIGKILL");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    proc.exited.finally(() => signal?.removeEventListener("abort", onAbort)).catch(() => undefined);
     let truncated = false;
     const collect = (stream: Readable) =>
       new Promise<string>((resolve) => {

@@ -9,10 +9,12 @@ import os from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { after, before } from "node:test";
-import { Engine, type EngineOptions } from "../src/index.js";
+import { Engine, type EngineOptions, type RuntimeName } from "../src/index.js";
 
 export const IMAGES_DIR = process.env.CAPSULE_IMAGES_DIR ?? "/var/lib/capsule/images";
 export const AGENT_BUNDLE = process.env.CAPSULE_AGENT_BUNDLE ?? "/var/lib/capsule/agent";
+/** The runtime the suites run on: `runsc` by default; `npm test` runs the applicable ones on runc too. */
+export const RUNTIME: RuntimeName = process.env.CAPSULE_TEST_RUNTIME === "runc" ? "runc" : "runsc";
 
 /** Why this host cannot run the real-sandbox tests, or undefined when it can. */
 export async function hostGap(): Promise<string | undefined> {
@@ -24,9 +26,9 @@ export async function hostGap(): Promise<string | undefined> {
     if (!(await fs.access(p).then(() => true, () => false))) return `missing ${what} at ${p}`;
   }
   try {
-    execFileSync("runsc", ["--version"], { stdio: "ignore" });
+    execFileSync(RUNTIME, ["--version"], { stdio: "ignore" });
   } catch {
-    return "runsc is not installed (run scripts/setup.sh)";
+    return `${RUNTIME} is not installed (run scripts/setup.sh)`;
   }
   return undefined;
 }
@@ -51,7 +53,7 @@ export function useEngine(opts: EngineOptions | (() => EngineOptions) = {}): { g
       return;
     }
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-test-"));
-    const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, ...(typeof opts === "function" ? opts() : opts) });
+    const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, runtime: RUNTIME, ...(typeof opts === "function" ? opts() : opts) });
     current = { engine, dataDir };
   });
   after(async () => {

@@ -57,7 +57,6 @@ export function buildSpec(input: SpecInput): object {
       env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
       cwd: "/",
       capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
-      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1048576, soft: 1048576 }],
       noNewPrivileges: false,
     },
     root: { path: input.rootfs, readonly: false },
