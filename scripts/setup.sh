@@ -123,4 +123,4 @@ note "overlayfs, network namespaces and nftables available"
 say "smoke test: boot a sandbox"
 CAPSULE_DATA_DIR="$DATA_DIR" node scripts/smoke.mjs | sed 's/^/      /'
 
-printf '\n\033[1mCapsule is set up.\033[0m Data dir: %s. Run the tests with: npm test\n' "$DATA_DIR"
+printf '\n\033[1mCapsule is set up.\033[0m Data dir: %s.\n' "$DATA_DIR"

@@ -1,0 +1,33 @@
+import type { Command } from "commander";
+import { startServer } from "@capsule/server";
+
+/** `capsule serve`: runs the API until SIGINT/SIGTERM. Flags override env (CAPSULE_PORT, ...), which overrides the config file. */
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("serve the Freestyle-compatible API")
+    .option("--port <n>", "TCP port (env CAPSULE_PORT; default 8080)", (v) => Number(v))
+    .option("--host <addr>", "listen address (env CAPSULE_HOST; default 127.0.0.1)")
+    .option("--data-dir <dir>", "data directory (env CAPSULE_DATA_DIR; default /var/lib/capsule)")
+    .option("--images-dir <dir>", "base images (env CAPSULE_IMAGES_DIR; default <data-dir>/images)")
+    .option("--agent-dir <dir>", "guest agent bundle (env CAPSULE_AGENT_BUNDLE; default <data-dir>/agent)")
+    .option("--idle-timeout <seconds>", "default idle timeout, or none (env CAPSULE_IDLE_TIMEOUT_SECONDS; default 300)")
+    .option("--egress <mode>", "VM egress: internet or none (env CAPSULE_EGRESS; default internet)")
+    .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet" }) => {
+      const idle = o.idleTimeout === undefined ? undefined : o.idleTimeout === "none" ? null : Number(o.idleTimeout);
+      const server = await startServer({
+        ...(o.port !== undefined ? { port: o.port } : {}),
+        ...(o.host !== undefined ? { host: o.host } : {}),
+        ...(o.dataDir !== undefined ? { dataDir: o.dataDir } : {}),
+        ...(o.imagesDir !== undefined ? { imagesDir: o.imagesDir } : {}),
+        ...(o.agentDir !== undefined ? { agentBundleDir: o.agentDir } : {}),
+        ...(idle !== undefined ? { defaultIdleTimeoutSeconds: idle } : {}),
+        ...(o.egress !== undefined ? { egress: o.egress } : {}),
+      });
+      // Parents (tests, supervisors) read the address from this line.
+      process.stdout.write(`${JSON.stringify({ listening: server.url, port: server.port })}\n`);
+      const stop = () => void server.close().then(() => process.exit(0));
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+}

@@ -1,0 +1,87 @@
+/**
+ * The Hono application: auth, body limit, latency metrics, error rendering, every route and the
+ * OpenAPI document. WebSocket routes are served by the node server's `upgrade` handler
+ * (ws/upgrade.ts) and only documented here.
+ * @module
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { AppEnv, Deps } from "./context.js";
+import { ApiError, toApiError, type ApiCode } from "./errors.js";
+import { OPENAPI_DESCRIPTION } from "./openapi-doc.js";
+import { ROUTES } from "./routes/index.js";
+
+/** Routes anyone may call: health checks and the API description. */
+const PUBLIC_PATHS = new Set(["/healthz", "/openapi.json"]);
+
+/** The route's own code for invalid input, so the client throws the matching typed error. */
+export function badRequestCode(method: string, path: string): ApiCode {
+  if (method === "POST" && path.replace(/\/+$/, "") === "/v1/vms") return "CREATE_VM_BAD_REQUEST";
+  if (/^\/v1\/vms\/[^/]+\/files\//.test(path)) return "FILES_BAD_REQUEST";
+  return "VALIDATION_ERROR";
+}
+
+export function renderError(c: Context, err: ApiError): Response {
+  return c.json(err.body(), err.status as 400);
+}
+
+/** Reads the bearer token from `Authorization: Bearer <key>`. */
+export function bearer(header: string | undefined): string | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  return m?.[1];
+}
+
+export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const detail = result.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ");
+      return renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `invalid request: ${detail}`));
+    },
+  });
+
+  app.use("*", async (c, next) => {
+    const started = performance.now();
+    await next();
+    deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
+  });
+
+  app.use("*", async (c, next) => {
+    if (PUBLIC_PATHS.has(c.req.path)) return next();
+    const key = bearer(c.req.header("authorization"));
+    const account = key ? deps.keys.authenticate(key) : undefined;
+    if (!account) {
+      const message = key ? "invalid or revoked API key" : "missing API key: send Authorization: Bearer <key> (create one with `capsule keys create`)";
+      return renderError(c, new ApiError("UNAUTHORIZED", message));
+    }
+    c.set("account", account);
+    return next();
+  });
+
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: deps.limits.maxBodyBytes,
+      onError: (c) => renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `request body over the limit of ${deps.limits.maxBodyBytes} bytes`, 413)),
+    }),
+  );
+
+  for (const register of ROUTES) register(app, deps);
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: { title: "Capsule API", version: "0.1.0", description: OPENAPI_DESCRIPTION },
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
+
+  app.notFound((c) => renderError(c, new ApiError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`)));
+  app.onError((err, c) => {
+    const code = badRequestCode(c.req.method, c.req.path);
+    const api = err instanceof HTTPException && err.status < 500 ? new ApiError(code, err.message, err.status) : toApiError(err, code);
+    if (api.status >= 500) deps.log.error({ err, path: c.req.path }, "request failed");
+    return renderError(c, api);
+  });
+  return app;
+}

@@ -1,0 +1,67 @@
+/**
+ * Server settings: explicit options first, then environment variables, then an optional JSON
+ * config file (`<dataDir>/capsule.json` or `CAPSULE_CONFIG`), then defaults.
+ * @module
+ */
+import fs from "node:fs";
+import path from "node:path";
+
+export interface ServerConfig {
+  /** TCP port; 0 picks a free one. Env CAPSULE_PORT. Default 8080. */
+  port: number;
+  /** Listen address. Env CAPSULE_HOST. Default 127.0.0.1 (expose deliberately). */
+  host: string;
+  /** Engine data dir and the server's database (`<dataDir>/server.db`). Env CAPSULE_DATA_DIR. Default /var/lib/capsule. */
+  dataDir: string;
+  /** Base images. Env CAPSULE_IMAGES_DIR. Default `<dataDir>/images`. */
+  imagesDir: string;
+  /** Guest agent bundle. Env CAPSULE_AGENT_BUNDLE. Default `<dataDir>/agent`. */
+  agentBundleDir: string;
+  /** Idle timeout for VMs created without one; null = never. Env CAPSULE_IDLE_TIMEOUT_SECONDS ("none" for null). Default 300. */
+  defaultIdleTimeoutSeconds: number | null;
+  /** How often idle VMs are looked for, ms. Default 1000. */
+  idleCheckMs: number;
+  /** VM egress: "internet" (Freestyle VMs reach the internet; the seed installs over curl) or "none". Env CAPSULE_EGRESS. */
+  egress: "none" | "internet";
+  /** pino level. Env CAPSULE_LOG_LEVEL. Default info. */
+  logLevel: string;
+}
+
+type Partialish = { [K in keyof ServerConfig]?: ServerConfig[K] | undefined };
+
+function num(v: string | undefined): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`expected a number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function idle(v: string | undefined): number | null | undefined {
+  if (v === "none" || v === "null") return null;
+  return num(v);
+}
+
+export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const dataDir = path.resolve(opts.dataDir ?? env.CAPSULE_DATA_DIR ?? "/var/lib/capsule");
+  const file = env.CAPSULE_CONFIG ?? path.join(dataDir, "capsule.json");
+  const fromFile: Partialish = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as Partialish) : {};
+  const pick = <K extends keyof ServerConfig>(k: K, fromEnv: ServerConfig[K] | undefined, dflt: ServerConfig[K]): ServerConfig[K] =>
+    opts[k] !== undefined ? (opts[k] as ServerConfig[K]) : fromEnv !== undefined ? fromEnv : fromFile[k] !== undefined ? (fromFile[k] as ServerConfig[K]) : dflt;
+  const egress = pick("egress", env.CAPSULE_EGRESS as ServerConfig["egress"] | undefined, "internet");
+  if (egress !== "none" && egress !== "internet") throw new Error(`egress must be none or internet, got ${String(egress)}`);
+  return {
+    port: pick("port", num(env.CAPSULE_PORT), 8080),
+    host: pick("host", env.CAPSULE_HOST, "127.0.0.1"),
+    dataDir,
+    imagesDir: path.resolve(pick("imagesDir", env.CAPSULE_IMAGES_DIR, path.join(dataDir, "images"))),
+    agentBundleDir: path.resolve(pick("agentBundleDir", env.CAPSULE_AGENT_BUNDLE, path.join(dataDir, "agent"))),
+    defaultIdleTimeoutSeconds: pick("defaultIdleTimeoutSeconds", idle(env.CAPSULE_IDLE_TIMEOUT_SECONDS), 300),
+    idleCheckMs: pick("idleCheckMs", num(env.CAPSULE_IDLE_CHECK_MS), 1000),
+    egress,
+    logLevel: pick("logLevel", env.CAPSULE_LOG_LEVEL, "info"),
+  };
+}
+
+export function dbPath(dataDir: string): string {
+  return path.join(dataDir, "server.db");
+}

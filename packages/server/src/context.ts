@@ -1,0 +1,41 @@
+/** Types shared by the app, the routes and the WebSocket handlers. */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Logger } from "pino";
+import type { KeyStore, Account } from "./keys.js";
+import type { Metrics } from "./metrics.js";
+import type { VmService } from "./vm-service.js";
+
+export interface AppEnv {
+  Variables: { account: Account };
+}
+
+export type App = OpenAPIHono<AppEnv>;
+
+export interface Deps {
+  svc: VmService;
+  keys: KeyStore;
+  metrics: Metrics;
+  log: Logger;
+  limits: ServerLimits;
+}
+
+export interface ServerLimits {
+  /** Largest request body accepted, bytes (base64 file PUTs are the big ones). */
+  maxBodyBytes: number;
+  /** Largest file GET answers, bytes (it travels base64 in JSON). */
+  maxReadFileBytes: number;
+  /** An exec that may outlive the client's 300 s header timeout switches to early headers after this long. */
+  execKeepaliveAfterMs: number;
+  /** Interval of the keep-alive spaces once switched. */
+  execKeepaliveEveryMs: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxBodyBytes: 64 * 1024 * 1024,
+  maxReadFileBytes: 32 * 1024 * 1024,
+  execKeepaliveAfterMs: 25_000,
+  execKeepaliveEveryMs: 30_000,
+};
+
+/** The Linux user of a request (`X-Freestyle-Vm-Linux-User-Id`), or undefined for root. */
+export const LINUX_USER_HEADER = "x-freestyle-vm-linux-user-id";

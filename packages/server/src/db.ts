@@ -1,0 +1,67 @@
+/**
+ * The server's own state in SQLite: accounts, API keys, and which account owns which engine VM
+ * and snapshot. The engine keeps VM and snapshot state on disk itself; this database only maps
+ * ownership and API-level settings, so it is reconciled against the engine on boot.
+ * @module
+ */
+import Database from "better-sqlite3";
+
+export type Db = Database.Database;
+
+/**
+ * Numbered migrations, applied in order inside one transaction each; `PRAGMA user_version` holds
+ * the number applied last. Never edit a shipped entry: append a new one.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: accounts, keys, VMs, snapshots
+  `CREATE TABLE accounts (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     account_id TEXT NOT NULL REFERENCES accounts(id),
+     secret_sha256 TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     revoked_at TEXT
+   );
+   CREATE TABLE vms (
+     id TEXT PRIMARY KEY,
+     account_id TEXT NOT NULL REFERENCES accounts(id),
+     name TEXT,
+     idle_timeout_seconds INTEGER,
+     activity_threshold_bytes INTEGER NOT NULL DEFAULT 0,
+     desired TEXT NOT NULL DEFAULT 'running' CHECK (desired IN ('running', 'suspended', 'stopped')),
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX vms_account ON vms(account_id);
+   CREATE TABLE snapshots (
+     id TEXT PRIMARY KEY,
+     account_id TEXT NOT NULL REFERENCES accounts(id),
+     name TEXT,
+     source_vm_id TEXT,
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX snapshots_account ON snapshots(account_id);`,
+];
+
+export function openDb(file: string): Db {
+  const db = new Database(file);
+  // WAL: readers never block the writer, and a SIGKILLed server loses no committed row.
+  db.pragma("journal_mode = WAL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+  return db;
+}
+
+export function migrate(db: Db): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  for (let n = current; n < MIGRATIONS.length; n++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[n] as string);
+      db.pragma(`user_version = ${n + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,24 @@
+import { ApiError } from "./errors.js";
+
+/**
+ * Checks a file path from the API: absolute, no NUL, no `..` segment. The guest agent resolves it
+ * inside the VM (as the request's user), so this is about clear errors, not containment.
+ */
+export function guestPath(p: string): string {
+  if (!p.startsWith("/")) throw new ApiError("FILES_BAD_REQUEST", `path must be absolute, got ${JSON.stringify(p)}`);
+  if (p.includes("\0")) throw new ApiError("FILES_BAD_REQUEST", "path must not contain NUL bytes");
+  if (p.split("/").includes("..")) throw new ApiError("FILES_BAD_REQUEST", `path must not contain '..' segments, got ${JSON.stringify(p)}`);
+  if (p.length > 4096) throw new ApiError("FILES_BAD_REQUEST", "path is longer than 4096 bytes");
+  return p;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Decodes file content; Buffer.from would silently skip invalid base64, so it is checked first. */
+export function decodeContent(content: string, encoding: string | undefined): Buffer {
+  if (encoding === undefined || encoding === "base64") {
+    if (!BASE64.test(content)) throw new ApiError("FILES_BAD_REQUEST", "content is not valid base64");
+    return Buffer.from(content, "base64");
+  }
+  return Buffer.from(content, "utf8");
+}

@@ -1,0 +1,11 @@
+/**
+ * @capsule/server — the Freestyle v1 wire-compatible API over the Capsule engine.
+ * @module
+ */
+export { startServer } from "./server.js";
+export type { RunningServer, StartOptions } from "./server.js";
+export { resolveConfig, dbPath } from "./config.js";
+export type { ServerConfig } from "./config.js";
+export { openDb } from "./db.js";
+export { KeyStore } from "./keys.js";
+export type { Account, KeyInfo } from "./keys.js";

@@ -1,0 +1,30 @@
+/** The description at the top of /openapi.json: what is compatible, what is Capsule's own, the limits. */
+export const OPENAPI_DESCRIPTION = `
+Capsule's API speaks the Freestyle v1 wire protocol of the \`freestyle@0.1.63\` client: point it at
+Capsule with \`FREESTYLE_API_URL=http://HOST:PORT\` and \`FREESTYLE_API_KEY=<capsule key>\`.
+
+**Auth.** Every route except \`/healthz\` and \`/openapi.json\` (and every WebSocket upgrade) needs
+\`Authorization: Bearer <key>\`; create keys with \`capsule keys create\`. Ids of other accounts' VMs,
+snapshots and sessions answer 404, never 403.
+
+**Errors.** \`{code, message}\` (plus \`error\` = code), with codes the Freestyle client maps to its
+typed errors. Features Capsule lacks (git, domains, systemd, VPCs, identities, builds, watch-files,
+terminals, resize) answer \`BAD_REQUEST\` with status 501.
+
+**Linux users.** \`X-Freestyle-Vm-Linux-User-Id: <name>\` runs exec, file access and PTYs as that user.
+
+**Idle timeout.** A VM with \`idleTimeoutSeconds\` (default 300 s; \`null\` = never) is suspended
+(processes stop, disk kept) after that long with no request in flight, no PTY or exec stream
+attached, and at most \`activityThresholdBytes\` of network traffic per check. Any request for it
+wakes it. A VM stopped with \`/stop\` or \`/kill\` stays stopped until \`/start\`.
+
+**Limits.** Request bodies up to 64 MiB (a base64 file PUT carries about 48 MiB); file GETs up to
+32 MiB; exec output up to 64 MiB per stream.
+
+**Long execs.** An exec without a timeout (or one over 280 s) still running after 25 s gets its 200
+headers at once and a space every 30 s before its JSON, because the client's fetch gives up after
+300 s without headers.
+
+**Streaming exec (Capsule extension).** WebSocket \`GET /v1/vms/{vm_id}/exec-stream?command=...\`:
+live stdin/stdout/stderr, EOF, kill and the exit code; see that route.
+`.trim();

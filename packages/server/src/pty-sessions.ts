@@ -1,0 +1,57 @@
+/**
+ * PTY session lookups shared by the REST routes and the WebSocket attach: sessions live in the
+ * guest agent (which keeps scrollback and the owning Linux user); the API maps them to the
+ * Freestyle session shape and enforces the user rule (SESSION_USER_MISMATCH).
+ * @module
+ */
+import type { PtySessionInfo } from "@capsule/engine";
+import { ApiError, toApiError } from "./errors.js";
+import type { VmService } from "./vm-service.js";
+
+export interface PtySessionView {
+  sessionId: string;
+  running: boolean;
+  exitCode: number | null;
+  exitedAtMs: number | null;
+  cols: number;
+  rows: number;
+  exec: string | null;
+  createdAtMs: number;
+  attachedCount: number;
+  user: string | null;
+  suspended: boolean;
+}
+
+export const SESSION_ID_RE = /^[a-zA-Z0-9._-]{1,64}$/;
+
+export function sessionView(s: PtySessionInfo): PtySessionView {
+  return {
+    sessionId: s.sessionId,
+    running: s.running,
+    exitCode: s.exitCode,
+    exitedAtMs: null,
+    cols: s.cols,
+    rows: s.rows,
+    exec: s.command.join(" "),
+    createdAtMs: Date.parse(s.createdAt),
+    attachedCount: s.attached,
+    user: s.user,
+    suspended: false,
+  };
+}
+
+/** The session, checked to belong to `user` (root when undefined). */
+export async function findSession(svc: VmService, vmId: string, sessionId: string, user: string | undefined): Promise<PtySessionInfo> {
+  if (!SESSION_ID_RE.test(sessionId)) throw new ApiError("INVALID_SESSION_ID", `session id must match [a-zA-Z0-9._-]{1,64}, got ${JSON.stringify(sessionId)}`);
+  let sessions: PtySessionInfo[];
+  try {
+    sessions = await svc.engine.guest.ptyList(vmId);
+  } catch (err) {
+    throw toApiError(err);
+  }
+  const s = sessions.find((x) => x.sessionId === sessionId);
+  if (!s) throw new ApiError("SESSION_NOT_FOUND", `PTY session not found: ${sessionId}`);
+  const as = user ?? "root";
+  if (s.user !== as) throw new ApiError("SESSION_USER_MISMATCH", `PTY session ${sessionId} belongs to another Linux user, not ${as}`);
+  return s;
+}

@@ -1,0 +1,34 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { App, Deps } from "../context.js";
+import { toApiError } from "../errors.js";
+import { sessionView } from "../pty-sessions.js";
+import { LinuxUserHeader, PtySession, VmParams } from "../schemas.js";
+import { account, errors, json, linuxUser, security } from "./common.js";
+
+/**
+ * Running and recently exited sessions. With the Linux-user header only that user's sessions;
+ * without it (root) all of them. A suspended VM is not woken for this: its sessions ended with it.
+ */
+export function register(app: App, { svc }: Deps): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/vms/{vm_id}/pty/sessions",
+      summary: "List PTY sessions",
+      security,
+      request: { params: VmParams, headers: LinuxUserHeader },
+      responses: { 200: json(z.object({ sessions: z.array(PtySession) })), ...errors(404) },
+    }),
+    async (c) => {
+      const vm = await svc.get(account(c), c.req.valid("param").vm_id);
+      if (vm.state !== "running") return c.json({ sessions: [] }, 200);
+      const user = linuxUser(c);
+      try {
+        const sessions = (await svc.engine.guest.ptyList(vm.id)).filter((s) => !user || s.user === user);
+        return c.json({ sessions: sessions.map(sessionView) }, 200);
+      } catch (err) {
+        throw toApiError(err);
+      }
+    },
+  );
+}

@@ -1,0 +1,115 @@
+import { createRoute } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { ExecResult } from "@capsule/engine";
+import { LINUX_USER_HEADER, type App, type AppEnv, type Deps } from "../context.js";
+import { ApiError, toApiError } from "../errors.js";
+import { ExecBody, ExecResponse, LinuxUserHeader, VmParams } from "../schemas.js";
+import { statusFromExit } from "../shell.js";
+import { SIGNALS } from "../vm-service.js";
+import { check, jsonBody } from "../validate.js";
+import { account, errors, json, linuxUser, security } from "./common.js";
+
+/**
+ * Past this timeout an exec may outlive undici's 300 s wait for response headers (the client's
+ * fetch), so such execs switch to early headers + keep-alive spaces (seed-calls S11). Shorter
+ * ones keep the plain protocol, so their timeout still arrives as a real 408 EXEC_TIMED_OUT.
+ */
+const HEADERS_DEADLINE_MS = 280_000;
+
+type ExecAnswer = { stdout: string | null; stderr: string | null; statusCode: number | null } & Record<string, unknown>;
+
+/**
+ * Registered as a plain route (documented through the registry): a long exec answers with a raw
+ * stream, which `app.openapi`'s typed handlers cannot return.
+ */
+export function register(app: App, { svc, metrics, limits }: Deps): void {
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: "post",
+      path: "/v1/vms/{vm_id}/exec-await",
+      summary: "Run a command and wait for it",
+      description: [
+        "Runs `command` through `/bin/sh -c` as root, or as the `X-Freestyle-Vm-Linux-User-Id` user, and answers `{stdout, stderr, statusCode}`: HTTP 200 even for a non-zero exit (a signal gives 128+n).",
+        "`timeoutMs` kills the command's process group: 408 EXEC_TIMED_OUT. `timeoutMs: null` means no timeout.",
+        `An exec with no timeout or one over ${HEADERS_DEADLINE_MS / 1000} s that is still running after ${limits.execKeepaliveAfterMs / 1000} s gets its 200 headers at once and a space every ${limits.execKeepaliveEveryMs / 1000} s until the JSON follows, because the client's fetch gives up after 300 s without headers. In that mode a timeout is reported in the 200 body: \`{statusCode: null, timedOut: true, code: "EXEC_TIMED_OUT", message}\`.`,
+        "A suspended VM is woken first.",
+      ].join("\n\n"),
+      security,
+      request: { params: VmParams, headers: LinuxUserHeader, body: { content: { "application/json": { schema: ExecBody } }, required: true } },
+      responses: { 200: json(ExecResponse), ...errors(400, 404, 408) },
+    }),
+  );
+  app.post("/v1/vms/:vm_id/exec-await", async (c: Context<AppEnv>) => {
+    const vm_id = c.req.param("vm_id") ?? "";
+    check(LinuxUserHeader, { [LINUX_USER_HEADER]: c.req.header(LINUX_USER_HEADER) }, "VALIDATION_ERROR", "header");
+    const body = check(ExecBody, await jsonBody(c, "VALIDATION_ERROR"), "VALIDATION_ERROR", "body");
+    if (body.terminal) throw new ApiError("BAD_REQUEST", "named terminals are not supported by Capsule; omit `terminal`");
+    const id = await svc.ensureRunning(account(c), vm_id);
+    const release = svc.activity.hold(id);
+    const user = linuxUser(c);
+    const run: Promise<ExecAnswer> = svc.engine.guest
+      .exec(id, { command: body.command, ...(user ? { user } : {}), ...(body.timeoutMs ? { timeoutMs: body.timeoutMs } : {}) })
+      .then((r) => answer(r, body.timeoutMs))
+      .catch((err: unknown) => {
+        throw toApiError(err);
+      })
+      .finally(release);
+    run.then(
+      (a) => metrics.execs.inc({ kind: "await", outcome: a.timedOut ? "timeout" : a.statusCode === 0 ? "ok" : "nonzero" }),
+      () => metrics.execs.inc({ kind: "await", outcome: "error" }),
+    );
+
+    const mayOutliveHeaders = !body.timeoutMs || body.timeoutMs > HEADERS_DEADLINE_MS;
+    const early = mayOutliveHeaders ? await Promise.race([run, sleep(limits.execKeepaliveAfterMs)]) : await run;
+    if (early) {
+      if (early.timedOut) throw new ApiError("EXEC_TIMED_OUT", String(early.message));
+      return c.json(plain(early), 200);
+    }
+    return new Response(keepAlive(run, limits.execKeepaliveEveryMs), { status: 200, headers: { "content-type": "application/json" } });
+  });
+}
+
+function answer(r: ExecResult, timeoutMs: number | null | undefined): ExecAnswer {
+  const base = { stdout: r.stdout, stderr: r.stderr, statusCode: statusFromExit(r.exitCode, r.signal, SIGNALS) };
+  if (!r.timedOut) return base;
+  return { ...base, statusCode: null, timedOut: true, code: "EXEC_TIMED_OUT", message: `Command timed out after ${timeoutMs}ms` };
+}
+
+function plain(a: ExecAnswer): { stdout: string | null; stderr: string | null; statusCode: number | null } {
+  return { stdout: a.stdout, stderr: a.stderr, statusCode: a.statusCode };
+}
+
+function sleep(ms: number): Promise<undefined> {
+  return new Promise((r) => setTimeout(() => r(undefined), ms).unref());
+}
+
+/** A body of spaces (which JSON.parse skips) until the result, which ends it. */
+function keepAlive(run: Promise<ExecAnswer>, everyMs: number): ReadableStream<Uint8Array> {
+  const space = new TextEncoder().encode(" ");
+  let timer: NodeJS.Timeout | undefined;
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(space);
+      timer = setInterval(() => controller.enqueue(space), everyMs);
+      run
+        .then(
+          (a) => a,
+          (err: unknown) => {
+            const e = toApiError(err);
+            return { stdout: null, stderr: null, statusCode: null, ...e.body() };
+          },
+        )
+        .then((a) => {
+          clearInterval(timer);
+          if (cancelled) return; // the client went away; the command ran to its end regardless
+          controller.enqueue(new TextEncoder().encode(JSON.stringify(a)));
+          controller.close();
+        });
+    },
+    cancel() {
+      cancelled = true;
+      clearInterval(timer);
+    },
+  });
+}

@@ -1,0 +1,30 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { App, Deps } from "../context.js";
+import { ForkBody, VmParams } from "../schemas.js";
+import { account, errors, json, security } from "./common.js";
+
+const ForkResponse = z.object({ vmId: z.string(), forks: z.array(z.object({ id: z.string(), domains: z.array(z.string()), consoleUrl: z.null() })) }).openapi("ForkResponse");
+
+/** New VMs booted from the source's current disk; the source keeps running. Forks inherit its idle timeout. */
+export function register(app: App, { svc }: Deps): void {
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/vms/{vm_id}/fork",
+      summary: "Fork a VM",
+      security,
+      request: { params: VmParams, body: { content: { "application/json": { schema: ForkBody } }, required: false } },
+      responses: { 200: json(ForkResponse), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id } = c.req.valid("param");
+      const release = svc.activity.hold(vm_id);
+      try {
+        const ids = await svc.fork(account(c), vm_id, c.req.valid("json")?.count ?? 1);
+        return c.json({ vmId: vm_id, forks: ids.map((id) => ({ id, domains: [] as string[], consoleUrl: null })) }, 200);
+      } finally {
+        release();
+      }
+    },
+  );
+}

@@ -1,0 +1,16 @@
+import { createRoute } from "@hono/zod-openapi";
+import type { App, Deps } from "../context.js";
+import { VmParams, VmSummary } from "../schemas.js";
+import { account, errors, json, security } from "./common.js";
+
+const VmInfo = VmSummary.extend({}).openapi("VmInfo");
+
+export function register(app: App, { svc }: Deps): void {
+  app.openapi(
+    createRoute({ method: "get", path: "/v1/vms/{vm_id}", summary: "Get a VM", security, request: { params: VmParams }, responses: { 200: json(VmInfo), ...errors(404) } }),
+    async (c) => {
+      const vm = await svc.get(account(c), c.req.valid("param").vm_id);
+      return c.json({ ...vm, recreate: false, vmInstanceId: null }, 200);
+    },
+  );
+}

@@ -1,0 +1,28 @@
+import { createRoute } from "@hono/zod-openapi";
+import type { App, Deps } from "../context.js";
+import { SnapshotBody, SnapshotResponse, VmParams } from "../schemas.js";
+import { account, errors, json, security } from "./common.js";
+
+/** Captures the VM's disk as a snapshot; a running VM keeps running (paused only while its layer is copied). */
+export function register(app: App, { svc }: Deps): void {
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/vms/{vm_id}/snapshot",
+      summary: "Snapshot a VM's disk",
+      security,
+      request: { params: VmParams, body: { content: { "application/json": { schema: SnapshotBody } }, required: false } },
+      responses: { 200: json(SnapshotResponse), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id } = c.req.valid("param");
+      const release = svc.activity.hold(vm_id);
+      try {
+        const snap = await svc.snapshot(account(c), vm_id, c.req.valid("json")?.name ?? null);
+        return c.json({ snapshotId: snap.id, sourceVmId: vm_id, sourceVmInstanceId: null }, 200);
+      } finally {
+        release();
+      }
+    },
+  );
+}

@@ -1,0 +1,20 @@
+import { createRoute } from "@hono/zod-openapi";
+import type { App, Deps } from "../context.js";
+import { CreateVmBody, CreateVmResponse } from "../schemas.js";
+import { account, errors, json, security } from "./common.js";
+
+/** Creates a VM (empty body: the default image) and answers once it is ready for exec. */
+export function register(app: App, { svc }: Deps): void {
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/vms",
+      summary: "Create a VM",
+      description: "Boots a VM from the default image or a snapshot (`snapshotId` or `template.snapshotId`), creates `groups` then `users`, writes `additionalFiles`, and answers when exec works. Unsupported features (git, domains, systemd, nics, spec, template.baseImage) answer CREATE_VM_BAD_REQUEST.",
+      security,
+      request: { body: { content: { "application/json": { schema: CreateVmBody } }, required: false } },
+      responses: { 200: json(CreateVmResponse), ...errors(400, 403, 404) },
+    }),
+    async (c) => c.json(await svc.create(account(c), c.req.valid("json") ?? {}), 200),
+  );
+}

@@ -1,0 +1,87 @@
+/**
+ * Starts the API: opens the database and the engine, reconciles them, serves HTTP (Hono on
+ * @hono/node-server) and WebSockets (`ws`, on the node server's `upgrade` event), and runs the
+ * idle monitor. `close()` stops serving; running VMs keep running and are adopted next start.
+ * @module
+ */
+import fs from "node:fs";
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { createAdaptorServer } from "@hono/node-server";
+import { Engine } from "@capsule/engine";
+import pino, { type Logger } from "pino";
+import { ActivityTracker } from "./activity.js";
+import { createApp } from "./app.js";
+import { dbPath, resolveConfig, type ServerConfig } from "./config.js";
+import { DEFAULT_LIMITS, type Deps, type ServerLimits } from "./context.js";
+import { openDb } from "./db.js";
+import { IdleMonitor } from "./idle.js";
+import { KeyStore } from "./keys.js";
+import { Metrics } from "./metrics.js";
+import { VmService } from "./vm-service.js";
+import { createUpgradeHandler } from "./ws/upgrade.js";
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  config: ServerConfig;
+  engine: Engine;
+  keys: KeyStore;
+  svc: VmService;
+  close(): Promise<void>;
+}
+
+export interface StartOptions extends Partial<ServerConfig> {
+  limits?: Partial<ServerLimits>;
+  logger?: Logger;
+}
+
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const { limits: limitOverrides, logger, ...configOpts } = opts;
+  const config = resolveConfig(configOpts);
+  const log = logger ?? pino({ level: config.logLevel, base: { svc: "capsule" } });
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const db = openDb(dbPath(config.dataDir));
+  let engine: Engine;
+  try {
+    engine = await Engine.open({ dataDir: config.dataDir, imagesDir: config.imagesDir, agentBundleDir: config.agentBundleDir });
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  const keys = new KeyStore(db);
+  const svc = new VmService(engine, db, new ActivityTracker(), log, { defaultIdleTimeoutSeconds: config.defaultIdleTimeoutSeconds, egress: config.egress });
+  try {
+    await svc.reconcile();
+  } catch (err) {
+    await engine.close();
+    db.close();
+    throw err;
+  }
+  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides } };
+  const app = createApp(deps);
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  const upgrade = createUpgradeHandler(deps);
+  server.on("upgrade", upgrade.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const idle = new IdleMonitor(svc, log, config.idleCheckMs);
+  idle.start();
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  log.info({ url, dataDir: config.dataDir }, "capsule API listening");
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      idle.stop();
+      for (const ws of upgrade.wss.clients) ws.terminate();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await engine.close();
+      db.close();
+    })());
+  return { url, port, config, engine, keys, svc, close };
+}

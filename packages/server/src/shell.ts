@@ -1,0 +1,11 @@
+/** Quotes one argument for /bin/sh: single quotes, with embedded ones closed and escaped. */
+export function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The shell-convention status of a process that died of a signal: 128 + its number. */
+export function statusFromExit(exitCode: number | null, signal: string | null, signals: Record<string, number>): number | null {
+  if (exitCode !== null) return exitCode;
+  const n = signal ? signals[signal] : undefined;
+  return n === undefined ? null : 128 + n;
+}

@@ -1,0 +1,92 @@
+/**
+ * Bridges one PTY attachment (engine) to one WebSocket in the Freestyle PTY protocol: a
+ * `sessionInfo` text frame first (on open), output as binary frames, binary frames in as stdin,
+ * text frames in as `resize` / `signal` (SIGINT is the byte 0x03, so the line discipline signals
+ * the foreground group; SIGKILL kills the session), `exited` then close 1000 when the process
+ * ends. A client close detaches: the session keeps running in the guest.
+ */
+import type { PtyAttachment } from "@capsule/engine";
+import type { RawData, WebSocket } from "ws";
+import type { Logger } from "pino";
+import { statusFromExit } from "../shell.js";
+import { SIGNALS } from "../vm-service.js";
+import { Deferred, flowControl } from "./bridge.js";
+
+type Control = { type: "resize"; cols: number; rows: number } | { type: "signal"; signal: string };
+
+const SIGNAL_NAMES = new Set(["SIGINT", "SIGTERM", "SIGKILL", "SIGHUP"]);
+
+export function parseControl(text: string): Control | undefined {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof msg !== "object" || msg === null) return undefined;
+  const m = msg as Record<string, unknown>;
+  if (m.type === "resize" && validSize(m.cols) && validSize(m.rows)) return { type: "resize", cols: m.cols, rows: m.rows };
+  if (m.type === "signal" && typeof m.signal === "string") return { type: "signal", signal: m.signal };
+  return undefined;
+}
+
+function validSize(n: unknown): n is number {
+  return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 10_000;
+}
+
+export interface PtyBridgeOpts {
+  /** Sent first on a new session; attach does not need it. */
+  sessionInfo?: string;
+  log: Logger;
+}
+
+/** Wires the attachment now (so no output is lost) and returns `bind`, to call with the upgraded socket. */
+export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws: WebSocket) => void; abort: () => void } {
+  const out = new Deferred();
+  let exited = false;
+  let throttle: (() => void) | undefined;
+  att.on("data", (b: Buffer) =>
+    out.run((ws) => {
+      if (ws.readyState !== ws.OPEN) return;
+      ws.send(b, { binary: true });
+      throttle?.();
+    }),
+  );
+  att.on("exit", (code: number | null, signal: string | null) => {
+    exited = true;
+    const exitCode = statusFromExit(code, signal, SIGNALS);
+    out.run((ws) => {
+      if (ws.readyState !== ws.OPEN) return;
+      ws.send(JSON.stringify({ type: "exited", exitCode }));
+      ws.close(1000, "exited");
+    });
+  });
+  att.on("close", () =>
+    out.run((ws) => {
+      // Lost the guest without an exit (VM stopped): close so the client tries to reattach.
+      if (!exited && ws.readyState === ws.OPEN) ws.close(1011, "lost the VM's terminal");
+    }),
+  );
+
+  const bind = (ws: WebSocket) => {
+    throttle = flowControl(ws, () => att.pause(), () => att.resume());
+    if (opts.sessionInfo) ws.send(JSON.stringify({ type: "sessionInfo", sessionId: opts.sessionInfo }));
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      if (isBinary) {
+        att.write(buf).catch((err: unknown) => opts.log.debug({ err }, "pty write failed"));
+        return;
+      }
+      const ctl = parseControl(buf.toString("utf8"));
+      if (!ctl) return; // unknown control frames are ignored, as the client does
+      if (ctl.type === "resize") att.resize(ctl.cols, ctl.rows);
+      else if (ctl.signal === "SIGINT") att.write(Buffer.from([0x03])).catch(() => undefined);
+      else if (SIGNAL_NAMES.has(ctl.signal)) att.signal(ctl.signal as "SIGTERM" | "SIGKILL" | "SIGHUP");
+    });
+    ws.on("close", () => {
+      if (!exited) att.detach();
+    });
+    out.bind(ws);
+  };
+  return { bind, abort: () => att.detach() };
+}

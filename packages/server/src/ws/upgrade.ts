@@ -1,0 +1,154 @@
+/**
+ * The node server's `upgrade` handler: authenticates (Authorization: Bearer), checks ownership,
+ * opens the guest side (PTY open/attach, or a process) and only then completes the handshake, so
+ * every refusal is a plain HTTP answer with a `{code, message}` body and the right status.
+ */
+import type { IncomingMessage } from "node:http";
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket } from "ws";
+import { bearer } from "../app.js";
+import { LINUX_USER_HEADER, type Deps } from "../context.js";
+import { ApiError, toApiError } from "../errors.js";
+import type { Account } from "../keys.js";
+import { findSession, SESSION_ID_RE } from "../pty-sessions.js";
+import { bridgeExec } from "./exec-stream.js";
+import { bridgePty } from "./pty.js";
+
+const LINUX_USER_RE = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+
+interface Bridge {
+  bind: (ws: WebSocket) => void;
+  abort: () => void;
+}
+
+export function createUpgradeHandler(deps: Deps): { handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void; wss: WebSocketServer } {
+  // Frames up to 16 MiB (stdin chunks); compression off: terminal bytes are small and latency matters.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024, perMessageDeflate: false });
+
+  const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on("error", () => undefined); // a client that vanishes mid-handshake is not a server error
+    prepare(deps, req).then(
+      ({ bridge, kind, release }) => {
+        if (socket.destroyed) {
+          bridge.abort();
+          release();
+          return;
+        }
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          deps.metrics.wsSessions.inc({ kind });
+          ws.on("close", () => {
+            deps.metrics.wsSessions.dec({ kind });
+            release();
+          });
+          ws.on("error", (err) => deps.log.debug({ err }, "websocket error"));
+          bridge.bind(ws);
+        });
+      },
+      (err: unknown) => reject(socket, toApiError(err)),
+    );
+  };
+  return { handle, wss };
+}
+
+async function prepare(deps: Deps, req: IncomingMessage): Promise<{ bridge: Bridge; kind: "pty" | "exec"; release: () => void }> {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  const key = bearer(req.headers.authorization);
+  const account = key ? deps.keys.authenticate(key) : undefined;
+  if (!account) throw new ApiError("UNAUTHORIZED", key ? "invalid or revoked API key" : "missing API key: send Authorization: Bearer <key>");
+  const userHeader = req.headers[LINUX_USER_HEADER];
+  const user = typeof userHeader === "string" && userHeader !== "" ? userHeader : undefined;
+  if (user !== undefined && !LINUX_USER_RE.test(user)) throw new ApiError("VALIDATION_ERROR", `${LINUX_USER_HEADER} must be a Linux user name`);
+
+  const seg = url.pathname.split("/").map((s) => safeDecode(s));
+  // ["", "v1", "vms", id, ...rest]
+  if (seg[1] !== "v1" || seg[2] !== "vms" || !seg[3]) throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
+  const vmId = seg[3];
+  const rest = seg.slice(4).join("/");
+  if (rest === "pty") return { ...(await openPty(deps, account, vmId, url, user)), kind: "pty" };
+  if (seg[4] === "pty" && seg[5] === "sessions" && seg[6] !== undefined && seg.length === 7) {
+    return { ...(await attachPty(deps, account, vmId, seg[6], url, user)), kind: "pty" };
+  }
+  if (rest === "exec-stream") return { ...(await execStream(deps, account, vmId, url, user)), kind: "exec" };
+  throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new ApiError("BAD_REQUEST", "malformed percent-encoding in the URL");
+  }
+}
+
+function size(url: URL, name: "cols" | "rows", dflt: number): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === "") return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new ApiError("VALIDATION_ERROR", `${name} must be an integer from 1 to 10000, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+async function openPty(deps: Deps, account: Account, vmId: string, url: URL, user: string | undefined): Promise<{ bridge: Bridge; release: () => void }> {
+  const cols = size(url, "cols", 80);
+  const rows = size(url, "rows", 24);
+  const sessionId = url.searchParams.get("sessionId");
+  if (sessionId) {
+    if (!SESSION_ID_RE.test(sessionId)) throw new ApiError("INVALID_SESSION_ID", "session id must match [a-zA-Z0-9._-]{1,64}");
+    throw new ApiError("INVALID_SESSION_ID", "choosing a session id is not supported by Capsule yet; omit sessionId and use the id from sessionInfo");
+  }
+  const exec = url.searchParams.get("exec");
+  const id = await deps.svc.ensureRunning(account, vmId);
+  const release = deps.svc.activity.hold(id);
+  try {
+    const att = await deps.svc.engine.guest.ptyOpen(id, { cols, rows, ...(user ? { user } : {}), ...(exec ? { command: ["/bin/sh", "-c", exec] } : {}) });
+    return { bridge: bridgePty(att, { sessionInfo: att.session.sessionId, log: deps.log }), release };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
+async function attachPty(deps: Deps, account: Account, vmId: string, sessionId: string, url: URL, user: string | undefined): Promise<{ bridge: Bridge; release: () => void }> {
+  const cols = size(url, "cols", 80);
+  const rows = size(url, "rows", 24);
+  const id = await deps.svc.ensureRunning(account, vmId);
+  await findSession(deps.svc, id, sessionId, user);
+  const release = deps.svc.activity.hold(id);
+  try {
+    const att = await deps.svc.engine.guest.ptyAttach(id, sessionId, { cols, rows, ...(user ? { user } : {}) });
+    return { bridge: bridgePty(att, { log: deps.log }), release };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
+async function execStream(deps: Deps, account: Account, vmId: string, url: URL, user: string | undefined): Promise<{ bridge: Bridge; release: () => void }> {
+  const command = url.searchParams.get("command");
+  if (!command) throw new ApiError("VALIDATION_ERROR", "query parameter `command` is required");
+  const cwd = url.searchParams.get("cwd") ?? undefined;
+  if (cwd !== undefined && !cwd.startsWith("/")) throw new ApiError("VALIDATION_ERROR", "cwd must be an absolute path");
+  const t = url.searchParams.get("timeoutMs");
+  const timeoutMs = t ? Number(t) : undefined;
+  if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 1)) throw new ApiError("VALIDATION_ERROR", "timeoutMs must be a positive integer");
+  const id = await deps.svc.ensureRunning(account, vmId);
+  const release = deps.svc.activity.hold(id);
+  try {
+    const proc = await deps.svc.engine.guest.spawn(id, { command, ...(user ? { user } : {}), ...(cwd ? { cwd } : {}), ...(timeoutMs ? { timeoutMs } : {}) });
+    return { bridge: bridgeExec(proc, { onEnd: (outcome) => deps.metrics.execs.inc({ kind: "stream", outcome }) }), release };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
+/** Answers the upgrade request with a plain HTTP error and closes the socket. */
+function reject(socket: Duplex, err: ApiError): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify(err.body());
+  socket.end(
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? "Error"}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}

@@ -1,0 +1,160 @@
+/**
+ * Test fixtures: a real API server on port 0 with a scratch data dir, the installed image and
+ * agent bundle, and API keys. Everything a test file makes (VMs, snapshots, the data dir) is
+ * removed in `after`, pass or fail. Without sandbox support on the host the tests skip with the
+ * reason — except under CI, where that fails.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
+import { Engine } from "@capsule/engine";
+import pino from "pino";
+import { dbPath, KeyStore, openDb, startServer, type RunningServer } from "../src/index.js";
+
+export const IMAGES_DIR = process.env.CAPSULE_IMAGES_DIR ?? "/var/lib/capsule/images";
+export const AGENT_BUNDLE = process.env.CAPSULE_AGENT_BUNDLE ?? "/var/lib/capsule/agent";
+export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../cli/dist/src/main.js");
+
+/** Why this host cannot run the real-sandbox tests, or undefined when it can. */
+export async function hostGap(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return "tests on real sandboxes need root";
+  for (const [p, what] of [
+    [`${IMAGES_DIR}/trixie/rootfs`, "the trixie base image (run scripts/setup.sh)"],
+    [`${AGENT_BUNDLE}/current/agent/main.js`, "the agent bundle (run scripts/setup.sh)"],
+  ] as const) {
+    if (!(await fs.access(p).then(() => true, () => false))) return `missing ${what} at ${p}`;
+  }
+  try {
+    execFileSync("runsc", ["--version"], { stdio: "ignore" });
+  } catch {
+    return "runsc is not installed (run scripts/setup.sh)";
+  }
+  return undefined;
+}
+
+export async function scratchDir(): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), "capsule-api-test-"));
+}
+
+export interface TestServer {
+  server: RunningServer;
+  dataDir: string;
+  url: string;
+  /** Account "alice"'s key, and "bob"'s. */
+  keyA: string;
+  keyB: string;
+}
+
+/**
+ * Registers before/after hooks that start a server for the current test file and tear it all
+ * down. `skip()` gives the reason when the host cannot run sandboxes.
+ */
+export function useServer(opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number } = {}): { get: () => TestServer; skip: () => string | false } {
+  let current: TestServer | undefined;
+  let gap: string | undefined;
+  before(async () => {
+    gap = await hostGap();
+    if (gap) {
+      if (process.env.CI) throw new Error(`CI must run the sandbox tests, but: ${gap}`);
+      return;
+    }
+    const dataDir = await scratchDir();
+    const server = await startServer({
+      port: 0,
+      host: "127.0.0.1",
+      dataDir,
+      imagesDir: IMAGES_DIR,
+      agentBundleDir: AGENT_BUNDLE,
+      egress: "none",
+      defaultIdleTimeoutSeconds: opts.defaultIdleTimeoutSeconds ?? null,
+      idleCheckMs: opts.idleCheckMs ?? 500,
+      logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "warn" }),
+    });
+    current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };
+  });
+  after(async () => {
+    if (!current) return;
+    const { server, dataDir } = current;
+    try {
+      await destroyEngineState(server.engine);
+    } finally {
+      await server.close();
+      await fs.rm(dataDir, { recursive: true, force: true });
+    }
+  });
+  return {
+    get: () => {
+      if (!current) throw new Error("server not started");
+      return current;
+    },
+    skip: () => gap ?? false,
+  };
+}
+
+/** Deletes every VM (waiting for the teardown) and snapshot the engine has. */
+export async function destroyEngineState(engine: Engine): Promise<void> {
+  for (const vm of await engine.listVms()) await engine.deleteVm(vm.id, { wait: true }).catch(() => undefined);
+  for (const s of await engine.listSnapshots()) await engine.deleteSnapshot(s.id).catch(() => undefined);
+}
+
+/** Opens the engine on a data dir nobody serves any more and removes everything in it. */
+export async function destroyDataDir(dataDir: string): Promise<void> {
+  if (await fs.access(path.join(dataDir, "vms")).then(() => true, () => false)) {
+    const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE });
+    try {
+      await destroyEngineState(engine);
+    } finally {
+      await engine.close();
+    }
+  }
+  await fs.rm(dataDir, { recursive: true, force: true });
+}
+
+/** A key made directly in a data dir's database (what `capsule keys create` does). */
+export function createKey(dataDir: string, account: string): string {
+  const db = openDb(dbPath(dataDir));
+  try {
+    return new KeyStore(db).createKey(account).key;
+  } finally {
+    db.close();
+  }
+}
+
+/** `capsule serve` as a child process; resolves once it prints its address. */
+export async function spawnServer(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [CLI, "serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--images-dir", IMAGES_DIR, "--agent-dir", AGENT_BUNDLE, "--egress", "none", "--idle-timeout", "none"],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, CAPSULE_LOG_LEVEL: "warn" } },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      buf += d.toString("utf8");
+      const m = /\{"listening":"([^"]+)"/.exec(buf);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`capsule serve exited ${code} before listening: ${buf}`)));
+  });
+  return { child, url };
+}
+
+/** Raw HTTP with a key; answers status and parsed JSON (or text). */
+export async function call(url: string, key: string | undefined, method: string, p: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> & { code?: string; message?: string } }> {
+  const res = await fetch(url + p, {
+    method,
+    headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+    ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    parsed = { text };
+  }
+  return { status: res.status, body: parsed };
+}
