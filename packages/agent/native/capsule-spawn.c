@@ -12,6 +12,7 @@
  *   capsule-spawn UID GID GROUPS|- --mkdir PATH MODE|- RECURSIVE
  *   capsule-spawn UID GID GROUPS|- --remove PATH RECURSIVE
  *   capsule-spawn --sync
+ *   capsule-spawn --server FIFO_DIR                             the fork server (zygote.c)
  *
  * A stat line is "KIND MODE(octal) SIZE UID GID MTIME_SEC MTIME_NSEC\n", KIND one of f d l o.
  * --read puts the stat line on fd 3, closed before the data, so the agent can send it ahead of
@@ -32,6 +33,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "capsule.h"
 
 enum { X_USAGE = 2, X_PRIV = 3, X_NOENT = 10, X_ACCES, X_ISDIR, X_NOTDIR, X_EXIST, X_NOTEMPTY, X_NOTREG, X_OTHER };
 
@@ -65,7 +68,7 @@ static void priv_fail(const char *what) {
   exit(X_PRIV);
 }
 
-static void drop(const char *uid_s, const char *gid_s, char *groups_s) {
+void drop(const char *uid_s, const char *gid_s, char *groups_s) {
   static gid_t want[NGROUPS_MAX], have[NGROUPS_MAX];
   uid_t uid = num(uid_s, 10), ru, eu, su;
   gid_t gid = num(gid_s, 10), rg, eg, sg;
@@ -210,6 +213,7 @@ static int do_remove(const char *path, const char *recursive_s) {
 
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "--sync") == 0) return sync(), 0;
+  if (argc == 3 && strcmp(argv[1], "--server") == 0) return zygote_main(argv[2]);
   if (argc < 5) return fprintf(stderr, "usage: capsule-spawn UID GID GROUPS|- [--] PROG ARGS...\n"), X_USAGE;
   drop(argv[1], argv[2], argv[3]);
   char *op = argv[4];

@@ -5,10 +5,11 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const SOURCE = fileURLToPath(new URL("../native/capsule-spawn.c", import.meta.url));
+const SOURCES = [SOURCE, fileURLToPath(new URL("../native/zygote.c", import.meta.url))];
 
 export function compileHelper(output) {
   try {
-    execFileSync("gcc", ["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", output, SOURCE], { stdio: ["ignore", "inherit", "pipe"] });
+    execFileSync("gcc", ["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", output, ...SOURCES], { stdio: ["ignore", "inherit", "pipe"] });
   } catch (err) {
     const stderr = err.stderr?.toString() ?? "";
     if (err.code === "ENOENT") throw new Error("gcc not found: install it (apt-get install gcc libc6-dev)");

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { AGENT_SOCKET_DIR_IN_VM, AGENT_SOCKET_NAME } from "@capsule/agent-protocol";
 
 /**
@@ -8,4 +9,12 @@ export const config = {
   socketPath: process.env.CAPSULE_AGENT_SOCKET ?? `${AGENT_SOCKET_DIR_IN_VM}/${AGENT_SOCKET_NAME}`,
   spawnHelper: process.env.CAPSULE_SPAWN_HELPER ?? "/.capsule/bin/capsule-spawn",
   inputrc: process.env.CAPSULE_INPUTRC ?? "/.capsule/inputrc",
+  /**
+   * The fork server's FIFOs: a root-only directory on a filesystem inside the VM (/dev is the
+   * sandbox's own tmpfs; the socket directory is a host mount, no place for FIFOs). Beside the
+   * socket when tests run the agent on a host; `off` disables the fork server.
+   */
+  fifoDir:
+    process.env.CAPSULE_FIFO_DIR ??
+    (process.env.CAPSULE_AGENT_SOCKET ? path.join(path.dirname(process.env.CAPSULE_AGENT_SOCKET), "fifo") : "/dev/.capsule-fifo"),
 } as const;

@@ -6,6 +6,7 @@ import { serveConnection } from "./dispatch.js";
 import { killRunningCommands } from "./exec.js";
 import { log } from "./log.js";
 import { hangUpSessions } from "./pty.js";
+import { startZygote } from "./zygote.js";
 
 /**
  * The guest agent: serves the host's exec, PTY and file requests on a unix socket inside the
@@ -18,6 +19,7 @@ function main(): void {
   process.on("uncaughtException", (err) => log(`uncaught exception: ${err.stack ?? err.message}`));
   process.on("unhandledRejection", (err) => log(`unhandled rejection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`));
 
+  startZygote();
   const socketPath = config.socketPath;
   fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
   fs.rmSync(socketPath, { force: true }); // a stale socket from an earlier run would make listen fail

@@ -36,7 +36,7 @@ async function waitForSocket(socket: string, child: ChildProcess): Promise<void>
 }
 
 /** Compiles capsule-spawn and runs the agent from dist/ on this host, on a private socket. */
-export async function startAgent(): Promise<Agent> {
+export async function startAgent(extraEnv: Record<string, string> = {}): Promise<Agent> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "capsule-agent-test-"));
   const socket = path.join(dir, "run", "agent.sock");
   const helper = path.join(dir, "capsule-spawn");
@@ -48,6 +48,7 @@ export async function startAgent(): Promise<Agent> {
       CAPSULE_SPAWN_HELPER: helper,
       CAPSULE_INPUTRC: path.join(PACKAGE_DIR, "inputrc"),
       CAPSULE_CANARY: "agent-env-must-not-leak",
+      ...extraEnv,
     },
     stdio: ["ignore", "inherit", "pipe"],
   });

@@ -20,6 +20,11 @@ test("exec streams stdout and stderr and reports the exit code", async () => {
   assert.ok(r.pid > 0);
 });
 
+test("commands are started by the fork server, not by forking the agent", async () => {
+  const r = await exec(agent.socket, { command: "tr '\\0' ' ' < /proc/$PPID/cmdline" });
+  assert.match(r.stdout, /capsule-spawn --server /);
+});
+
 test("stdin frames reach the command and Eof closes its stdin", async () => {
   const r = await exec(agent.socket, { command: "cat; echo done" }, "hello\nworld\n");
   assert.equal(r.stdout, "hello\nworld\ndone\n");

@@ -1,0 +1,11 @@
+/* Shared between capsule-spawn's modes. */
+#ifndef CAPSULE_H
+#define CAPSULE_H
+
+/* Become exactly UID, GID and the comma-separated GROUPS ("-" for none); exits on failure. */
+void drop(const char *uid_s, const char *gid_s, char *groups_s);
+
+/* capsule-spawn --server DIR: the fork server (zygote.c). */
+int zygote_main(const char *fifo_dir);
+
+#endif

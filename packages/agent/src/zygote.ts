@@ -1,0 +1,186 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import { Writable } from "node:stream";
+import { config } from "./config.js";
+import { AgentError } from "./errors.js";
+import { log } from "./log.js";
+import type { UserInfo } from "./users.js";
+
+/**
+ * Client of the fork server (`capsule-spawn --server`, native/zygote.c). Inside gVisor a fork
+ * of this Node process costs 60-110 ms; the small static zygote forks in a few. Each spawn:
+ * `P id` (the zygote makes three FIFOs) → we open our ends (stdout/stderr for reading,
+ * non-blocking; stdin read-write so the child's open never blocks) → `S …` (fork, the child opens
+ * its ends, becomes the user, execs) → `S id pid` → … → `X pid code signal` when it ends.
+ */
+
+/** The parts of a ChildProcess the exec code uses; `close` follows exit and the end of output. */
+export interface Spawned extends EventEmitter {
+  readonly pid: number;
+  readonly stdin: Writable;
+  readonly stdout: net.Socket;
+  readonly stderr: net.Socket;
+}
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(os.constants.signals).map(([name, num]) => [num, name as NodeJS.Signals]));
+
+type Reply = { kind: "P" | "S" | "F"; id: string; rest: string[] };
+
+class Zygote {
+  readonly #proc: ChildProcess;
+  readonly #dir: string;
+  #buf = "";
+  #nextId = 0;
+  #dead = false;
+  readonly #waiting = new Map<string, (r: Reply) => void>();
+  readonly #exits = new Map<number, (code: number | null, signal: NodeJS.Signals | null) => void>();
+  /** Exits that arrived before their spawn was registered (a command that ends at once). */
+  readonly #early = new Map<number, [number | null, NodeJS.Signals | null]>();
+
+  constructor(proc: ChildProcess, dir: string) {
+    this.#proc = proc;
+    this.#dir = dir;
+    proc.stdout?.setEncoding("utf8");
+    proc.stdout?.on("data", (text: string) => this.#onData(text));
+    proc.on("exit", (code, signal) => {
+      this.#dead = true;
+      log(`zygote exited (${code ?? signal}); spawning falls back to Node`);
+      for (const w of this.#waiting.values()) w({ kind: "F", id: "", rest: ["0", "zygote-died"] });
+      this.#waiting.clear();
+      if (zygote === this) zygote = undefined;
+    });
+    proc.stdin?.on("error", () => undefined);
+  }
+
+  #onData(text: string): void {
+    this.#buf += text;
+    let nl: number;
+    while ((nl = this.#buf.indexOf("\n")) >= 0) {
+      const [kind = "", ...rest] = this.#buf.slice(0, nl).split(" ");
+      this.#buf = this.#buf.slice(nl + 1);
+      if (kind === "X") {
+        const pid = Number(rest[0]);
+        const code = Number(rest[1]);
+        const result: [number | null, NodeJS.Signals | null] = code < 0 ? [null, SIGNAL_NAMES.get(Number(rest[2])) ?? "SIGKILL"] : [code, null];
+        const done = this.#exits.get(pid);
+        if (done) {
+          this.#exits.delete(pid);
+          done(...result);
+        } else this.#early.set(pid, result);
+      } else if (kind === "P" || kind === "S" || kind === "F") {
+        const id = rest[0] ?? "";
+        const w = this.#waiting.get(id);
+        this.#waiting.delete(id);
+        w?.({ kind, id, rest: rest.slice(1) });
+      }
+    }
+  }
+
+  #request(fields: string[]): Promise<Reply> {
+    if (this.#dead) return Promise.resolve({ kind: "F", id: "", rest: ["0", "zygote-died"] });
+    const id = fields[1] ?? "";
+    const payload = Buffer.from(fields.map((f) => `${f}\0`).join(""), "utf8");
+    const header = Buffer.alloc(4);
+    header.writeUInt32LE(payload.length, 0);
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve);
+      this.#proc.stdin?.write(Buffer.concat([header, payload]));
+    });
+  }
+
+  async spawn(user: UserInfo, argv: string[], env: Record<string, string>, cwd: string): Promise<Spawned> {
+    for (const s of [...argv, cwd, ...Object.entries(env).flat()]) {
+      if (s.includes("\0")) throw new AgentError("BAD_REQUEST", "arguments and environment must not contain NUL bytes");
+    }
+    const id = String(++this.#nextId);
+    const prepared = await this.#request(["P", id]);
+    if (prepared.kind !== "P") throw failure(prepared, argv[0] ?? "");
+    const path = (fd: number) => `${this.#dir}/${id}.${fd}`;
+    const outFd = fs.openSync(path(1), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const errFd = fs.openSync(path(2), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const inFd = fs.openSync(path(0), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+    const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    const groups = user.groups.length > 0 ? user.groups.join(",") : "-";
+    const started = await this.#request(["S", id, String(user.uid), String(user.gid), groups, cwd, String(envList.length), ...envList, ...argv]);
+    if (started.kind !== "S") {
+      for (const fd of [outFd, errFd, inFd]) fs.closeSync(fd);
+      throw failure(started, argv[0] ?? "");
+    }
+    return this.#handle(Number(started.rest[0]), inFd, outFd, errFd);
+  }
+
+  #handle(pid: number, inFd: number, outFd: number, errFd: number): Spawned {
+    const stdout = new net.Socket({ fd: outFd, readable: true, writable: false });
+    const stderr = new net.Socket({ fd: errFd, readable: true, writable: false });
+    const inSock = new net.Socket({ fd: inFd, readable: false, writable: true });
+    inSock.on("error", () => undefined); // the command may exit without reading its input
+    // A FIFO cannot be shut down like a socket: EOF is closing our (only) writer once flushed.
+    const stdin = new Writable({
+      write: (chunk: Buffer, _enc, cb) => void inSock.write(chunk, () => cb()),
+      final: (cb) => {
+        if (inSock.writableLength === 0) inSock.destroy();
+        else inSock.once("drain", () => inSock.destroy());
+        cb();
+      },
+      destroy: (_err, cb) => {
+        inSock.destroy();
+        cb(null);
+      },
+    });
+    const proc = Object.assign(new EventEmitter(), { pid, stdin, stdout, stderr }) as Spawned;
+    let exit: [number | null, NodeJS.Signals | null] | undefined;
+    let open = 2;
+    const maybeClose = () => {
+      if (exit && open === 0) {
+        stdin.destroy();
+        proc.emit("close", ...exit);
+      }
+    };
+    stdout.once("close", () => (open--, maybeClose()));
+    stderr.once("close", () => (open--, maybeClose()));
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      exit = [code, signal];
+      inSock.destroy();
+      maybeClose();
+    };
+    const early = this.#early.get(pid);
+    if (early) {
+      this.#early.delete(pid);
+      onExit(...early);
+    } else this.#exits.set(pid, onExit);
+    return proc;
+  }
+}
+
+function failure(r: Reply, program: string): AgentError {
+  const errno = Number(r.rest[0]);
+  const stage = r.rest[1] ?? "spawn";
+  const reason = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
+  if (stage === "exec" && reason === "ENOENT") return new AgentError("SPAWN_FAILED", `${program}: no such executable in the VM`);
+  if (stage === "chdir") return new AgentError("FILE_NOT_FOUND", `working directory: ${reason}`);
+  return new AgentError("SPAWN_FAILED", `cannot start ${program} (${stage}: ${reason})`);
+}
+
+let zygote: Zygote | undefined;
+
+/** Starts the fork server; without it (or once it died) callers fall back to Node's spawn. */
+export function startZygote(): void {
+  if (config.fifoDir === "off") return;
+  try {
+    fs.rmSync(config.fifoDir, { recursive: true, force: true });
+    fs.mkdirSync(config.fifoDir, { recursive: true, mode: 0o700 });
+    const proc = spawn(config.spawnHelper, ["--server", config.fifoDir], { stdio: ["pipe", "pipe", "inherit"] });
+    proc.on("error", (err) => log(`zygote failed to start: ${err.message}`));
+    zygote = new Zygote(proc, config.fifoDir);
+  } catch (err) {
+    log(`zygote unavailable: ${(err as Error).message}`);
+  }
+}
+
+/** Spawns through the zygote; undefined when there is none (use Node's spawn then). */
+export function zygoteSpawn(user: UserInfo, argv: string[], env: Record<string, string>, cwd: string): Promise<Spawned> | undefined {
+  return zygote?.spawn(user, argv, env, cwd);
+}
