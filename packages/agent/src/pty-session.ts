@@ -14,6 +14,8 @@ const SCROLLBACK_BYTES = Math.min(1024 * 1024, MAX_FRAME_PAYLOAD);
 /** How long a hang-up gets to end the session before `terminate` escalates to SIGKILL. */
 const HANGUP_GRACE_MS = 1_000;
 const TERMINATE_WAIT_MS = 2_000;
+/** Longest a new session holds early input while waiting for the program's first output. */
+const INPUT_HOLD_MS = 1_500;
 
 export interface PtySpawnOptions {
   cols: number;
@@ -52,6 +54,15 @@ export class PtySession {
   #cols: number;
   #rows: number;
   #exit: ExitReply | undefined;
+  /**
+   * Input typed before the program first wrote anything, held back until it does (or for at
+   * most INPUT_HOLD_MS). Until a shell has started readline, the terminal itself echoes input,
+   * and gVisor's line discipline echoes control bytes raw where Linux shows `^^`: a client that
+   * types its first line at once (the seed's Agent SDK bridge types a 0x1E sentinel) would see
+   * that byte in the echo. Once the prompt is out, readline echoes and shows control bytes as
+   * `^X`, as on Linux.
+   */
+  #held: Buffer[] | undefined = [];
 
   constructor(
     user: UserInfo,
@@ -67,7 +78,11 @@ export class PtySession {
     this.#cols = options.cols;
     this.#rows = options.rows;
     // With `encoding: null` node-pty hands out raw Buffers; its typings only know strings.
-    (this.#pty.onData as unknown as IEvent<Buffer>)((data) => this.#output(data));
+    (this.#pty.onData as unknown as IEvent<Buffer>)((data) => {
+      this.#releaseInput();
+      this.#output(data);
+    });
+    setTimeout(() => this.#releaseInput(), INPUT_HOLD_MS).unref();
     this.#pty.onExit(({ exitCode, signal }) => {
       this.#exited(exitCode, signal);
       onExit(this);
@@ -131,9 +146,18 @@ export class PtySession {
 
   #input(client: Client, frame: Frame): void {
     if (!this.running) return;
-    if (frame.type === FrameType.Stdin) this.#pty.write(frame.payload);
-    else if (frame.type === FrameType.Json) this.#control(client, parsePtyControl(frame.payload));
+    if (frame.type === FrameType.Stdin) {
+      if (this.#held) this.#held.push(Buffer.from(frame.payload));
+      else this.#pty.write(frame.payload);
+    } else if (frame.type === FrameType.Json) this.#control(client, parsePtyControl(frame.payload));
     else if (frame.type !== FrameType.Eof) throw badRequest(`unexpected frame type ${frame.type} on a PTY`);
+  }
+
+  #releaseInput(): void {
+    const held = this.#held;
+    if (!held) return;
+    this.#held = undefined;
+    if (held.length > 0 && this.running) this.#pty.write(Buffer.concat(held));
   }
 
   #control(client: Client, control: PtyControl): void {
