@@ -1,11 +1,11 @@
 /**
- * Engine benchmark, side by side with the raw runtime in the same run:
+ * Engine and API benchmark, side by side with the raw runtime in the same run:
  *   npm run bench            (human table)
  *   npm run bench -- --json  (summary as JSON)
  * Options: --samples N (default 10 creates, 10x that for exec), --idle-vms N (default 20).
  * Needs root and a set-up host (scripts/setup.sh). Leaves nothing behind.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -13,6 +13,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { Engine } from "@capsule/engine";
+import { KeyStore, dbPath, openDb, startServer } from "@capsule/server";
 
 const run = promisify(execFile);
 const argv = process.argv.slice(2);
@@ -64,16 +65,12 @@ class RawRunsc {
   }
   async start(id: string): Promise<void> {
     const b = await this.bundle(id);
-    const fd = await fs.open("/dev/null", "r+");
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const c = execFile("runsc", [`--root=${this.root}`, "--network=none", "--platform=systrap", "run", "--detach", `--bundle=${b}`, id], (err) => (err ? reject(err) : resolve()));
-        c.stdout?.resume();
-        c.stderr?.resume();
-      });
-    } finally {
-      await fd.close();
-    }
+    // runsc run --detach leaves its stdio open in the sandbox: wait for exit, never for output.
+    await new Promise<void>((resolve, reject) => {
+      const c = spawn("runsc", [`--root=${this.root}`, "--network=none", "--platform=systrap", "run", "--detach", `--bundle=${b}`, id], { stdio: "ignore" });
+      c.on("error", reject);
+      c.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`runsc run exited ${code}`))));
+    });
   }
   exec(id: string, ...cmd: string[]): Promise<unknown> {
     return run("runsc", [`--root=${this.root}`, "exec", id, ...cmd]);
@@ -97,6 +94,59 @@ function pssKb(needle: string): number {
   return total;
 }
 
+/**
+ * The same operations through the HTTP API (the server in this process, on its own data dir),
+ * as the official client sends them: `POST /v1/vms` then `POST /v1/vms/{id}/exec-await`.
+ */
+async function apiFigures(dataDir: string): Promise<Record<string, Stat>> {
+  await fs.mkdir(dataDir, { recursive: true });
+  const db = openDb(dbPath(dataDir));
+  const { key } = new KeyStore(db).createKey("bench");
+  db.close();
+  const server = await startServer({ dataDir, imagesDir: IMAGES, agentBundleDir: AGENT, port: 0, host: "127.0.0.1", egress: "none" });
+  const call = async (method: string, route: string, body?: unknown) => {
+    const res = await fetch(`${server.url}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as Record<string, unknown>;
+  };
+  const exec = (id: string) => call("POST", `/v1/vms/${id}/exec-await`, { command: "true", terminal: null, timeoutMs: null });
+  const ids: string[] = [];
+  try {
+    log(`through the API: create -> first exec (${SAMPLES}), exec-await \`true\` (${SAMPLES * 10})`);
+    const create: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      create.push(
+        await time(async () => {
+          const vm = await call("POST", "/v1/vms", { idleTimeoutSeconds: null });
+          ids.push(String(vm.id));
+          await exec(String(vm.id));
+        }),
+      );
+    }
+    const execs: number[] = [];
+    for (let i = 0; i < SAMPLES * 10; i++) execs.push(await time(() => exec(ids[0]!)));
+    return { createToFirstExecMs: stats(create), execAwaitTrueMs: stats(execs) };
+  } finally {
+    for (const id of ids) await call("DELETE", `/v1/vms/${id}`).catch(() => undefined);
+    await server.close();
+  }
+}
+
+/** rss + mapped_file of the sandbox's memory cgroup (cgroup v1, as runsc sets it up here). */
+function cgroupRssMiB(id: string): number | undefined {
+  try {
+    const txt = execFileSync("cat", [`/sys/fs/cgroup/memory/${id}/memory.stat`], { encoding: "utf8" });
+    const get = (k: string) => Number(new RegExp(`^total_${k} (\\d+)`, "m").exec(txt)?.[1] ?? 0);
+    return (get("rss") + get("mapped_file") + get("shmem")) / 2 ** 20;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<void> {
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-bench-"));
   const engine = await Engine.open({ dataDir: path.join(scratch, "data"), imagesDir: IMAGES, agentBundleDir: AGENT });
@@ -112,6 +162,10 @@ async function main(): Promise<void> {
     const capsuleCreate: number[] = [];
     const rawCreate: number[] = [];
     const created: string[] = [];
+    const phases: Record<string, number[]> = {};
+    const notePhases = (id: string) => {
+      for (const [k, v] of Object.entries(engine.bootPhases(id) ?? {})) (phases[k] ??= []).push(v);
+    };
     for (let i = 0; i < SAMPLES; i++) {
       capsuleCreate.push(
         await time(async () => {
@@ -120,6 +174,7 @@ async function main(): Promise<void> {
           await engine.guest.exec(vm.id, { command: "true" });
         }),
       );
+      notePhases(created[created.length - 1]!);
       const id = `bench-raw-${process.pid}-${i}`;
       rawIds.push(id);
       rawCreate.push(
@@ -130,6 +185,7 @@ async function main(): Promise<void> {
       );
     }
     out.createToFirstExecMs = { capsule: stats(capsuleCreate), rawRunsc: stats(rawCreate), ratioP50: stats(capsuleCreate).p50 / stats(rawCreate).p50 };
+    out.createPhasesP50Ms = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v).p50]));
 
     log(`exec round trip of \`true\` (${SAMPLES * 10} samples each)`);
     const capsuleExec: number[] = [];
@@ -184,12 +240,23 @@ async function main(): Promise<void> {
     for (const id of created.splice(0)) delMs.push(await time(() => engine.deleteVm(id)));
     out.deleteReturnsMs = stats(delMs);
 
+    out.api = await apiFigures(path.join(scratch, "api"));
+    const api = out.api as Record<string, Stat>;
+    out.apiVsEngineP50 = {
+      execTrue: api.execAwaitTrueMs!.p50 / stats(capsuleExec).p50,
+      createToFirstExec: api.createToFirstExecMs!.p50 / stats(capsuleCreate).p50,
+    };
+
     log(`memory per idle VM at ${IDLE_VMS} VMs`);
     const idle: string[] = [];
     for (let i = 0; i < IDLE_VMS; i++) idle.push((await engine.createVm()).id);
     await new Promise((r) => setTimeout(r, 3000));
     const perVm = idle.map((id) => pssKb(`vms/${id}/bundle`) / 1024);
     out.idleVmPssMiB = { ...stats(perVm), total: perVm.reduce((a, b) => a + b, 0) };
+    // What the kernel charges the sandbox's memory cgroup (runsc names it after the VM id):
+    // its processes' memory plus the guest memory file, less page cache.
+    const charged = idle.map((id) => cgroupRssMiB(id)).filter((v): v is number => v !== undefined);
+    if (charged.length > 0) out.idleVmCgroupRssMiB = stats(charged);
     for (const id of idle) await engine.deleteVm(id);
   } finally {
     for (const id of rawIds) await raw.destroy(id);
@@ -211,10 +278,18 @@ async function main(): Promise<void> {
   row("create from snapshot -> first exec", o.createFromSnapshotToFirstExecMs!.capsule!, o.createFromSnapshotToFirstExecMs!.rawRunsc);
   row("exec `true`", o.execTrueMs!.capsule!, o.execTrueMs!.rawRunscExec);
   row("delete returns", o.deleteReturnsMs as unknown as Stat);
+  const api = o.api as unknown as Record<string, Stat>;
+  row("API create -> first exec", api.createToFirstExecMs!, o.createToFirstExecMs!.capsule);
+  row("API exec-await `true`", api.execAwaitTrueMs!, o.execTrueMs!.capsule);
+  console.log("  (API rows: ratio is API vs the engine called in-process)");
   console.log(`snapshot 10 MB / 400 MB written      ${f(o.snapshotMs!["10MB"]!)} ms / ${f(o.snapshotMs!["400MB"]!)} ms`);
   console.log(`files 100 MB                         write ${f(o.files100MB!.writeMBps!)} MB/s, read ${f(o.files100MB!.readMBps!)} MB/s`);
   const m = o.idleVmPssMiB as unknown as Stat & { total: number };
   console.log(`idle VM memory (PSS, ${IDLE_VMS} VMs)         p50 ${f(m.p50)} MiB, total ${f(m.total)} MiB`);
+  const cg = o.idleVmCgroupRssMiB as unknown as Stat | undefined;
+  if (cg) console.log(`idle VM memory (cgroup rss+shmem)     p50 ${f(cg.p50)} MiB`);
+  const ph = o.createPhasesP50Ms as unknown as Record<string, number>;
+  console.log(`create phases p50 (ms)               ${Object.entries(ph).map(([k, v]) => `${k} ${f(v)}`).join(", ")}`);
 }
 
 await main();

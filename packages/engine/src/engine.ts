@@ -83,6 +83,8 @@ export class Engine {
   readonly #lock = new KeyedMutex();
   /** Layers being written right now: never garbage-collected. */
   readonly #inflightLayers = new Set<string>();
+  /** How long each phase of the last boot of a VM took (diagnostics; not persisted). */
+  readonly #bootPhases = new Map<string, Record<string, number>>();
   /** VMs whose teardown runs in the background after delete returned. */
   readonly #deleting = new Map<string, Promise<void>>();
   #closed = false;
@@ -159,8 +161,10 @@ export class Engine {
       // found by recovery, which tears down by the names derived from the id.
       await this.#host.save(rec);
       try {
+        const t0 = performance.now();
         await this.#host.createDisk(rec);
-        await this.#host.bringUp(rec);
+        const diskMs = performance.now() - t0;
+        this.#bootPhases.set(rec.id, { disk: diskMs, ...(await this.#host.bringUp(rec)) });
       } catch (err) {
         await this.#host.tearDown(rec).catch(() => undefined);
         await this.#host.removeFiles(rec.id);
@@ -169,6 +173,14 @@ export class Engine {
       await this.#setState(rec, "running");
       return this.#info(rec);
     });
+  }
+
+  /**
+   * Milliseconds each phase of the VM's last boot by this engine took (`disk`, `mounts`,
+   * `network`, `spec`, `runtimeRun`, `agentReady`), for diagnostics; undefined if unknown.
+   */
+  bootPhases(id: string): Record<string, number> | undefined {
+    return this.#bootPhases.get(id);
   }
 
   async getVm(id: string): Promise<VmInfo> {
@@ -207,7 +219,7 @@ export class Engine {
       requireState(id, rec.state, "start", ["stopped"]);
       await this.#setState(rec, "starting");
       try {
-        await this.#host.bringUp(rec);
+        this.#bootPhases.set(id, await this.#host.bringUp(rec));
       } catch (err) {
         await this.#host.tearDown(rec).catch(() => undefined);
         await this.#setState(rec, "stopped");
@@ -236,7 +248,10 @@ export class Engine {
         await this.#host.removeFiles(id);
         await this.#gcLayers();
       })
-      .finally(() => this.#deleting.delete(id));
+      .finally(() => {
+        this.#deleting.delete(id);
+        this.#bootPhases.delete(id);
+      });
     this.#deleting.set(id, done);
     if (opts.wait) await done;
     else done.catch(() => undefined); // recovery finishes it on the next open

@@ -70,17 +70,28 @@ export class VmHost {
     await createDiskImage(p, rec.limits.diskMb);
   }
 
-  /** Boots the VM; on failure everything it acquired is released again and the error rethrown. */
-  async bringUp(rec: VmRecord): Promise<void> {
+  /**
+   * Boots the VM; on failure everything it acquired is released again and the error rethrown.
+   * Resolves with how long each phase took (ms), for diagnostics and the benchmark.
+   */
+  async bringUp(rec: VmRecord): Promise<Record<string, number>> {
     const p = this.paths.vm(rec.id);
     const runtime = this.runtimes[rec.runtime];
     const ns = netnsName(rec.id);
     const hostIf = hostIfName(rec.id);
+    const phases: Record<string, number> = {};
+    let mark = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      phases[name] = (phases[name] ?? 0) + (now - mark);
+      mark = now;
+    };
     await withRollback(async (cleanup) => {
       await mountDisk(p);
       cleanup.add("unmount disk", () => unmountDisk(p));
       await mountRootfs(p, this.lowerDirs(rec));
       cleanup.add("unmount rootfs", () => unmountRootfs(p));
+      phase("mounts");
 
       const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
       cleanup.add("release address", () => release(lease.slot, rec.id));
@@ -90,6 +101,7 @@ export class VmHost {
       cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
       await allowVm(hostIf, this.opts.allowedHostPorts, rec.egress === "internet");
       cleanup.add("forget firewall", () => forgetVm(hostIf));
+      phase("network");
 
       await this.writeGuestFiles(rec, lease);
       rec.agentBundle = await resolveBundle(this.opts.agentBundleDir);
@@ -103,15 +115,19 @@ export class VmHost {
         ...(rec.runtime === "runc" ? { netnsPath: netnsPath(ns) } : {}),
       });
       await writeJsonAtomic(`${p.bundle}/config.json`, spec);
+      phase("spec");
       await runtime.run(rec.id, p.bundle, netnsPath(ns), p.log);
       cleanup.add("destroy sandbox", () => runtime.destroy(rec.id));
+      phase("runtimeRun");
       await this.waitForAgent(rec.id);
+      phase("agentReady");
     }).catch((err: unknown) => {
       delete rec.net;
       throw err instanceof EngineError
         ? err
         : new EngineError(ErrorCode.RuntimeFailed, `VM ${rec.id} failed to boot: ${(err as Error).message}`, { cause: err });
     });
+    return phases;
   }
 
   /** Stops the sandbox and releases everything but the disk image. Idempotent. */
