@@ -10,6 +10,13 @@ cd "$ROOT"
 
 bash scripts/setup.sh
 
+# Test-only host package: the web console's end-to-end tests drive Debian's Chromium (playwright-core).
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "ok installed"; then
+  echo "== installing chromium (web console tests)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+fi
+
 echo "== lint"
 npx eslint --max-warnings=0 .
 echo "== typecheck"
@@ -22,6 +29,10 @@ set +e
 # --experimental-websocket: the official freestyle client's PTY needs the global WebSocket (Node 20).
 node --experimental-websocket --test --test-reporter=spec --test-concurrency=1 \
   packages/agent/dist/test/ packages/engine/dist/test/ packages/server/dist/test/ 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || exit "$rc"
+echo "== SDK and CLI suites (no --experimental-websocket: the SDK must work without it)"
+node --test --test-reporter=spec --test-concurrency=1 packages/sdk/dist/test/ packages/cli/dist/test/ 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== engine suites again on runc (the weaker, faster runtime)"

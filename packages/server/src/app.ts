@@ -12,6 +12,9 @@ import type { AppEnv, Deps } from "./context.js";
 import { ApiError, toApiError, type ApiCode } from "./errors.js";
 import { OPENAPI_DESCRIPTION } from "./openapi-doc.js";
 import { ROUTES } from "./routes/index.js";
+import { CONSOLE_HEADER, readCookie, SESSION_COOKIE } from "./console/auth.js";
+import { isConsolePath } from "./console/routes.js";
+import { RAW_FILES_PATH } from "./routes/vm-files-raw.js";
 
 /** Routes anyone may call: health checks and the API description. */
 const PUBLIC_PATHS = new Set(["/healthz", "/openapi.json"]);
@@ -49,9 +52,11 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   });
 
   app.use("*", async (c, next) => {
-    if (PUBLIC_PATHS.has(c.req.path)) return next();
+    if (PUBLIC_PATHS.has(c.req.path) || isConsolePath(c.req.path)) return next(); // the console authenticates itself
     const key = bearer(c.req.header("authorization"));
-    const account = key ? deps.keys.authenticate(key) : undefined;
+    // Without a key: the web console's session cookie, only with its CSRF header.
+    const consoleSession = !key && c.req.header(CONSOLE_HEADER) === "1" ? readCookie(c.req.header("cookie"), SESSION_COOKIE) : undefined;
+    const account = key ? deps.keys.authenticate(key) : deps.console?.authenticate(consoleSession);
     if (!account) {
       const message = key ? "invalid or revoked API key" : "missing API key: send Authorization: Bearer <key> (create one with `capsule keys create`)";
       return renderError(c, new ApiError("UNAUTHORIZED", message));
@@ -60,13 +65,12 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     return next();
   });
 
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: deps.limits.maxBodyBytes,
-      onError: (c) => renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `request body over the limit of ${deps.limits.maxBodyBytes} bytes`, 413)),
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: deps.limits.maxBodyBytes,
+    onError: (c) => renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `request body over the limit of ${deps.limits.maxBodyBytes} bytes`, 413)),
+  });
+  // Raw file uploads stream to the guest: the VM's disk is their only limit.
+  app.use("*", (c, next) => (RAW_FILES_PATH.test(c.req.path) ? next() : limitBody(c, next)));
 
   for (const register of ROUTES) register(app, deps);
 

@@ -25,6 +25,8 @@ export interface ServerConfig {
   egress: "none" | "internet";
   /** pino level. Env CAPSULE_LOG_LEVEL. Default info. */
   logLevel: string;
+  /** Host TCP ports VMs may reach at `host.capsule.internal` (the engine's allowedHostPorts). Env CAPSULE_ALLOWED_HOST_PORTS (comma-separated). Default none. */
+  allowedHostPorts: number[];
 }
 
 type Partialish = { [K in keyof ServerConfig]?: ServerConfig[K] | undefined };
@@ -34,6 +36,15 @@ function num(v: string | undefined): number | undefined {
   const n = Number(v);
   if (!Number.isFinite(n)) throw new Error(`expected a number, got ${JSON.stringify(v)}`);
   return n;
+}
+
+function ports(v: string | undefined): number[] | undefined {
+  if (v === undefined || v.trim() === "") return undefined;
+  return v.split(",").map((p) => {
+    const n = Number(p.trim());
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`expected a TCP port, got ${JSON.stringify(p)}`);
+    return n;
+  });
 }
 
 function idle(v: string | undefined): number | null | undefined {
@@ -59,6 +70,7 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     idleCheckMs: pick("idleCheckMs", num(env.CAPSULE_IDLE_CHECK_MS), 1000),
     egress,
     logLevel: pick("logLevel", env.CAPSULE_LOG_LEVEL, "info"),
+    allowedHostPorts: pick("allowedHostPorts", ports(env.CAPSULE_ALLOWED_HOST_PORTS), []),
   };
 }
 

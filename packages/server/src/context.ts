@@ -1,6 +1,7 @@
 /** Types shared by the app, the routes and the WebSocket handlers. */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Logger } from "pino";
+import type { ConsoleAuth } from "./console/auth.js";
 import type { KeyStore, Account } from "./keys.js";
 import type { Metrics } from "./metrics.js";
 import type { VmService } from "./vm-service.js";
@@ -17,6 +18,8 @@ export interface Deps {
   metrics: Metrics;
   log: Logger;
   limits: ServerLimits;
+  /** Web console sessions (cookie) and PTY tokens; absent: the console cannot sign in. */
+  console?: ConsoleAuth;
 }
 
 export interface ServerLimits {

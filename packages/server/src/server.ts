@@ -12,6 +12,7 @@ import { Engine } from "@capsule/engine";
 import pino, { type Logger } from "pino";
 import { ActivityTracker } from "./activity.js";
 import { createApp } from "./app.js";
+import { ConsoleAuth } from "./console/auth.js";
 import { dbPath, resolveConfig, type ServerConfig } from "./config.js";
 import { DEFAULT_LIMITS, type Deps, type ServerLimits } from "./context.js";
 import { openDb } from "./db.js";
@@ -44,7 +45,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const db = openDb(dbPath(config.dataDir));
   let engine: Engine;
   try {
-    engine = await Engine.open({ dataDir: config.dataDir, imagesDir: config.imagesDir, agentBundleDir: config.agentBundleDir });
+    engine = await Engine.open({ dataDir: config.dataDir, imagesDir: config.imagesDir, agentBundleDir: config.agentBundleDir, allowedHostPorts: config.allowedHostPorts });
   } catch (err) {
     db.close();
     throw err;
@@ -58,7 +59,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     db.close();
     throw err;
   }
-  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides } };
+  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides }, console: new ConsoleAuth(db, keys) };
   const app = createApp(deps);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   const upgrade = createUpgradeHandler(deps);

@@ -52,7 +52,7 @@ export interface TestServer {
  * Registers before/after hooks that start a server for the current test file and tear it all
  * down. `skip()` gives the reason when the host cannot run sandboxes.
  */
-export function useServer(opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number } = {}): { get: () => TestServer; skip: () => string | false } {
+export function useServer(opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number; allowedHostPorts?: () => number[] } = {}): { get: () => TestServer; skip: () => string | false } {
   let current: TestServer | undefined;
   let gap: string | undefined;
   before(async () => {
@@ -71,6 +71,7 @@ export function useServer(opts: { defaultIdleTimeoutSeconds?: number | null; idl
       egress: "none",
       defaultIdleTimeoutSeconds: opts.defaultIdleTimeoutSeconds ?? null,
       idleCheckMs: opts.idleCheckMs ?? 500,
+      ...(opts.allowedHostPorts ? { allowedHostPorts: opts.allowedHostPorts() } : {}),
       logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "warn" }),
     });
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };

@@ -13,7 +13,8 @@ export function registerServe(program: Command): void {
     .option("--agent-dir <dir>", "guest agent bundle (env CAPSULE_AGENT_BUNDLE; default <data-dir>/agent)")
     .option("--idle-timeout <seconds>", "default idle timeout, or none (env CAPSULE_IDLE_TIMEOUT_SECONDS; default 300)")
     .option("--egress <mode>", "VM egress: internet or none (env CAPSULE_EGRESS; default internet)")
-    .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet" }) => {
+    .option("--allow-host-port <port>", "a host TCP port VMs may reach at host.capsule.internal; repeatable (env CAPSULE_ALLOWED_HOST_PORTS, comma-separated)", (v: string, acc: number[] = []) => [...acc, Number(v)])
+    .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet"; allowHostPort?: number[] }) => {
       const idle = o.idleTimeout === undefined ? undefined : o.idleTimeout === "none" ? null : Number(o.idleTimeout);
       const server = await startServer({
         ...(o.port !== undefined ? { port: o.port } : {}),
@@ -23,6 +24,7 @@ export function registerServe(program: Command): void {
         ...(o.agentDir !== undefined ? { agentBundleDir: o.agentDir } : {}),
         ...(idle !== undefined ? { defaultIdleTimeoutSeconds: idle } : {}),
         ...(o.egress !== undefined ? { egress: o.egress } : {}),
+        ...(o.allowHostPort !== undefined ? { allowedHostPorts: o.allowHostPort } : {}),
       });
       // Parents (tests, supervisors) read the address from this line.
       process.stdout.write(`${JSON.stringify({ listening: server.url, port: server.port })}\n`);

@@ -3,6 +3,7 @@
  * otherwise match (`/v1/vms/snapshots` is not a VM id).
  */
 import type { App, Deps } from "../context.js";
+import * as consoleRoutes from "../console/routes.js";
 import * as health from "./health.js";
 import * as metrics from "./metrics.js";
 import * as ptySessionDelete from "./pty-session-delete.js";
@@ -17,6 +18,7 @@ import * as vmDelete from "./vm-delete.js";
 import * as vmExecAwait from "./vm-exec-await.js";
 import * as vmFilesGet from "./vm-files-get.js";
 import * as vmFilesPut from "./vm-files-put.js";
+import * as vmFilesRaw from "./vm-files-raw.js";
 import * as vmFork from "./vm-fork.js";
 import * as vmGet from "./vm-get.js";
 import * as vmKill from "./vm-kill.js";
@@ -31,6 +33,7 @@ import * as wsRoutes from "./ws-routes.js";
 
 export const ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   health.register,
+  consoleRoutes.register,
   metrics.register,
   registerGlobal,
   snapshotsList.register,
@@ -50,6 +53,7 @@ export const ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   vmExecAwait.register,
   vmFilesGet.register,
   vmFilesPut.register,
+  vmFilesRaw.register,
   vmSnapshot.register,
   vmFork.register,
   ptySessionsList.register,

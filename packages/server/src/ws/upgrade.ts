@@ -54,9 +54,12 @@ export function createUpgradeHandler(deps: Deps): { handle: (req: IncomingMessag
 async function prepare(deps: Deps, req: IncomingMessage): Promise<{ bridge: Bridge; kind: "pty" | "exec"; release: () => void }> {
   const url = new URL(req.url ?? "/", "http://localhost");
   const key = bearer(req.headers.authorization);
-  const account = key ? deps.keys.authenticate(key) : undefined;
-  if (!account) throw new ApiError("UNAUTHORIZED", key ? "invalid or revoked API key" : "missing API key: send Authorization: Bearer <key>");
-  const userHeader = req.headers[LINUX_USER_HEADER];
+  // A browser cannot send headers: the web console passes a single-use PTY token instead, bound to
+  // its session, one VM and one Linux user (console/auth.ts). Only for the PTY routes.
+  const viaToken = !key && url.searchParams.has("token") ? consoleToken(deps, url) : undefined;
+  const account = key ? deps.keys.authenticate(key) : viaToken?.account;
+  if (!account) throw new ApiError("UNAUTHORIZED", key ? "invalid or revoked API key" : viaToken === null ? "invalid, used or expired console token" : "missing API key: send Authorization: Bearer <key>");
+  const userHeader = viaToken ? viaToken.user : req.headers[LINUX_USER_HEADER];
   const user = typeof userHeader === "string" && userHeader !== "" ? userHeader : undefined;
   if (user !== undefined && !LINUX_USER_RE.test(user)) throw new ApiError("VALIDATION_ERROR", `${LINUX_USER_HEADER} must be a Linux user name`);
 
@@ -71,6 +74,13 @@ async function prepare(deps: Deps, req: IncomingMessage): Promise<{ bridge: Brid
   }
   if (rest === "exec-stream") return { ...(await execStream(deps, account, vmId, url, user)), kind: "exec" };
   throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
+}
+
+/** The account and Linux user of a console PTY token, or null when it is not valid for this URL. */
+function consoleToken(deps: Deps, url: URL): { account: Account; user: string | undefined } | null {
+  const m = /^\/v1\/vms\/([^/]+)\/pty(?:\/sessions\/[^/]+)?$/.exec(url.pathname);
+  const vmId = m?.[1] !== undefined ? safeDecode(m[1]) : undefined;
+  return (vmId !== undefined && deps.console?.consumeWsToken(url.searchParams.get("token"), vmId)) || null;
 }
 
 function safeDecode(s: string): string {

@@ -1,0 +1,16 @@
+import type { Command } from "commander";
+import { examples } from "../api.js";
+import { registerSnapshotCreate } from "./snapshot-create.js";
+import { registerSnapshotDelete } from "./snapshot-delete.js";
+import { registerSnapshotList } from "./snapshot-list.js";
+
+/** `capsule snapshot ...`: disk snapshots of VMs. */
+export function registerSnapshot(program: Command): void {
+  const snap = program
+    .command("snapshot")
+    .description("snapshot VMs' disks, list and delete snapshots")
+    .addHelpText("after", examples("SNAP=$(capsule snapshot create VM --name after-setup)", "capsule vm create --snapshot $SNAP", "capsule snapshot list --json"));
+  registerSnapshotCreate(snap);
+  registerSnapshotList(snap);
+  registerSnapshotDelete(snap);
+}

@@ -1,0 +1,106 @@
+/**
+ * The console's HTTP client. Calls go to the same origin with the session cookie (HttpOnly: this
+ * code never sees it) and the `X-Capsule-Console: 1` header the server requires of
+ * cookie-authenticated requests (a cross-site form cannot send it). The API key is only ever
+ * sent once, in the sign-in POST body.
+ */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const SIGNED_OUT_EVENT = "capsule:signed-out";
+
+export async function api<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const res = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    cache: "no-store",
+    headers: { ...headers, "X-Capsule-Console": "1", ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text ? JSON.parse(text) : {};
+  } catch {
+    parsed = { message: text };
+  }
+  if (!res.ok) {
+    const b = (parsed ?? {}) as { code?: string; message?: string };
+    if (res.status === 401 && !path.startsWith("/console/api/session")) window.dispatchEvent(new Event(SIGNED_OUT_EVENT));
+    throw new ApiError(res.status, b.code ?? "ERROR", b.message ?? `${res.status} ${res.statusText}`);
+  }
+  return parsed as T;
+}
+
+export interface Vm {
+  id: string;
+  name: string | null;
+  state: "starting" | "running" | "suspending" | "suspended" | "stopped";
+  createdAt: string;
+  snapshotId: string | null;
+  idleTimeoutSeconds: number | null;
+}
+
+export interface Snapshot {
+  snapshotId: string;
+  name: string | null;
+  sourceVmId: string | null;
+  createdAt: string;
+  sizeBytes: number;
+}
+
+export interface PtySession {
+  sessionId: string;
+  running: boolean;
+  exitCode: number | null;
+  cols: number;
+  rows: number;
+  createdAtMs: number;
+  attachedCount: number;
+  user: string | null;
+}
+
+export const listVms = () => api<{ vms: Vm[] }>("GET", "/v1/vms").then((r) => r.vms);
+export const listSnapshots = () => api<{ snapshots: Snapshot[] }>("GET", "/v1/vms/snapshots").then((r) => r.snapshots);
+export const vmPath = (id: string) => `/v1/vms/${encodeURIComponent(id)}`;
+export const filePath = (id: string, p: string) => `${vmPath(id)}/files/${encodeURIComponent(p)}`;
+
+export function toBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+export function fromBase64(b64: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+export function age(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}

@@ -1,0 +1,141 @@
+/**
+ * The client: `new Capsule({ apiUrl, apiKey })`, or the lazily configured default instance
+ * (`capsule`, also exported as `freestyle`) that reads CAPSULE_API_URL / CAPSULE_API_KEY,
+ * falling back to FREESTYLE_API_URL / FREESTYLE_API_KEY, on first use.
+ * @module
+ */
+import { makeError } from "./errors.js";
+import { seg, Transport, type FetchLike } from "./transport.js";
+import type { CreateVmOptions, SnapshotInfo, SnapshotList, VmList, VmSummary } from "./types.js";
+import { Vm } from "./vm.js";
+
+/** Options of `new Capsule()`. */
+export interface CapsuleOptions {
+  /** Server URL, e.g. `http://127.0.0.1:8080`. Default: env CAPSULE_API_URL, then FREESTYLE_API_URL. */
+  apiUrl?: string;
+  /** Alias of `apiUrl`, the freestyle client's name for it. */
+  baseUrl?: string;
+  /** API key (`capsule keys create`). Default: env CAPSULE_API_KEY, then FREESTYLE_API_KEY. */
+  apiKey?: string;
+  /** The fetch to use. Default: the global `fetch`. */
+  fetch?: FetchLike;
+}
+
+/** `vms.create()`'s result: the server's answer plus a handle. */
+export interface CreateVmResult {
+  id: string;
+  vmId: string;
+  vm: Vm;
+  domains: string[];
+  snapshotId: string | null;
+}
+
+function fromEnv(names: string[]): string | undefined {
+  for (const n of names) {
+    const v = process.env[n];
+    if (v) return v;
+  }
+  return undefined;
+}
+
+/** Snapshots of the account. */
+export class Snapshots {
+  /** @internal */
+  constructor(private readonly t: Transport) {}
+
+  /** Every snapshot of the account. */
+  async list(): Promise<SnapshotList> {
+    return this.t.json("GET", "/v1/vms/snapshots");
+  }
+
+  /** One snapshot. */
+  async get({ snapshotId }: { snapshotId: string }): Promise<SnapshotInfo> {
+    return this.t.json("GET", `/v1/vms/snapshots/${seg(snapshotId)}`);
+  }
+
+  /** Deletes a snapshot; VMs booted from it keep working. */
+  async delete({ snapshotId }: { snapshotId: string }): Promise<Record<string, unknown>> {
+    return this.t.json("DELETE", `/v1/vms/snapshots/${seg(snapshotId)}`);
+  }
+}
+
+/** VMs of the account. */
+export class Vms {
+  /** Snapshots (same as `capsule.snapshots`). */
+  readonly snapshots: Snapshots;
+
+  /** @internal */
+  constructor(private readonly t: Transport) {
+    this.snapshots = new Snapshots(t);
+  }
+
+  /** Creates a VM and returns once it is ready for `exec`. */
+  async create(opts: CreateVmOptions = {}): Promise<CreateVmResult> {
+    const r = await this.t.json<{ id: string; domains?: string[]; snapshotId?: string | null } & Record<string, unknown>>("POST", "/v1/vms", { json: opts });
+    const { consoleUrl: _c, ...rest } = r;
+    return { ...rest, id: r.id, vmId: r.id, vm: this.ref({ vmId: r.id }), domains: r.domains ?? [], snapshotId: r.snapshotId ?? null };
+  }
+
+  /** Lists the account's VMs with their states. */
+  async list(): Promise<VmList> {
+    return this.t.json("GET", "/v1/vms");
+  }
+
+  /** Fetches a VM's info (VM_NOT_FOUND if it does not exist) and returns a handle with it. */
+  async get({ vmId }: { vmId: string }): Promise<{ vm: Vm; info: VmSummary }> {
+    const info = await this.t.json<VmSummary>("GET", `/v1/vms/${seg(vmId)}`);
+    return { vm: this.ref({ vmId }), info };
+  }
+
+  /** A handle for a VM id, without a request. */
+  ref({ vmId }: { vmId: string }): Vm {
+    return new Vm(this.t, vmId, undefined, (id) => this.ref({ vmId: id }));
+  }
+
+  /** Deletes a VM. */
+  async delete({ vmId }: { vmId: string }): Promise<{ id: string }> {
+    return this.t.json("DELETE", `/v1/vms/${seg(vmId)}`);
+  }
+}
+
+/** A Capsule API client. */
+export class Capsule {
+  /** VMs: create, list, get, ref, delete (and `vms.snapshots`). */
+  readonly vms: Vms;
+  /** Snapshots: list, get, delete. */
+  readonly snapshots: Snapshots;
+  /** The normalised server URL. */
+  readonly apiUrl: string;
+
+  constructor(opts: CapsuleOptions = {}) {
+    const url = opts.apiUrl || opts.baseUrl || fromEnv(["CAPSULE_API_URL", "FREESTYLE_API_URL"]);
+    if (!url) throw makeError("CONFIG_MISSING", "no API URL: set CAPSULE_API_URL (e.g. http://127.0.0.1:8080) or pass new Capsule({ apiUrl })");
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw makeError("CONFIG_MISSING", `the API URL ${JSON.stringify(url)} is not a URL; set CAPSULE_API_URL like http://127.0.0.1:8080`);
+    }
+    const apiKey = opts.apiKey || fromEnv(["CAPSULE_API_KEY", "FREESTYLE_API_KEY"]);
+    if (!apiKey) throw makeError("CONFIG_MISSING", "no API key: set CAPSULE_API_KEY (create one with `capsule keys create`) or pass new Capsule({ apiKey })");
+    this.apiUrl = parsed.toString().replace(/\/+$/, "");
+    const f: FetchLike = opts.fetch ?? ((input, init) => fetch(input, init as RequestInit));
+    const t = new Transport(this.apiUrl, apiKey, f);
+    this.vms = new Vms(t);
+    this.snapshots = this.vms.snapshots;
+  }
+}
+
+let defaultInstance: Capsule | undefined;
+
+/**
+ * The default client, configured from the environment on first use (nothing is read or sent
+ * at import time).
+ */
+export const capsule: Capsule = new Proxy({} as Capsule, {
+  get(_target, prop) {
+    defaultInstance ??= new Capsule();
+    const value: unknown = Reflect.get(defaultInstance, prop, defaultInstance);
+    return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(defaultInstance) : value;
+  },
+});

@@ -1,0 +1,49 @@
+/**
+ * @capsule/sdk — TypeScript client for Capsule. The VM API of the freestyle 0.1.x client
+ * (`import { freestyle } from "@capsule/sdk"` runs its code unchanged), plus streaming
+ * `vm.spawn()` and streamed large files.
+ * @module
+ */
+export { Capsule, Capsule as Freestyle, capsule, capsule as freestyle, Vms, Snapshots } from "./client.js";
+export type { CapsuleOptions, CreateVmResult } from "./client.js";
+export { Vm } from "./vm.js";
+export type { ForkOptions, SnapshotOptions, StartVmOptions } from "./vm.js";
+export { VmFs } from "./fs.js";
+export type { WriteFileOptions } from "./fs.js";
+export { PtySession, VmPty } from "./pty.js";
+export type { PtyAttachOptions, PtyListeners, PtyOpenOptions, ReconnectOptions } from "./pty.js";
+export type { SpawnedProcess, SpawnExit, SpawnOptions, SpawnSignal } from "./spawn.js";
+export {
+  API_ERROR_CODES,
+  CLIENT_ERROR_CODES,
+  CapsuleError,
+  ConfigError,
+  ConnectionError,
+  ExecTimedOutError,
+  FileNotFoundError,
+  SessionError,
+  SnapshotNotFoundError,
+  UnauthorizedError,
+  UserNotFoundError,
+  ValidationError,
+  VmNotFoundError,
+  isCapsuleError,
+} from "./errors.js";
+export type { ApiErrorCode, ClientErrorCode, ErrorCode } from "./errors.js";
+export { LINUX_USER_HEADER } from "./transport.js";
+export type { FetchLike } from "./transport.js";
+export type {
+  CreateUserSpec,
+  CreateVmOptions,
+  DirEntry,
+  ExecOptions,
+  ExecResult,
+  FileStat,
+  PtySessionInfo,
+  SnapshotInfo,
+  SnapshotList,
+  SnapshotResult,
+  VmList,
+  VmState,
+  VmSummary,
+} from "./types.js";

@@ -1,0 +1,125 @@
+/**
+ * HTTP and WebSocket plumbing shared by every handle: base URL, auth and the Linux-user header,
+ * JSON requests with typed errors, raw byte requests, and authenticated WebSockets (the `ws`
+ * package, so Node 20 needs no flag).
+ * @module
+ */
+import type { IncomingMessage } from "node:http";
+import WebSocket from "ws";
+import { errorFromResponse, makeError, type CapsuleError } from "./errors.js";
+
+export const LINUX_USER_HEADER = "X-Freestyle-Vm-Linux-User-Id";
+export const SDK_VERSION = "0.1.0";
+
+/** The `fetch` the SDK calls; defaults to the global one (Node 20+). */
+export type FetchLike = (input: string, init?: RequestInit & { duplex?: "half" }) => Promise<Response>;
+
+/** A raw request body: bytes or a web stream of bytes. */
+export type RawBody = Uint8Array | ReadableStream<Uint8Array>;
+
+export interface RequestOpts {
+  /** JSON body (sent with `Content-Type: application/json`). */
+  json?: unknown;
+  /** Raw body (sent as `application/octet-stream`). */
+  raw?: RawBody;
+  /** Linux user the call runs as (the `X-Freestyle-Vm-Linux-User-Id` header). */
+  user?: string | undefined;
+  /** Query parameters; undefined values are left out. */
+  query?: Record<string, string | number | undefined>;
+}
+
+export class Transport {
+  constructor(
+    readonly baseUrl: string,
+    readonly apiKey: string,
+    readonly fetchImpl: FetchLike,
+  ) {}
+
+  url(path: string, query?: Record<string, string | number | undefined>): string {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) q.set(k, String(v));
+    const qs = q.toString();
+    return `${this.baseUrl}${path}${qs ? `?${qs}` : ""}`;
+  }
+
+  headers(user?: string, extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      authorization: `Bearer ${this.apiKey}`,
+      "user-agent": `capsule-sdk-ts/${SDK_VERSION}`,
+      ...(user ? { [LINUX_USER_HEADER]: user } : {}),
+      ...extra,
+    };
+  }
+
+  /** Sends a request; non-2xx answers become typed errors. Answers the raw Response. */
+  async send(method: string, path: string, opts: RequestOpts = {}): Promise<Response> {
+    const what = `${method} ${path}`;
+    const extra: Record<string, string> = {};
+    let body: string | RawBody | undefined;
+    if (opts.json !== undefined) {
+      extra["content-type"] = "application/json";
+      body = JSON.stringify(opts.json);
+    } else if (opts.raw !== undefined) {
+      extra["content-type"] = "application/octet-stream";
+      body = opts.raw;
+    }
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.url(path, opts.query), {
+        method,
+        headers: this.headers(opts.user, extra),
+        ...(body !== undefined ? { body: body as RequestInit["body"] } : {}),
+        ...(body instanceof ReadableStream ? { duplex: "half" as const } : {}),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw makeError("NETWORK_ERROR", `${what}: cannot reach ${this.baseUrl} (${cause?.code ?? cause?.message ?? (err as Error).message})`, { cause: err });
+    }
+    if (!res.ok) throw errorFromResponse(res.status, await res.text().catch(() => ""), what);
+    return res;
+  }
+
+  /** A JSON request answering parsed JSON. */
+  async json<T>(method: string, path: string, opts: RequestOpts = {}): Promise<T> {
+    const res = await this.send(method, path, opts);
+    const text = await res.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw makeError("BAD_RESPONSE", `${method} ${path}: the answer is not JSON: ${text.slice(0, 200)}`);
+    }
+  }
+
+  /** Opens an authenticated WebSocket; handshake refusals reject with the server's typed error. */
+  websocket(path: string, query: Record<string, string | number | undefined>, user: string | undefined, onMessage: (data: Buffer, isBinary: boolean) => void): Promise<WebSocket> {
+    const url = this.url(path, query).replace(/^http(s?):\/\//, "ws$1://");
+    const ws = new WebSocket(url, { headers: this.headers(user), perMessageDeflate: false });
+    // Listen from the start: frames can follow the handshake before the caller has the socket.
+    ws.on("message", (data: WebSocket.RawData, isBinary: boolean) => onMessage(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer), isBinary));
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (e: CapsuleError) => {
+        if (settled) return;
+        settled = true;
+        ws.terminate();
+        reject(e);
+      };
+      ws.once("open", () => {
+        settled = true;
+        resolve(ws);
+      });
+      ws.once("unexpected-response", (_req, res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => fail(errorFromResponse(res.statusCode ?? 0, Buffer.concat(chunks).toString("utf8"), `WebSocket ${path}`)));
+        res.on("error", () => fail(errorFromResponse(res.statusCode ?? 0, "", `WebSocket ${path}`)));
+      });
+      ws.on("error", (err: Error & { code?: string }) => fail(makeError("NETWORK_ERROR", `WebSocket ${path}: cannot reach ${this.baseUrl} (${err.code ?? err.message})`, { cause: err })));
+    });
+  }
+}
+
+/** Encodes a VM path (leading slash included) as one URL segment, as the Freestyle client does. */
+export function seg(s: string): string {
+  return encodeURIComponent(s);
+}

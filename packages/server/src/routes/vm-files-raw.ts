@@ -1,0 +1,82 @@
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { createRoute, z } from "@hono/zod-openapi";
+import type { App, Deps } from "../context.js";
+import { ApiError, toApiError } from "../errors.js";
+import { guestPath } from "../guest-path.js";
+import { FileParams, LinuxUserHeader } from "../schemas.js";
+import { account, errors, json, linuxUser, security } from "./common.js";
+
+/** Paths of the raw file routes; app.ts exempts them from the JSON body limit (the VM's disk is the limit). */
+export const RAW_FILES_PATH = /^\/v1\/vms\/[^/]+\/files-raw\//;
+
+const RawQuery = z.object({ mode: z.string().regex(/^[0-7]{3,4}$/).optional().openapi({ description: "File mode in octal (e.g. 0755) for a new file; default 0644" }) });
+
+/**
+ * Capsule extension: file bytes as `application/octet-stream`, streamed to and from the guest
+ * agent with backpressure, so files of any size move without base64 or buffering.
+ */
+export function register(app: App, { svc }: Deps): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/vms/{vm_id}/files-raw/{filepath}",
+      summary: "Download a file's bytes (Capsule extension)",
+      description: "Streams the file as `application/octet-stream` with its `Content-Length`. The path is one percent-encoded segment (`/` as `%2F`). Read as the Linux-user header's user.",
+      security,
+      request: { params: FileParams, headers: LinuxUserHeader },
+      responses: { 200: { description: "The file's bytes", content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } } }, ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id, filepath } = c.req.valid("param");
+      const path = guestPath(filepath);
+      const id = await svc.ensureRunning(account(c), vm_id);
+      const release = svc.activity.hold(id);
+      const user = linuxUser(c);
+      const as = user ? { user } : {};
+      try {
+        const st = await svc.engine.guest.stat(id, path, as);
+        if (st.kind === "directory") throw new ApiError("FILES_BAD_REQUEST", `${path} is a directory; list it with GET /v1/vms/{vm_id}/files/{path}`);
+        const { size, stream } = await svc.engine.guest.readFileStream(id, path, as);
+        stream.once("close", release);
+        stream.once("error", release);
+        const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+        return new Response(body, { status: 200, headers: { "content-type": "application/octet-stream", "content-length": String(size) } });
+      } catch (err) {
+        release();
+        throw toApiError(err, "FILES_BAD_REQUEST");
+      }
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "put",
+      path: "/v1/vms/{vm_id}/files-raw/{filepath}",
+      summary: "Upload a file's bytes (Capsule extension)",
+      description:
+        "Body: the file's bytes (`application/octet-stream`), streamed to the guest; no size limit beyond the VM's disk. Written atomically, creating missing parent directories, owned by the Linux-user header's user (root without it). Answers `{bytes}`.",
+      security,
+      request: { params: FileParams, headers: LinuxUserHeader, query: RawQuery },
+      responses: { 200: json(z.object({ bytes: z.number() })), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id, filepath } = c.req.valid("param");
+      const { mode } = c.req.valid("query");
+      const path = guestPath(filepath);
+      const id = await svc.ensureRunning(account(c), vm_id);
+      const release = svc.activity.hold(id);
+      const user = linuxUser(c);
+      const raw = c.req.raw.body;
+      const source = raw ? Readable.fromWeb(raw as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+      try {
+        const bytes = await svc.engine.guest.writeFile(id, path, source, { mkdirs: true, ...(user ? { user } : {}), ...(mode ? { mode: parseInt(mode, 8) } : {}) });
+        return c.json({ bytes }, 200);
+      } catch (err) {
+        source.destroy();
+        throw toApiError(err, "FILES_BAD_REQUEST");
+      } finally {
+        release();
+      }
+    },
+  );
+}

@@ -1,0 +1,180 @@
+/**
+ * The web console end to end, in Debian's Chromium (playwright-core) against a real server with
+ * real gVisor VMs: sign in, create a VM, terminal (echo, resize → stty size, reload → scrollback
+ * replayed), upload a file and read it back through the API, delete; and the security edges:
+ * wrong and revoked keys, the CSRF header, single-use PTY tokens, sign-out, and tenant isolation.
+ * Screenshots of the VM list and the terminal go to test-artifacts/.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { consoleDir } from "../src/console/routes.js";
+import { pageFetch, screenshot, signIn, tryWebSocket, useBrowser, waitForLines } from "../test-support/browser.js";
+import { call, useServer } from "../test-support/harness.js";
+
+const SIZE_RE = /^(\d+) (\d+)$/;
+
+describe("web console", () => {
+  const t = useServer();
+  const b = useBrowser();
+
+  it("sign in, create a VM, terminal with resize and replay, upload, delete", { timeout: 240_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    assert.ok(fs.existsSync(path.join(consoleDir(), "index.html")), `the console is not built at ${consoleDir()}: run npm run build`);
+    const { url, keyA } = t.get();
+    const context = await (await b.get()).newContext({ viewport: { width: 1280, height: 800 } });
+    let vmId: string | undefined;
+    try {
+      const page = await context.newPage();
+      await signIn(page, url, keyA);
+      await page.getByTestId("account").filter({ hasText: "alice" }).waitFor();
+      const cookie = (await context.cookies()).find((c) => c.name === "capsule_console");
+      assert.ok(cookie?.httpOnly, "session cookie is HttpOnly");
+      assert.equal(cookie.sameSite, "Strict");
+      assert.ok(!cookie.value.includes(keyA.slice(4)), "the cookie is not the key");
+      assert.equal(await page.evaluate("document.cookie"), "", "scripts cannot read the session");
+
+      // Create from the base image, never idle-suspended.
+      await page.getByTestId("create-idle").selectOption("never");
+      await page.getByTestId("create-submit").click();
+      const flash = await page.getByTestId("flash").filter({ hasText: /Created VM/ }).textContent({ timeout: 60_000 });
+      vmId = /Created VM (\S+)/.exec(flash ?? "")?.[1];
+      assert.ok(vmId, `created: ${flash}`);
+      const row = page.locator(`tr[data-vm-id="${vmId}"]`);
+      await row.and(page.locator('[data-state="running"]')).waitFor({ timeout: 30_000 });
+      assert.match((await row.textContent()) ?? "", /base image.*never/);
+      await screenshot(page, "console-vm-list.png");
+
+      // Terminal: echo, then stty size before and after the window shrinks.
+      await row.getByTestId("open-terminal").click();
+      const term = page.getByTestId("terminal");
+      await page.locator('[data-testid=terminal][data-state="connected"]').waitFor({ timeout: 30_000 });
+      await waitForLines(page, (l) => l.some((x) => /[#$]$/.test(x)), "the shell prompt");
+      await term.click();
+      await page.keyboard.type("echo capsule-ok");
+      await page.keyboard.press("Enter");
+      await waitForLines(page, (l) => l.includes("capsule-ok"), "echo output");
+      await page.keyboard.type("stty size");
+      await page.keyboard.press("Enter");
+      const before = (await waitForLines(page, (l) => l.some((x) => SIZE_RE.test(x)), "stty size")).filter((x) => SIZE_RE.test(x));
+      const size1 = before[before.length - 1] as string;
+      await screenshot(page, "console-terminal.png");
+      await page.setViewportSize({ width: 900, height: 560 });
+      await new Promise((r) => setTimeout(r, 500));
+      await page.keyboard.type("stty size");
+      await page.keyboard.press("Enter");
+      const after = await waitForLines(page, (l) => l.filter((x) => SIZE_RE.test(x)).length >= 2, "second stty size");
+      const size2 = after.filter((x) => SIZE_RE.test(x)).pop() as string;
+      const [r1, c1] = (SIZE_RE.exec(size1) ?? []).slice(1).map(Number);
+      const [r2, c2] = (SIZE_RE.exec(size2) ?? []).slice(1).map(Number);
+      assert.ok(r2! < r1! && c2! < c1!, `stty size follows the window: ${size1} → ${size2}`);
+
+      // Reload: the same session is re-attached and its scrollback replayed.
+      const sessionId = await term.getAttribute("data-session-id");
+      assert.ok(sessionId, "the session id is known");
+      assert.match(page.url(), new RegExp(`session=${sessionId}`));
+      await page.reload();
+      await page.locator('[data-testid=terminal][data-state="connected"]').waitFor({ timeout: 30_000 });
+      await waitForLines(page, (l) => l.includes("capsule-ok") && l.includes(size2), "replayed scrollback");
+      assert.equal(await term.getAttribute("data-session-id"), sessionId);
+      const listed = await call(url, keyA, "GET", `/v1/vms/${vmId}/pty/sessions`);
+      assert.equal((listed.body.sessions as { sessionId: string }[]).filter((s) => s.sessionId === sessionId).length, 1, "no second session");
+      await page.setViewportSize({ width: 1280, height: 800 });
+
+      // Upload through the file browser, read back through the API.
+      await page.goto(`${url}/console/#/vms/${vmId}/files?path=/root`);
+      const content = `uploaded by the console ${Date.now()}\n`;
+      await page.getByTestId("upload").setInputFiles({ name: "from-console.txt", mimeType: "text/plain", buffer: Buffer.from(content) });
+      await page.locator('tr[data-file="from-console.txt"]').waitFor({ timeout: 30_000 });
+      const read = await call(url, keyA, "GET", `/v1/vms/${vmId}/files/${encodeURIComponent("/root/from-console.txt")}`);
+      assert.equal(read.status, 200);
+      assert.equal(Buffer.from(String(read.body.content), "base64").toString("utf8"), content);
+
+      // Delete with confirmation.
+      await page.goto(`${url}/console/#/vms`);
+      await row.getByTestId("delete").click();
+      await page.getByTestId("confirm-ok").click();
+      await row.waitFor({ state: "detached", timeout: 30_000 });
+      assert.equal((await call(url, keyA, "GET", `/v1/vms/${vmId}`)).status, 404);
+      vmId = undefined;
+    } finally {
+      await context.close();
+      if (vmId) await call(url, keyA, "DELETE", `/v1/vms/${vmId}`);
+    }
+  });
+
+  it("wrong and revoked keys, CSRF header, PTY tokens, sign-out, and tenant isolation", { timeout: 240_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB, server } = t.get();
+    const browser = await b.get();
+    const ws = url.replace(/^http/, "ws");
+    const created = await call(url, keyA, "POST", "/v1/vms", { idleTimeoutSeconds: null });
+    const vmA = String(created.body.id);
+    const contexts = await Promise.all([1, 2, 3, 4].map(() => browser.newContext()));
+    const [wrong, ctxB, ctxC, ctxA] = contexts as [(typeof contexts)[0], (typeof contexts)[0], (typeof contexts)[0], (typeof contexts)[0]];
+    try {
+      // A wrong key: refused, no cookie, no data, no socket.
+      const pw = await wrong.newPage();
+      await signIn(pw, url, `cap_aaaaaaaaaaaa_${"x".repeat(43)}`);
+      await pw.getByTestId("sign-in-error").waitFor();
+      assert.equal((await wrong.cookies()).length, 0);
+      assert.equal((await pageFetch(pw, "GET", "/v1/vms")).status, 401);
+      assert.equal((await pageFetch(pw, "POST", "/console/api/pty-token", { vmId: vmA })).status, 401);
+      assert.equal((await tryWebSocket(`${ws}/v1/vms/${vmA}/pty?token=${"y".repeat(43)}`)).status, 401);
+      assert.equal((await tryWebSocket(`${ws}/v1/vms/${vmA}/pty?token=${encodeURIComponent(keyA)}`)).status, 401, "a key is not a token");
+
+      // Account B never sees A's VM.
+      const pb = await ctxB.newPage();
+      await signIn(pb, url, keyB);
+      await pb.getByTestId("account").filter({ hasText: "bob" }).waitFor();
+      await pb.getByText("No VMs yet.").waitFor();
+      assert.equal(await pb.locator(`tr[data-vm-id="${vmA}"]`).count(), 0);
+      const listB = await pageFetch(pb, "GET", "/v1/vms");
+      assert.deepEqual(listB.body.vms, []);
+      assert.equal((await pageFetch(pb, "GET", `/v1/vms/${vmA}`)).status, 404);
+      assert.equal((await pageFetch(pb, "POST", "/console/api/pty-token", { vmId: vmA })).status, 404);
+      // The cookie alone (what a cross-site form would carry) is not enough.
+      assert.equal((await pageFetch(pb, "GET", "/v1/vms", undefined, false)).status, 401);
+      assert.equal((await pageFetch(pb, "POST", "/console/api/pty-token", { vmId: vmA }, false)).status, 403);
+
+      // A's console: a PTY token works once, on its VM only.
+      const pa = await ctxA.newPage();
+      await signIn(pa, url, keyA);
+      await pa.locator(`tr[data-vm-id="${vmA}"]`).waitFor();
+      const tok = String((await pageFetch(pa, "POST", "/console/api/pty-token", { vmId: vmA })).body.token);
+      const first = await tryWebSocket(`${ws}/v1/vms/${vmA}/pty?cols=80&rows=24&token=${tok}`);
+      assert.equal(first.status, 101);
+      assert.match(first.first ?? "", /sessionInfo/);
+      assert.equal((await tryWebSocket(`${ws}/v1/vms/${vmA}/pty?token=${tok}`)).status, 401, "single use");
+      const tok2 = String((await pageFetch(pa, "POST", "/console/api/pty-token", { vmId: vmA })).body.token);
+      assert.equal((await tryWebSocket(`${ws}/v1/vms/${vmA}/exec-stream?command=id&token=${tok2}`)).status, 401, "PTY routes only");
+      // Sign-out revokes the session server-side: the old cookie is dead.
+      const cookieA = (await ctxA.cookies()).find((c) => c.name === "capsule_console")?.value;
+      assert.ok(cookieA);
+      const tok3 = String((await pageFetch(pa, "POST", "/console/api/pty-token", { vmId: vmA })).body.token);
+      await pa.getByTestId("sign-out").click();
+      await pa.getByTestId("api-key").waitFor();
+      const replay = await fetch(`${url}/v1/vms`, { headers: { cookie: `capsule_console=${cookieA}`, "x-capsule-console": "1" } });
+      assert.equal(replay.status, 401);
+      assert.equal((await tryWebSocket(`${ws}/v1/vms/${vmA}/pty?token=${tok3}`)).status, 401, "tokens die with their session");
+
+      // A revoked key: its console session ends, its unused token too, and the page asks to sign in again.
+      const keyC = server.keys.createKey("alice").key;
+      const pc = await ctxC.newPage();
+      await signIn(pc, url, keyC);
+      await pc.locator(`tr[data-vm-id="${vmA}"]`).waitFor();
+      const tokC = String((await pageFetch(pc, "POST", "/console/api/pty-token", { vmId: vmA })).body.token);
+      assert.ok(server.keys.revokeKey(keyC));
+      assert.equal((await pageFetch(pc, "GET", "/v1/vms")).status, 401);
+      assert.equal((await tryWebSocket(`${ws}/v1/vms/${vmA}/pty?token=${tokC}`)).status, 401);
+      await pc.reload();
+      await pc.getByTestId("api-key").waitFor();
+      await signIn(pc, url, keyC);
+      await pc.getByTestId("sign-in-error").waitFor();
+    } finally {
+      await Promise.all(contexts.map((c) => c.close()));
+      await call(url, keyA, "DELETE", `/v1/vms/${vmA}`);
+    }
+  });
+});
