@@ -7,14 +7,25 @@ import type { Lease } from "./ipam.js";
  * default route is the host end; what it may reach beyond that is decided by the firewall.
  */
 export async function createNetns(ns: string, hostIf: string, lease: Lease): Promise<void> {
+  // Two `ip -batch` runs instead of eight processes: each ip start costs ~15 ms here.
   await run("ip", ["netns", "add", ns]);
-  await run("ip", ["link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns]);
-  await run("ip", ["addr", "add", `${lease.hostIp}/${lease.prefix}`, "dev", hostIf]);
-  await run("ip", ["link", "set", hostIf, "up"]);
-  await run("ip", ["-n", ns, "addr", "add", `${lease.guestIp}/${lease.prefix}`, "dev", "eth0"]);
-  await run("ip", ["-n", ns, "link", "set", "eth0", "up"]);
-  await run("ip", ["-n", ns, "link", "set", "lo", "up"]);
-  await run("ip", ["-n", ns, "route", "add", "default", "via", lease.hostIp]);
+  await run("ip", ["-batch", "-"], {
+    input: [
+      `link add ${hostIf} type veth peer name eth0 netns ${ns}`,
+      `addr add ${lease.hostIp}/${lease.prefix} dev ${hostIf}`,
+      `link set ${hostIf} up`,
+      "",
+    ].join("\n"),
+  });
+  await run("ip", ["-n", ns, "-batch", "-"], {
+    input: [
+      `addr add ${lease.guestIp}/${lease.prefix} dev eth0`,
+      "link set eth0 up",
+      "link set lo up",
+      `route add default via ${lease.hostIp}`,
+      "",
+    ].join("\n"),
+  });
 }
 
 /** Deleting the namespace destroys its end of the veth, which takes the host end with it. */
