@@ -4,7 +4,7 @@
  * removed in `after`, pass or fail. Without sandbox support on the host the tests skip with the
  * reason — except under CI, where that fails.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -14,26 +14,10 @@ import { Engine } from "@capsule/engine";
 import pino from "pino";
 import { dbPath, KeyStore, openDb, startServer, type RunningServer } from "../src/index.js";
 
-export const IMAGES_DIR = process.env.CAPSULE_IMAGES_DIR ?? "/var/lib/capsule/images";
-export const AGENT_BUNDLE = process.env.CAPSULE_AGENT_BUNDLE ?? "/var/lib/capsule/agent";
-export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../cli/dist/src/main.js");
+import { AGENT_BUNDLE, IMAGES_DIR, hostGap } from "@capsule/engine/test-support";
 
-/** Why this host cannot run the real-sandbox tests, or undefined when it can. */
-export async function hostGap(): Promise<string | undefined> {
-  if (process.getuid?.() !== 0) return "tests on real sandboxes need root";
-  for (const [p, what] of [
-    [`${IMAGES_DIR}/trixie/rootfs`, "the trixie base image (run scripts/setup.sh)"],
-    [`${AGENT_BUNDLE}/current/agent/main.js`, "the agent bundle (run scripts/setup.sh)"],
-  ] as const) {
-    if (!(await fs.access(p).then(() => true, () => false))) return `missing ${what} at ${p}`;
-  }
-  try {
-    execFileSync("runsc", ["--version"], { stdio: "ignore" });
-  } catch {
-    return "runsc is not installed (run scripts/setup.sh)";
-  }
-  return undefined;
-}
+export { AGENT_BUNDLE, IMAGES_DIR, hostGap };
+export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../cli/dist/src/main.js");
 
 export async function scratchDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), "capsule-api-test-"));
