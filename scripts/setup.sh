@@ -91,27 +91,9 @@ node packages/agent/scripts/bundle.mjs "$DATA_DIR/agent" | sed 's/^/      /'
 
 # ---------------------------------------------------------------------------------------------
 say "base image '$IMAGE'"
-IMG_DIR="$DATA_DIR/images/$IMAGE"
-if [ -d "$IMG_DIR/rootfs" ]; then
-  note "present ($IMG_DIR)"
-else
-  case "$IMAGE" in trixie|bookworm) ;; *) die "CAPSULE_IMAGE must be trixie or bookworm" ;; esac
-  mkdir -p "$DATA_DIR/images"
-  work="$DATA_DIR/images/.build-$IMAGE"
-  rm -rf "$work"; mkdir -p "$work/rootfs"
-  note "mmdebstrap $IMAGE (from this host's apt sources; about a minute)"
-  mmdebstrap --quiet --variant=minbase \
-    --include=bash,coreutils,curl,ca-certificates,sudo,passwd,procps,git,less,xz-utils \
-    "$IMAGE" "$work/rootfs.tar"
-  tar -C "$work/rootfs" --numeric-owner -xpf "$work/rootfs.tar"
-  rm -f "$work/rootfs.tar"
-  mkdir -p "$work/rootfs/srv/app"
-  # The VM's /etc/hosts, resolv.conf and hostname are bind-mounted by the engine.
-  touch "$work/rootfs/etc/hosts" "$work/rootfs/etc/resolv.conf" "$work/rootfs/etc/hostname"
-  echo "$IMAGE $(date -u +%FT%TZ)" >"$work/rootfs/etc/capsule-image"
-  mv "$work" "$IMG_DIR"
-  note "built $IMG_DIR"
-fi
+case "$IMAGE" in trixie|bookworm) ;; *) die "CAPSULE_IMAGE must be trixie or bookworm" ;; esac
+# The recipe lives in the CLI (`capsule image build`): packages, /srv/app, the bind-mount targets.
+node packages/cli/dist/src/main.js image build "$IMAGE" --suite "$IMAGE" --images-dir "$DATA_DIR/images" | sed 's/^/      /'
 
 # ---------------------------------------------------------------------------------------------
 say "kernel features"

@@ -42,7 +42,20 @@ const NOT_FOUND = new Set(["VM_NOT_FOUND", "SNAPSHOT_NOT_FOUND", "FILE_NOT_FOUND
 const AUTH = new Set(["UNAUTHORIZED", "CONFIG_MISSING", "FORBIDDEN"]);
 const CONNECTION = new Set(["NETWORK_ERROR", "CONNECTION_LOST"]);
 
+/** A failure of the CLI itself (not of a server call), with its code and exit code. */
+export class CliError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
 export function exitCodeFor(err: unknown): number {
+  if (err instanceof CliError) return err.exitCode;
   if (!(err instanceof CapsuleError)) return EXIT.FAILURE;
   if (NOT_FOUND.has(err.code)) return EXIT.NOT_FOUND;
   if (AUTH.has(err.code)) return EXIT.AUTH;
@@ -52,7 +65,7 @@ export function exitCodeFor(err: unknown): number {
 
 /** Prints the error as `capsule: CODE: message` and sets the exit code. */
 export function report(err: unknown, exitCode = exitCodeFor(err)): void {
-  if (err instanceof CapsuleError) process.stderr.write(`capsule: ${err.code}: ${err.message}\n`);
+  if (err instanceof CapsuleError || err instanceof CliError) process.stderr.write(`capsule: ${err.code}: ${err.message}\n`);
   else process.stderr.write(`capsule: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = exitCode;
 }

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { action, age, printJson, printTable } from "../api.js";
+import { imagesDirOf } from "./image.js";
 
 interface ImageInfo {
   name: string;
@@ -28,7 +29,7 @@ export function registerImageList(image: Command): void {
     .action(
       action(async function (this: Command) {
         const o = this.optsWithGlobals<{ imagesDir?: string; json?: boolean }>();
-        const dir = o.imagesDir ?? process.env.CAPSULE_IMAGES_DIR ?? path.join(process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule", "images");
+        const dir = imagesDirOf(o);
         const entries = fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : [];
         const images: ImageInfo[] = [];
         for (const e of entries) {
@@ -37,7 +38,7 @@ export function registerImageList(image: Command): void {
           images.push({ name: e.name, path: rootfs, os: osName(rootfs), builtAt: fs.statSync(rootfs).mtime.toISOString() });
         }
         if (o.json) return printJson(images);
-        if (!images.length) process.stderr.write(`no images in ${dir}; build one with: sudo bash scripts/setup.sh\n`);
+        if (!images.length) process.stderr.write(`no images in ${dir}; build one with: sudo capsule image build\n`);
         printTable(["NAME", "OS", "BUILT", "PATH"], images.map((i) => [i.name, i.os, age(i.builtAt), i.path]));
       }),
     );
