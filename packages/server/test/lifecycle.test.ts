@@ -3,6 +3,9 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import type { ChildProcess } from "node:child_process";
 import { call, createKey, destroyDataDir, scratchDir, spawnServer, useServer } from "../test-support/harness.js";
+import { connect, waitForMessages, wsUrl } from "../test-support/ws-client.js";
+
+const text = (m: Array<{ data: Buffer; binary: boolean }>) => m.filter((x) => x.binary).map((x) => x.data.toString("utf8")).join("");
 
 async function waitForState(url: string, key: string, vm: string, state: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -72,7 +75,7 @@ describe("restart", () => {
     if (dataDir) await destroyDataDir(dataDir);
   });
 
-  it("VMs, snapshots and keys survive a SIGKILLed server", async (ctx) => {
+  it("VMs, snapshots, keys and PTY sessions survive a SIGKILLed server", async (ctx) => {
     const { hostGap } = await import("../test-support/harness.js");
     const gap = await hostGap();
     if (gap) {
@@ -88,6 +91,13 @@ describe("restart", () => {
     await call(server.url, key, "POST", `/v1/vms/${a}/exec-await`, { command: "echo survived > /root/s" });
     const snap = (await call(server.url, key, "POST", `/v1/vms/${a}/snapshot`, {})).body.snapshotId as string;
     await call(server.url, key, "POST", `/v1/vms/${b}/suspend`);
+    // A terminal session, detached: it lives in the VM's agent, not in the server process.
+    const pty = await connect(wsUrl(server.url, `/v1/vms/${a}/pty?cols=80&rows=24`), key);
+    await waitForMessages(pty, (m) => m.some((x) => !x.binary && String(x.data).includes("sessionInfo")));
+    const sessionId = (JSON.parse(String(pty.messages.find((x) => !x.binary)?.data)) as { sessionId: string }).sessionId;
+    pty.ws?.send(Buffer.from("echo before-$((40+2))\r"));
+    await waitForMessages(pty, (m) => text(m).includes("before-42"));
+    pty.ws?.close();
 
     const killed = new Promise((r) => server.child.once("exit", r));
     server.child.kill("SIGKILL");
@@ -103,5 +113,13 @@ describe("restart", () => {
     const c = (await call(server.url, key, "POST", "/v1/vms", { snapshotId: snap })).body.id as string;
     assert.equal((await call(server.url, key, "POST", `/v1/vms/${c}/exec-await`, { command: "cat /root/s" })).body.stdout, "survived\n");
     assert.equal((await call(server.url, key, "GET", `/v1/vms/snapshots/${snap}`)).status, 200);
+
+    const sessions = (await call(server.url, key, "GET", `/v1/vms/${a}/pty/sessions`)).body as { sessions?: Array<{ sessionId?: string; id?: string }> };
+    assert.ok(JSON.stringify(sessions).includes(sessionId), `session ${sessionId} listed after the restart: ${JSON.stringify(sessions)}`);
+    const back = await connect(wsUrl(server.url, `/v1/vms/${a}/pty/sessions/${sessionId}?cols=80&rows=24`), key);
+    await waitForMessages(back, (m) => text(m).includes("before-42")); // scrollback from before the restart
+    back.ws?.send(Buffer.from("echo after-$((40+3))\r"));
+    await waitForMessages(back, (m) => text(m).includes("after-43"));
+    back.ws?.close();
   });
 });
