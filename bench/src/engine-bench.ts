@@ -103,7 +103,8 @@ async function apiFigures(dataDir: string): Promise<Record<string, Stat>> {
   const db = openDb(dbPath(dataDir));
   const { key } = new KeyStore(db).createKey("bench");
   db.close();
-  const server = await startServer({ dataDir, imagesDir: IMAGES, agentBundleDir: AGENT, port: 0, host: "127.0.0.1", egress: "none" });
+  // Warnings only: the server logs to stdout, where --json prints the summary.
+  const server = await startServer({ dataDir, imagesDir: IMAGES, agentBundleDir: AGENT, port: 0, host: "127.0.0.1", egress: "none", logLevel: "warn" });
   const call = async (method: string, route: string, body?: unknown) => {
     const res = await fetch(`${server.url}${route}`, {
       method,
