@@ -22,6 +22,9 @@ npx eslint --max-warnings=0 .
 echo "== typecheck"
 npx tsc -b
 
+echo "== Claude Code binary (npm @anthropic-ai/claude-code-linux-x64, cached per version; the SDK's claude tests use it)"
+node --input-type=module -e "const { ensureClaudeCodeBinary } = await import('./packages/sdk/dist/src/index.js'); console.log(await ensureClaudeCodeBinary());"
+
 echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -2,6 +2,7 @@
 /** The `capsule` command. One verb per file under commands/. */
 import { Command, CommanderError } from "commander";
 import { EXIT, EXIT_CODES_HELP } from "./api.js";
+import { registerClaude } from "./commands/claude.js";
 import { registerImage } from "./commands/image.js";
 import { registerKeys } from "./commands/keys.js";
 import { registerServe } from "./commands/serve.js";
@@ -20,6 +21,7 @@ registerKeys(program);
 registerVm(program);
 registerSnapshot(program);
 registerImage(program);
+registerClaude(program);
 try {
   await program.parseAsync();
 } catch (err) {

@@ -47,3 +47,15 @@ export type {
   VmState,
   VmSummary,
 } from "./types.js";
+export {
+  buildClaudeSnapshot,
+  claudeCodeCacheDir,
+  claudeCodeSpawner,
+  claudeEnv,
+  claudeJson,
+  claudeSnapshotName,
+  ensureClaudeCodeBinary,
+  CLAUDE_CODE_PACKAGE,
+  DEFAULT_CLAUDE_CODE_VERSION,
+} from "./claude/index.js";
+export type { ClaudeCodeSpawnerOptions, ClaudeSnapshot, ClaudeSnapshotOptions, ClaudeSpawnedProcess, ClaudeSpawnOptions } from "./claude/index.js";
