@@ -120,13 +120,19 @@ async function apiFigures(dataDir: string): Promise<Record<string, Stat>> {
     log(`through the API: create -> first exec (${SAMPLES}), exec-await \`true\` (${SAMPLES * 10})`);
     const create: number[] = [];
     for (let i = 0; i < SAMPLES; i++) {
+      let id = "";
       create.push(
         await time(async () => {
-          const vm = await call("POST", "/v1/vms", { idleTimeoutSeconds: null });
-          ids.push(String(vm.id));
-          await exec(String(vm.id));
+          id = String((await call("POST", "/v1/vms", { idleTimeoutSeconds: null })).id);
+          await exec(id);
         }),
       );
+      if (i === 0) {
+        ids.push(id); // kept for the exec samples
+        continue;
+      }
+      await call("DELETE", `/v1/vms/${id}`);
+      await new Promise((r) => setTimeout(r, 2500)); // the teardown runs on in the server: let it end
     }
     const execs: number[] = [];
     for (let i = 0; i < SAMPLES * 10; i++) execs.push(await time(() => exec(ids[0]!)));
@@ -159,41 +165,51 @@ async function main(): Promise<void> {
     const warm = await engine.createVm();
     await engine.guest.exec(warm.id, { command: "true" });
 
+    // Every sample cleans up after itself (VMs deleted and settled, raw sandboxes destroyed), so
+    // later samples do not run beside a growing crowd of idle sandboxes; raw samples are taken
+    // interleaved with both create loops, so each ratio compares like with like.
+    const rawKeep = `bench-raw-${process.pid}-exec`;
+    rawIds.push(rawKeep);
+    await raw.start(rawKeep);
+    const rawCreateSample = async (tag: string): Promise<number> => {
+      const id = `bench-raw-${process.pid}-${tag}`;
+      rawIds.push(id);
+      const ms = await time(async () => {
+        await raw.start(id);
+        await raw.exec(id, "true");
+      });
+      await raw.destroy(id);
+      return ms;
+    };
+    const phases: Record<string, number[]> = {};
+    const delMs: number[] = [];
+    const capsuleCreateSample = async (opts: { snapshotId?: string }): Promise<number> => {
+      let id = "";
+      const ms = await time(async () => {
+        id = (await engine.createVm(opts)).id;
+        await engine.guest.exec(id, { command: "true" });
+      });
+      for (const [k, v] of Object.entries(engine.bootPhases(id) ?? {})) (phases[`${opts.snapshotId ? "fromSnapshot." : ""}${k}`] ??= []).push(v);
+      delMs.push(await time(() => engine.deleteVm(id)));
+      await engine.settled();
+      return ms;
+    };
+
     log(`create -> first exec result (${SAMPLES} samples each)`);
     const capsuleCreate: number[] = [];
     const rawCreate: number[] = [];
-    const created: string[] = [];
-    const phases: Record<string, number[]> = {};
-    const notePhases = (id: string) => {
-      for (const [k, v] of Object.entries(engine.bootPhases(id) ?? {})) (phases[k] ??= []).push(v);
-    };
     for (let i = 0; i < SAMPLES; i++) {
-      capsuleCreate.push(
-        await time(async () => {
-          const vm = await engine.createVm();
-          created.push(vm.id);
-          await engine.guest.exec(vm.id, { command: "true" });
-        }),
-      );
-      notePhases(created[created.length - 1]!);
-      const id = `bench-raw-${process.pid}-${i}`;
-      rawIds.push(id);
-      rawCreate.push(
-        await time(async () => {
-          await raw.start(id);
-          await raw.exec(id, "true");
-        }),
-      );
+      capsuleCreate.push(await capsuleCreateSample({}));
+      rawCreate.push(await rawCreateSample(`c${i}`));
     }
     out.createToFirstExecMs = { capsule: stats(capsuleCreate), rawRunsc: stats(rawCreate), ratioP50: stats(capsuleCreate).p50 / stats(rawCreate).p50 };
-    out.createPhasesP50Ms = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v).p50]));
 
     log(`exec round trip of \`true\` (${SAMPLES * 10} samples each)`);
     const capsuleExec: number[] = [];
     const rawExec: number[] = [];
     for (let i = 0; i < SAMPLES * 10; i++) {
       capsuleExec.push(await time(() => engine.guest.exec(warm.id, { command: "true" })));
-      rawExec.push(await time(() => raw.exec(rawIds[0]!, "true")));
+      rawExec.push(await time(() => raw.exec(rawKeep, "true")));
     }
     out.execTrueMs = { capsule: stats(capsuleExec), rawRunscExec: stats(rawExec), ratioP50: stats(capsuleExec).p50 / stats(rawExec).p50 };
 
@@ -202,25 +218,23 @@ async function main(): Promise<void> {
     let snapId = "";
     for (const mb of [10, 400]) {
       const vm = await engine.createVm();
-      created.push(vm.id);
       await engine.guest.exec(vm.id, { command: `head -c ${mb}M /dev/urandom > /srv/fill` });
       const t0 = performance.now();
       const s = await engine.snapshotVm(vm.id);
       snapMs[`${mb}MB`] = performance.now() - t0;
       if (mb === 10) snapId = s.id;
+      await engine.deleteVm(vm.id, { wait: true });
     }
     out.snapshotMs = snapMs;
     const fromSnap: number[] = [];
+    const rawCreate2: number[] = [];
     for (let i = 0; i < SAMPLES; i++) {
-      fromSnap.push(
-        await time(async () => {
-          const vm = await engine.createVm({ snapshotId: snapId });
-          created.push(vm.id);
-          await engine.guest.exec(vm.id, { command: "true" });
-        }),
-      );
+      fromSnap.push(await capsuleCreateSample({ snapshotId: snapId }));
+      rawCreate2.push(await rawCreateSample(`s${i}`));
     }
-    out.createFromSnapshotToFirstExecMs = { capsule: stats(fromSnap), rawRunsc: stats(rawCreate), ratioP50: stats(fromSnap).p50 / stats(rawCreate).p50 };
+    out.createFromSnapshotToFirstExecMs = { capsule: stats(fromSnap), rawRunsc: stats(rawCreate2), ratioP50: stats(fromSnap).p50 / stats(rawCreate2).p50 };
+    out.createPhasesP50Ms = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v).p50]));
+    out.deleteReturnsMs = stats(delMs);
 
     log("file write/read of 100 MB");
     const size = 100 * 1024 * 1024;
@@ -235,11 +249,6 @@ async function main(): Promise<void> {
       for await (const _ of stream) void _;
     });
     out.files100MB = { writeMBps: size / 2 ** 20 / (writeMs / 1000), readMBps: size / 2 ** 20 / (readMs / 1000) };
-
-    log("delete (API-visible) latency");
-    const delMs: number[] = [];
-    for (const id of created.splice(0)) delMs.push(await time(() => engine.deleteVm(id)));
-    out.deleteReturnsMs = stats(delMs);
 
     out.api = await apiFigures(path.join(scratch, "api"));
     const api = out.api as Record<string, Stat>;

@@ -115,10 +115,15 @@ export class Engine {
     return engine;
   }
 
+  /** Resolves once every VM teardown still running in the background (after `deleteVm`) is done. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#deleting.values()]);
+  }
+
   /** Releases the data dir. Running VMs keep running; the next `open` adopts them. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await Promise.allSettled([...this.#deleting.values()]);
+    await this.settled();
     this.#closed = true;
     await fs.rm(this.#paths.lockFile, { force: true });
   }
