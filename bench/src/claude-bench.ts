@@ -1,22 +1,37 @@
 /**
  * Claude Code benchmark, in one run, with the real binary against a scripted local Messages API:
  *   npm run bench:claude            (table)        npm run bench:claude -- --json
- * - `claude -p` round trip: on the host, in a Capsule VM (vm.exec through the API), and in a raw
- *   `runsc exec` into a plain gVisor sandbox of the same image and binary;
+ * - `claude -p` round trip: on the host, in a Capsule VM (vm.exec through the API), and by the
+ *   runtime's own `runsc exec` into that same VM's sandbox;
  * - from `vms.create({ snapshotId: <Claude Code snapshot> })` to Claude Code's first byte of output.
  * Options: --samples N (default 5). Needs root and a set-up host. Nothing reaches the internet;
  * leaves nothing behind.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { buildClaudeSnapshot, Capsule, ensureClaudeCodeBinary } from "@capsule/sdk";
 import { startFakeAnthropic } from "@capsule/sdk/fake-anthropic";
 import { KeyStore, dbPath, openDb, startServer } from "@capsule/server";
 
-const execFileP = promisify(execFile);
+/** Runs a command with stdin closed (`claude -p` otherwise waits 3 s for piped input) and returns stdout. */
+function runClosed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d));
+    child.stderr.on("data", (d: Buffer) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${cmd} ${args.join(" ")} exited ${code}: ${stderr.slice(-500)}`));
+    });
+  });
+}
 const argv = process.argv.slice(2);
 const asJson = argv.includes("--json");
 const SAMPLES = argv.includes("--samples") ? Number(argv[argv.indexOf("--samples") + 1]) : 5;
@@ -61,8 +76,6 @@ async function main(): Promise<void> {
   db.close();
   const server = await startServer({ dataDir, imagesDir: IMAGES, agentBundleDir: path.join(DATA, "agent"), port: 0, host: "127.0.0.1", egress: "none", allowedHostPorts: [fake.port], logLevel: "warn" });
   const capsule = new Capsule({ apiUrl: server.url, apiKey: key });
-  const rawRoot = path.join(scratch, "raw-root");
-  const rawId = `bench-claude-raw-${process.pid}`;
   const out: Record<string, unknown> = {};
   try {
     log("Claude Code snapshot (cached binary)");
@@ -76,34 +89,20 @@ async function main(): Promise<void> {
     const home = path.join(scratch, "home");
     await fs.mkdir(home);
     const hostEnv = { PATH: "/usr/bin:/bin", HOME: home, ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: fake.hostBaseUrl, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1" };
-    const host = await sample(SAMPLES, async () => expectAnswer((await execFileP(bin, ["-p", PROMPT], { cwd: home, env: hostEnv, timeout: 120_000 })).stdout, "host"));
+    const host = await sample(SAMPLES, async () => expectAnswer(await runClosed(bin, ["-p", PROMPT], { cwd: home, env: hostEnv }), "host"));
 
-    log(`claude -p in a Capsule VM through the API (${SAMPLES})`);
-    const { vm } = await capsule.vms.create({ snapshotId: snap.snapshotId, idleTimeoutSeconds: null });
-    const vmCmd = `HOME=/root ANTHROPIC_API_KEY=${KEY} ANTHROPIC_BASE_URL=${fake.vmBaseUrl} CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 claude -p "${PROMPT}"`;
+    log(`claude -p in a Capsule VM through the API (${SAMPLES}), and by raw runsc exec into the same sandbox`);
+    const { vm, vmId } = await capsule.vms.create({ snapshotId: snap.snapshotId, idleTimeoutSeconds: null });
+    const vmEnv = { HOME: "/root", ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: fake.vmBaseUrl, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1" };
+    const vmCmd = `${Object.entries(vmEnv).map(([k, v]) => `${k}=${v}`).join(" ")} claude -p "${PROMPT}" < /dev/null`;
     const inVm = await sample(SAMPLES, async () => expectAnswer((await vm.exec({ command: vmCmd, timeoutMs: 120_000 })).stdout ?? "", "vm"));
-    await vm.delete();
-
-    log(`claude -p through raw runsc exec (${SAMPLES})`);
-    // A plain sandbox of the same image with the same binary mounted in, on the host's network
-    // (so 127.0.0.1 is the fake API); writes go to gVisor's in-memory overlay.
-    const bundle = path.join(scratch, "raw-bundle");
-    await fs.mkdir(bundle);
-    await execFileP("runsc", ["spec", "--bundle", bundle, "--", "sleep", "infinity"]);
-    const spec = JSON.parse(await fs.readFile(path.join(bundle, "config.json"), "utf8"));
-    spec.root = { path: path.join(IMAGES, "trixie", "rootfs"), readonly: false };
-    spec.process.terminal = false;
-    spec.mounts.push({ destination: "/opt/claude", type: "bind", source: path.dirname(bin), options: ["rbind", "ro"] });
-    await fs.writeFile(path.join(bundle, "config.json"), JSON.stringify(spec));
-    await new Promise<void>((resolve, reject) => {
-      const c = spawn("runsc", [`--root=${rawRoot}`, "--network=host", "--overlay2=root:memory", "--platform=systrap", "run", "--detach", `--bundle=${bundle}`, rawId], { stdio: "ignore" });
-      c.on("error", reject);
-      c.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`runsc run exited ${code}`))));
-    });
-    const envArgs = Object.entries({ ...hostEnv, HOME: "/root", PATH: "/usr/local/bin:/usr/bin:/bin" }).flatMap(([k, v]) => ["-env", `${k}=${v}`]);
+    // The runtime's own exec into the very same sandbox (the engine's runsc root, container id =
+    // VM id): same image, binary and network, without Capsule's API, agent and shell.
+    const envArgs = Object.entries({ ...vmEnv, PATH: "/usr/local/bin:/usr/bin:/bin" }).flatMap(([k, v]) => ["-env", `${k}=${v}`]);
     const raw = await sample(SAMPLES, async () =>
-      expectAnswer((await execFileP("runsc", [`--root=${rawRoot}`, "exec", ...envArgs, "-cwd", "/root", rawId, `/opt/claude/${path.basename(bin)}`, "-p", PROMPT], { timeout: 120_000 })).stdout, "raw runsc exec"),
+      expectAnswer(await runClosed("runsc", [`--root=${path.join(dataDir, "runtime", "runsc")}`, "exec", ...envArgs, "-cwd", "/root", vmId, "/usr/local/bin/claude", "-p", PROMPT]), "raw runsc exec"),
     );
+    await vm.delete();
     out.claudePRoundTripMs = { host, capsuleVm: inVm, rawRunscExec: raw, vmVsHostP50: inVm.p50 / host.p50, vmVsRawP50: inVm.p50 / raw.p50 };
 
     log(`vms.create from the snapshot -> Claude Code's first byte (${SAMPLES})`);
@@ -122,7 +121,6 @@ async function main(): Promise<void> {
     out.createFromSnapshotToFirstByteMs = stats(firstByte);
     await capsule.snapshots.delete({ snapshotId: snap.snapshotId });
   } finally {
-    await execFileP("runsc", [`--root=${rawRoot}`, "delete", "--force", rawId]).catch(() => undefined);
     const left = await capsule.vms.list().catch(() => undefined);
     for (const v of left?.vms ?? []) await capsule.vms.delete({ vmId: v.id }).catch(() => undefined);
     await server.close();
