@@ -12,6 +12,7 @@ import { buildClaudeSnapshot, Capsule, claudeCodeSpawner, type ClaudeSnapshot, t
 import { execFile, spawn as spawnChild } from "node:child_process";
 import { CLI } from "@capsule/server/test-support";
 import { startFakeAnthropic, type FakeAnthropic } from "../test-support/fake-anthropic.js";
+import { spawnInVm } from "../test-support/seed-bridge.js";
 import { until, useServer } from "../test-support/server.js";
 
 const { Terminal } = xtermHeadless;
@@ -183,6 +184,37 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
     assert.equal(result.result, "SDK-DONE");
     const file = await vm!.exec("stat -c %U /srv/app/agent.txt && cat /srv/app/agent.txt");
     assert.equal(file.stdout, "claude\nedited by the agent sdk\n");
+  });
+
+  it("Agent SDK: query() through the seed's own PTY bridge (spawnInVm, unchanged) ends with a result, and the scripted Write happened", async (ctx) => {
+    if (skip()) return ctx.skip(String(skip()));
+    // The seed's bridge forwards only ANTHROPIC_API_KEY and the SDK's markers, so the scripted
+    // API's address comes from Claude Code's own settings (`env`), as a user's gateway would.
+    await vm!.fs.writeTextFile(
+      "/root/.claude/settings.json",
+      JSON.stringify({ skipDangerousModePermissionPrompt: true, env: { ANTHROPIC_BASE_URL: fake!.vmBaseUrl, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1" } }),
+    );
+    fake!.script({ match: /seed bridge task/, steps: [{ tool: "Write", input: { file_path: "/root/bridge.txt", content: "via the seed bridge\n" } }, { text: "BRIDGE-DONE" }] });
+    // The seed's own options, verbatim but for the key.
+    const response = query({
+      prompt: "Run the seed bridge task",
+      options: {
+        spawnClaudeCodeProcess: spawnInVm(vm!),
+        pathToClaudeCodeExecutable: "/root/.local/bin/claude",
+        env: { ...process.env, ANTHROPIC_API_KEY: KEY, HOME: "/root", PATH: "/root/.local/bin:/usr/bin:/bin" },
+        canUseTool: async (_tool, input) => ({ behavior: "allow", updatedInput: input }),
+      },
+    });
+    let result: { type: string; subtype?: string; result?: string } | undefined;
+    for await (const message of response) {
+      if (message.type === "result") {
+        result = message as typeof result;
+        break; // one-shot: the bridge tears the CLI down
+      }
+    }
+    assert.equal(result?.subtype, "success", JSON.stringify(result));
+    assert.equal(result?.result, "BRIDGE-DONE");
+    assert.equal((await vm!.exec("cat /root/bridge.txt")).stdout, "via the seed bridge\n");
   });
 
   it("claudeCodeSpawner: real pipes, stdin EOF, exit code, env filtering, abort and kill", async (ctx) => {
