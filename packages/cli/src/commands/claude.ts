@@ -74,7 +74,8 @@ other ANTHROPIC_* / CLAUDE_CODE_* variable are passed to Claude Code in the VM.$
               .join(" ");
             const args = [...flags, ...(prompt ? [prompt] : [])].map(shq).join(" ");
             const exec = `cd ${shq(o.dir)} && export ${exports} && exec claude ${args}`;
-            const r = await attachTerminal(o.user === "root" ? vm : vm.user({ username: o.user }), exec);
+            const target = o.user === "root" ? vm : vm.user({ username: o.user });
+            const r = await attachTerminal((size, listeners) => target.pty.open({ ...size, exec, ...listeners }));
             process.exitCode = r.code;
             return;
           }

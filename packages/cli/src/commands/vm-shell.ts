@@ -1,8 +1,6 @@
 import type { Command } from "commander";
-import type { PtySession } from "@capsule/sdk";
 import { action, client, examples, EXIT } from "../api.js";
-
-const DETACH_PREFIX = 0x1d; // Ctrl-]
+import { attachTerminal } from "../terminal.js";
 
 export function registerVmShell(vm: Command): void {
   vm.command("shell <vm>")
@@ -19,72 +17,14 @@ follows your terminal.${examples("capsule vm shell VM", "capsule vm shell VM --u
     .action(
       action(async function (this: Command, id: string) {
         const o = this.opts<{ user?: string; session?: string; exec?: string }>();
-        const stdin = process.stdin;
-        const stdout = process.stdout;
-        if (!stdin.isTTY) this.error("vm shell needs a terminal on stdin; use `capsule vm exec` for scripts", { exitCode: EXIT.USAGE });
+        if (!process.stdin.isTTY) this.error("vm shell needs a terminal on stdin; use `capsule vm exec` for scripts", { exitCode: EXIT.USAGE });
         const base = client(this).vms.ref({ vmId: id });
         const handle = o.user ? base.user({ username: o.user }) : base;
-        const size = () => ({ cols: stdout.columns || 80, rows: stdout.rows || 24 });
-
-        let done!: (code: number) => void;
-        const finished = new Promise<number>((r) => (done = r));
-        const listeners = {
-          onData: (b: Uint8Array) => stdout.write(b),
-          onExit: (code: number | null) => done(code ?? 0),
-          onClose: () => done(EXIT.CONNECTION),
-        };
-        // Raw mode from the start: keys typed while connecting go to the VM, not the local line editor.
-        stdin.setRawMode(true);
-        let session: PtySession;
-        try {
-          session = o.session
-            ? await handle.pty.attach({ sessionId: o.session, ...size(), ...listeners })
-            : await handle.pty.open({ ...size(), ...(o.exec ? { exec: o.exec } : {}), ...listeners });
-        } catch (err) {
-          stdin.setRawMode(false);
-          throw err;
-        }
-        if (o.session) session.resize(size());
-        process.stderr.write(`[capsule: session ${session.sessionId} on ${id}; detach with Ctrl-] d]\r\n`);
-
-        let detached = false;
-        let prefix = false;
-        const onInput = (chunk: Buffer) => {
-          const out: number[] = [];
-          for (const byte of chunk) {
-            if (prefix) {
-              prefix = false;
-              if (byte === 0x64 /* d */ || byte === 0x04 /* Ctrl-D */) {
-                detached = true;
-                if (out.length) session.write(Uint8Array.from(out));
-                session.detach();
-                done(EXIT.OK);
-                return;
-              }
-              out.push(DETACH_PREFIX);
-              if (byte === DETACH_PREFIX) continue;
-            } else if (byte === DETACH_PREFIX) {
-              prefix = true;
-              continue;
-            }
-            out.push(byte);
-          }
-          if (out.length) session.write(Uint8Array.from(out));
-        };
-        const onResize = () => {
-          if (!session.exited && !detached) session.resize(size());
-        };
-        stdin.resume();
-        stdin.on("data", onInput);
-        stdout.on("resize", onResize);
-        process.on("SIGWINCH", onResize);
-
-        const code = await finished;
-        stdin.off("data", onInput);
-        stdout.off("resize", onResize);
-        process.off("SIGWINCH", onResize);
-        stdin.setRawMode(false);
-        stdin.pause();
+        const { code, detached, session } = await attachTerminal(
+          (size, listeners) =>
+            o.session ? handle.pty.attach({ sessionId: o.session, ...size, ...listeners }) : handle.pty.open({ ...size, ...(o.exec ? { exec: o.exec } : {}), ...listeners }),
+          (s) => process.stderr.write(`[capsule: session ${s.sessionId} on ${id}; detach with Ctrl-] d]\r\n`),
+        );
         if (detached) {
           const user = o.user ? ` --user ${o.user}` : "";
           process.stderr.write(`\r\n[capsule: detached; session ${session.sessionId} keeps running. Re-attach: capsule vm shell ${id}${user} --session ${session.sessionId}]\r\n`);
