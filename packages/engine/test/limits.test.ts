@@ -17,12 +17,13 @@ describe("resource limits", () => {
       assert.match(limits.stdout, /MemTotal:\s+262144 kB/);
     }
 
-    const bomb = await engine.guest.spawn(victim, { command: "bomb() { bomb | bomb & }; bomb", timeoutMs: 20_000 });
-    bomb.stdout.resume();
-    bomb.stderr.resume();
+    // The hog first: once the bomb has used up the VM's pids, nothing more can start in it.
     const hog = await engine.guest.spawn(victim, { command: "x=$(head -c 2000M /dev/zero | tr '\\0' a); echo survived", timeoutMs: 20_000 });
     hog.stdout.resume();
     hog.stderr.resume();
+    const bomb = await engine.guest.spawn(victim, { command: "bomb() { bomb | bomb & }; bomb", timeoutMs: 20_000 });
+    bomb.stdout.resume();
+    bomb.stderr.resume();
     await new Promise((r) => setTimeout(r, 3000));
 
     for (let i = 0; i < 3; i++) {
