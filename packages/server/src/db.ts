@@ -4,6 +4,7 @@
  * ownership and API-level settings, so it is reconciled against the engine on boot.
  * @module
  */
+import fs from "node:fs";
 import Database from "better-sqlite3";
 
 export type Db = Database.Database;
@@ -48,10 +49,21 @@ const MIGRATIONS: readonly string[] = [
 
 export function openDb(file: string): Db {
   const db = new Database(file);
-  // WAL: readers never block the writer, and a SIGKILLed server loses no committed row.
+  // WAL: readers never block the writer. synchronous=FULL: a committed row (an owner record, a
+  // key) is on disk before the call returns, so a crash or power loss right after cannot lose it
+  // while the engine already acted on it.
   db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
+  // Keys' hashes and ownership live here: root only (the WAL and shm files too, once they exist).
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      fs.chmodSync(f, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  }
   migrate(db);
   return db;
 }
