@@ -10,11 +10,35 @@ import { run } from "../host/run.js";
  *   else addressed to the host (any of its addresses, any port, the Capsule server too) is
  *   rejected (at once, so a blocked connect fails fast instead of hanging).
  * - forward: VM to VM is dropped; a VM whose interface is in `egress` may go out to public
- *   addresses (not private, loopback or link-local ranges) and is masqueraded; all else dropped.
+ *   IPv4 addresses (none of RFC 6890's special-purpose ranges) and is masqueraded; all else dropped.
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced (its set elements are re-added on boot). */
-const RULESET_VERSION = 2;
+const RULESET_VERSION = 3;
+
+/**
+ * IPv4 destinations an egress VM may never reach: every special-purpose range of RFC 6890 (and
+ * its updates: 100.64/10 shared address space, 192.0.0.0/24 protocol assignments, 198.18/15
+ * benchmarking, 240/4 reserved incl. 255.255.255.255), so "internet" means public unicast only.
+ * IPv6 has no accept rule at all: it stays blocked.
+ */
+export const EGRESS_DENIED_IPV4: readonly string[] = [
+  "0.0.0.0/8", // "this network"
+  "10.0.0.0/8", // private
+  "100.64.0.0/10", // shared address space (CGNAT)
+  "127.0.0.0/8", // loopback
+  "169.254.0.0/16", // link-local (cloud metadata lives here)
+  "172.16.0.0/12", // private
+  "192.0.0.0/24", // IETF protocol assignments
+  "192.0.2.0/24", // TEST-NET-1
+  "192.88.99.0/24", // 6to4 relay anycast (deprecated)
+  "192.168.0.0/16", // private
+  "198.18.0.0/15", // benchmarking
+  "198.51.100.0/24", // TEST-NET-2
+  "203.0.113.0/24", // TEST-NET-3
+  "224.0.0.0/4", // multicast
+  "240.0.0.0/4", // reserved, and the limited broadcast address
+];
 
 const RULESET = `
 table inet ${TABLE} {
@@ -31,7 +55,7 @@ table inet ${TABLE} {
     type filter hook forward priority filter - 10; policy accept;
     oifname "cv*" ct state established,related accept
     iifname "cv*" oifname "cv*" counter reject with icmpx type admin-prohibited
-    iifname "cv*" iifname @egress ip daddr != { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4 } accept
+    iifname "cv*" iifname @egress ip daddr != { ${EGRESS_DENIED_IPV4.join(", ")} } accept
     iifname "cv*" counter reject with icmpx type admin-prohibited
     oifname "cv*" counter drop
   }
@@ -45,6 +69,11 @@ table inet ${TABLE} {
 let ensured = false;
 
 /** Creates the table if it is missing (idempotent; other engines may have made it). */
+/** The whole ruleset as `nft -f` reads it (exported for checks). */
+export function firewallRuleset(): string {
+  return RULESET;
+}
+
 export async function ensureFirewall(): Promise<void> {
   if (ensured) return;
   const current = await run("nft", ["list", "table", "inet", TABLE]).then(
