@@ -1,0 +1,79 @@
+/**
+ * The error registry: every error the Capsule API answers, as `{code, message}` (plus `error` =
+ * code, and optional detail fields such as `reason`) with the HTTP status below.
+ *
+ * Every code is one the official `freestyle@0.1.63` client knows (a unit test checks each against
+ * the client's own table), so it throws its typed error class. An unknown code would make that
+ * client resend `POST /v1/vms` every 2 s forever (wire spec §2.5): a new failure that needs its own
+ * name gets a client-known code here and Capsule's own detail in the `reason` field.
+ *
+ * This module has no imports, so the SDK and the CLI load it without zod. `docs/errors.md`
+ * documents each code; a test keeps it, the OpenAPI document and the SDK in step with this table.
+ * @module
+ */
+
+/** One registry entry. */
+export interface ApiErrorSpec {
+  /** The HTTP status the server answers with (a route may override it, e.g. 413, 426, 501). */
+  readonly status: number;
+  /** When the server answers this code. */
+  readonly description: string;
+  /** True when the same request may succeed later without the caller changing anything. */
+  readonly retryable: boolean;
+}
+
+export const API_ERRORS = {
+  UNAUTHORIZED: { status: 401, retryable: false, description: "No API key, or an invalid or revoked one." },
+  FORBIDDEN: { status: 403, retryable: false, description: "The request is not allowed in this form (e.g. a console request without its CSRF header)." },
+  NOT_FOUND: { status: 404, retryable: false, description: "No such route, or a console file that does not exist." },
+  VM_NOT_FOUND: { status: 404, retryable: false, description: "No such VM for this account (another account's VM answers this too)." },
+  SNAPSHOT_NOT_FOUND: { status: 404, retryable: false, description: "No such snapshot for this account." },
+  FILE_NOT_FOUND: { status: 404, retryable: false, description: "The path does not exist in the VM, or not for the Linux user the call runs as." },
+  USER_NOT_FOUND: { status: 404, retryable: false, description: "The Linux user named by X-Freestyle-Vm-Linux-User-Id does not exist in the VM." },
+  SESSION_NOT_FOUND: { status: 404, retryable: false, description: "No such PTY session in the VM." },
+  BAD_REQUEST: { status: 400, retryable: false, description: "The request is invalid; with status 501, a Freestyle feature Capsule does not have; with 426, a WebSocket route called without an upgrade." },
+  VALIDATION_ERROR: { status: 400, retryable: false, description: "A field, header or query parameter failed validation." },
+  CREATE_VM_BAD_REQUEST: { status: 400, retryable: false, description: "POST /v1/vms with invalid options, an unknown base image or a feature Capsule lacks." },
+  FILES_BAD_REQUEST: { status: 400, retryable: false, description: "A file call with a bad path (relative, '..', a directory where a file is expected) or one the guest refuses." },
+  INVALID_SESSION_ID: { status: 400, retryable: false, description: "A PTY session id that does not match [a-zA-Z0-9._-]{1,64}, or one chosen by the client." },
+  VM_NOT_RUNNING: { status: 400, retryable: false, description: "The VM is stopped (by its owner or by the server) and the call needs it running." },
+  SESSION_USER_MISMATCH: { status: 403, retryable: false, description: "The PTY session was opened as a different Linux user than the request's." },
+  VM_LIMIT_EXCEEDED: { status: 403, retryable: false, description: "No more VMs can be created: the account's or the host's VM limit (or address pool) is used up." },
+  SNAPSHOT_LIMIT_EXCEEDED: { status: 403, retryable: false, description: "No more snapshots can be taken: the account's snapshot limit is used up." },
+  MEM_OVER_PLAN_LIMIT: { status: 403, retryable: false, description: "The requested memory is over the most this server allows per VM." },
+  VCPU_OVER_PLAN_LIMIT: { status: 403, retryable: false, description: "The requested vCPU count is over the most this server allows per VM." },
+  EXEC_TIMED_OUT: { status: 408, retryable: false, description: "The command ran past its timeoutMs and was killed." },
+  STILL_CREATING: { status: 409, retryable: true, description: "The VM is still being created." },
+  SESSION_CAP_REACHED: { status: 429, retryable: false, description: "The VM has as many PTY sessions as it may hold." },
+  INTERNAL_ERROR: { status: 500, retryable: false, description: "Capsule itself failed; the server's log has the cause (the body may carry engineCode)." },
+  SERVICE_UNAVAILABLE: { status: 503, retryable: true, description: "The server cannot serve this now (a part is disabled, or the host is out of capacity)." },
+} as const satisfies Record<string, ApiErrorSpec>;
+
+/** Every code the API answers with. */
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+/** The registry's codes, in registry order. */
+export const API_ERROR_CODES = Object.freeze(Object.keys(API_ERRORS)) as readonly ApiErrorCode[];
+
+/** True when `code` is one of the registry's codes. */
+export function isApiErrorCode(code: unknown): code is ApiErrorCode {
+  return typeof code === "string" && Object.prototype.hasOwnProperty.call(API_ERRORS, code);
+}
+
+/** The registry's HTTP status for a code. */
+export function errorStatus(code: ApiErrorCode): number {
+  return API_ERRORS[code].status;
+}
+
+/**
+ * The JSON body of every error answer. `error` repeats `code` because Freestyle's OpenAPI types
+ * name it so; the client reads `code`. Detail fields are optional and code-specific.
+ */
+export interface ApiErrorBody {
+  code: ApiErrorCode;
+  error: ApiErrorCode;
+  message: string;
+  /** Capsule's own finer reason, when the client-known code is broader (e.g. which limit). */
+  reason?: string;
+  [detail: string]: unknown;
+}

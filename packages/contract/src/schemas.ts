@@ -1,0 +1,265 @@
+/**
+ * Request and response schemas of the Capsule HTTP API (zod v4), and their TypeScript types.
+ * Field names and shapes follow the Freestyle v1 wire contract. The server validates with them
+ * and builds its OpenAPI document from them (`.meta({ id })` names the component); clients use
+ * the inferred types (`import type`, which loads nothing at run time).
+ *
+ * One name per concept: `VmInfo` is the API's VM object, `VmState` its state, `ExecResult` an
+ * exec's answer, `DirEntry` a directory entry, `PtySessionInfo` a PTY session.
+ * @module
+ */
+import { z } from "zod";
+import { API_ERROR_CODES, type ApiErrorCode } from "./errors.js";
+
+/** The body of every error answer (see `@capsule/contract/errors` and docs/errors.md). */
+export const ErrorBody = z
+  .object({
+    /** A registry code; the Freestyle client maps it to its typed error. */
+    code: z.enum(API_ERROR_CODES as [ApiErrorCode, ...ApiErrorCode[]]).meta({ example: "VM_NOT_FOUND" }),
+    /** Repeats `code` (Freestyle's OpenAPI types name it so). */
+    error: z.enum(API_ERROR_CODES as [ApiErrorCode, ...ApiErrorCode[]]),
+    message: z.string(),
+    /** Capsule's finer reason when the client-known code is broader. */
+    reason: z.string().optional(),
+  })
+  .meta({ id: "Error", description: "Error answer: `{code, message}` with a code the Freestyle client knows; see docs/errors.md." });
+
+const LinuxName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Linux user or group name: [a-z_][a-z0-9_-]{0,31}");
+const AbsPath = z.string().regex(/^\/[^\0]*$/, "must be an absolute path");
+
+/** A Linux user created in the VM when it is created. */
+export const UserSpec = z.object({
+  /** Login name, `[a-z_][a-z0-9_-]{0,31}`. */
+  name: LinuxName,
+  /** Numeric uid; default: the next free one. */
+  uid: z.number().int().min(0).max(2 ** 31 - 2).optional(),
+  /** Comment field of /etc/passwd. */
+  gecos: z.string().max(256).regex(/^[^:\n\0]*$/, "must not contain ':' or newlines").optional(),
+  /** Supplementary groups (must exist or be listed in `groups`). */
+  groups: z.array(LinuxName).max(64).optional(),
+  /** Home directory; default `/home/<name>`. */
+  home: AbsPath.optional(),
+  /** Login shell; default `/bin/bash` when present. */
+  shell: AbsPath.optional(),
+  /** Create a system account. Default false. */
+  system: z.boolean().optional(),
+});
+export type UserSpec = z.infer<typeof UserSpec>;
+
+/** A Linux group created in the VM when it is created. */
+export const GroupSpec = z.object({
+  name: LinuxName,
+  gid: z.number().int().min(0).max(2 ** 31 - 2).optional(),
+  system: z.boolean().optional(),
+});
+export type GroupSpec = z.infer<typeof GroupSpec>;
+
+const Sizing = {
+  /** CPU quota, in cores. Default: the server's (1). */
+  vcpuCount: z.number().positive().max(1024).optional(),
+  /** Memory limit, in GB. Default: the server's (2). */
+  memSizeGb: z.number().positive().max(1024).optional(),
+  /** Writable disk size, in GB. Default: the server's (10). */
+  rootfsSizeGb: z.number().positive().max(16384).optional(),
+};
+
+export const MAX_IDLE_TIMEOUT_SECONDS = 30 * 24 * 3600;
+
+/** A file written into the VM before `POST /v1/vms` returns. */
+export const AdditionalFile = z.object({ content: z.string(), encoding: z.enum(["utf-8", "base64"]).optional(), executable: z.boolean().optional() });
+export type AdditionalFile = z.infer<typeof AdditionalFile>;
+
+/** `POST /v1/vms`. Every field is optional; `{}` boots the base image. */
+export const CreateVmRequest = z
+  .object({
+    /** Boot from this snapshot instead of the base image. */
+    snapshotId: z.string().min(1).nullish(),
+    /** A label for the VM. */
+    name: z.string().max(256).nullish(),
+    /** Suspend the VM after this many seconds without activity. `null`: never. Absent: the server default (300 s unless configured). */
+    idleTimeoutSeconds: z.number().int().min(1).max(MAX_IDLE_TIMEOUT_SECONDS).nullish().meta({
+      description: "Suspend the VM after this many seconds without activity. null: never. Absent: the server default (300 s unless configured).",
+    }),
+    activityThresholdBytes: z.number().int().min(0).optional(),
+    persistence: z.looseObject({ type: z.enum(["sticky", "ephemeral", "persistent"]) }).optional(),
+    waitForReadySignal: z.boolean().optional(),
+    readySignalTimeoutSeconds: z.number().optional(),
+    recreate: z.boolean().optional(),
+    /** Linux users to create before the call returns. */
+    users: z.array(UserSpec).max(64).optional(),
+    /** Linux groups to create before the users. */
+    groups: z.array(GroupSpec).max(64).optional(),
+    /** Files written before the call returns, by absolute path. */
+    additionalFiles: z.record(AbsPath, AdditionalFile).optional(),
+    ...Sizing,
+    template: z.looseObject({ snapshotId: z.string().min(1).nullish(), baseImage: z.unknown().optional(), ...Sizing }).optional(),
+    // Accepted by the schema so the service can reject them with a clear message.
+    git: z.unknown().optional(),
+    gitRepos: z.unknown().optional(),
+    domains: z.unknown().optional(),
+    systemd: z.unknown().optional(),
+    nics: z.unknown().optional(),
+    dockerCredentials: z.unknown().optional(),
+    udpHolePunchPorts: z.unknown().optional(),
+    spec: z.unknown().optional(),
+  })
+  .meta({ id: "CreateVmRequest" });
+export type CreateVmRequest = z.infer<typeof CreateVmRequest>;
+
+export const CreateVmResponse = z
+  .object({ id: z.string(), domains: z.array(z.string()), consoleUrl: z.string().nullable(), snapshotId: z.string().nullable() })
+  .meta({ id: "CreateVmResponse" });
+export type CreateVmResponse = z.infer<typeof CreateVmResponse>;
+
+/** The states the API reports (the engine's finer states map onto these). */
+export const VM_STATES = ["starting", "running", "suspending", "suspended", "stopped"] as const;
+export const VmState = z.enum(VM_STATES).meta({ id: "VmState" });
+export type VmState = z.infer<typeof VmState>;
+
+/** The API's VM object: list items of `GET /v1/vms` and `GET /v1/vms/{vm_id}`. */
+export const VmInfo = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    state: VmState,
+    /** ISO 8601. */
+    createdAt: z.string(),
+    snapshotId: z.string().nullable(),
+    idleTimeoutSeconds: z.number().nullable(),
+    sizing: z.object({ vcpuCount: z.number(), memSizeMib: z.number(), rootfsSizeMb: z.number() }),
+  })
+  .meta({ id: "VmInfo" });
+export type VmInfo = z.infer<typeof VmInfo>;
+
+/** `GET /v1/vms`. */
+export const VmList = z
+  .object({
+    vms: z.array(VmInfo),
+    totalCount: z.number(),
+    runningCount: z.number(),
+    startingCount: z.number(),
+    suspendingCount: z.number(),
+    suspendedCount: z.number(),
+    stoppedCount: z.number(),
+  })
+  .meta({ id: "VmList" });
+export type VmList = z.infer<typeof VmList>;
+
+/** `POST /v1/vms/{vm_id}/exec-await`. */
+export const ExecRequest = z
+  .object({
+    /** Command line, run through `/bin/sh -c` (multi-line scripts, pipes and `&&` work). */
+    command: z.string().min(1).max(1024 * 1024),
+    /** Legacy Freestyle terminal name; ignored by Capsule. */
+    terminal: z.string().nullish(),
+    /** Kill the command after this many milliseconds (EXEC_TIMED_OUT). Absent or null: no limit. */
+    timeoutMs: z.number().int().positive().max(24 * 3600 * 1000).nullish(),
+  })
+  .meta({ id: "ExecRequest" });
+export type ExecRequest = z.infer<typeof ExecRequest>;
+
+/** An exec's answer. A non-zero exit is not an error: check `statusCode`. */
+export const ExecResult = z
+  .object({
+    stdout: z.string().nullable(),
+    stderr: z.string().nullable(),
+    /** Exit status; 128+n when the command was killed by signal n. */
+    statusCode: z.number().nullable(),
+  })
+  .meta({ id: "ExecResult" });
+export type ExecResult = z.infer<typeof ExecResult>;
+
+/** `PUT /v1/vms/{vm_id}/files/{filepath}`. */
+export const WriteFileRequest = z
+  .object({ content: z.string(), encoding: z.enum(["base64", "utf8", "utf-8"]).optional() })
+  .meta({ id: "WriteFileRequest" });
+export type WriteFileRequest = z.infer<typeof WriteFileRequest>;
+
+/** `GET /v1/vms/{vm_id}/files/{filepath}` on a file. */
+export const FileContent = z.object({ content: z.string(), encoding: z.literal("base64") }).meta({ id: "FileContent" });
+export type FileContent = z.infer<typeof FileContent>;
+
+/** A directory entry. */
+export const DirEntry = z.object({ name: z.string(), kind: z.enum(["file", "directory"]) }).meta({ id: "DirEntry" });
+export type DirEntry = z.infer<typeof DirEntry>;
+
+/** `GET /v1/vms/{vm_id}/files/{filepath}` on a directory. */
+export const DirListing = z.object({ files: z.array(DirEntry) }).meta({ id: "DirListing" });
+export type DirListing = z.infer<typeof DirListing>;
+
+/** `POST /v1/vms/{vm_id}/snapshot`. */
+export const SnapshotRequest = z.object({ name: z.string().max(256).nullish(), persistence: z.unknown().optional() }).meta({ id: "SnapshotRequest" });
+export type SnapshotRequest = z.infer<typeof SnapshotRequest>;
+
+/** `POST /v1/vms/{vm_id}/snapshot`'s answer. */
+export const SnapshotResult = z
+  .object({ snapshotId: z.string(), sourceVmId: z.string(), sourceVmInstanceId: z.string().nullable() })
+  .meta({ id: "SnapshotResult" });
+export type SnapshotResult = z.infer<typeof SnapshotResult>;
+
+/** A snapshot as `GET /v1/vms/snapshots[/{id}]` describes it. */
+export const SnapshotInfo = z
+  .object({
+    snapshotId: z.string(),
+    name: z.string().nullable(),
+    state: z.literal("ready"),
+    sourceVmId: z.string().nullable(),
+    accountId: z.string(),
+    /** ISO 8601. */
+    createdAt: z.string(),
+    sizeBytes: z.number(),
+    failed: z.boolean(),
+    cancelled: z.boolean(),
+    lost: z.boolean(),
+    deleted: z.boolean(),
+    snapshotPersistence: z.object({ type: z.literal("persistent") }),
+  })
+  .meta({ id: "SnapshotInfo" });
+export type SnapshotInfo = z.infer<typeof SnapshotInfo>;
+
+/** `GET /v1/vms/snapshots`. */
+export const SnapshotList = z
+  .object({
+    snapshots: z.array(SnapshotInfo),
+    totalCount: z.number(),
+    buildingCount: z.number(),
+    readyCount: z.number(),
+    failedCount: z.number(),
+    cancelledCount: z.number(),
+    lostCount: z.number(),
+    deletedCount: z.number(),
+  })
+  .meta({ id: "SnapshotList" });
+export type SnapshotList = z.infer<typeof SnapshotList>;
+
+/** `PATCH /v1/vms/snapshots/{snapshot_id}`. */
+export const PatchSnapshotRequest = z.object({ name: z.string().max(256).nullable() }).meta({ id: "PatchSnapshotRequest" });
+export type PatchSnapshotRequest = z.infer<typeof PatchSnapshotRequest>;
+
+/** `POST /v1/vms/{vm_id}/fork`. */
+export const ForkRequest = z.looseObject({ count: z.number().int().min(1).max(16).optional() }).meta({ id: "ForkRequest" });
+export type ForkRequest = z.infer<typeof ForkRequest>;
+
+/** A PTY session as `GET /v1/vms/{vm_id}/pty/sessions` reports it. */
+export const PtySessionInfo = z
+  .object({
+    sessionId: z.string(),
+    running: z.boolean(),
+    exitCode: z.number().nullable(),
+    exitedAtMs: z.number().nullable(),
+    cols: z.number(),
+    rows: z.number(),
+    /** The command line it runs. */
+    exec: z.string().nullable(),
+    createdAtMs: z.number(),
+    attachedCount: z.number(),
+    /** The Linux user it runs as. */
+    user: z.string().nullable(),
+    suspended: z.boolean(),
+  })
+  .meta({ id: "PtySessionInfo" });
+export type PtySessionInfo = z.infer<typeof PtySessionInfo>;
+
+/** `GET /v1/vms/{vm_id}/pty/sessions`. */
+export const PtySessionList = z.object({ sessions: z.array(PtySessionInfo) }).meta({ id: "PtySessionList" });
+export type PtySessionList = z.infer<typeof PtySessionList>;
