@@ -1,43 +1,20 @@
 /**
- * The error registry: every error the API answers is `{code, message}` (plus optional detail
- * fields) with the HTTP status below. Codes are ones the official `freestyle@0.1.63` client knows,
- * so it throws its typed error classes; an unknown code would make it retry `POST /v1/vms` forever
- * (spec §2.5). The client ignores the status, but other callers should not have to.
+ * The server's errors: `ApiError` (a registry code, a message and optional detail fields) and the
+ * mapping from engine errors to API codes. The registry itself (codes, statuses, descriptions) is
+ * the contract's, `@capsule/contract/errors`, shared with the SDK and documented in docs/errors.md.
  * @module
  */
 import { isEngineError } from "@capsule/engine";
+import { API_ERRORS, type ApiErrorBody, type ApiErrorCode } from "@capsule/contract/errors";
 
-export const ERROR_STATUS = {
-  UNAUTHORIZED: 401,
-  NOT_FOUND: 404,
-  VM_NOT_FOUND: 404,
-  SNAPSHOT_NOT_FOUND: 404,
-  FILE_NOT_FOUND: 404,
-  USER_NOT_FOUND: 404,
-  SESSION_NOT_FOUND: 404,
-  BAD_REQUEST: 400,
-  VALIDATION_ERROR: 400,
-  CREATE_VM_BAD_REQUEST: 400,
-  FILES_BAD_REQUEST: 400,
-  INVALID_SESSION_ID: 400,
-  VM_NOT_RUNNING: 400,
-  FORBIDDEN: 403,
-  SESSION_USER_MISMATCH: 403,
-  VM_LIMIT_EXCEEDED: 403,
-  EXEC_TIMED_OUT: 408,
-  STILL_CREATING: 409,
-  SESSION_CAP_REACHED: 429,
-  INTERNAL_ERROR: 500,
-  SERVICE_UNAVAILABLE: 503,
-} as const;
-
-export type ApiCode = keyof typeof ERROR_STATUS;
-export type ErrorStatus = (typeof ERROR_STATUS)[ApiCode];
+export { API_ERRORS, API_ERROR_CODES, isApiErrorCode, type ApiErrorCode } from "@capsule/contract/errors";
+/** @deprecated The contract's name is {@link ApiErrorCode}. */
+export type ApiCode = ApiErrorCode;
 
 /** An error with a known code; thrown anywhere below a route and rendered by the app's onError. */
 export class ApiError extends Error {
   constructor(
-    readonly code: ApiCode,
+    readonly code: ApiErrorCode,
     message: string,
     /** Overrides the registry's status (e.g. 413 for a body over the limit, 501 for unsupported features). */
     readonly statusOverride?: number,
@@ -48,17 +25,17 @@ export class ApiError extends Error {
   }
 
   get status(): number {
-    return this.statusOverride ?? ERROR_STATUS[this.code];
+    return this.statusOverride ?? API_ERRORS[this.code].status;
   }
 
   /** `error` repeats the code because the OpenAPI types name it so; the client reads `code`. */
-  body(): { code: ApiCode; error: ApiCode; message: string } & Record<string, unknown> {
+  body(): ApiErrorBody {
     return { ...this.extra, code: this.code, error: this.code, message: this.message };
   }
 }
 
 /** Agent codes that map one to one onto client codes. */
-const AGENT_CODES: Partial<Record<string, ApiCode>> = {
+const AGENT_CODES: Partial<Record<string, ApiErrorCode>> = {
   FILE_NOT_FOUND: "FILE_NOT_FOUND",
   USER_NOT_FOUND: "USER_NOT_FOUND",
   SESSION_NOT_FOUND: "SESSION_NOT_FOUND",
@@ -69,7 +46,7 @@ const AGENT_CODES: Partial<Record<string, ApiCode>> = {
  * Maps anything thrown below a route to an ApiError. `badRequest` is the route's own 4xx code
  * for invalid input (CREATE_VM_BAD_REQUEST on create, FILES_BAD_REQUEST on files, ...).
  */
-export function toApiError(err: unknown, badRequest: ApiCode = "BAD_REQUEST"): ApiError {
+export function toApiError(err: unknown, badRequest: ApiErrorCode = "BAD_REQUEST"): ApiError {
   if (err instanceof ApiError) return err;
   if (isEngineError(err)) {
     const agentCode = err.agentCode ? AGENT_CODES[err.agentCode] : undefined;
@@ -88,7 +65,13 @@ export function toApiError(err: unknown, badRequest: ApiCode = "BAD_REQUEST"): A
       case "INVALID_ARGUMENT":
       case "IMAGE_NOT_FOUND":
         return new ApiError(badRequest, err.message);
+      case "AGENT_PROTOCOL_ERROR":
+      case "AGENT_TIMEOUT":
+        // The VM's agent is broken or hostile: this VM cannot serve now; the server and other VMs can.
+        return new ApiError("SERVICE_UNAVAILABLE", err.message, undefined, { reason: err.code });
       case "AGENT_ERROR":
+        // The guest is out of processes or memory: retry later, not a bad request.
+        if (err.agentCode === "RESOURCE_EXHAUSTED") return new ApiError("SERVICE_UNAVAILABLE", err.message, undefined, { reason: err.agentCode });
         // PERMISSION_DENIED, IS_A_DIRECTORY, ...: the caller asked for something the guest refuses.
         return new ApiError(badRequest, err.message, undefined, { agentCode: err.agentCode });
       default:

@@ -14,11 +14,11 @@ import { toApiError } from "../errors.js";
 import { statusFromExit } from "../shell.js";
 import { SIGNALS } from "../vm-service.js";
 import { Deferred, flowControl } from "./bridge.js";
+import { EXEC_STREAM_TAG } from "@capsule/contract/wire";
+import { ExecClientMessage, parseWsMessage, type ExecServerMessage } from "@capsule/contract/ws";
 
-export const STDOUT = 1;
-export const STDERR = 2;
-
-const KILLABLE = new Set(["SIGINT", "SIGTERM", "SIGKILL", "SIGHUP"]);
+export const STDOUT = EXEC_STREAM_TAG.stdout;
+export const STDERR = EXEC_STREAM_TAG.stderr;
 
 export interface ExecBridgeOpts {
   onEnd: (outcome: "ok" | "nonzero" | "timeout" | "error") => void;
@@ -40,7 +40,7 @@ export function bridgeExec(proc: GuestProcess, opts: ExecBridgeOpts): { bind: (w
   proc.stdin.on("error", () => undefined);
   forward(proc.stdout, STDOUT);
   forward(proc.stderr, STDERR);
-  out.run((ws) => ws.send(JSON.stringify({ type: "started", pid: proc.pid })));
+  out.run((ws) => ws.send(JSON.stringify({ type: "started", pid: proc.pid } satisfies ExecServerMessage)));
 
   // Output first, then the exit frame: wait for both pipes to end before announcing the exit.
   const drained = Promise.all([new Promise((r) => proc.stdout.once("end", r)), new Promise((r) => proc.stderr.once("end", r))]);
@@ -52,7 +52,7 @@ export function bridgeExec(proc: GuestProcess, opts: ExecBridgeOpts): { bind: (w
       opts.onEnd(e.timedOut ? "timeout" : exitCode === 0 ? "ok" : "nonzero");
       out.run((ws) => {
         if (ws.readyState !== ws.OPEN) return;
-        ws.send(JSON.stringify({ type: "exit", exitCode, signal: e.signal, timedOut: e.timedOut }));
+        ws.send(JSON.stringify({ type: "exit", exitCode, signal: e.signal, timedOut: e.timedOut } satisfies ExecServerMessage));
         ws.close(1000, "exited");
       });
     },
@@ -62,7 +62,7 @@ export function bridgeExec(proc: GuestProcess, opts: ExecBridgeOpts): { bind: (w
       const e = toApiError(err);
       out.run((ws) => {
         if (ws.readyState !== ws.OPEN) return;
-        ws.send(JSON.stringify({ type: "error", code: e.code, message: e.message }));
+        ws.send(JSON.stringify({ type: "error", code: e.code, message: e.message } satisfies ExecServerMessage));
         ws.close(1011, "exec failed");
       });
     },
@@ -76,17 +76,9 @@ export function bridgeExec(proc: GuestProcess, opts: ExecBridgeOpts): { bind: (w
         if (!proc.stdin.writableEnded) proc.stdin.write(buf);
         return;
       }
-      let msg: { type?: unknown; signal?: unknown };
-      try {
-        msg = JSON.parse(buf.toString("utf8")) as typeof msg;
-      } catch {
-        return;
-      }
-      if (msg.type === "eof") proc.stdin.end();
-      else if (msg.type === "kill") {
-        const sig = typeof msg.signal === "string" && KILLABLE.has(msg.signal) ? msg.signal : "SIGKILL";
-        proc.kill(sig as "SIGKILL");
-      }
+      const msg = parseWsMessage(ExecClientMessage, buf.toString("utf8"));
+      if (msg?.type === "eof") proc.stdin.end();
+      else if (msg?.type === "kill") proc.kill(msg.signal ?? "SIGKILL");
     });
     ws.on("close", () => {
       if (!finished) proc.kill("SIGKILL");

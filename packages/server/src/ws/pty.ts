@@ -11,27 +11,11 @@ import type { Logger } from "pino";
 import { statusFromExit } from "../shell.js";
 import { SIGNALS } from "../vm-service.js";
 import { Deferred, flowControl } from "./bridge.js";
+import { PtyClientMessage, parseWsMessage, type PtyServerMessage } from "@capsule/contract/ws";
 
-type Control = { type: "resize"; cols: number; rows: number } | { type: "signal"; signal: string };
-
-const SIGNAL_NAMES = new Set(["SIGINT", "SIGTERM", "SIGKILL", "SIGHUP"]);
-
-export function parseControl(text: string): Control | undefined {
-  let msg: unknown;
-  try {
-    msg = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof msg !== "object" || msg === null) return undefined;
-  const m = msg as Record<string, unknown>;
-  if (m.type === "resize" && validSize(m.cols) && validSize(m.rows)) return { type: "resize", cols: m.cols, rows: m.rows };
-  if (m.type === "signal" && typeof m.signal === "string") return { type: "signal", signal: m.signal };
-  return undefined;
-}
-
-function validSize(n: unknown): n is number {
-  return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 10_000;
+/** A client text frame (`resize` / `signal`), or undefined for anything else (ignored, as the client does). */
+export function parseControl(text: string): PtyClientMessage | undefined {
+  return parseWsMessage(PtyClientMessage, text);
 }
 
 export interface PtyBridgeOpts {
@@ -57,7 +41,7 @@ export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws:
     const exitCode = statusFromExit(code, signal, SIGNALS);
     out.run((ws) => {
       if (ws.readyState !== ws.OPEN) return;
-      ws.send(JSON.stringify({ type: "exited", exitCode }));
+      ws.send(JSON.stringify({ type: "exited", exitCode } satisfies PtyServerMessage));
       ws.close(1000, "exited");
     });
   });
@@ -70,7 +54,7 @@ export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws:
 
   const bind = (ws: WebSocket) => {
     throttle = flowControl(ws, () => att.pause(), () => att.resume());
-    if (opts.sessionInfo) ws.send(JSON.stringify({ type: "sessionInfo", sessionId: opts.sessionInfo }));
+    if (opts.sessionInfo) ws.send(JSON.stringify({ type: "sessionInfo", sessionId: opts.sessionInfo } satisfies PtyServerMessage));
     ws.on("message", (data: RawData, isBinary: boolean) => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       if (isBinary) {
@@ -81,7 +65,7 @@ export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws:
       if (!ctl) return; // unknown control frames are ignored, as the client does
       if (ctl.type === "resize") att.resize(ctl.cols, ctl.rows);
       else if (ctl.signal === "SIGINT") att.write(Buffer.from([0x03])).catch(() => undefined);
-      else if (SIGNAL_NAMES.has(ctl.signal)) att.signal(ctl.signal as "SIGTERM" | "SIGKILL" | "SIGHUP");
+      else att.signal(ctl.signal);
     });
     ws.on("close", () => {
       if (!exited) att.detach();
