@@ -7,6 +7,7 @@ import {
   MAX_JSON_PAYLOAD,
   encodeFrame,
   encodeJson,
+  parseJson,
   type Frame,
   type Reply,
 } from "@capsule/agent-protocol";
@@ -147,7 +148,7 @@ export class Conn {
     try {
       frames = this.#decoder.push(chunk);
     } catch (err) {
-      this.fail(badRequest((err as Error).message));
+      this.fail(err);
       return;
     }
     for (const frame of frames) {
@@ -168,9 +169,9 @@ export class Conn {
     }
     let request: unknown;
     try {
-      request = JSON.parse(frame.payload.toString("utf8"));
-    } catch {
-      this.fail(badRequest("the request is not valid JSON"));
+      request = parseJson(frame.payload, "the request");
+    } catch (err) {
+      this.fail(err);
       return;
     }
     this.#onRequest(request, this).catch((err: unknown) => this.fail(err));

@@ -1,9 +1,9 @@
 import type net from "node:net";
+import { parseRequest } from "@capsule/agent-protocol";
 import { Conn } from "./conn.js";
 import { runExec } from "./exec.js";
 import { handleFs } from "./files.js";
 import { attachPty, closePty, listPty, openPty } from "./pty.js";
-import { parseRequest } from "./request.js";
 import { replyVersion, syncFilesystems } from "./system.js";
 
 async function dispatch(raw: unknown, conn: Conn): Promise<void> {

@@ -1,4 +1,4 @@
-import type { AgentErrorCode } from "@capsule/agent-protocol";
+import { ProtocolError, type AgentErrorCode } from "@capsule/agent-protocol";
 
 /** A failure the host should see as an `error` reply with this code. */
 export class AgentError extends Error {
@@ -27,6 +27,8 @@ const ERRNO_CODES: Record<string, AgentErrorCode> = {
 /** Turns anything thrown into an AgentError; errno failures keep their meaning. */
 export function toAgentError(err: unknown): AgentError {
   if (err instanceof AgentError) return err;
+  // What the host sent is not the protocol: a bad frame, bad JSON, a wrong shape or type.
+  if (err instanceof ProtocolError) return new AgentError("BAD_REQUEST", err.message);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   const message = err instanceof Error ? err.message : String(err);
   const code = errno === undefined ? undefined : ERRNO_CODES[errno];

@@ -1,11 +1,10 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { FrameType, type ExecRequest, type Frame } from "@capsule/agent-protocol";
+import { FrameType, parseExecControl, type ExecRequest, type Frame } from "@capsule/agent-protocol";
 import type { Conn } from "./conn.js";
 import { AgentError, badRequest } from "./errors.js";
 import { assertRunnable, helperCommand, killGroup, resolveCwd, userEnv } from "./launch.js";
-import { parseExecControl } from "./request.js";
 import { resolveUser } from "./users.js";
-import { zygoteSpawn, type Spawned } from "./zygote.js";
+import { OUT_OF_RESOURCES, zygoteSpawn, type Spawned } from "./zygote.js";
 
 const SHELL = "/bin/sh";
 
@@ -35,7 +34,9 @@ export async function runExec(conn: Conn, req: ExecRequest): Promise<void> {
   else {
     const { file, args } = helperCommand(user, argv);
     child = spawn(file, args, { cwd, env, detached: true, stdio: "pipe" });
-    child.on("error", (err) => conn.fail(new AgentError("SPAWN_FAILED", `cannot start ${file}: ${err.message}`)));
+    child.on("error", (err: NodeJS.ErrnoException) =>
+      conn.fail(new AgentError(OUT_OF_RESOURCES.has(err.code ?? "") ? "RESOURCE_EXHAUSTED" : "SPAWN_FAILED", `cannot start ${file}: ${err.message}`)),
+    );
   }
   const pid = child.pid;
   if (pid === undefined) return; // the "error" event follows

@@ -1,12 +1,10 @@
 import { randomUUID } from "node:crypto";
-import os from "node:os";
-import { FrameType, MAX_FRAME_PAYLOAD, type ExitReply, type Frame, type PtyControl, type PtySessionInfo } from "@capsule/agent-protocol";
+import { FrameType, MAX_FRAME_PAYLOAD, parsePtyControl, signalName, type ExitReply, type Frame, type PtyControl, type PtySessionInfo } from "@capsule/agent-protocol";
 import { spawn, type IEvent, type IPty } from "node-pty";
 import { ByteRing } from "./byte-ring.js";
 import type { Conn } from "./conn.js";
 import { badRequest } from "./errors.js";
 import { helperCommand, killGroup } from "./launch.js";
-import { parsePtyControl } from "./request.js";
 import type { UserInfo } from "./users.js";
 
 /** One frame, so an attach replays it whole. */
@@ -30,10 +28,9 @@ interface Client {
   rows?: number;
 }
 
-function signalName(signal: number | undefined): string | null {
+function exitSignal(signal: number | undefined): string | null {
   if (!signal) return null;
-  const entry = Object.entries(os.constants.signals).find(([, n]) => n === signal);
-  return entry ? entry[0] : String(signal);
+  return signalName(signal) ?? String(signal);
 }
 
 /**
@@ -210,7 +207,7 @@ export class PtySession {
   }
 
   #exited(exitCode: number, signal: number | undefined): void {
-    const name = signalName(signal);
+    const name = exitSignal(signal);
     const exit: ExitReply = { type: "exit", code: name ? null : exitCode, signal: name };
     this.#exit = exit;
     this.#scrollback.clear();

@@ -4,6 +4,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import { Writable } from "node:stream";
+import { signalName } from "@capsule/agent-protocol";
 import { config } from "./config.js";
 import { AgentError } from "./errors.js";
 import { log } from "./log.js";
@@ -24,8 +25,6 @@ export interface Spawned extends EventEmitter {
   readonly stdout: net.Socket;
   readonly stderr: net.Socket;
 }
-
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(os.constants.signals).map(([name, num]) => [num, name as NodeJS.Signals]));
 
 type Reply = { kind: "P" | "S" | "F"; id: string; rest: string[] };
 
@@ -64,7 +63,7 @@ class Zygote {
       if (kind === "X") {
         const pid = Number(rest[0]);
         const code = Number(rest[1]);
-        const result: [number | null, NodeJS.Signals | null] = code < 0 ? [null, SIGNAL_NAMES.get(Number(rest[2])) ?? "SIGKILL"] : [code, null];
+        const result: [number | null, NodeJS.Signals | null] = code < 0 ? [null, signalName(Number(rest[2])) ?? "SIGKILL"] : [code, null];
         const done = this.#exits.get(pid);
         if (done) {
           this.#exits.delete(pid);
@@ -155,12 +154,16 @@ class Zygote {
   }
 }
 
+/** fork/exec errno names that mean "the VM is full right now", not "this command is wrong". */
+export const OUT_OF_RESOURCES = new Set(["EAGAIN", "ENOMEM"]);
+
 function failure(r: Reply, program: string): AgentError {
   const errno = Number(r.rest[0]);
   const stage = r.rest[1] ?? "spawn";
   const reason = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
   if (stage === "exec" && reason === "ENOENT") return new AgentError("SPAWN_FAILED", `${program}: no such executable in the VM`);
   if (stage === "chdir") return new AgentError("FILE_NOT_FOUND", `working directory: ${reason}`);
+  if (OUT_OF_RESOURCES.has(reason)) return new AgentError("RESOURCE_EXHAUSTED", `cannot start ${program} (${stage}: ${reason}): the VM is out of processes or memory`);
   return new AgentError("SPAWN_FAILED", `cannot start ${program} (${stage}: ${reason})`);
 }
 

@@ -15,6 +15,10 @@ export const ErrorCode = {
   RuntimeFailed: "RUNTIME_FAILED",
   AgentUnavailable: "AGENT_UNAVAILABLE",
   AgentError: "AGENT_ERROR",
+  /** The guest sent bytes that are not the agent protocol (bad frame, bad JSON, wrong shape or type, wrong version). */
+  AgentProtocolError: "AGENT_PROTOCOL_ERROR",
+  /** The guest did not answer, or stopped mid-frame, within its deadline. */
+  AgentTimeout: "AGENT_TIMEOUT",
   ExecTimedOut: "EXEC_TIMED_OUT",
   NetworkExhausted: "NETWORK_EXHAUSTED",
   Internal: "INTERNAL",

@@ -1,8 +1,7 @@
 import { EventEmitter } from "node:events";
 import { PassThrough, type Readable, type Writable } from "node:stream";
-import type { DirEntry, PtyControl, PtySessionInfo, Reply, StatInfo } from "@capsule/agent-protocol";
-import { agentError, stdinWritable, type AgentClient, type AgentConn } from "./agent/client.js";
-import { EngineError, ErrorCode } from "./errors.js";
+import type { DirEntry, PtyControl, PtySessionInfo, Reply, SignalName, StatInfo } from "@capsule/agent-protocol";
+import { AGENT_DEADLINES, agentError, protocolError, stdinWritable, type AgentClient, type AgentConn } from "./agent/client.js";
 
 export interface ExecOpts {
   /** Run through `/bin/sh -c` inside the VM. */
@@ -42,7 +41,7 @@ export interface GuestProcess {
   stdout: Readable;
   stderr: Readable;
   exited: Promise<ExitInfo>;
-  kill(signal?: "SIGINT" | "SIGTERM" | "SIGKILL" | "SIGHUP"): void;
+  kill(signal?: SignalName): void;
 }
 
 export interface PtyOpenOpts {
@@ -101,7 +100,7 @@ export class PtyAttachment extends EventEmitter {
   resize(cols: number, rows: number): void {
     this.conn.sendJson({ type: "resize", cols, rows } satisfies PtyControl);
   }
-  signal(signal: "SIGINT" | "SIGTERM" | "SIGKILL" | "SIGHUP"): void {
+  signal(signal: SignalName): void {
     this.conn.sendJson({ type: "signal", signal } satisfies PtyControl);
   }
   /** Flow control: stop reading terminal output (the agent then stops sending) until resume(). */
@@ -135,29 +134,41 @@ export class GuestOps {
     conn.on("stderr", pipe(stderr));
     // Consumers that never read stderr must not stall stdout: keep it flowing once piped nowhere.
     let exitInfo: ExitInfo | undefined;
+    let replies = 0;
     const exited = new Promise<ExitInfo>((resolve, reject) => {
       conn.on("json", (r: Reply) => {
-        if (r.type === "exit") exitInfo = { exitCode: r.code, signal: r.signal, timedOut: r.timedOut ?? false };
+        replies++;
+        if (replies === 1) return; // `started` or an error, handled below
+        if (r.type !== "exit" || exitInfo) return conn.fail(protocolError(`it sent ${r.type} during an exec`));
+        exitInfo = { exitCode: r.code, signal: r.signal, timedOut: r.timedOut ?? false };
+        // `exit` follows the last byte of output, so nothing more is owed: hang up ourselves.
+        conn.close();
       });
       conn.once("close", () => {
         stdout.end();
         stderr.end();
         if (exitInfo) resolve(exitInfo);
-        else reject(new EngineError(ErrorCode.AgentUnavailable, `lost the connection to VM ${vmId} before the process exited`));
+        else reject(conn.closeError(`lost the connection to VM ${vmId} before the process exited`));
       });
     });
     exited.catch(() => undefined);
     const started = await new Promise<Reply>((resolve, reject) => {
       conn.once("json", resolve);
-      conn.once("close", () => reject(new EngineError(ErrorCode.AgentUnavailable, "agent closed the connection before starting the process")));
+      conn.once("close", () => reject(conn.closeError("agent closed the connection before starting the process")));
     });
-    const err = agentError(started);
-    if (err) {
+    const err = agentError(started) ?? (started.type === "started" ? undefined : protocolError(`it answered ${started.type} to exec`));
+    if (err || started.type !== "started") {
       conn.close();
       throw err;
     }
+    if (opts.timeoutMs) {
+      // The agent kills the command at timeoutMs; a host must not wait on a guest that does not.
+      const ms = opts.timeoutMs + AGENT_DEADLINES.execGraceMs;
+      const cancel = conn.deadline(ms, `the VM's agent did not end the command within its ${opts.timeoutMs} ms timeout (waited ${ms} ms)`);
+      conn.once("close", cancel);
+    }
     return {
-      pid: started.type === "started" ? started.pid : -1,
+      pid: started.pid,
       stdin: stdinWritable(conn),
       stdout,
       stderr,
@@ -228,10 +239,10 @@ export class GuestOps {
         const err = agentError(r);
         if (err || r.type !== "session") {
           conn.close();
-          reject(err ?? new EngineError(ErrorCode.Internal, `agent answered ${r.type} to a PTY request`));
+          reject(err ?? protocolError(`it answered ${r.type} to a PTY request`));
         } else resolve(new PtyAttachment(r.session, conn));
       });
-      conn.once("close", () => reject(new EngineError(ErrorCode.AgentUnavailable, "agent closed the PTY connection")));
+      conn.once("close", () => reject(conn.closeError("agent closed the PTY connection")));
     });
   }
 
@@ -275,7 +286,7 @@ export class GuestOps {
   }
 
   async agentVersion(vmId: string): Promise<{ version: string; protocol: number }> {
-    const r = await (await this.agentOf(vmId)).call({ op: "version" }, "version");
+    const r = await (await this.agentOf(vmId)).hello();
     return { version: r.version, protocol: r.protocol };
   }
 }

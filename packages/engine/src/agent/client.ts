@@ -3,14 +3,19 @@ import net from "node:net";
 import { EventEmitter } from "node:events";
 import { PassThrough, Readable, Writable } from "node:stream";
 import {
+  AGENT_PROTOCOL_VERSION,
   FrameDecoder,
   FrameType,
   MAX_FRAME_PAYLOAD,
+  ProtocolError,
   encodeFrame,
   encodeJson,
+  parseJson,
+  parseReply,
   type Frame,
   type Reply,
   type Request,
+  type VersionReply,
 } from "@capsule/agent-protocol";
 import { EngineError, ErrorCode } from "../errors.js";
 
@@ -23,7 +28,7 @@ const O_PATH = 0o10000000;
  * check it is a socket, and connect through /proc/self/fd, so what we connect to is exactly the
  * inode we checked.
  */
-function connectSafely(socketPath: string): Promise<net.Socket> {
+function connectSafely(socketPath: string, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     let fd: number;
     try {
@@ -44,7 +49,14 @@ function connectSafely(socketPath: string): Promise<net.Socket> {
       return;
     }
     const sock = net.connect(`/proc/self/fd/${fd}`);
-    const done = () => fs.closeSync(fd);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new EngineError(ErrorCode.AgentTimeout, `the VM's agent did not accept a connection within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      fs.closeSync(fd);
+    };
     sock.once("connect", () => {
       done();
       resolve(sock);
@@ -57,39 +69,76 @@ function connectSafely(socketPath: string): Promise<net.Socket> {
 }
 
 /**
- * One agent connection carrying one operation. Emits `json` (a {@link Reply}), `stdout`,
- * `stderr` and `eof` as frames arrive, and `close` once. Writes respect the socket's backpressure.
+ * How long the host waits on a guest. Every wait has one: a connect, the first reply of every
+ * operation (absolute), a frame the agent began and did not finish (inactivity, counted only
+ * while we are reading), and a command's own `timeoutMs` (a backstop past the agent's timer).
+ */
+export const AGENT_DEADLINES = {
+  connectMs: 10_000,
+  replyMs: 30_000,
+  stalledFrameMs: 10_000,
+  execGraceMs: 10_000,
+} as const;
+
+/** An AGENT_PROTOCOL_ERROR: what the guest sent is not the protocol. */
+export function protocolError(message: string, cause?: unknown): EngineError {
+  return new EngineError(ErrorCode.AgentProtocolError, `the VM's agent broke the protocol: ${message}`, cause === undefined ? undefined : { cause });
+}
+
+function timeoutError(message: string): EngineError {
+  return new EngineError(ErrorCode.AgentTimeout, message);
+}
+
+/**
+ * One agent connection carrying one operation. Emits `json` (a validated {@link Reply}),
+ * `stdout`, `stderr` and `eof` as frames arrive, and `close` once. Writes respect the socket's
+ * backpressure. Whatever the guest sends, nothing escapes this class as an exception: an invalid
+ * frame, bad JSON, a wrong shape or type, a missed deadline (or a listener of ours that throws)
+ * ends this one connection, and {@link closeError} then says why.
  */
 export class AgentConn extends EventEmitter {
   readonly #sock: net.Socket;
   readonly #decoder = new FrameDecoder();
   #closed = false;
+  #paused = false;
+  #failure: EngineError | undefined;
+  #stallTimer: NodeJS.Timeout | undefined;
+  readonly #deadlines = new Set<NodeJS.Timeout>();
 
   constructor(sock: net.Socket) {
     super();
     this.#sock = sock;
-    sock.on("data", (chunk: Buffer) => {
-      let frames: Frame[];
-      try {
-        frames = this.#decoder.push(chunk);
-      } catch (err) {
-        this.emit("protocolError", err);
-        sock.destroy();
-        return;
-      }
-      for (const f of frames) this.#dispatch(f);
-    });
+    sock.on("data", (chunk: Buffer) => this.#receive(chunk));
     sock.on("error", () => undefined); // surfaced through close
     sock.on("close", () => {
       this.#closed = true;
+      clearTimeout(this.#stallTimer);
+      for (const t of this.#deadlines) clearTimeout(t);
+      this.#deadlines.clear();
+      if (!this.#failure && this.#decoder.pending > 0) this.#failure = protocolError(`the connection ended in the middle of a frame (${this.#decoder.pending} bytes pending)`);
       this.emit("close");
     });
+  }
+
+  #receive(chunk: Buffer): void {
+    if (this.#failure) return;
+    try {
+      for (const f of this.#decoder.push(chunk)) {
+        this.#dispatch(f);
+        if (this.#failure) return;
+      }
+      this.#watchStall();
+    } catch (err) {
+      // The last-resort guard: a bad frame, or anything a listener throws, ends this operation only.
+      if (err instanceof ProtocolError) this.fail(protocolError(err.message, err));
+      else this.fail(err instanceof EngineError ? err : new EngineError(ErrorCode.Internal, `handling the agent's reply failed: ${(err as Error)?.message ?? String(err)}`, { cause: err }));
+    }
   }
 
   #dispatch(f: Frame): void {
     switch (f.type) {
       case FrameType.Json:
-        this.emit("json", JSON.parse(f.payload.toString("utf8")) as Reply);
+        this.emit("json", parseReply(parseJson(f.payload, "a reply")));
         break;
       case FrameType.Stdout:
         this.emit("stdout", f.payload);
@@ -101,8 +150,47 @@ export class AgentConn extends EventEmitter {
         this.emit("eof");
         break;
       default:
-        break;
+        throw new ProtocolError(`frame type ${f.type} goes from host to agent only`);
     }
+  }
+
+  /** A frame begun and not finished must be finished soon; counted only while we read. */
+  #watchStall(): void {
+    clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    if (this.#paused || this.#closed || this.#decoder.pending === 0) return;
+    this.#stallTimer = setTimeout(() => {
+      this.fail(timeoutError(`the VM's agent began a frame and sent nothing more for ${AGENT_DEADLINES.stalledFrameMs} ms (${this.#decoder.pending} bytes pending)`));
+    }, AGENT_DEADLINES.stalledFrameMs);
+  }
+
+  /**
+   * Fails the connection with `message` (AGENT_TIMEOUT) unless the returned cancel runs within
+   * `ms`. Used for the first reply of an operation and for a command's own timeout.
+   */
+  deadline(ms: number, message: string): () => void {
+    if (this.#closed) return () => undefined;
+    const timer = setTimeout(() => {
+      this.#deadlines.delete(timer);
+      this.fail(timeoutError(message));
+    }, ms);
+    this.#deadlines.add(timer);
+    return () => {
+      clearTimeout(timer);
+      this.#deadlines.delete(timer);
+    };
+  }
+
+  /** Ends the connection because of `err`; {@link closeError} reports it to every waiter. */
+  fail(err: EngineError): void {
+    if (this.#failure || this.#closed) return;
+    this.#failure = err;
+    this.#sock.destroy();
+  }
+
+  /** Why the connection ended early: a protocol error or a missed deadline, else "closed" with `message`. */
+  closeError(message: string): EngineError {
+    return this.#failure ?? new EngineError(ErrorCode.AgentUnavailable, message);
   }
 
   get closed(): boolean {
@@ -117,7 +205,7 @@ export class AgentConn extends EventEmitter {
   /** Sends data as Stdin frames; resolves when the socket can take more. */
   async sendData(data: Buffer): Promise<void> {
     for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) {
-      if (this.#closed) throw new EngineError(ErrorCode.AgentUnavailable, "agent connection closed");
+      if (this.#closed) throw this.closeError("agent connection closed");
       const ok = this.#sock.write(encodeFrame(FrameType.Stdin, data.subarray(off, off + MAX_FRAME_PAYLOAD)));
       if (!ok) await new Promise<void>((r) => {
         const go = () => {
@@ -136,10 +224,14 @@ export class AgentConn extends EventEmitter {
   }
 
   pause(): void {
+    this.#paused = true;
     this.#sock.pause();
+    this.#watchStall();
   }
   resume(): void {
+    this.#paused = false;
     this.#sock.resume();
+    this.#watchStall();
   }
 
   close(): void {
@@ -153,43 +245,63 @@ export function agentError(reply: Reply): EngineError | undefined {
   return new EngineError(ErrorCode.AgentError, reply.message, { agentCode: reply.code });
 }
 
+/** Options of {@link AgentClient.open}. */
+export interface OpenOpts {
+  /**
+   * Absolute deadline for the agent's first reply, from the request on. Default
+   * {@link AGENT_DEADLINES.replyMs}; `false` when the caller arms its own (fs.write's reply comes
+   * only after the upload).
+   */
+  replyMs?: number | false;
+}
+
 /** Talks to one VM's agent. Stateless: every call opens its own connection. */
 export class AgentClient {
   constructor(readonly socketPath: string) {}
 
-  async open(req: Request): Promise<AgentConn> {
+  async open(req: Request, opts: OpenOpts = {}): Promise<AgentConn> {
     let sock: net.Socket;
     try {
-      sock = await connectSafely(this.socketPath);
+      sock = await connectSafely(this.socketPath, AGENT_DEADLINES.connectMs);
     } catch (err) {
+      if (err instanceof EngineError) throw err;
       throw new EngineError(ErrorCode.AgentUnavailable, `cannot reach the VM's agent: ${(err as Error).message}`, { cause: err });
     }
     const conn = new AgentConn(sock);
+    const replyMs = opts.replyMs ?? AGENT_DEADLINES.replyMs;
+    if (replyMs !== false) {
+      const cancel = conn.deadline(replyMs, `the VM's agent did not answer ${req.op} within ${replyMs} ms`);
+      conn.once("json", cancel);
+    }
     conn.sendJson(req);
     return conn;
   }
 
   /** For operations answered by one JSON reply. Rejects with the agent's error. */
-  async call<T extends Reply["type"]>(req: Request, expect: T, timeoutMs = 30_000): Promise<Extract<Reply, { type: T }>> {
-    const conn = await this.open(req);
+  async call<T extends Reply["type"]>(req: Request, expect: T, timeoutMs: number = AGENT_DEADLINES.replyMs): Promise<Extract<Reply, { type: T }>> {
+    const conn = await this.open(req, { replyMs: timeoutMs });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        conn.close();
-        reject(new EngineError(ErrorCode.AgentUnavailable, `agent did not answer ${req.op} within ${timeoutMs} ms`));
-      }, timeoutMs);
       conn.once("json", (reply: Reply) => {
-        clearTimeout(timer);
         conn.close();
         const err = agentError(reply);
         if (err) reject(err);
-        else if (reply.type !== expect) reject(new EngineError(ErrorCode.Internal, `agent answered ${reply.type} to ${req.op}`));
+        else if (reply.type !== expect) reject(protocolError(`it answered ${reply.type} to ${req.op}`));
         else resolve(reply as Extract<Reply, { type: T }>);
       });
-      conn.once("close", () => {
-        clearTimeout(timer);
-        reject(new EngineError(ErrorCode.AgentUnavailable, `agent closed the connection during ${req.op}`));
-      });
+      conn.once("close", () => reject(conn.closeError(`agent closed the connection during ${req.op}`)));
     });
+  }
+
+  /**
+   * The agent's version, checked: a protocol other than this host's is an AGENT_PROTOCOL_ERROR.
+   * For boot and adoption, so a VM with an agent this host cannot talk to fails early and clearly.
+   */
+  async hello(timeoutMs: number = AGENT_DEADLINES.replyMs): Promise<VersionReply> {
+    const reply = await this.call({ op: "version" }, "version", timeoutMs);
+    if (reply.protocol !== AGENT_PROTOCOL_VERSION) {
+      throw new EngineError(ErrorCode.AgentProtocolError, `the VM's agent speaks protocol ${reply.protocol}, this host ${AGENT_PROTOCOL_VERSION}: restart the VM to give it the current agent`);
+    }
+    return reply;
   }
 
   /** Streams a file out of the VM. The first `stat` reply is awaited so errors reject here. */
@@ -200,22 +312,28 @@ export class AgentClient {
       // "settled" = the promise is decided; "handedOut" = a caller holds `out` and must hear errors.
       let settled = false;
       let handedOut = false;
+      let received = 0;
+      let size = 0;
       conn.once("json", (reply: Reply) => {
         settled = true;
         const err = agentError(reply);
         if (err || reply.type !== "stat") {
           conn.close();
-          reject(err ?? new EngineError(ErrorCode.Internal, `agent answered ${reply.type} to fs.read`));
+          reject(err ?? protocolError(`it answered ${reply.type} to fs.read`));
           return;
         }
         handedOut = true;
-        resolve({ size: reply.stat.size, stream: out });
+        size = reply.stat.size;
+        resolve({ size, stream: out });
         conn.on("json", (r: Reply) => {
-          const e = agentError(r);
-          if (e) out.destroy(e);
+          out.destroy(agentError(r) ?? protocolError(`it sent ${r.type} in the middle of a file`));
+          conn.close();
         });
       });
       conn.on("stdout", (chunk: Buffer) => {
+        if (!handedOut) return conn.fail(protocolError("file data came before the file's stat"));
+        received += chunk.length;
+        if (req.length === undefined ? false : received > req.length) return conn.fail(protocolError(`it sent more than the ${req.length} bytes asked for`));
         if (!out.write(chunk)) {
           conn.pause();
           out.once("drain", () => conn.resume());
@@ -226,8 +344,8 @@ export class AgentClient {
         conn.close();
       });
       conn.once("close", () => {
-        if (!settled) reject(new EngineError(ErrorCode.AgentUnavailable, "agent closed the connection during fs.read"));
-        else if (handedOut && !out.writableEnded) out.destroy(new EngineError(ErrorCode.AgentUnavailable, "agent connection closed mid-file"));
+        if (!settled) reject(conn.closeError("agent closed the connection during fs.read"));
+        else if (handedOut && !out.writableEnded) out.destroy(conn.closeError("agent connection closed mid-file"));
       });
       out.on("close", () => {
         if (!conn.closed) conn.close();
@@ -237,21 +355,24 @@ export class AgentClient {
 
   /** Streams `source` into a file in the VM; resolves after the agent's atomic rename. */
   async writeStream(req: Extract<Request, { op: "fs.write" }>, source: Readable | Buffer): Promise<number> {
-    const conn = await this.open(req);
+    const conn = await this.open(req, { replyMs: false });
     const reply = new Promise<number>((resolve, reject) => {
       conn.once("json", (r: Reply) => {
         conn.close();
         const err = agentError(r);
         if (err) reject(err);
-        else resolve(r.type === "ok" ? (r.size ?? 0) : 0);
+        else if (r.type !== "ok") reject(protocolError(`it answered ${r.type} to fs.write`));
+        else resolve(r.size ?? 0);
       });
-      conn.once("close", () => reject(new EngineError(ErrorCode.AgentUnavailable, "agent closed the connection during fs.write")));
+      conn.once("close", () => reject(conn.closeError("agent closed the connection during fs.write")));
     });
     reply.catch(() => undefined); // observed below; avoid an unhandled rejection while still sending
     try {
       if (Buffer.isBuffer(source)) await conn.sendData(source);
       else for await (const chunk of source) await conn.sendData(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
       conn.sendEof();
+      const cancel = conn.deadline(AGENT_DEADLINES.replyMs, `the VM's agent did not confirm fs.write within ${AGENT_DEADLINES.replyMs} ms of the upload's end`);
+      conn.once("json", cancel);
     } catch (err) {
       conn.close();
       // If the agent already refused (permission denied, say), its reason beats "connection closed".

@@ -1,0 +1,199 @@
+import type { SignalName } from "./signals.js";
+
+/** Bumped whenever the protocol changes in a way the host must know about. */
+export const AGENT_PROTOCOL_VERSION = 1;
+
+/** Path of the agent's socket inside the VM. The directory is root-only (mode 0700). */
+export const AGENT_SOCKET_DIR_IN_VM = "/.capsule-run";
+export const AGENT_SOCKET_NAME = "agent.sock";
+
+/** Who a request acts as. Absent means root. */
+export interface AsUser {
+  /** Linux user name inside the VM; the agent resolves uid, gid, groups and HOME from /etc/passwd and /etc/group. */
+  user?: string;
+}
+
+export interface ExecRequest extends AsUser {
+  op: "exec";
+  /** Run through `/bin/sh -c`. */
+  command: string;
+  cwd?: string;
+  /** Added to (and overriding) the default environment. */
+  env?: Record<string, string>;
+  /** Kill the whole process group after this long. Absent or 0: no timeout. */
+  timeoutMs?: number;
+}
+
+export interface PtyOpenRequest extends AsUser {
+  op: "pty.open";
+  /** argv; default: the user's login shell, interactive. */
+  command?: string[];
+  cols: number;
+  rows: number;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** TERM for the session; default `xterm-256color`. */
+  term?: string;
+}
+
+export interface PtyAttachRequest extends AsUser {
+  op: "pty.attach";
+  sessionId: string;
+  cols?: number;
+  rows?: number;
+}
+
+export interface PtyListRequest {
+  op: "pty.list";
+}
+
+export interface PtyCloseRequest {
+  op: "pty.close";
+  sessionId: string;
+}
+
+export interface FsReadRequest extends AsUser {
+  op: "fs.read";
+  path: string;
+  offset?: number;
+  /** Bytes to read; absent: to the end. */
+  length?: number;
+}
+
+export interface FsWriteRequest extends AsUser {
+  op: "fs.write";
+  path: string;
+  /** Octal permission bits, e.g. 0o644. Default 0o644 (new files) or the existing file's mode. */
+  mode?: number;
+  /** Create missing parent directories. */
+  mkdirs?: boolean;
+}
+
+export interface FsPathRequest extends AsUser {
+  op: "fs.stat" | "fs.list" | "fs.exists";
+  path: string;
+}
+
+export interface FsMkdirRequest extends AsUser {
+  op: "fs.mkdir";
+  path: string;
+  recursive?: boolean;
+  mode?: number;
+}
+
+export interface FsRemoveRequest extends AsUser {
+  op: "fs.remove";
+  path: string;
+  recursive?: boolean;
+}
+
+export interface SimpleRequest {
+  op: "version" | "sync";
+}
+
+export type Request =
+  | ExecRequest
+  | PtyOpenRequest
+  | PtyAttachRequest
+  | PtyListRequest
+  | PtyCloseRequest
+  | FsReadRequest
+  | FsWriteRequest
+  | FsPathRequest
+  | FsMkdirRequest
+  | FsRemoveRequest
+  | SimpleRequest;
+
+/** Host → agent control messages during an `exec`. */
+export type ExecControl = { type: "signal"; signal: SignalName };
+
+/** Host → agent control messages during a PTY attach. */
+export type PtyControl =
+  | { type: "resize"; cols: number; rows: number }
+  | { type: "signal"; signal: SignalName };
+
+export interface ErrorReply {
+  type: "error";
+  code: AgentErrorCode;
+  message: string;
+}
+
+/** Every code an agent's {@link ErrorReply} may carry; a reply with any other is a protocol error. */
+export const AGENT_ERROR_CODES = [
+  "BAD_REQUEST",
+  "USER_NOT_FOUND",
+  "FILE_NOT_FOUND",
+  "PERMISSION_DENIED",
+  "IS_A_DIRECTORY",
+  "NOT_A_DIRECTORY",
+  "ALREADY_EXISTS",
+  "DIRECTORY_NOT_EMPTY",
+  "SESSION_NOT_FOUND",
+  "SESSION_USER_MISMATCH",
+  "SPAWN_FAILED",
+  /** The guest is out of processes or memory (fork/exec got EAGAIN or ENOMEM): worth retrying later. */
+  "RESOURCE_EXHAUSTED",
+  "INTERNAL",
+] as const;
+export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
+
+export interface VersionReply {
+  type: "version";
+  version: string;
+  protocol: number;
+  pid: number;
+}
+
+export interface ExitReply {
+  type: "exit";
+  /** Exit code, or null when killed by a signal. */
+  code: number | null;
+  signal: string | null;
+  /** True when the agent killed the process group because `timeoutMs` passed. */
+  timedOut?: boolean;
+}
+
+export const FILE_KINDS = ["file", "directory", "symlink", "other"] as const;
+export type FileKind = (typeof FILE_KINDS)[number];
+
+export interface StatInfo {
+  kind: FileKind;
+  size: number;
+  /** Permission bits (e.g. 0o644). */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+}
+
+export interface DirEntry {
+  name: string;
+  kind: FileKind;
+}
+
+export interface PtySessionInfo {
+  sessionId: string;
+  user: string;
+  command: string[];
+  cols: number;
+  rows: number;
+  pid: number;
+  running: boolean;
+  exitCode: number | null;
+  createdAt: string;
+  /** Connections attached right now. */
+  attached: number;
+}
+
+export type Reply =
+  | ErrorReply
+  | VersionReply
+  | ExitReply
+  | { type: "started"; pid: number }
+  | { type: "session"; session: PtySessionInfo }
+  | { type: "sessions"; sessions: PtySessionInfo[] }
+  | { type: "closed"; sessionId: string; exitCode: number | null }
+  | { type: "stat"; stat: StatInfo }
+  | { type: "list"; entries: DirEntry[] }
+  | { type: "exists"; exists: boolean }
+  | { type: "ok"; size?: number };

@@ -1,0 +1,304 @@
+/**
+ * Validators for both directions of the protocol. Each takes what came off the wire (a JSON
+ * frame's payload, or the value parsed from it), checks it field by field, and returns a fresh
+ * value built from the checked fields only, so nothing unchecked travels on; anything else throws
+ * a {@link ProtocolError} saying which field is wrong. Hand-written and dependency-free on purpose:
+ * the agent loads this at every VM start, and it must start fast.
+ * @module
+ */
+import path from "node:path";
+import { ProtocolError } from "./errors.js";
+import {
+  AGENT_ERROR_CODES,
+  FILE_KINDS,
+  type AgentErrorCode,
+  type DirEntry,
+  type ExecControl,
+  type FileKind,
+  type PtyControl,
+  type PtySessionInfo,
+  type Reply,
+  type Request,
+  type StatInfo,
+} from "./messages.js";
+import { SIGNAL_NAMES, isSignalName, type SignalName } from "./signals.js";
+
+type Fields = Record<string, unknown>;
+
+/** The kernel keeps terminal sizes in 16 bits. */
+const MAX_TERMINAL_DIMENSION = 0xffff;
+/** setTimeout fires at once for anything longer. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+/** A signal name in an exit reply: `SIGKILL`, or a number the runtime has no name for. */
+const SIGNAL_TEXT = /^[A-Z0-9+]{1,16}$/;
+
+const fail = (message: string): never => {
+  throw new ProtocolError(message);
+};
+
+/** A JSON frame's payload as a value; bad UTF-8 becomes U+FFFD, bad JSON a ProtocolError. */
+export function parseJson(payload: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(payload.toString("utf8"));
+  } catch {
+    return fail(`${what} is not valid JSON`);
+  }
+}
+
+function object(value: unknown, what: string): Fields {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) fail(`${what} must be a JSON object`);
+  return value as Fields;
+}
+
+function noNul(value: string, what: string): string {
+  if (value.includes("\0")) fail(`${what} must not contain NUL bytes`);
+  return value;
+}
+
+/** Every string ends up in a C string somewhere (argv, environ, a path), so none may hold NUL. */
+function str(o: Fields, key: string): string {
+  const v = o[key];
+  if (typeof v !== "string") fail(`"${key}" must be a string`);
+  return noNul(v as string, `"${key}"`);
+}
+
+function optStr(o: Fields, key: string): string | undefined {
+  return o[key] === undefined ? undefined : str(o, key);
+}
+
+function uint(o: Fields, key: string, max = Number.MAX_SAFE_INTEGER): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v > max) fail(`"${key}" must be an integer from 0 to ${max}`);
+  return v as number;
+}
+
+function optUint(o: Fields, key: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  return o[key] === undefined ? undefined : uint(o, key, max);
+}
+
+function intOrNull(o: Fields, key: string): number | null {
+  const v = o[key];
+  if (v === null) return null;
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) fail(`"${key}" must be an integer or null`);
+  return v as number;
+}
+
+function finite(o: Fields, key: string): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isFinite(v)) fail(`"${key}" must be a number`);
+  return v as number;
+}
+
+function bool(o: Fields, key: string): boolean {
+  const v = o[key];
+  if (typeof v !== "boolean") fail(`"${key}" must be a boolean`);
+  return v as boolean;
+}
+
+function optBool(o: Fields, key: string): boolean | undefined {
+  return o[key] === undefined ? undefined : bool(o, key);
+}
+
+function oneOf<T extends string>(o: Fields, key: string, allowed: readonly T[]): T {
+  const v = o[key];
+  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) fail(`"${key}" must be one of ${allowed.join(", ")}`);
+  return v as T;
+}
+
+function array(o: Fields, key: string): unknown[] {
+  const v = o[key];
+  if (!Array.isArray(v)) fail(`"${key}" must be an array`);
+  return v as unknown[];
+}
+
+function dimension(o: Fields, key: string): number {
+  const v = uint(o, key, MAX_TERMINAL_DIMENSION);
+  if (v === 0) fail(`"${key}" must be a positive integer`);
+  return v;
+}
+
+function optDimension(o: Fields, key: string): number | undefined {
+  return o[key] === undefined ? undefined : dimension(o, key);
+}
+
+function optMode(o: Fields, key: string): number | undefined {
+  return optUint(o, key, 0o7777);
+}
+
+/** Absolute, NUL-free, normalised (no `..`, no doubled or trailing slashes). */
+function absPath(o: Fields, key: string): string {
+  const v = str(o, key);
+  if (!path.posix.isAbsolute(v)) fail(`"${key}" must be an absolute path, got ${JSON.stringify(v)}`);
+  const normal = path.posix.normalize(v);
+  return normal.length > 1 && normal.endsWith("/") ? normal.slice(0, -1) : normal;
+}
+
+function optAbsPath(o: Fields, key: string): string | undefined {
+  return o[key] === undefined ? undefined : absPath(o, key);
+}
+
+function optEnv(o: Fields, key: string): Record<string, string> | undefined {
+  if (o[key] === undefined) return undefined;
+  const env = object(o[key], `"${key}"`);
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name === "" || name.includes("=") || name.includes("\0")) fail(`bad environment variable name ${JSON.stringify(name)}`);
+    if (typeof value !== "string") fail(`environment variable ${name} must be a string`);
+    out[name] = noNul(value as string, `environment variable ${name}`);
+  }
+  return out;
+}
+
+function strings(o: Fields, key: string): string[] {
+  const v = array(o, key);
+  if (!v.every((a): a is string => typeof a === "string")) fail(`"${key}" must be an array of strings`);
+  return (v as string[]).map((a) => noNul(a, `"${key}"`));
+}
+
+function optArgv(o: Fields, key: string): string[] | undefined {
+  if (o[key] === undefined) return undefined;
+  const argv = Array.isArray(o[key]) ? strings(o, key) : [];
+  if (argv.length === 0) fail(`"${key}" must be a non-empty array of strings`);
+  return argv;
+}
+
+function optUser(o: Fields): string | undefined {
+  return optStr(o, "user");
+}
+
+// ------------------------------------------------------------------ host → agent
+
+/** Checks the host's first frame (already parsed JSON) field by field. */
+export function parseRequest(raw: unknown): Request {
+  const o = object(raw, "the request");
+  const op = o.op;
+  switch (op) {
+    case "version":
+    case "sync":
+    case "pty.list":
+      return { op };
+    case "exec":
+      return { op, user: optUser(o), command: str(o, "command"), cwd: optAbsPath(o, "cwd"), env: optEnv(o, "env"), timeoutMs: optUint(o, "timeoutMs", MAX_TIMEOUT_MS) };
+    case "pty.open":
+      return {
+        op,
+        user: optUser(o),
+        command: optArgv(o, "command"),
+        cols: dimension(o, "cols"),
+        rows: dimension(o, "rows"),
+        cwd: optAbsPath(o, "cwd"),
+        env: optEnv(o, "env"),
+        term: optStr(o, "term"),
+      };
+    case "pty.attach":
+      return { op, user: optUser(o), sessionId: str(o, "sessionId"), cols: optDimension(o, "cols"), rows: optDimension(o, "rows") };
+    case "pty.close":
+      return { op, sessionId: str(o, "sessionId") };
+    case "fs.read":
+      return { op, user: optUser(o), path: absPath(o, "path"), offset: optUint(o, "offset"), length: optUint(o, "length") };
+    case "fs.write":
+      return { op, user: optUser(o), path: absPath(o, "path"), mode: optMode(o, "mode"), mkdirs: optBool(o, "mkdirs") };
+    case "fs.stat":
+    case "fs.list":
+    case "fs.exists":
+      return { op, user: optUser(o), path: absPath(o, "path") };
+    case "fs.mkdir":
+      return { op, user: optUser(o), path: absPath(o, "path"), recursive: optBool(o, "recursive"), mode: optMode(o, "mode") };
+    case "fs.remove":
+      return { op, user: optUser(o), path: absPath(o, "path"), recursive: optBool(o, "recursive") };
+    default:
+      return fail(`unknown op ${JSON.stringify(op)}`);
+  }
+}
+
+function signal(o: Fields): { type: "signal"; signal: SignalName } {
+  const s = o.signal;
+  if (!isSignalName(s)) return fail(`"signal" must be one of ${SIGNAL_NAMES.join(", ")}`);
+  return { type: "signal", signal: s };
+}
+
+/** A JSON frame the host sends during an `exec`. */
+export function parseExecControl(payload: Buffer): ExecControl {
+  const o = object(parseJson(payload, "a control message"), "a control message");
+  if (o.type !== "signal") fail(`unknown exec control ${JSON.stringify(o.type)}`);
+  return signal(o);
+}
+
+/** A JSON frame the host sends during a PTY attach. */
+export function parsePtyControl(payload: Buffer): PtyControl {
+  const o = object(parseJson(payload, "a control message"), "a control message");
+  if (o.type === "resize") return { type: "resize", cols: dimension(o, "cols"), rows: dimension(o, "rows") };
+  if (o.type === "signal") return signal(o);
+  return fail(`unknown pty control ${JSON.stringify(o.type)}`);
+}
+
+// ------------------------------------------------------------------ agent → host
+
+function sessionInfo(raw: unknown): PtySessionInfo {
+  const o = object(raw, "a PTY session");
+  return {
+    sessionId: str(o, "sessionId"),
+    user: str(o, "user"),
+    command: strings(o, "command"),
+    cols: uint(o, "cols", MAX_TERMINAL_DIMENSION),
+    rows: uint(o, "rows", MAX_TERMINAL_DIMENSION),
+    pid: uint(o, "pid"),
+    running: bool(o, "running"),
+    exitCode: intOrNull(o, "exitCode"),
+    createdAt: str(o, "createdAt"),
+    attached: uint(o, "attached"),
+  };
+}
+
+function statInfo(raw: unknown): StatInfo {
+  const o = object(raw, "a stat");
+  return { kind: oneOf<FileKind>(o, "kind", FILE_KINDS), size: uint(o, "size"), mode: uint(o, "mode", 0o7777), uid: uint(o, "uid"), gid: uint(o, "gid"), mtimeMs: finite(o, "mtimeMs") };
+}
+
+function dirEntry(raw: unknown): DirEntry {
+  const o = object(raw, "a directory entry");
+  return { name: str(o, "name"), kind: oneOf<FileKind>(o, "kind", FILE_KINDS) };
+}
+
+function signalOrNull(o: Fields): string | null {
+  const v = o.signal;
+  if (v === null) return null;
+  if (typeof v !== "string" || !SIGNAL_TEXT.test(v)) return fail(`"signal" must be a signal name or null`);
+  return v;
+}
+
+/** Checks a JSON frame (already parsed) from the agent. Which types an operation expects is the caller's check. */
+export function parseReply(raw: unknown): Reply {
+  const o = object(raw, "the agent's reply");
+  const type = o.type;
+  switch (type) {
+    case "error":
+      return { type, code: oneOf<AgentErrorCode>(o, "code", AGENT_ERROR_CODES), message: str(o, "message") };
+    case "version":
+      return { type, version: str(o, "version"), protocol: uint(o, "protocol"), pid: uint(o, "pid") };
+    case "exit": {
+      const timedOut = optBool(o, "timedOut");
+      return { type, code: intOrNull(o, "code"), signal: signalOrNull(o), ...(timedOut === undefined ? {} : { timedOut }) };
+    }
+    case "started":
+      return { type, pid: uint(o, "pid") };
+    case "session":
+      return { type, session: sessionInfo(o.session) };
+    case "sessions":
+      return { type, sessions: array(o, "sessions").map(sessionInfo) };
+    case "closed":
+      return { type, sessionId: str(o, "sessionId"), exitCode: intOrNull(o, "exitCode") };
+    case "stat":
+      return { type, stat: statInfo(o.stat) };
+    case "list":
+      return { type, entries: array(o, "entries").map(dirEntry) };
+    case "exists":
+      return { type, exists: bool(o, "exists") };
+    case "ok": {
+      const size = optUint(o, "size");
+      return size === undefined ? { type } : { type, size };
+    }
+    default:
+      return fail(`unknown reply type ${JSON.stringify(type)}`);
+  }
+}
