@@ -1,4 +1,5 @@
 import path from "node:path";
+import { EngineError, ErrorCode } from "./errors.js";
 
 export type RuntimeName = "runsc" | "runc";
 export type Egress = "none" | "internet";
@@ -73,4 +74,19 @@ export function resolveOptions(opts: EngineOptions): ResolvedOptions {
     runscPlatform: opts.runscPlatform ?? "systrap",
     bootTimeoutMs: opts.bootTimeoutMs ?? 15_000,
   });
+}
+
+/** Checks and normalises limits; INVALID_ARGUMENT says which field is out of which range. */
+export function validateLimits(l: VmLimits): VmLimits {
+  const check = (name: keyof VmLimits, min: number, max: number) => {
+    const v = l[name];
+    if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) {
+      throw new EngineError(ErrorCode.InvalidArgument, `limits.${name} must be a number from ${min} to ${max}, got ${String(v)}`);
+    }
+  };
+  check("memoryMb", 64, 1024 * 1024);
+  check("cpus", 0.05, 1024);
+  check("pids", 16, 1 << 22);
+  check("diskMb", 64, 16 * 1024 * 1024);
+  return { memoryMb: Math.floor(l.memoryMb), cpus: l.cpus, pids: Math.floor(l.pids), diskMb: Math.floor(l.diskMb) };
 }

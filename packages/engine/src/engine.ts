@@ -1,22 +1,23 @@
-import crypto from "node:crypto";
 import fs from "node:fs/promises";
-import { resolveOptions, type EngineOptions, type Egress, type ResolvedOptions, type RuntimeName, type VmLimits } from "./config.js";
-import { copyLayer, removeTree } from "./disk/layers.js";
+import { resolveOptions, validateLimits, type EngineOptions, type Egress, type ResolvedOptions, type RuntimeName, type VmLimits } from "./config.js";
+import { LayerStore } from "./disk/layer-store.js";
 import { mountDisk, unmountDisk } from "./disk/writable.js";
 import { EngineError, ErrorCode } from "./errors.js";
 import { GuestOps } from "./guest-ops.js";
+import { newId } from "./ids.js";
 import { assertTransition, requireState, type VmState } from "./lifecycle.js";
-import { findProcs, waitGone } from "./host/procs.js";
 import { KeyedMutex } from "./mutex.js";
-import { claimsOf, release } from "./net/ipam.js";
-import { deleteNetns } from "./net/netns.js";
-import { hostIfName, netnsName, Paths } from "./paths.js";
+import { hostIfName, Paths } from "./paths.js";
 import { checkHost } from "./preflight.js";
+import { recover, type RecoveryReport } from "./recovery.js";
 import { RuncRuntime } from "./runtime/runc.js";
 import { RunscRuntime } from "./runtime/runsc.js";
 import type { Runtime } from "./runtime/types.js";
-import { listDir, readJson, writeJsonAtomic } from "./store.js";
-import { VmHost, type VmRecord } from "./vm-host.js";
+import { DataDirLock } from "./state/data-dir-lock.js";
+import { Records, type SnapshotRecord, type VmRecord } from "./state/records.js";
+import { VmHost } from "./vm-host.js";
+
+export type { SnapshotRecord } from "./state/records.js";
 
 export interface CreateVmOpts {
   /** Boot from this snapshot's disk. */
@@ -27,17 +28,6 @@ export interface CreateVmOpts {
   runtime?: RuntimeName;
   limits?: Partial<VmLimits>;
   egress?: Egress;
-}
-
-export interface SnapshotRecord {
-  id: string;
-  name?: string;
-  image: string;
-  /** This snapshot's own layer first, then the layers it was taken on top of. */
-  layers: string[];
-  sourceVmId: string;
-  sizeBytes: number;
-  createdAt: string;
 }
 
 export interface VmInfo {
@@ -53,15 +43,9 @@ export interface VmInfo {
   ip?: string;
   /** The host's end of the veth: where the allowed host ports are reached. */
   gatewayIp?: string;
+  /** Why the VM is `lost`: what its guest did wrong when recovery probed it. */
+  lostReason?: string;
   createdAt: string;
-}
-
-const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
-function newId(len = 12): string {
-  const bytes = crypto.randomBytes(len);
-  let out = "";
-  for (const b of bytes) out += ID_ALPHABET[b % ID_ALPHABET.length];
-  return out;
 }
 
 /**
@@ -78,41 +62,63 @@ export class Engine {
   readonly options: ResolvedOptions;
   readonly guest: GuestOps;
   readonly #paths: Paths;
+  readonly #records: Records;
+  readonly #layers: LayerStore;
   readonly #host: VmHost;
   readonly #runtimes: Record<RuntimeName, Runtime>;
   readonly #lock = new KeyedMutex();
-  /** Layers being written right now: never garbage-collected. */
-  readonly #inflightLayers = new Set<string>();
   /** How long each phase of the last boot of a VM took (diagnostics; not persisted). */
   readonly #bootPhases = new Map<string, Record<string, number>>();
   /** VMs whose teardown runs in the background after delete returned. */
   readonly #deleting = new Map<string, Promise<void>>();
+  #dataDirLock: DataDirLock | undefined;
+  #recovery: RecoveryReport | undefined;
   #closed = false;
 
   private constructor(options: ResolvedOptions) {
     this.options = options;
     this.#paths = new Paths(options.dataDir);
+    this.#records = new Records(this.#paths);
+    this.#layers = new LayerStore(this.#paths, this.#records);
     this.#runtimes = {
       runsc: new RunscRuntime(options.runscPath, `${this.#paths.runtimeRoot}/runsc`, options.runscPlatform),
       runc: new RuncRuntime(options.runcPath, `${this.#paths.runtimeRoot}/runc`),
     };
-    this.#host = new VmHost(options, this.#paths, this.#runtimes);
+    this.#host = new VmHost(options, this.#paths, this.#runtimes, this.#records);
     this.guest = new GuestOps((id) => this.#agentFor(id));
   }
 
-  /** Opens (and recovers) the engine on its data dir. Fails with HOST_NOT_READY saying what is missing. */
+  /**
+   * Opens (and recovers) the engine on its data dir. Fails with HOST_NOT_READY saying what is
+   * missing, or ENGINE_LOCKED if another live process has the data dir. No VM can make this fail
+   * or hang: each VM gets `RECOVERY_PROBE_BUDGET_MS` to answer (see {@link recovery}).
+   */
   static async open(opts: EngineOptions = {}): Promise<Engine> {
     const options = resolveOptions(opts);
     await checkHost(options);
     const engine = new Engine(options);
-    await engine.#acquireLock();
+    await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+    engine.#dataDirLock = await DataDirLock.acquire(engine.#paths.lockFile);
     try {
-      await engine.#recover();
+      engine.#recovery = await recover({
+        options,
+        paths: engine.#paths,
+        records: engine.#records,
+        host: engine.#host,
+        runtimes: engine.#runtimes,
+        layers: engine.#layers,
+      });
     } catch (err) {
       await engine.close();
       throw err;
     }
     return engine;
+  }
+
+  /** What recovery found and did when this engine opened: adopted, stopped, lost and removed VMs. */
+  get recovery(): RecoveryReport {
+    if (!this.#recovery) throw new EngineError(ErrorCode.InvalidState, "engine is not open");
+    return this.#recovery;
   }
 
   /** Resolves once every VM teardown still running in the background (after `deleteVm`) is done. */
@@ -125,7 +131,7 @@ export class Engine {
     if (this.#closed) return;
     await this.settled();
     this.#closed = true;
-    await fs.rm(this.#paths.lockFile, { force: true });
+    await this.#dataDirLock?.release();
   }
 
   // ---------------------------------------------------------------- VMs
@@ -135,7 +141,7 @@ export class Engine {
     let image = opts.image ?? this.options.defaultImage;
     let layers: string[] = [];
     if (opts.snapshotId !== undefined) {
-      const snap = await this.#snapshot(opts.snapshotId);
+      const snap = await this.#records.snapshot(opts.snapshotId);
       image = snap.image;
       layers = snap.layers;
     }
@@ -164,7 +170,7 @@ export class Engine {
     return this.#lock.run(rec.id, async () => {
       // The record goes to disk before any resource exists, so a crash at any later point is
       // found by recovery, which tears down by the names derived from the id.
-      await this.#host.save(rec);
+      await this.#records.saveVm(rec);
       try {
         const t0 = performance.now();
         await this.#host.createDisk(rec);
@@ -194,9 +200,9 @@ export class Engine {
 
   async listVms(): Promise<VmInfo[]> {
     const out: VmInfo[] = [];
-    for (const id of await listDir(this.#paths.vmsDir)) {
+    for (const id of await this.#records.vmIds()) {
       if (this.#deleting.has(id)) continue;
-      const rec = await readJson<VmRecord>(this.#paths.vm(id).record);
+      const rec = await this.#records.readVm(id);
       if (rec && rec.state !== "deleting" && rec.state !== "deleted") out.push(this.#info(rec));
     }
     return out;
@@ -206,7 +212,7 @@ export class Engine {
   async stopVm(id: string): Promise<VmInfo> {
     return this.#lock.run(id, async () => {
       const rec = await this.#record(id);
-      if (rec.state === "stopped") return this.#info(rec);
+      if (rec.state === "stopped" || rec.state === "lost") return this.#info(rec); // a lost VM is already stopped
       requireState(id, rec.state, "stop", ["running"]);
       await this.#setState(rec, "stopping");
       await this.#host.agent(id).call({ op: "sync" }, "ok", 10_000).catch(() => undefined);
@@ -216,12 +222,12 @@ export class Engine {
     });
   }
 
-  /** Boots a stopped VM again on the disk it had. */
+  /** Boots a stopped (or lost) VM again on the disk it had, with a fresh agent. */
   async startVm(id: string): Promise<VmInfo> {
     return this.#lock.run(id, async () => {
       const rec = await this.#record(id);
       if (rec.state === "running") return this.#info(rec);
-      requireState(id, rec.state, "start", ["stopped"]);
+      requireState(id, rec.state, "start", ["stopped", "lost"]);
       await this.#setState(rec, "starting");
       try {
         this.#bootPhases.set(id, await this.#host.bringUp(rec));
@@ -251,7 +257,7 @@ export class Engine {
       .run(id, async () => {
         await this.#host.tearDown(rec);
         await this.#host.removeFiles(id);
-        await this.#gcLayers();
+        await this.#layers.gc();
       })
       .finally(() => {
         this.#deleting.delete(id);
@@ -279,7 +285,8 @@ export class Engine {
 
   /**
    * Takes a disk snapshot: the VM's writable layer becomes a new read-only layer. A running VM
-   * keeps running; it is paused only while its layer is copied, after a sync.
+   * keeps running; it is paused only while its layer is copied, after a sync. The layer is on
+   * stable storage before the record that names it is written.
    */
   async snapshotVm(id: string, opts: { name?: string } = {}): Promise<SnapshotRecord> {
     const { layer, rec, sizeBytes } = await this.#captureLayer(id);
@@ -293,10 +300,10 @@ export class Engine {
         createdAt: new Date().toISOString(),
         ...(opts.name !== undefined ? { name: opts.name } : {}),
       };
-      await writeJsonAtomic(this.#paths.snapshotRecord(snap.id), snap);
+      await this.#records.saveSnapshot(snap);
       return snap;
     } finally {
-      this.#inflightLayers.delete(layer);
+      this.#layers.release(layer);
     }
   }
 
@@ -314,23 +321,17 @@ export class Engine {
       }
       return forks;
     } finally {
-      this.#inflightLayers.delete(layer);
-      await this.#gcLayers();
+      this.#layers.release(layer);
+      await this.#layers.gc();
     }
   }
 
   async listSnapshots(): Promise<SnapshotRecord[]> {
-    const out: SnapshotRecord[] = [];
-    for (const f of await listDir(this.#paths.snapshotsDir)) {
-      if (!f.endsWith(".json")) continue;
-      const s = await readJson<SnapshotRecord>(`${this.#paths.snapshotsDir}/${f}`);
-      if (s) out.push(s);
-    }
-    return out;
+    return this.#records.allSnapshots();
   }
 
   async getSnapshot(id: string): Promise<SnapshotRecord> {
-    return this.#snapshot(id);
+    return this.#records.snapshot(id);
   }
 
   /**
@@ -338,24 +339,23 @@ export class Engine {
    * snapshots taken of those), so the files go only when nothing references them any more.
    */
   async deleteSnapshot(id: string): Promise<void> {
-    await this.#snapshot(id);
-    await fs.rm(this.#paths.snapshotRecord(id), { force: true });
-    await this.#gcLayers();
+    await this.#records.snapshot(id);
+    await this.#records.removeSnapshot(id);
+    await this.#layers.gc();
   }
 
   /** Snapshot layers on disk right now (for tests and metrics). */
   async layerIds(): Promise<string[]> {
-    return listDir(this.#paths.layersDir);
+    return this.#layers.ids();
   }
 
+  /** Copies the VM's writable layer into a new, reserved layer; the caller releases it. */
   async #captureLayer(id: string): Promise<{ layer: string; rec: VmRecord; sizeBytes: number }> {
     return this.#lock.run(id, async () => {
       const rec = await this.#record(id);
       requireState(id, rec.state, "snapshot", ["running", "stopped"]);
-      const layer = newId(16);
-      this.#inflightLayers.add(layer);
+      const layer = this.#layers.reserve();
       const p = this.#paths.vm(id);
-      await fs.mkdir(this.#paths.layersDir, { recursive: true });
       try {
         let sizeBytes: number;
         if (rec.state === "running") {
@@ -363,121 +363,24 @@ export class Engine {
           const runtime = this.#runtimes[rec.runtime];
           await runtime.pause(id);
           try {
-            sizeBytes = await copyLayer(p.upper, this.#paths.layer(layer));
+            sizeBytes = await this.#layers.write(layer, p.upper);
           } finally {
             await runtime.resume(id);
           }
         } else {
           await mountDisk(p);
           try {
-            sizeBytes = await copyLayer(p.upper, this.#paths.layer(layer));
+            sizeBytes = await this.#layers.write(layer, p.upper);
           } finally {
             await unmountDisk(p);
           }
         }
         return { layer, rec, sizeBytes };
       } catch (err) {
-        this.#inflightLayers.delete(layer);
-        await removeTree(this.#paths.layer(layer));
+        await this.#layers.discard(layer);
         throw err;
       }
     });
-  }
-
-  /** Removes layers no VM and no snapshot references. Refcounts are derived, never stored. */
-  async #gcLayers(): Promise<void> {
-    const used = new Set<string>(this.#inflightLayers);
-    for (const id of await listDir(this.#paths.vmsDir)) {
-      const rec = await readJson<VmRecord>(this.#paths.vm(id).record);
-      for (const l of rec?.layers ?? []) used.add(l);
-    }
-    for (const s of await this.listSnapshots()) for (const l of s.layers) used.add(l);
-    for (const entry of await listDir(this.#paths.layersDir)) {
-      const base = entry.replace(/\.partial$/, "");
-      if (!used.has(base) || entry.endsWith(".partial")) {
-        if (this.#inflightLayers.has(base)) continue;
-        await removeTree(this.#paths.layer(entry));
-      }
-    }
-  }
-
-  // ---------------------------------------------------------------- recovery
-
-  /**
-   * Makes the data dir consistent after any crash: VMs that were running and still answer are
-   * adopted; half-made or half-deleted VMs are torn down and removed; anything else that was up
-   * is brought down to `stopped` with its disk intact. Runtime containers, network claims and
-   * half-written layers that no record explains are removed.
-   */
-  async #recover(): Promise<void> {
-    await fs.mkdir(this.#paths.vmsDir, { recursive: true, mode: 0o700 });
-    await this.#settleRuntimeCommands();
-    const known = new Set<string>();
-    for (const id of await listDir(this.#paths.vmsDir)) {
-      const rec = await readJson<VmRecord>(this.#paths.vm(id).record).catch(() => undefined);
-      if (!rec) {
-        await this.#host.removeFiles(id);
-        continue;
-      }
-      await this.#recoverVm(rec);
-      if (await fs.access(this.#paths.vm(id).dir).then(() => true, () => false)) known.add(id);
-    }
-    for (const runtime of Object.values(this.#runtimes)) {
-      for (const cid of await runtime.list()) if (!known.has(cid)) await runtime.destroy(cid);
-    }
-    // Sandbox processes the runtime has no state for (a `run` killed half-way) are killed outright.
-    for (const p of await findProcs(`${this.#paths.vmsDir}/`)) {
-      const bundle = p.argv.find((a) => a.startsWith("--bundle="));
-      const id = bundle ? /\/vms\/([a-z0-9]+)\/bundle/.exec(bundle)?.[1] : undefined;
-      if (id && !known.has(id)) process.kill(p.pid, "SIGKILL");
-    }
-    for (const c of await claimsOf(this.options.dataDir)) {
-      if (known.has(c.vmId)) continue;
-      await deleteNetns(netnsName(c.vmId), hostIfName(c.vmId));
-      await release(c.slot, c.vmId);
-    }
-    await this.#gcLayers();
-  }
-
-  /**
-   * A crashed engine leaves its runtime commands (`runsc run`, `delete`, …) running as orphans;
-   * one that finishes after recovery looked would leave a sandbox nobody knows. Wait for them
-   * (they end within seconds), and kill those that do not.
-   */
-  async #settleRuntimeCommands(): Promise<void> {
-    const root = this.#paths.runtimeRoot;
-    const cmds = (await findProcs(`--root=${root}/`)).filter((p) => !p.argv.some((a) => a === "boot" || a === "gofer"));
-    const left = await waitGone(
-      cmds.map((p) => p.pid),
-      30_000,
-    );
-    for (const pid of left) process.kill(pid, "SIGKILL");
-  }
-
-  async #recoverVm(rec: VmRecord): Promise<void> {
-    switch (rec.state) {
-      case "creating":
-      case "deleting":
-      case "deleted":
-        await this.#host.tearDown(rec);
-        await this.#host.removeFiles(rec.id);
-        return;
-      case "running":
-        if (await this.#host.alive(rec)) return; // adopted as is
-        await this.#host.tearDown(rec);
-        rec.state = "stopped";
-        await this.#host.save(rec);
-        return;
-      case "starting":
-      case "stopping":
-      case "stopped":
-        await this.#host.tearDown(rec);
-        if (rec.state !== "stopped") {
-          rec.state = "stopped";
-          await this.#host.save(rec);
-        }
-        return;
-    }
   }
 
   // ---------------------------------------------------------------- helpers
@@ -489,16 +392,10 @@ export class Engine {
   }
 
   async #record(id: string): Promise<VmRecord> {
-    if (!/^[a-z0-9]{1,32}$/.test(id) || this.#deleting.has(id)) throw new EngineError(ErrorCode.VmNotFound, `VM ${id} not found`);
-    const rec = await readJson<VmRecord>(this.#paths.vm(id).record);
+    if (!Records.isVmId(id) || this.#deleting.has(id)) throw new EngineError(ErrorCode.VmNotFound, `VM ${id} not found`);
+    const rec = await this.#records.readVm(id);
     if (!rec || rec.state === "deleting" || rec.state === "deleted") throw new EngineError(ErrorCode.VmNotFound, `VM ${id} not found`);
     return rec;
-  }
-
-  async #snapshot(id: string): Promise<SnapshotRecord> {
-    const snap = /^snap-[a-z0-9]{1,32}$/.test(id) ? await readJson<SnapshotRecord>(this.#paths.snapshotRecord(id)) : undefined;
-    if (!snap) throw new EngineError(ErrorCode.SnapshotNotFound, `snapshot ${id} not found`);
-    return snap;
   }
 
   async #assertImage(image: string): Promise<void> {
@@ -509,7 +406,8 @@ export class Engine {
   async #setState(rec: VmRecord, to: VmState): Promise<void> {
     assertTransition(rec.id, rec.state, to);
     rec.state = to;
-    await this.#host.save(rec);
+    if (to !== "lost") delete rec.lostReason;
+    await this.#records.saveVm(rec);
   }
 
   #info(rec: VmRecord): VmInfo {
@@ -524,52 +422,11 @@ export class Engine {
       ...(rec.name !== undefined ? { name: rec.name } : {}),
       ...(rec.snapshotId !== undefined ? { snapshotId: rec.snapshotId } : {}),
       ...(rec.net ? { ip: rec.net.guestIp, gatewayIp: rec.net.hostIp } : {}),
+      ...(rec.state === "lost" && rec.lostReason !== undefined ? { lostReason: rec.lostReason } : {}),
     };
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new EngineError(ErrorCode.InvalidState, "engine is closed");
   }
-
-  async #acquireLock(): Promise<void> {
-    await fs.mkdir(this.options.dataDir, { recursive: true, mode: 0o700 });
-    const file = this.#paths.lockFile;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await fs.writeFile(file, String(process.pid), { flag: "wx", mode: 0o600 });
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-        const pid = Number(await fs.readFile(file, "utf8").catch(() => "0"));
-        if (pid > 0 && pid !== process.pid && processAlive(pid)) {
-          throw new EngineError(ErrorCode.EngineLocked, `data dir ${this.options.dataDir} is in use by process ${pid}; stop it or use another data dir`);
-        }
-        await fs.rm(file, { force: true }); // stale: its owner is gone
-      }
-    }
-    throw new EngineError(ErrorCode.EngineLocked, `could not lock ${file}`);
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-function validateLimits(l: VmLimits): VmLimits {
-  const check = (name: keyof VmLimits, min: number, max: number) => {
-    const v = l[name];
-    if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) {
-      throw new EngineError(ErrorCode.InvalidArgument, `limits.${name} must be a number from ${min} to ${max}, got ${String(v)}`);
-    }
-  };
-  check("memoryMb", 64, 1024 * 1024);
-  check("cpus", 0.05, 1024);
-  check("pids", 16, 1 << 22);
-  check("diskMb", 64, 16 * 1024 * 1024);
-  return { memoryMb: Math.floor(l.memoryMb), cpus: l.cpus, pids: Math.floor(l.pids), diskMb: Math.floor(l.diskMb) };
 }

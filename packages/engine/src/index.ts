@@ -4,6 +4,8 @@
  */
 export { Engine } from "./engine.js";
 export type { CreateVmOpts, SnapshotRecord, VmInfo } from "./engine.js";
+export { RECOVERY_PROBE_BUDGET_MS } from "./recovery.js";
+export type { RecoveryReport } from "./recovery.js";
 export { DEFAULT_LIMITS } from "./config.js";
 export type { EngineOptions, Egress, RuntimeName, VmLimits } from "./config.js";
 export { EngineError, ErrorCode, isEngineError } from "./errors.js";

@@ -7,21 +7,29 @@ import { EngineError, ErrorCode } from "./errors.js";
  *  creating ──► running ──► stopping ──► stopped ──► starting ──► running
  *     │            │                        │            │
  *     └────────────┴──────► deleting ◄──────┴────────────┘
- *                              │
- *                              ▼
- *                           deleted
+ *                            │   ▲
+ *                            ▼   └──── lost ──► starting
+ *                         deleted       ▲
+ *                                       └── running, starting, stopping, stopped
  * ```
  * `creating` and `starting` fall back on failure: a failed create is rolled back and deleted, a
  * failed start leaves the VM `stopped` with its disk intact.
+ *
+ * `lost`: recovery found the VM's guest misbehaving (its agent answered garbage, or nothing,
+ * within the per-VM budget), stopped it and kept its disk; the record says why (`lostReason`).
+ * A lost VM can be started again (on a fresh agent) or deleted. Recovery also moves VMs a crash
+ * left in `starting`, `running` or `stopping` straight to `stopped`; that is not in this table,
+ * which is for operations of a live engine.
  */
-export type VmState = "creating" | "starting" | "running" | "stopping" | "stopped" | "deleting" | "deleted";
+export type VmState = "creating" | "starting" | "running" | "stopping" | "stopped" | "lost" | "deleting" | "deleted";
 
 const transitions: Record<VmState, readonly VmState[]> = {
   creating: ["running", "deleting"],
-  starting: ["running", "stopped", "deleting"],
-  running: ["stopping", "deleting"],
-  stopping: ["stopped", "deleting"],
-  stopped: ["starting", "deleting"],
+  starting: ["running", "stopped", "lost", "deleting"],
+  running: ["stopping", "lost", "deleting"],
+  stopping: ["stopped", "lost", "deleting"],
+  stopped: ["starting", "lost", "deleting"],
+  lost: ["starting", "deleting"],
   deleting: ["deleted"],
   deleted: [],
 };
@@ -40,7 +48,7 @@ export function requireState(id: string, actual: VmState, action: string, allowe
   if (!allowed.includes(actual)) {
     throw new EngineError(
       ErrorCode.InvalidState,
-      `cannot ${action} VM ${id}: it is ${actual} (needs ${allowed.join(" or ")})${actual === "stopped" ? "; start it first" : ""}`,
+      `cannot ${action} VM ${id}: it is ${actual} (needs ${allowed.join(" or ")})${actual === "stopped" || actual === "lost" ? "; start it first" : ""}`,
     );
   }
 }

@@ -1,39 +1,19 @@
 import fs from "node:fs/promises";
 import { AgentClient } from "./agent/client.js";
 import { withRollback } from "./cleanup.js";
-import type { Egress, ResolvedOptions, RuntimeName, VmLimits } from "./config.js";
+import type { ResolvedOptions, RuntimeName } from "./config.js";
 import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
 import { EngineError, ErrorCode } from "./errors.js";
-import type { VmState } from "./lifecycle.js";
 import { allowVm, forgetVm } from "./net/firewall.js";
 import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
 import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
 import { buildSpec } from "./runtime/oci.js";
 import type { Runtime } from "./runtime/types.js";
-import { writeJsonAtomic } from "./store.js";
+import type { Records, VmRecord } from "./state/records.js";
+import { writeJsonAtomic } from "./state/store.js";
 
-/** What the engine keeps on disk for each VM (`<dataDir>/vms/<id>/vm.json`). */
-export interface VmRecord {
-  id: string;
-  name?: string;
-  state: VmState;
-  runtime: RuntimeName;
-  /** Base image name (`<imagesDir>/<image>/rootfs`). */
-  image: string;
-  /** Read-only snapshot layers above the image, newest first. */
-  layers: string[];
-  /** The snapshot this VM was created from, if any. */
-  snapshotId?: string;
-  limits: VmLimits;
-  egress: Egress;
-  /** Network lease while the VM is up. */
-  net?: Lease;
-  /** The agent bundle version directory mounted at /.capsule while the VM is up. */
-  agentBundle?: string;
-  createdAt: string;
-  updatedAt: string;
-}
+export type { VmRecord } from "./state/records.js";
 
 /**
  * Brings one VM's host-side resources up and down: disk, rootfs overlay, network namespace,
@@ -45,6 +25,7 @@ export class VmHost {
     private readonly opts: ResolvedOptions,
     private readonly paths: Paths,
     private readonly runtimes: Record<RuntimeName, Runtime>,
+    private readonly records: Records,
   ) {}
 
   vmPaths(id: string): VmPaths {
@@ -57,11 +38,6 @@ export class VmHost {
 
   lowerDirs(rec: VmRecord): string[] {
     return [...rec.layers.map((l) => this.paths.layer(l)), `${this.opts.imagesDir}/${rec.image}/rootfs`];
-  }
-
-  async save(rec: VmRecord): Promise<void> {
-    rec.updatedAt = new Date().toISOString();
-    await writeJsonAtomic(this.paths.vm(rec.id).record, rec);
   }
 
   async createDisk(rec: VmRecord): Promise<void> {
@@ -96,7 +72,7 @@ export class VmHost {
       const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
       cleanup.add("release address", () => release(lease.slot, rec.id));
       rec.net = lease;
-      await this.save(rec); // recovery must know the lease even if we crash right now
+      await this.records.saveVm(rec); // recovery must know the lease even if we crash right now
       await createNetns(ns, hostIf, lease);
       cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
       await allowVm(hostIf, this.opts.allowedHostPorts, rec.egress === "internet");
@@ -149,17 +125,6 @@ export class VmHost {
   /** Removes every file of the VM. Call after {@link tearDown}. */
   async removeFiles(id: string): Promise<void> {
     await fs.rm(this.paths.vm(id).dir, { recursive: true, force: true });
-  }
-
-  /** Is the sandbox up and its agent answering? */
-  async alive(rec: VmRecord): Promise<boolean> {
-    if ((await this.runtimes[rec.runtime].state(rec.id)) !== "running") return false;
-    try {
-      await this.agent(rec.id).call({ op: "version" }, "version", 2000);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   private async waitForAgent(id: string): Promise<void> {

@@ -1,17 +1,26 @@
 import fs from "node:fs/promises";
+import path from "node:path";
 import { run } from "../host/run.js";
+import { fsyncDir } from "../state/store.js";
+
+/** The suffix of a layer still being copied; such a directory is never a usable layer. */
+export const PARTIAL_SUFFIX = ".partial";
 
 /**
  * Turns a VM's upper dir into a read-only layer by copying it (`cp -a` keeps overlay whiteouts,
  * opaque-dir xattrs, ownership, modes, hard links and symlinks as they are, never following
  * links). The copy goes to a temp name first, so a crash never leaves a half layer under the final
- * name.
+ * name, and it is durable before it gets that name: `sync --file-system` flushes every file and
+ * directory of the copy (one syncfs, not one fsync per file), then the rename is fsynced too. A
+ * record that names the layer is written only after this resolves.
  */
 export async function copyLayer(upperDir: string, layerDir: string): Promise<number> {
-  const tmp = `${layerDir}.partial`;
+  const tmp = `${layerDir}${PARTIAL_SUFFIX}`;
   await fs.rm(tmp, { recursive: true, force: true });
   await run("cp", ["-a", "--", upperDir, tmp], { timeoutMs: 30 * 60_000 });
+  await run("sync", ["--file-system", "--", tmp], { timeoutMs: 10 * 60_000 });
   await fs.rename(tmp, layerDir);
+  await fsyncDir(path.dirname(layerDir));
   return diskUsageBytes(layerDir);
 }
 

@@ -1,18 +1,43 @@
+import crypto from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 
-/** Writes JSON atomically (temp file, fsync, rename), so a crash never leaves half a record. */
+/** Marks the temp files {@link writeJsonAtomic} writes; recovery removes any a crash left. */
+export const TEMP_MARK = ".tmp-";
+
+/**
+ * Writes JSON atomically and durably: a temp file is written and fsynced, renamed over the
+ * target, and the directory is fsynced so the rename itself survives a power cut. A crash never
+ * leaves half a file under the final name.
+ */
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  const fh = await fs.open(tmp, "w", 0o600);
+  const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true });
+  const tmp = `${file}${TEMP_MARK}${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
   try {
-    await fh.writeFile(JSON.stringify(value, null, 2));
+    const fh = await fs.open(tmp, "w", 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(value, null, 2));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+/** Makes a directory's entries (creations, renames, removals) durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, "r");
+  try {
     await fh.sync();
   } finally {
     await fh.close();
   }
-  await fs.rename(tmp, file);
 }
 
 export async function readJson<T>(file: string): Promise<T | undefined> {

@@ -1,0 +1,240 @@
+import fs from "node:fs/promises";
+import { AGENT_PROTOCOL_VERSION } from "@capsule/agent-protocol";
+import type { ResolvedOptions, RuntimeName } from "./config.js";
+import type { LayerStore } from "./disk/layer-store.js";
+import { EngineError, ErrorCode } from "./errors.js";
+import { findProcs, waitGone } from "./host/procs.js";
+import { claimsOf, release } from "./net/ipam.js";
+import { deleteNetns } from "./net/netns.js";
+import { hostIfName, netnsName, type Paths } from "./paths.js";
+import type { Runtime } from "./runtime/types.js";
+import type { Records, VmRecord } from "./state/records.js";
+import type { VmHost } from "./vm-host.js";
+
+/**
+ * How long one VM may take, at start-up, to show that its sandbox runs and its agent answers
+ * `version` correctly. A VM that errs, answers garbage or stays silent past this is stopped and
+ * marked `lost`; recovery goes on with the next VM. A VM can therefore delay `Engine.open` by
+ * at most this much (probes run {@link PROBE_CONCURRENCY} at a time), and never stop it.
+ */
+export const RECOVERY_PROBE_BUDGET_MS = 5_000;
+
+/** Probes in flight at once during recovery (each is one `runsc state` and one socket call). */
+const PROBE_CONCURRENCY = 8;
+
+/** How long orphaned runtime commands of a crashed engine get to finish before they are killed. */
+const ORPHAN_COMMAND_GRACE_MS = 30_000;
+
+/** What one `Engine.open` found and did, VM by VM. */
+export interface RecoveryReport {
+  /** Running VMs whose agent answered: adopted as they are. */
+  adopted: string[];
+  /** VMs brought down to `stopped`, disk intact (their sandbox was gone, or a crash caught them mid-start or mid-stop). */
+  stopped: string[];
+  /** VMs stopped and marked `lost`, with the reason stored in their record. */
+  lost: Array<{ id: string; reason: string }>;
+  /** Half-created or half-deleted VMs, torn down and removed. */
+  removed: string[];
+  /** VMs whose clean-up failed; left as they are for the next open to retry. */
+  failed: Array<{ id: string; reason: string }>;
+  durationMs: number;
+}
+
+export interface RecoveryDeps {
+  options: ResolvedOptions;
+  paths: Paths;
+  records: Records;
+  host: VmHost;
+  runtimes: Record<RuntimeName, Runtime>;
+  layers: LayerStore;
+  /** Overrides {@link RECOVERY_PROBE_BUDGET_MS}. */
+  probeBudgetMs?: number;
+}
+
+/**
+ * Makes the data dir consistent after any crash: VMs that were running and still answer are
+ * adopted; VMs whose guest misbehaves are stopped and marked `lost`; half-made or half-deleted
+ * VMs are torn down and removed; anything else that was up is brought down to `stopped` with its
+ * disk intact. Runtime containers, processes, network claims, half-written layers, layers no
+ * record names and temp files that no record explains are removed. Nothing one VM does can make
+ * this throw or hang: each VM's probe has a deadline and each VM's errors stay with that VM.
+ */
+export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
+  const t0 = performance.now();
+  const { paths, records, host, runtimes } = deps;
+  const report: RecoveryReport = { adopted: [], stopped: [], lost: [], removed: [], failed: [], durationMs: 0 };
+  await fs.mkdir(paths.vmsDir, { recursive: true, mode: 0o700 });
+  await settleRuntimeCommands(paths.runtimeRoot);
+  await records.removeTempFiles();
+
+  const recs: VmRecord[] = [];
+  for (const id of await records.vmIds()) {
+    const rec = await records.readVm(id).catch(() => undefined);
+    if (rec && rec.id === id) recs.push(rec);
+    else await host.removeFiles(id); // no record (or an unreadable one): nothing of it was ever handed out
+  }
+  const probes = await probeAll(
+    recs.filter((r) => r.state === "running"),
+    deps,
+  );
+
+  const known = new Set<string>();
+  for (const rec of recs) {
+    await recoverVm(rec, probes.get(rec.id), deps, report);
+    if (await fs.access(paths.vm(rec.id).dir).then(() => true, () => false)) known.add(rec.id);
+  }
+
+  for (const runtime of Object.values(runtimes)) {
+    for (const cid of await runtime.list()) if (!known.has(cid)) await runtime.destroy(cid).catch(() => undefined);
+  }
+  // Sandbox processes the runtime has no state for (a `run` killed half-way) are killed outright.
+  for (const p of await findProcs(`${paths.vmsDir}/`)) {
+    const bundle = p.argv.find((a) => a.startsWith("--bundle="));
+    const id = bundle ? /\/vms\/([a-z0-9]+)\/bundle/.exec(bundle)?.[1] : undefined;
+    if (id && !known.has(id)) killQuietly(p.pid);
+  }
+  for (const c of await claimsOf(deps.options.dataDir)) {
+    if (known.has(c.vmId)) continue;
+    await deleteNetns(netnsName(c.vmId), hostIfName(c.vmId));
+    await release(c.slot, c.vmId);
+  }
+  await deps.layers.gc();
+  report.durationMs = Math.round(performance.now() - t0);
+  return report;
+}
+
+type ProbeResult = { ok: true; alive: boolean } | { ok: false; reason: string };
+
+/** Probes running VMs a few at a time; every probe settles within the budget. */
+async function probeAll(recs: VmRecord[], deps: RecoveryDeps): Promise<Map<string, ProbeResult>> {
+  const out = new Map<string, ProbeResult>();
+  const queue = [...recs];
+  const worker = async () => {
+    for (let rec = queue.shift(); rec; rec = queue.shift()) {
+      const r: ProbeResult = await probe(rec, deps).then(
+        (alive) => ({ ok: true as const, alive }),
+        (err: unknown) => ({ ok: false as const, reason: (err as Error)?.message ?? String(err) }),
+      );
+      out.set(rec.id, r);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, recs.length) }, worker));
+  return out;
+}
+
+/**
+ * Resolves true if the sandbox runs and its agent answers `version` with our protocol, false if
+ * the sandbox is simply not running (a host reboot, say). Rejects on anything else: an agent
+ * that errs, answers the wrong thing, or does not answer within the budget.
+ */
+async function probe(rec: VmRecord, deps: RecoveryDeps): Promise<boolean> {
+  const budget = deps.probeBudgetMs ?? RECOVERY_PROBE_BUDGET_MS;
+  const deadline = Date.now() + budget;
+  const left = () => Math.max(1, deadline - Date.now());
+  const state = await withDeadline(deps.runtimes[rec.runtime].state(rec.id), left(), `the runtime did not report the sandbox's state within ${budget} ms`);
+  if (state !== "running") return false;
+  const reply: unknown = await withDeadline(
+    deps.host.agent(rec.id).call({ op: "version" }, "version", left()),
+    left(),
+    `the agent did not answer version within ${budget} ms`,
+  );
+  const protocol = (reply as { protocol?: unknown } | null)?.protocol;
+  if (protocol !== AGENT_PROTOCOL_VERSION) {
+    throw new EngineError(ErrorCode.AgentError, `the agent answered version with protocol ${JSON.stringify(protocol) ?? "none"}, not ${AGENT_PROTOCOL_VERSION}`);
+  }
+  return true;
+}
+
+async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: RecoveryDeps, report: RecoveryReport): Promise<void> {
+  const { host, records } = deps;
+  try {
+    switch (rec.state) {
+      case "creating":
+      case "deleting":
+      case "deleted":
+        await host.tearDown(rec);
+        await host.removeFiles(rec.id);
+        report.removed.push(rec.id);
+        return;
+      case "running":
+        if (probed?.ok && probed.alive) {
+          report.adopted.push(rec.id);
+          return;
+        }
+        if (probed && !probed.ok) {
+          await markLost(rec, `at start-up recovery: ${probed.reason}`, deps, report);
+          return;
+        }
+        await host.tearDown(rec);
+        rec.state = "stopped";
+        await records.saveVm(rec);
+        report.stopped.push(rec.id);
+        return;
+      case "starting":
+      case "stopping":
+      case "stopped":
+        await host.tearDown(rec);
+        if (rec.state !== "stopped") {
+          rec.state = "stopped";
+          await records.saveVm(rec);
+          report.stopped.push(rec.id);
+        }
+        return;
+      case "lost":
+        await host.tearDown(rec);
+        return;
+    }
+  } catch (err) {
+    const reason = `recovery could not clean up: ${(err as Error)?.message ?? String(err)}`;
+    if (rec.state === "creating" || rec.state === "deleting" || rec.state === "deleted") {
+      report.failed.push({ id: rec.id, reason });
+      return;
+    }
+    await markLost(rec, reason, deps, report).catch((e: unknown) => {
+      report.failed.push({ id: rec.id, reason: `${reason}; marking it lost failed too: ${(e as Error)?.message ?? String(e)}` });
+    });
+  }
+}
+
+/** Stops the VM (best effort: the reason says if that failed) and records it as `lost`. */
+async function markLost(rec: VmRecord, reason: string, deps: RecoveryDeps, report: RecoveryReport): Promise<void> {
+  let why = reason;
+  await deps.host.tearDown(rec).catch((err: unknown) => {
+    why += `; stopping it failed: ${(err as Error)?.message ?? String(err)}`;
+  });
+  rec.state = "lost";
+  rec.lostReason = why.slice(0, 1000);
+  await deps.records.saveVm(rec);
+  report.lost.push({ id: rec.id, reason: rec.lostReason });
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new EngineError(ErrorCode.AgentUnavailable, message)), ms);
+  });
+  p.catch(() => undefined); // it may settle after the deadline; nobody waits for it then
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A crashed engine leaves its runtime commands (`runsc run`, `delete`, …) running as orphans;
+ * one that finishes after recovery looked would leave a sandbox nobody knows. Wait for them
+ * (they end within seconds), and kill those that do not.
+ */
+async function settleRuntimeCommands(runtimeRoot: string): Promise<void> {
+  const cmds = (await findProcs(`--root=${runtimeRoot}/`)).filter((p) => !p.argv.some((a) => a === "boot" || a === "gofer"));
+  const left = await waitGone(
+    cmds.map((p) => p.pid),
+    ORPHAN_COMMAND_GRACE_MS,
+  );
+  for (const pid of left) killQuietly(pid);
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    /* already gone */
+  }
+}

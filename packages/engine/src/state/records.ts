@@ -1,0 +1,144 @@
+import fs from "node:fs/promises";
+import type { Egress, RuntimeName, VmLimits } from "../config.js";
+import { EngineError, ErrorCode } from "../errors.js";
+import type { VmState } from "../lifecycle.js";
+import type { Lease } from "../net/ipam.js";
+import type { Paths } from "../paths.js";
+import { TEMP_MARK, listDir, readJson, writeJsonAtomic } from "./store.js";
+
+/** What the engine keeps on disk for each VM (`<dataDir>/vms/<id>/vm.json`). */
+export interface VmRecord {
+  id: string;
+  name?: string;
+  state: VmState;
+  runtime: RuntimeName;
+  /** Base image name (`<imagesDir>/<image>/rootfs`). */
+  image: string;
+  /** Read-only snapshot layers above the image, newest first. */
+  layers: string[];
+  /** The snapshot this VM was created from, if any. */
+  snapshotId?: string;
+  limits: VmLimits;
+  egress: Egress;
+  /** Network lease while the VM is up. */
+  net?: Lease;
+  /** The agent bundle version directory mounted at /.capsule while the VM is up. */
+  agentBundle?: string;
+  /** Why the VM is `lost` (set with that state, cleared when it starts again). */
+  lostReason?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A snapshot (`<dataDir>/snapshots/<id>.json`): an ordered list of read-only layers. */
+export interface SnapshotRecord {
+  id: string;
+  name?: string;
+  image: string;
+  /** This snapshot's own layer first, then the layers it was taken on top of. */
+  layers: string[];
+  sourceVmId: string;
+  sizeBytes: number;
+  createdAt: string;
+}
+
+const VM_ID = /^[a-z0-9]{1,32}$/;
+const SNAPSHOT_ID = /^snap-[a-z0-9]{1,32}$/;
+
+/**
+ * The only code that reads and writes VM records (`vm.json`) and snapshot records. Every write is
+ * atomic and durable (temp file, fsync, rename, fsync of the directory), so after a crash a
+ * record is either the old one or the new one.
+ */
+export class Records {
+  constructor(private readonly paths: Paths) {}
+
+  static isVmId(id: string): boolean {
+    return VM_ID.test(id);
+  }
+
+  // ---------------------------------------------------------------- VMs
+
+  /** Every directory under `vms/` (a crash may leave one whose record is missing or unreadable). */
+  async vmIds(): Promise<string[]> {
+    return listDir(this.paths.vmsDir);
+  }
+
+  /** The VM's record; undefined if it has none. Throws if the file exists but is unreadable. */
+  async readVm(id: string): Promise<VmRecord | undefined> {
+    if (!VM_ID.test(id)) return undefined;
+    return readJson<VmRecord>(this.paths.vm(id).record);
+  }
+
+  /** Every readable VM record, in any state. */
+  async allVms(): Promise<VmRecord[]> {
+    const out: VmRecord[] = [];
+    for (const id of await this.vmIds()) {
+      const rec = await this.readVm(id).catch(() => undefined);
+      if (rec) out.push(rec);
+    }
+    return out;
+  }
+
+  async saveVm(rec: VmRecord): Promise<void> {
+    rec.updatedAt = new Date().toISOString();
+    await writeJsonAtomic(this.paths.vm(rec.id).record, rec);
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  async readSnapshot(id: string): Promise<SnapshotRecord | undefined> {
+    return SNAPSHOT_ID.test(id) ? readJson<SnapshotRecord>(this.paths.snapshotRecord(id)) : undefined;
+  }
+
+  /** The snapshot's record, or SNAPSHOT_NOT_FOUND. */
+  async snapshot(id: string): Promise<SnapshotRecord> {
+    const snap = await this.readSnapshot(id);
+    if (!snap) throw new EngineError(ErrorCode.SnapshotNotFound, `snapshot ${id} not found`);
+    return snap;
+  }
+
+  async allSnapshots(): Promise<SnapshotRecord[]> {
+    const out: SnapshotRecord[] = [];
+    for (const f of await listDir(this.paths.snapshotsDir)) {
+      if (!f.endsWith(".json")) continue;
+      const s = await this.readSnapshot(f.slice(0, -".json".length)).catch(() => undefined);
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  async saveSnapshot(snap: SnapshotRecord): Promise<void> {
+    await writeJsonAtomic(this.paths.snapshotRecord(snap.id), snap);
+  }
+
+  async removeSnapshot(id: string): Promise<void> {
+    await fs.rm(this.paths.snapshotRecord(id), { force: true });
+  }
+
+  // ---------------------------------------------------------------- derived
+
+  /**
+   * Layers some VM record or snapshot record lists. Refcounts are derived, never stored. Throws
+   * if any record is unreadable: better to collect nothing than a layer still in use.
+   */
+  async referencedLayers(): Promise<Set<string>> {
+    const used = new Set<string>();
+    for (const id of await this.vmIds()) for (const l of (await this.readVm(id))?.layers ?? []) used.add(l);
+    for (const f of await listDir(this.paths.snapshotsDir)) {
+      if (!f.endsWith(".json")) continue;
+      for (const l of (await readJson<SnapshotRecord>(`${this.paths.snapshotsDir}/${f}`))?.layers ?? []) used.add(l);
+    }
+    return used;
+  }
+
+  /** Removes temp files of record writes a crash interrupted. Call only while nothing writes. */
+  async removeTempFiles(): Promise<void> {
+    const dirs = [this.paths.snapshotsDir, ...(await this.vmIds()).map((id) => this.paths.vm(id).dir)];
+    for (const dir of dirs) {
+      for (const f of await listDir(dir).catch(() => [])) {
+        if (f.includes(TEMP_MARK)) await fs.rm(`${dir}/${f}`, { force: true });
+      }
+    }
+  }
+}
