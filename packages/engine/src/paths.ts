@@ -38,11 +38,12 @@ export class Paths {
       upper: path.join(dir, "disk", "upper"),
       work: path.join(dir, "disk", "work"),
       rootfs: path.join(dir, "rootfs"),
-      run: path.join(dir, "run"),
-      socket: path.join(dir, "run", "agent.sock"),
-      etc: path.join(dir, "etc"),
+      guest: path.join(dir, "guest"),
+      run: path.join(dir, "guest", "run"),
+      socket: path.join(dir, "guest", "run", "agent.sock"),
+      etc: path.join(dir, "guest", "etc"),
       bundle: path.join(dir, "bundle"),
-      log: path.join(dir, "runtime.log"),
+      log: path.join(dir, "guest", "runtime.log"),
     };
   }
 }
@@ -55,12 +56,18 @@ export interface VmPaths {
   upper: string;
   work: string;
   rootfs: string;
+  /**
+   * A small tmpfs (see `disk/guest-files.ts`) holding every host file the VM can write to outside
+   * its disk: `run/`, `etc/` and the runtime's log. Its size caps them all.
+   */
+  guest: string;
   /** Host side of the agent's socket directory (`/.capsule-run` in the VM). */
   run: string;
   socket: string;
   /** Host-managed /etc/hosts, /etc/resolv.conf and /etc/hostname, bind-mounted into the VM. */
   etc: string;
   bundle: string;
+  /** The runtime's stdout/stderr, which the VM's PID 1 (and so its root) can write to. */
   log: string;
 }
 

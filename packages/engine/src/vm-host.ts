@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import { AgentClient } from "./agent/client.js";
 import { withRollback } from "./cleanup.js";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
+import { mountGuestFiles, unmountGuestFiles } from "./disk/guest-files.js";
 import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
 import { EngineError, ErrorCode } from "./errors.js";
 import { allowVm, forgetVm } from "./net/firewall.js";
@@ -67,6 +68,8 @@ export class VmHost {
       cleanup.add("unmount disk", () => unmountDisk(p));
       await mountRootfs(p, this.lowerDirs(rec));
       cleanup.add("unmount rootfs", () => unmountRootfs(p));
+      await mountGuestFiles(p);
+      cleanup.add("unmount guest files", () => unmountGuestFiles(p));
       phase("mounts");
 
       const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
@@ -117,14 +120,21 @@ export class VmHost {
     for (const c of await claimsOf(this.opts.dataDir)) if (c.vmId === rec.id) slots.add(c.slot);
     for (const slot of slots) await release(slot, rec.id);
     delete rec.net;
-    await fs.rm(p.socket, { force: true });
+    await unmountGuestFiles(p);
     await unmountRootfs(p);
     await unmountDisk(p);
   }
 
-  /** Removes every file of the VM. Call after {@link tearDown}. */
+  /**
+   * Removes every file of the VM. Call after {@link tearDown}; whatever is still mounted in its
+   * dir (a record-less VM that a crash left half-made) is unmounted first.
+   */
   async removeFiles(id: string): Promise<void> {
-    await fs.rm(this.paths.vm(id).dir, { recursive: true, force: true });
+    const p = this.paths.vm(id);
+    await unmountGuestFiles(p);
+    await unmountRootfs(p);
+    await unmountDisk(p);
+    await fs.rm(p.dir, { recursive: true, force: true });
   }
 
   private async waitForAgent(id: string): Promise<void> {
@@ -149,13 +159,11 @@ export class VmHost {
 
   /**
    * /etc/hosts, resolv.conf and hostname are host-managed files bind-mounted into the VM, never
-   * written into its rootfs by the host: the host must not follow links a VM planted there.
+   * written into its rootfs by the host: the host must not follow links a VM planted there. They
+   * live on the VM's guest-files tmpfs, which caps what the VM can write into them.
    */
   private async writeGuestFiles(rec: VmRecord, lease: Lease): Promise<void> {
     const p = this.paths.vm(rec.id);
-    await fs.mkdir(p.etc, { recursive: true, mode: 0o755 });
-    await fs.mkdir(p.run, { recursive: true, mode: 0o700 });
-    await fs.chmod(p.run, 0o700);
     await fs.rm(p.socket, { force: true });
     const hosts = [
       "127.0.0.1\tlocalhost",

@@ -20,8 +20,10 @@ export async function createDiskImage(p: VmPaths, diskMb: number): Promise<void>
 export async function mountDisk(p: VmPaths): Promise<void> {
   await fs.mkdir(p.diskMount, { recursive: true });
   if (!(await isMounted(p.diskMount))) {
-    // nodev: nothing a VM writes into its layer may act as a device node on the host.
-    await run("mount", ["-o", "loop,nodev,noatime", p.diskImage, p.diskMount]);
+    // nodev, nosuid: nothing a VM writes into its layer may act as a device node, or as a
+    // setuid/setgid program, for anyone on the host who reaches it through this mount. The VM
+    // itself sees its files through the overlay mount, whose own flags keep `sudo` working.
+    await run("mount", ["-o", "loop,nodev,nosuid,noatime", p.diskImage, p.diskMount]);
   }
   await fs.mkdir(p.upper, { recursive: true, mode: 0o755 });
   await fs.mkdir(p.work, { recursive: true, mode: 0o700 });
