@@ -2,12 +2,19 @@
  * The console's HTTP client. Calls go to the same origin with the session cookie (HttpOnly: this
  * code never sees it) and the `X-Capsule-Console: 1` header the server requires of
  * cookie-authenticated requests (a cross-site form cannot send it). The API key is only ever
- * sent once, in the sign-in POST body.
+ * sent once, in the sign-in POST body. The API's shapes and codes are the contract's
+ * (`@capsule/contract`, type-only imports: nothing of it is bundled).
  */
+import type { ApiErrorCode } from "@capsule/contract/errors";
+import type { SnapshotInfo, SnapshotList, VmInfo, VmList } from "@capsule/contract/schemas";
+
+export type { DirEntry, DirListing, FileContent, PtySessionInfo, SnapshotInfo, VmInfo, VmState } from "@capsule/contract/schemas";
+
+/** A failed call: the API's code, or "ERROR" when the answer had none. */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ApiErrorCode | "ERROR",
     message: string,
   ) {
     super(message);
@@ -32,43 +39,15 @@ export async function api<T>(method: string, path: string, body?: unknown, heade
     parsed = { message: text };
   }
   if (!res.ok) {
-    const b = (parsed ?? {}) as { code?: string; message?: string };
+    const b = (parsed ?? {}) as { code?: ApiErrorCode; message?: string };
     if (res.status === 401 && !path.startsWith("/console/api/session")) window.dispatchEvent(new Event(SIGNED_OUT_EVENT));
     throw new ApiError(res.status, b.code ?? "ERROR", b.message ?? `${res.status} ${res.statusText}`);
   }
   return parsed as T;
 }
 
-export interface Vm {
-  id: string;
-  name: string | null;
-  state: "starting" | "running" | "suspending" | "suspended" | "stopped";
-  createdAt: string;
-  snapshotId: string | null;
-  idleTimeoutSeconds: number | null;
-}
-
-export interface Snapshot {
-  snapshotId: string;
-  name: string | null;
-  sourceVmId: string | null;
-  createdAt: string;
-  sizeBytes: number;
-}
-
-export interface PtySession {
-  sessionId: string;
-  running: boolean;
-  exitCode: number | null;
-  cols: number;
-  rows: number;
-  createdAtMs: number;
-  attachedCount: number;
-  user: string | null;
-}
-
-export const listVms = () => api<{ vms: Vm[] }>("GET", "/v1/vms").then((r) => r.vms);
-export const listSnapshots = () => api<{ snapshots: Snapshot[] }>("GET", "/v1/vms/snapshots").then((r) => r.snapshots);
+export const listVms = (): Promise<VmInfo[]> => api<VmList>("GET", "/v1/vms").then((r) => r.vms);
+export const listSnapshots = (): Promise<SnapshotInfo[]> => api<SnapshotList>("GET", "/v1/vms/snapshots").then((r) => r.snapshots);
 export const vmPath = (id: string) => `/v1/vms/${encodeURIComponent(id)}`;
 export const filePath = (id: string, p: string) => `${vmPath(id)}/files/${encodeURIComponent(p)}`;
 

@@ -6,7 +6,7 @@
  */
 import { makeError } from "./errors.js";
 import { seg, Transport, type FetchLike } from "./transport.js";
-import type { CreateVmOptions, SnapshotInfo, SnapshotList, VmList, VmSummary } from "./types.js";
+import type { CreateVmOptions, SnapshotInfo, SnapshotList, VmList, VmInfo } from "./types.js";
 import { Vm } from "./vm.js";
 
 /** Options of `new Capsule()`. */
@@ -82,8 +82,8 @@ export class Vms {
   }
 
   /** Fetches a VM's info (VM_NOT_FOUND if it does not exist) and returns a handle with it. */
-  async get({ vmId }: { vmId: string }): Promise<{ vm: Vm; info: VmSummary }> {
-    const info = await this.t.json<VmSummary>("GET", `/v1/vms/${seg(vmId)}`);
+  async get({ vmId }: { vmId: string }): Promise<{ vm: Vm; info: VmInfo }> {
+    const info = await this.t.json<VmInfo>("GET", `/v1/vms/${seg(vmId)}`);
     return { vm: this.ref({ vmId }), info };
   }
 

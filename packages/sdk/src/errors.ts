@@ -1,34 +1,14 @@
 /**
  * Typed errors. Every failure the SDK reports is a {@link CapsuleError} with a stable `code`:
- * the server's code (its registry, `packages/server/src/errors.ts`) for API answers, or one of
- * the client-side codes below. Messages end with how to fix the problem.
+ * one of the API's codes (the contract's registry, `@capsule/contract/errors`, documented in
+ * docs/errors.md) for server answers, or one of the client-side codes below, which never travel
+ * on the wire. Messages end with how to fix the problem.
  * @module
  */
+import { API_ERROR_CODES, type ApiErrorCode } from "@capsule/contract/errors";
 
-/** Codes the Capsule server answers with (`{code, message}` bodies). */
-export const API_ERROR_CODES = [
-  "UNAUTHORIZED",
-  "NOT_FOUND",
-  "VM_NOT_FOUND",
-  "SNAPSHOT_NOT_FOUND",
-  "FILE_NOT_FOUND",
-  "USER_NOT_FOUND",
-  "SESSION_NOT_FOUND",
-  "BAD_REQUEST",
-  "VALIDATION_ERROR",
-  "CREATE_VM_BAD_REQUEST",
-  "FILES_BAD_REQUEST",
-  "INVALID_SESSION_ID",
-  "VM_NOT_RUNNING",
-  "FORBIDDEN",
-  "SESSION_USER_MISMATCH",
-  "VM_LIMIT_EXCEEDED",
-  "EXEC_TIMED_OUT",
-  "STILL_CREATING",
-  "SESSION_CAP_REACHED",
-  "INTERNAL_ERROR",
-  "SERVICE_UNAVAILABLE",
-] as const;
+/** Codes the Capsule server answers with (`{code, message}` bodies): the contract's registry. */
+export { API_ERROR_CODES, type ApiErrorCode };
 
 /** Codes raised by the SDK itself, without a server answer. */
 export const CLIENT_ERROR_CODES = [
@@ -44,12 +24,12 @@ export const CLIENT_ERROR_CODES = [
   "SESSION_CLOSED",
 ] as const;
 
-export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
 /** Every `code` a {@link CapsuleError} can carry. An unknown server code is passed through as is. */
 export type ErrorCode = ApiErrorCode | ClientErrorCode;
 
-const HINTS: Partial<Record<ErrorCode, string>> = {
+/** A fix hint for every code: adding a code to the registry without one fails to compile. */
+export const HINTS: Readonly<Record<ErrorCode, string>> = {
   UNAUTHORIZED: "check CAPSULE_API_KEY (or the apiKey option); create a key on the server host with `capsule keys create`",
   VM_NOT_FOUND: "check the VM id with `capsule vm list` (VMs of other accounts are invisible)",
   NOT_FOUND: "check the id and the server version",
@@ -61,6 +41,9 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   INVALID_SESSION_ID: "use a session id from vm.pty.list() or the one open() returned",
   VM_NOT_RUNNING: "start the VM with vm.start() (or `capsule vm start ID`)",
   VM_LIMIT_EXCEEDED: "delete VMs you no longer need (`capsule vm list`, `capsule vm delete ID`)",
+  SNAPSHOT_LIMIT_EXCEEDED: "delete snapshots you no longer need (`capsule snapshot list`, `capsule snapshot delete ID`)",
+  MEM_OVER_PLAN_LIMIT: "ask for less memory (memSizeGb): the server caps it per VM",
+  VCPU_OVER_PLAN_LIMIT: "ask for fewer vCPUs (vcpuCount): the server caps them per VM",
   EXEC_TIMED_OUT: "raise timeoutMs, or run long commands with vm.spawn()",
   STILL_CREATING: "wait for the VM to finish starting and retry",
   SESSION_CAP_REACHED: "close terminal sessions you no longer need with vm.pty.close({ sessionId })",
@@ -90,7 +73,7 @@ export class CapsuleError extends Error {
   readonly detail: string;
 
   constructor(code: ErrorCode | (string & {}), detail: string, opts: { status?: number; body?: Record<string, unknown>; cause?: unknown } = {}) {
-    const hint = HINTS[code as ErrorCode];
+    const hint = Object.prototype.hasOwnProperty.call(HINTS, code) ? HINTS[code as ErrorCode] : undefined;
     super(hint ? `${detail} — ${hint}` : detail, opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = "CapsuleError";
     this.code = code;
@@ -132,6 +115,10 @@ export class ExecTimedOutError extends CapsuleError {
 export class ValidationError extends CapsuleError {
   override readonly name = "ValidationError";
 }
+/** VM_LIMIT_EXCEEDED / SNAPSHOT_LIMIT_EXCEEDED / MEM_OVER_PLAN_LIMIT / VCPU_OVER_PLAN_LIMIT / SESSION_CAP_REACHED: a limit of the server. */
+export class LimitError extends CapsuleError {
+  override readonly name = "LimitError";
+}
 /** CONFIG_MISSING: the client has no API URL or key. */
 export class ConfigError extends CapsuleError {
   override readonly name = "ConfigError";
@@ -158,6 +145,11 @@ const CLASSES: Partial<Record<ErrorCode, ErrorClass>> = {
   VALIDATION_ERROR: ValidationError,
   CREATE_VM_BAD_REQUEST: ValidationError,
   FILES_BAD_REQUEST: ValidationError,
+  VM_LIMIT_EXCEEDED: LimitError,
+  SNAPSHOT_LIMIT_EXCEEDED: LimitError,
+  MEM_OVER_PLAN_LIMIT: LimitError,
+  VCPU_OVER_PLAN_LIMIT: LimitError,
+  SESSION_CAP_REACHED: LimitError,
   CONFIG_MISSING: ConfigError,
   NETWORK_ERROR: ConnectionError,
   CONNECTION_LOST: ConnectionError,

@@ -21,6 +21,7 @@ export {
   ConnectionError,
   ExecTimedOutError,
   FileNotFoundError,
+  LimitError,
   SessionError,
   SnapshotNotFoundError,
   UnauthorizedError,
@@ -33,19 +34,20 @@ export type { ApiErrorCode, ClientErrorCode, ErrorCode } from "./errors.js";
 export { LINUX_USER_HEADER } from "./transport.js";
 export type { FetchLike } from "./transport.js";
 export type {
-  CreateUserSpec,
   CreateVmOptions,
   DirEntry,
   ExecOptions,
   ExecResult,
   FileStat,
+  GroupSpec,
   PtySessionInfo,
   SnapshotInfo,
   SnapshotList,
   SnapshotResult,
+  UserSpec,
+  VmInfo,
   VmList,
   VmState,
-  VmSummary,
 } from "./types.js";
 export {
   buildClaudeSnapshot,

@@ -4,7 +4,7 @@ import { VmPty } from "./pty.js";
 import { makeError } from "./errors.js";
 import { spawnProcess, type SpawnedProcess, type SpawnOptions } from "./spawn.js";
 import { seg, type Transport } from "./transport.js";
-import type { ExecOptions, ExecResult, SnapshotResult, VmSummary } from "./types.js";
+import type { ExecOptions, ExecResult, SnapshotResult, VmInfo } from "./types.js";
 
 /** Options of `vm.start()`. */
 export interface StartVmOptions {
@@ -89,7 +89,7 @@ export class Vm {
   }
 
   /** State and sizing of the VM. */
-  async getInfo(): Promise<VmSummary> {
+  async getInfo(): Promise<VmInfo> {
     return this.#t.json("GET", this.#path());
   }
 

@@ -1,12 +1,7 @@
 /** A small file browser over the files API: list a directory, download a file, upload one. */
 import { useCallback, useEffect, useState, type ChangeEvent } from "react";
-import { api, filePath, fromBase64, toBase64 } from "../api";
+import { api, filePath, fromBase64, toBase64, type DirEntry, type FileContent } from "../api";
 import { href } from "../router";
-
-interface Entry {
-  name: string;
-  kind: "file" | "directory";
-}
 
 function join(dir: string, name: string): string {
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
@@ -18,13 +13,13 @@ function parent(dir: string): string {
 }
 
 export function FilesPage({ vmId, path }: { vmId: string; path: string }) {
-  const [entries, setEntries] = useState<Entry[]>();
+  const [entries, setEntries] = useState<DirEntry[]>();
   const [error, setError] = useState<string>();
   const [flash, setFlash] = useState<string>();
   const [busy, setBusy] = useState(false);
 
   const load = useCallback(() => {
-    api<{ files?: Entry[]; content?: string }>("GET", filePath(vmId, path)).then(
+    api<{ files?: DirEntry[] } & Partial<FileContent>>("GET", filePath(vmId, path)).then(
       (r) => {
         setError(undefined);
         if (!r.files) {

@@ -8,7 +8,7 @@
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { useEffect, useRef, useState } from "react";
-import { api, ApiError, vmPath, type PtySession } from "../api";
+import { api, ApiError, vmPath, type PtySessionInfo } from "../api";
 import { href, replaceHash } from "../router";
 import { usePoll } from "./usePoll";
 
@@ -19,10 +19,10 @@ export function TerminalPage({ vmId, query }: { vmId: string; query: URLSearchPa
   const user = query.get("user") || "root";
   const [asUser, setAsUser] = useState(user);
   const [fresh, setFresh] = useState(0);
-  const sessions = usePoll(() => api<{ sessions: PtySession[] }>("GET", `${vmPath(vmId)}/pty/sessions`).then((r) => r.sessions), 3000);
+  const sessions = usePoll(() => api<{ sessions: PtySessionInfo[] }>("GET", `${vmPath(vmId)}/pty/sessions`).then((r) => r.sessions), 3000);
   const [current, setCurrent] = useState(session);
 
-  const close = async (s: PtySession) => {
+  const close = async (s: PtySessionInfo) => {
     const u: Record<string, string> = s.user && s.user !== "root" ? { "X-Freestyle-Vm-Linux-User-Id": s.user } : {};
     await api("DELETE", `${vmPath(vmId)}/pty/sessions/${encodeURIComponent(s.sessionId)}`, undefined, u).catch(() => undefined);
     sessions.reload();

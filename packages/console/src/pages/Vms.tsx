@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { age, api, listSnapshots, listVms, vmPath, type Snapshot, type Vm } from "../api";
+import { age, api, listSnapshots, listVms, vmPath, type SnapshotInfo, type VmInfo } from "../api";
 import { useConfirm } from "../confirm";
 import { href } from "../router";
 import { usePoll } from "./usePoll";
@@ -22,15 +22,15 @@ export function VmsPage() {
     reload();
   };
 
-  const lifecycle = async (vm: Vm, op: "start" | "stop" | "suspend") => {
+  const lifecycle = async (vm: VmInfo, op: "start" | "stop" | "suspend") => {
     if ((await confirm(`${op[0]?.toUpperCase()}${op.slice(1)} VM ${vm.id}?`, { danger: op !== "start" })) === false) return;
     await act(`${op} ${vm.id}`, async () => void (await api("POST", `${vmPath(vm.id)}/${op}`, {})));
   };
-  const remove = async (vm: Vm) => {
+  const remove = async (vm: VmInfo) => {
     if ((await confirm(`Delete VM ${vm.id}? Its disk is removed; snapshots stay.`, { danger: true })) === false) return;
     await act(`delete ${vm.id}`, async () => void (await api("DELETE", vmPath(vm.id))));
   };
-  const snapshot = async (vm: Vm) => {
+  const snapshot = async (vm: VmInfo) => {
     const name = await confirm(`Snapshot VM ${vm.id}? It keeps running.`, { input: { label: "Name (optional)", placeholder: "after-setup" } });
     if (name === false) return;
     await act(`snapshot ${vm.id}`, async () => {
@@ -38,7 +38,7 @@ export function VmsPage() {
       return `Snapshot ${r.snapshotId} created from ${vm.id}`;
     });
   };
-  const fork = async (vm: Vm) => {
+  const fork = async (vm: VmInfo) => {
     if ((await confirm(`Fork VM ${vm.id}? The copy starts with the same disk.`)) === false) return;
     await act(`fork ${vm.id}`, async () => {
       const r = await api<{ forks: { id: string }[] }>("POST", `${vmPath(vm.id)}/fork`, {});
@@ -122,7 +122,7 @@ export function VmsPage() {
   );
 }
 
-function CreateVm({ snapshots, onDone, initialSnapshot = "" }: { snapshots: Snapshot[]; onDone: (text: string, ok: boolean) => void; initialSnapshot?: string }) {
+function CreateVm({ snapshots, onDone, initialSnapshot = "" }: { snapshots: SnapshotInfo[]; onDone: (text: string, ok: boolean) => void; initialSnapshot?: string }) {
   const [source, setSource] = useState(initialSnapshot);
   const [name, setName] = useState("");
   const [idle, setIdle] = useState("default");
