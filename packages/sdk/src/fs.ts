@@ -7,6 +7,7 @@
  */
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeWebReadableStream } from "node:stream/web";
+import { shq } from "@capsule/contract/shell";
 import { makeError } from "./errors.js";
 import { seg, type RawBody, type Transport } from "./transport.js";
 import type { DirEntry, ExecResult, FileStat } from "./types.js";
@@ -16,8 +17,6 @@ export interface WriteFileOptions {
   /** Mode of a newly created file, e.g. `0o755`. Default `0o644`. */
   mode?: number;
 }
-
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export class VmFs {
   /** @internal */

@@ -5,6 +5,7 @@
  * @module
  */
 import { Readable, Writable } from "node:stream";
+import { shq } from "@capsule/contract/shell";
 import type WebSocket from "ws";
 import { makeError, type CapsuleError } from "./errors.js";
 import { seg, type Transport } from "./transport.js";
@@ -51,7 +52,6 @@ export interface SpawnedProcess {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** @internal */
 export function spawnProcess(t: Transport, vmId: string, command: string, opts: SpawnOptions, handleUser: string | undefined): SpawnedProcess {

@@ -1,7 +1,5 @@
-/** Quotes one argument for /bin/sh: single quotes, with embedded ones closed and escaped. */
-export function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+/** Shell quoting is the contract's one helper (`@capsule/contract/shell`); re-exported for the server's modules. */
+export { shq } from "@capsule/contract/shell";
 
 /** The shell-convention status of a process that died of a signal: 128 + its number. */
 export function statusFromExit(exitCode: number | null, signal: string | null, signals: Record<string, number>): number | null {

@@ -1,10 +1,9 @@
 import type { Command } from "commander";
+import { shellJoin, shq } from "@capsule/contract/shell";
 import { buildClaudeSnapshot, claudeEnv, type Vm } from "@capsule/sdk";
 import { action, client, examples, EXIT } from "../api.js";
 import { attachTerminal } from "../terminal.js";
 import { registerClaudeSnapshot } from "./claude-snapshot.js";
-
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 interface ClaudeOpts {
   snapshot?: string;
@@ -72,14 +71,14 @@ other ANTHROPIC_* / CLAUDE_CODE_* variable are passed to Claude Code in the VM.$
             const exports = Object.entries({ ...env, TERM: process.env.TERM || "xterm-256color" })
               .map(([k, v]) => `${k}=${shq(v)}`)
               .join(" ");
-            const args = [...flags, ...(prompt ? [prompt] : [])].map(shq).join(" ");
+            const args = shellJoin([...flags, ...(prompt ? [prompt] : [])]);
             const exec = `cd ${shq(o.dir)} && export ${exports} && exec claude ${args}`;
             const target = o.user === "root" ? vm : vm.user({ username: o.user });
             const r = await attachTerminal((size, listeners) => target.pty.open({ ...size, exec, ...listeners }));
             process.exitCode = r.code;
             return;
           }
-          const cmd = ["claude", "-p", prompt ?? "", ...flags].map(shq).join(" ");
+          const cmd = shellJoin(["claude", "-p", prompt ?? "", ...flags]);
           const p = vm.spawn(`exec ${cmd}`, { user: o.user, cwd: o.dir, env });
           p.stdin.end(); // -p reads piped stdin until EOF
           p.stdout.pipe(process.stdout);

@@ -7,16 +7,14 @@
  * named `claude-code-<version>[-<variant>]` and reused: a second call returns at once.
  * @module
  */
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { shq } from "@capsule/contract/shell";
 import type { Capsule } from "../client.js";
 import type { Vm } from "../vm.js";
-
-const run = promisify(execFile);
 
 /** The Claude Code version Capsule pins by default (env CAPSULE_CLAUDE_CODE_VERSION overrides). */
 export const DEFAULT_CLAUDE_CODE_VERSION = "2.1.332";
@@ -64,6 +62,7 @@ export async function ensureClaudeCodeBinary(version = defaultVersion(), cacheDi
   const dir = path.join(cacheDir, version);
   const bin = path.join(dir, "claude");
   if (fs.existsSync(bin)) return bin;
+  const run = promisify((await import("node:child_process")).execFile); // loaded here: importing the SDK should not load child_process
   fs.mkdirSync(dir, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(dir, ".fetch-"));
   try {
@@ -84,8 +83,6 @@ export async function ensureClaudeCodeBinary(version = defaultVersion(), cacheDi
 function defaultVersion(): string {
   return process.env.CAPSULE_CLAUDE_CODE_VERSION || DEFAULT_CLAUDE_CODE_VERSION;
 }
-
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** `~/.claude.json` that skips onboarding, approves the key (by its last 20 chars) and trusts `dirs`. */
 export function claudeJson(dirs: string[], apiKey?: string): Record<string, unknown> {

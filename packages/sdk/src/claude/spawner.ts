@@ -8,6 +8,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Readable, Writable } from "node:stream";
+import { shellJoin } from "@capsule/contract/shell";
 import type { SpawnSignal } from "../spawn.js";
 import type { Vm } from "../vm.js";
 
@@ -50,7 +51,6 @@ export interface ClaudeCodeSpawnerOptions {
 
 const FORWARD = /^(ANTHROPIC_[A-Za-z0-9_]*|CLAUDE_CODE_[A-Za-z0-9_]*|CLAUDECODE)$/;
 const SIGNALS: Record<string, SpawnSignal> = { SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGKILL: "SIGKILL", SIGHUP: "SIGHUP", "2": "SIGINT", "15": "SIGTERM", "9": "SIGKILL", "1": "SIGHUP" };
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Only the variables Claude Code needs from the SDK's env. */
 export function claudeEnv(env: Record<string, string | undefined>): Record<string, string> {
@@ -77,7 +77,7 @@ export function claudeCodeSpawner(vm: Vm, opts: ClaudeCodeSpawnerOptions = {}): 
       HOME: home,
       PATH: `${home}/.local/bin:/usr/local/bin:/usr/bin:/bin`,
     };
-    const cmd = [vmCommand(options.command, opts.executable), ...options.args].map(shq).join(" ");
+    const cmd = shellJoin([vmCommand(options.command, opts.executable), ...options.args]);
     const p = vm.spawn(`exec ${cmd}`, { ...(user ? { user } : {}), cwd, env });
     const events = new EventEmitter();
     let killed = false;
