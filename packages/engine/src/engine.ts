@@ -14,6 +14,7 @@ import { RuncRuntime } from "./runtime/runc.js";
 import { RunscRuntime } from "./runtime/runsc.js";
 import type { Runtime } from "./runtime/types.js";
 import { DataDirLock } from "./state/data-dir-lock.js";
+import { secureDataDir } from "./state/host-modes.js";
 import { Records, type SnapshotRecord, type VmRecord } from "./state/records.js";
 import { VmHost } from "./vm-host.js";
 
@@ -100,6 +101,7 @@ export class Engine {
     await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     engine.#dataDirLock = await DataDirLock.acquire(engine.#paths.lockFile);
     try {
+      await secureDataDir(engine.#paths);
       engine.#recovery = await recover({
         options,
         paths: engine.#paths,

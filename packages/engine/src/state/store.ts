@@ -12,7 +12,7 @@ export const TEMP_MARK = ".tmp-";
  */
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
   const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true });
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 }); // engine state is root-only (see host-modes.ts)
   const tmp = `${file}${TEMP_MARK}${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
   try {
     const fh = await fs.open(tmp, "w", 0o600);
