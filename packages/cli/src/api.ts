@@ -3,6 +3,7 @@
  * env), output helpers (--json or tables), and error reporting with reliable exit codes.
  * @module
  */
+import v8 from "node:v8";
 import { CommanderError, type Command } from "commander";
 import { Capsule, CapsuleError } from "@capsule/sdk";
 
@@ -72,6 +73,10 @@ export function report(err: unknown, exitCode = exitCodeFor(err)): void {
 
 /** The SDK client for a command, from its global --api-url/--api-key or the environment. */
 export function client(cmd: Command): Capsule {
+  // fetch parses HTTP with WebAssembly (undici's llhttp). V8's optimizing tier compiles it on a
+  // background thread that the process waits for before it exits, ~100 ms for every command; the
+  // baseline tier (Liftoff) parses a CLI's few responses just as well.
+  v8.setFlagsFromString("--liftoff-only");
   const o = cmd.optsWithGlobals<{ apiUrl?: string; apiKey?: string }>();
   return new Capsule({ ...(o.apiUrl ? { apiUrl: o.apiUrl } : {}), ...(o.apiKey ? { apiKey: o.apiKey } : {}) });
 }

@@ -1,11 +1,12 @@
 /**
  * HTTP and WebSocket plumbing shared by every handle: base URL, auth and the Linux-user header,
  * JSON requests with typed errors, raw byte requests, and authenticated WebSockets (the `ws`
- * package, so Node 20 needs no flag).
+ * package, so Node 20 needs no flag; loaded on the first WebSocket, so plain HTTP calls such as
+ * `vms.list()` do not pay for it).
  * @module
  */
 import type { IncomingMessage } from "node:http";
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import { errorFromResponse, makeError, type CapsuleError } from "./errors.js";
 
 export const LINUX_USER_HEADER = "X-Freestyle-Vm-Linux-User-Id";
@@ -91,9 +92,10 @@ export class Transport {
   }
 
   /** Opens an authenticated WebSocket; handshake refusals reject with the server's typed error. */
-  websocket(path: string, query: Record<string, string | number | undefined>, user: string | undefined, onMessage: (data: Buffer, isBinary: boolean) => void): Promise<WebSocket> {
+  async websocket(path: string, query: Record<string, string | number | undefined>, user: string | undefined, onMessage: (data: Buffer, isBinary: boolean) => void): Promise<WebSocket> {
     const url = this.url(path, query).replace(/^http(s?):\/\//, "ws$1://");
-    const ws = new WebSocket(url, { headers: this.headers(user), perMessageDeflate: false });
+    const { default: WebSocketImpl } = await import("ws");
+    const ws = new WebSocketImpl(url, { headers: this.headers(user), perMessageDeflate: false });
     // Listen from the start: frames can follow the handshake before the caller has the socket.
     ws.on("message", (data: WebSocket.RawData, isBinary: boolean) => onMessage(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer), isBinary));
     return new Promise((resolve, reject) => {

@@ -5,8 +5,8 @@ export function registerKeysRevoke(keys: Command): void {
   keys
     .command("revoke <id>")
     .description("revoke an API key by id (or the full key)")
-    .action(function (this: Command, id: string) {
-      if (!withKeys(this, (k) => k.revokeKey(id))) {
+    .action(async function (this: Command, id: string) {
+      if (!(await withKeys(this, (k) => k.revokeKey(id)))) {
         process.stderr.write(`no active key ${id}\n`);
         process.exitCode = 1;
       } else process.stdout.write(`revoked ${id}\n`);

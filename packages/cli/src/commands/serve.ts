@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { startServer } from "@capsule/server";
 
 /** `capsule serve`: runs the API until SIGINT/SIGTERM. Flags override env (CAPSULE_PORT, ...), which overrides the config file. */
 export function registerServe(program: Command): void {
@@ -15,6 +14,7 @@ export function registerServe(program: Command): void {
     .option("--egress <mode>", "VM egress: internet or none (env CAPSULE_EGRESS; default internet)")
     .option("--allow-host-port <port>", "a host TCP port VMs may reach at host.capsule.internal; repeatable (env CAPSULE_ALLOWED_HOST_PORTS, comma-separated)", (v: string, acc: number[] = []) => [...acc, Number(v)])
     .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet"; allowHostPort?: number[] }) => {
+      const { startServer } = await import("@capsule/server"); // the server, engine and SQLite load only for `serve`
       const idle = o.idleTimeout === undefined ? undefined : o.idleTimeout === "none" ? null : Number(o.idleTimeout);
       const server = await startServer({
         ...(o.port !== undefined ? { port: o.port } : {}),
