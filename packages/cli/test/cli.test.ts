@@ -51,9 +51,15 @@ describe("capsule CLI", () => {
 
   it("vm exec passes exit codes, users, stdin and output through", async (ctx) => {
     if (t.skip() || !vmId) return ctx.skip(String(t.skip() || "no VM"));
-    const hi = await run(["vm", "exec", vmId, "--", "echo", "hi;", "echo", "err", ">&2"]);
+    const hi = await run(["vm", "exec", vmId, "--", "echo hi; echo err >&2"]);
     assert.deepEqual([hi.code, hi.stdout, hi.stderr], [0, "hi\n", "err\n"]);
     assert.equal((await run(["vm", "exec", vmId, "--", "exit 7"])).code, 7);
+    // Several words are an argv, kept exactly (as docker/kubectl exec do); one word is a shell command line.
+    assert.equal((await run(["vm", "exec", vmId, "--", "sh", "-c", "exit 7"])).code, 7);
+    const argv = await run(["vm", "exec", vmId, "--", "printf", "%s|", "one two", "three"]);
+    assert.deepEqual([argv.code, argv.stdout], [0, "one two|three|"]);
+    const literal = await run(["vm", "exec", vmId, "--", "echo", "$HOME", "it's", "a;b", "*", "", "~"]);
+    assert.equal(literal.stdout, "$HOME it's a;b *  ~\n");
     assert.equal((await run(["vm", "exec", vmId, "--", "kill -9 $$"])).code, 137);
     assert.equal((await run(["vm", "exec", vmId, "--user", "claude", "--", "id -un"])).stdout, "claude\n");
     const piped = await run(["vm", "exec", vmId, "-i", "--", "wc -c"], randomBytes(300_000));

@@ -1,5 +1,15 @@
+import { shellJoin } from "@capsule/contract/shell";
 import { CommanderError, type Command } from "commander";
 import { action, client, examples, EXIT, printJson, report } from "../api.js";
+
+/**
+ * The command line the VM's `/bin/sh -c` runs for `vm exec`'s words. One word is a shell command
+ * line as typed (`'cd /srv/app && ls'`); several are a program and its arguments, each quoted, so
+ * the program gets exactly these arguments, as with docker, kubectl or runsc exec.
+ */
+export function execCommandLine(words: readonly string[]): string {
+  return words.length === 1 ? (words[0] ?? "") : shellJoin(words);
+}
 
 export function registerVmExec(vm: Command): void {
   vm.command("exec <vm> <command...>")
@@ -12,8 +22,15 @@ export function registerVmExec(vm: Command): void {
     .option("--json", "buffer the run and print {stdout, stderr, statusCode} as JSON")
     .addHelpText(
       "after",
-      `\nThe words after -- are joined with spaces and run by /bin/sh -c, as ssh does.${examples(
+      `
+The words after --:
+  several words  a program and its arguments, passed exactly as given (each word is
+                 quoted for the VM's shell), as docker and kubectl exec do
+  one word       a shell command line, run by /bin/sh -c: pipes, &&, cd and $VARS work
+${examples(
         "capsule vm exec VM -- uname -a",
+        "capsule vm exec VM -- sh -c 'exit 7'            # exits 7",
+        "capsule vm exec VM -- printf '%s|' \"one two\" three  # prints one two|three|",
         "capsule vm exec VM --user claude -- 'cd /srv/app && npm test'",
         "tar c . | capsule vm exec VM -i -- tar x -C /srv/app",
         "capsule vm exec VM --json -- cat /etc/os-release",
@@ -22,7 +39,7 @@ export function registerVmExec(vm: Command): void {
     .action(
       action(async function (this: Command, id: string, words: string[]) {
         const o = this.opts<{ user?: string; cwd?: string; env: string[]; interactive?: boolean; timeout?: string; json?: boolean }>();
-        const command = words.join(" ");
+        const command = execCommandLine(words);
         const env: Record<string, string> = {};
         for (const kv of o.env) {
           const i = kv.indexOf("=");
