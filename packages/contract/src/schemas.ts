@@ -9,7 +9,7 @@
  * @module
  */
 import { z } from "zod";
-import { API_ERROR_CODES, type ApiErrorCode } from "./errors.js";
+import { API_ERROR_CODES, API_ERRORS, type ApiErrorCode } from "./errors.js";
 
 /** The body of every error answer (see `@capsule/contract/errors` and docs/errors.md). */
 export const ErrorBody = z
@@ -22,7 +22,13 @@ export const ErrorBody = z
     /** Capsule's finer reason when the client-known code is broader. */
     reason: z.string().optional(),
   })
-  .meta({ id: "Error", description: "Error answer: `{code, message}` with a code the Freestyle client knows; see docs/errors.md." });
+  .meta({
+    id: "Error",
+    description: [
+      "Error answer: `{code, message}` with a code the Freestyle client knows (docs/errors.md). The codes, with their usual status:",
+      ...API_ERROR_CODES.map((c) => `- \`${c}\` (${API_ERRORS[c].status}${API_ERRORS[c].retryable ? ", retryable" : ""}): ${API_ERRORS[c].description}`),
+    ].join("\n"),
+  });
 
 const LinuxName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Linux user or group name: [a-z_][a-z0-9_-]{0,31}");
 const AbsPath = z.string().regex(/^\/[^\0]*$/, "must be an absolute path");

@@ -8,4 +8,6 @@ export { resolveConfig, dbPath } from "./config.js";
 export type { ServerConfig } from "./config.js";
 export { openDb } from "./db.js";
 export { KeyStore } from "./keys.js";
+export { openApiDocument } from "./openapi-doc.js";
+export type { OpenApiDocument } from "./openapi-doc.js";
 export type { Account, KeyInfo } from "./keys.js";

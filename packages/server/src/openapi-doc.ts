@@ -28,3 +28,24 @@ headers at once and a space every 30 s before its JSON, because the client's fet
 **Streaming exec (Capsule extension).** WebSocket \`GET /v1/vms/{vm_id}/exec-stream?command=...\`:
 live stdin/stdout/stderr, EOF, kill and the exit code; see that route.
 `.trim();
+
+/** The parts of the OpenAPI document the contract checks read. */
+export interface OpenApiDocument {
+  openapi: string;
+  info: { title: string; version: string; description?: string };
+  paths: Record<string, Record<string, { responses?: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> }>>;
+  components: { schemas: Record<string, { properties?: Record<string, { enum?: string[] }>; description?: string }> };
+}
+
+/**
+ * The document `GET /openapi.json` serves, built from an app whose services are inert (no engine,
+ * database or root needed): for tests and tools that check the API contract.
+ */
+export async function openApiDocument(): Promise<OpenApiDocument> {
+  const [{ createApp }, { DEFAULT_LIMITS }] = await Promise.all([import("./app.js"), import("./context.js")]);
+  const inert = new Proxy({}, { get: (_t, prop) => { throw new Error(`openApiDocument: the app's services are inert (read ${String(prop)})`); } });
+  const deps = { svc: inert, keys: inert, log: inert, metrics: { httpDuration: { observe: () => undefined } }, limits: DEFAULT_LIMITS };
+  const res = await createApp(deps as unknown as Parameters<typeof createApp>[0]).request("/openapi.json");
+  if (!res.ok) throw new Error(`openApiDocument: /openapi.json answered ${res.status}`);
+  return (await res.json()) as OpenApiDocument;
+}
