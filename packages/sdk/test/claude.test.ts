@@ -11,6 +11,7 @@ import { query } from "@anthropic-ai/claude-agent-sdk";
 import { buildClaudeSnapshot, Capsule, claudeCodeSpawner, type ClaudeSnapshot, type Vm } from "@capsule/sdk";
 import { execFile, spawn as spawnChild } from "node:child_process";
 import { CLI } from "@capsule/server/test-support";
+import { shellJoin } from "@capsule/contract/shell";
 import { startFakeAnthropic, type FakeAnthropic } from "../test-support/fake-anthropic.js";
 import { spawnInVm } from "../test-support/seed-bridge.js";
 import { until, useServer } from "../test-support/server.js";
@@ -302,8 +303,7 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
 
   it("CLI: capsule claude --interactive attaches a terminal running Claude Code's UI (under script(1) for a tty)", async (ctx) => {
     if (skip()) return ctx.skip(String(skip()));
-    const q = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
-    const cmd = [process.execPath, CLI, "claude", "--interactive", "--vm", vm!.id, "--user", "root", "--dir", "/root"].map(q).join(" ");
+    const cmd = shellJoin([process.execPath, CLI, "claude", "--interactive", "--vm", vm!.id, "--user", "root", "--dir", "/root"]);
     const child = spawnChild("script", ["-qfec", `stty cols 100 rows 30; exec ${cmd}`, "/dev/null"], {
       env: { ...process.env, CAPSULE_API_URL: t.get().url, CAPSULE_API_KEY: t.get().keyA, ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: fake!.vmBaseUrl, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1", CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL: "1", TERM: "xterm-256color" },
       stdio: ["pipe", "pipe", "pipe"],
