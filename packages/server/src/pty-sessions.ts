@@ -5,8 +5,8 @@
  * @module
  */
 import type { PtySessionInfo } from "@capsule/engine";
-import { ApiError, toApiError } from "./errors.js";
-import type { VmService } from "./vm-service.js";
+import { ApiError } from "./errors.js";
+import type { VmGuest } from "./guest/gateway.js";
 
 export interface PtySessionView {
   sessionId: string;
@@ -40,15 +40,10 @@ export function sessionView(s: PtySessionInfo): PtySessionView {
   };
 }
 
-/** The session, checked to belong to `user` (root when undefined). */
-export async function findSession(svc: VmService, vmId: string, sessionId: string, user: string | undefined): Promise<PtySessionInfo> {
+/** The session, checked to belong to `user` (root when undefined). Errors are mapped by the gateway. */
+export async function findSession(guest: VmGuest, sessionId: string, user: string | undefined): Promise<PtySessionInfo> {
   if (!SESSION_ID_RE.test(sessionId)) throw new ApiError("INVALID_SESSION_ID", `session id must match [a-zA-Z0-9._-]{1,64}, got ${JSON.stringify(sessionId)}`);
-  let sessions: PtySessionInfo[];
-  try {
-    sessions = await svc.engine.guest.ptyList(vmId);
-  } catch (err) {
-    throw toApiError(err);
-  }
+  const sessions = await guest.ptyList();
   const s = sessions.find((x) => x.sessionId === sessionId);
   if (!s) throw new ApiError("SESSION_NOT_FOUND", `PTY session not found: ${sessionId}`);
   const as = user ?? "root";

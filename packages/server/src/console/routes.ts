@@ -111,7 +111,7 @@ export function register(app: App, deps: Deps): void {
     if (typeof body.vmId !== "string" || body.vmId === "") return fail(c, new ApiError("VALIDATION_ERROR", "vmId is required"));
     const user = typeof body.user === "string" && body.user !== "" && body.user !== "root" ? body.user : undefined;
     if (user !== undefined && !LINUX_USER_RE.test(user)) return fail(c, new ApiError("VALIDATION_ERROR", "user must be a Linux user name"));
-    const vm = await deps.svc.get(account, body.vmId); // VM_NOT_FOUND for another account's VM
+    const vm = await deps.svc.views.get(account, body.vmId); // VM_NOT_FOUND for another account's VM
     const t = auth.issueWsToken(sessionId, vm.id, user);
     if (!t) return fail(c, new ApiError("UNAUTHORIZED", "not signed in"));
     c.header("Cache-Control", "no-store");

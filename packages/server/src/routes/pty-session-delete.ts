@@ -1,6 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { toApiError } from "../errors.js";
 import { findSession } from "../pty-sessions.js";
 import { LinuxUserHeader, PtySessionParams } from "../schemas.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
@@ -18,13 +17,11 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id, session_id } = c.req.valid("param");
-      const id = await svc.ensureRunning(account(c), vm_id);
-      await findSession(svc, id, session_id, linuxUser(c));
-      try {
-        return c.json(await svc.engine.guest.ptyClose(id, session_id), 200);
-      } catch (err) {
-        throw toApiError(err);
-      }
+      const closed = await svc.gateway.withVm(account(c), vm_id, {}, async (_vm, guest) => {
+        await findSession(guest, session_id, linuxUser(c));
+        return guest.ptyClose(session_id);
+      });
+      return c.json(closed, 200);
     },
   );
 }

@@ -1,6 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { toApiError } from "../errors.js";
 import { sessionView } from "../pty-sessions.js";
 import { LinuxUserHeader, PtySession, VmParams } from "../schemas.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
@@ -20,15 +19,11 @@ export function register(app: App, { svc }: Deps): void {
       responses: { 200: json(z.object({ sessions: z.array(PtySession) })), ...errors(404) },
     }),
     async (c) => {
-      const vm = await svc.get(account(c), c.req.valid("param").vm_id);
-      if (vm.state !== "running") return c.json({ sessions: [] }, 200);
       const user = linuxUser(c);
-      try {
-        const sessions = (await svc.engine.guest.ptyList(vm.id)).filter((s) => !user || s.user === user);
-        return c.json({ sessions: sessions.map(sessionView) }, 200);
-      } catch (err) {
-        throw toApiError(err);
-      }
+      const sessions = await svc.gateway.withVm(account(c), c.req.valid("param").vm_id, { wake: false, hold: false }, async (vm, guest) =>
+        vm.running ? (await guest.ptyList()).filter((s) => !user || s.user === user) : [],
+      );
+      return c.json({ sessions: sessions.map(sessionView) }, 200);
     },
   );
 }

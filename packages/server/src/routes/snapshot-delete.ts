@@ -16,7 +16,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { snapshot_id } = c.req.valid("param");
-      await svc.deleteSnapshot(account(c), snapshot_id);
+      await svc.provisioning.deleteSnapshot(account(c), snapshot_id);
       return c.json({ snapshot_id }, 200);
     },
   );

@@ -16,7 +16,7 @@ export function register(app: App, { svc }: Deps): void {
     async (c) => {
       const { snapshot_id } = c.req.valid("param");
       const { name } = c.req.valid("json");
-      svc.renameSnapshot(account(c), snapshot_id, name);
+      svc.provisioning.renameSnapshot(account(c), snapshot_id, name);
       return c.json({ snapshot_id, name }, 200);
     },
   );

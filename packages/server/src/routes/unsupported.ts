@@ -51,7 +51,7 @@ export function registerGlobal(app: App): void {
 export function registerVmScoped(app: App, { svc }: Deps): void {
   for (const [method, path, feature] of VM_SCOPED) {
     const handler = async (c: Context<AppEnv>): Promise<never> => {
-      await svc.get(account(c), c.req.param("vm_id") ?? "");
+      await svc.views.get(account(c), c.req.param("vm_id") ?? "");
       throw unsupported(feature);
     };
     if (method === "*") app.all(path, handler);

@@ -20,9 +20,9 @@ export function register(app: App, { svc }: Deps): void {
       const { vm_id } = c.req.valid("param");
       const acc = account(c);
       const aborted = c.req.raw.signal;
-      await svc.get(acc, vm_id); // ownership first: someone else's id is a 404, not "deleted"
+      await svc.views.get(acc, vm_id); // ownership first: someone else's id is a 404, not "deleted"
       for (;;) {
-        const vm = await svc.get(acc, vm_id).catch(() => undefined);
+        const vm = await svc.views.get(acc, vm_id).catch(() => undefined);
         if (!vm) return c.json({ id: vm_id, exitStatus: "deleted" }, 200);
         if (vm.state === "stopped" || vm.state === "suspended") return c.json({ id: vm_id, exitStatus: vm.state }, 200);
         if (aborted.aborted) return c.json({ id: vm_id, exitStatus: "running" }, 200);

@@ -16,7 +16,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");
-      await svc.delete(account(c), vm_id);
+      await svc.provisioning.delete(account(c), vm_id);
       return c.json({ id: vm_id, recreate: false }, 200);
     },
   );

@@ -4,8 +4,7 @@ import type { ExecResult } from "@capsule/engine";
 import { LINUX_USER_HEADER, type App, type AppEnv, type Deps } from "../context.js";
 import { ApiError, toApiError } from "../errors.js";
 import { ExecBody, ExecResponse, LinuxUserHeader, VmParams } from "../schemas.js";
-import { statusFromExit } from "../shell.js";
-import { SIGNALS } from "../vm-service.js";
+import { exitStatus } from "../guest/exit-status.js";
 import { check, jsonBody } from "../validate.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
 
@@ -44,19 +43,17 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
     check(LinuxUserHeader, { [LINUX_USER_HEADER]: c.req.header(LINUX_USER_HEADER) }, "VALIDATION_ERROR", "header");
     const body = check(ExecBody, await jsonBody(c, "VALIDATION_ERROR"), "VALIDATION_ERROR", "body");
     if (body.terminal) throw new ApiError("BAD_REQUEST", "named terminals are not supported by Capsule; omit `terminal`");
-    const id = await svc.ensureRunning(account(c), vm_id);
-    const release = svc.activity.hold(id);
     const user = linuxUser(c);
-    const run: Promise<ExecAnswer> = svc.engine.guest
-      .exec(id, { command: body.command, ...(user ? { user } : {}), ...(body.timeoutMs ? { timeoutMs: body.timeoutMs } : {}) })
-      .then((r) => answer(r, body.timeoutMs))
-      .catch((err: unknown) => {
-        throw toApiError(err);
+    let started = false; // refusals before the exec (404, VM_NOT_RUNNING) are not exec outcomes
+    const run: Promise<ExecAnswer> = svc.gateway
+      .withVm(account(c), vm_id, {}, (_vm, guest) => {
+        started = true;
+        return guest.exec({ command: body.command, ...(user ? { user } : {}), ...(body.timeoutMs ? { timeoutMs: body.timeoutMs } : {}) });
       })
-      .finally(release);
+      .then((r) => answer(r, body.timeoutMs));
     run.then(
       (a) => metrics.execs.inc({ kind: "await", outcome: a.timedOut ? "timeout" : a.statusCode === 0 ? "ok" : "nonzero" }),
-      () => metrics.execs.inc({ kind: "await", outcome: "error" }),
+      () => started && metrics.execs.inc({ kind: "await", outcome: "error" }),
     );
 
     const mayOutliveHeaders = !body.timeoutMs || body.timeoutMs > HEADERS_DEADLINE_MS;
@@ -70,7 +67,7 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
 }
 
 function answer(r: ExecResult, timeoutMs: number | null | undefined): ExecAnswer {
-  const base = { stdout: r.stdout, stderr: r.stderr, statusCode: statusFromExit(r.exitCode, r.signal, SIGNALS) };
+  const base = { stdout: r.stdout, stderr: r.stderr, statusCode: exitStatus(r.exitCode, r.signal) };
   if (!r.timedOut) return base;
   return { ...base, statusCode: null, timedOut: true, code: "EXEC_TIMED_OUT", message: `Command timed out after ${timeoutMs}ms` };
 }

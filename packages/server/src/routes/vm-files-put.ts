@@ -1,6 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { toApiError } from "../errors.js";
 import { decodeContent, guestPath } from "../guest-path.js";
 import { FileParams, LinuxUserHeader, WriteFileBody } from "../schemas.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
@@ -22,16 +21,8 @@ export function register(app: App, { svc, limits }: Deps): void {
       const body = c.req.valid("json");
       const path = guestPath(filepath);
       const data = decodeContent(body.content, body.encoding);
-      const id = await svc.ensureRunning(account(c), vm_id);
-      const release = svc.activity.hold(id);
       const user = linuxUser(c);
-      try {
-        await svc.engine.guest.writeFile(id, path, data, { mkdirs: true, ...(user ? { user } : {}) });
-      } catch (err) {
-        throw toApiError(err, "FILES_BAD_REQUEST");
-      } finally {
-        release();
-      }
+      await svc.gateway.withVm(account(c), vm_id, { badRequest: "FILES_BAD_REQUEST" }, (_vm, guest) => guest.writeFile(path, data, { mkdirs: true, ...(user ? { user } : {}) }));
       return c.json({}, 200);
     },
   );

@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { ApiError, toApiError } from "../errors.js";
+import { ApiError } from "../errors.js";
 import { guestPath } from "../guest-path.js";
 import { FileParams, LinuxUserHeader } from "../schemas.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
@@ -30,22 +30,19 @@ export function register(app: App, { svc }: Deps): void {
     async (c) => {
       const { vm_id, filepath } = c.req.valid("param");
       const path = guestPath(filepath);
-      const id = await svc.ensureRunning(account(c), vm_id);
-      const release = svc.activity.hold(id);
       const user = linuxUser(c);
       const as = user ? { user } : {};
-      try {
-        const st = await svc.engine.guest.stat(id, path, as);
+      // The hold lasts as long as the download: released when the guest stream closes or fails.
+      const file = await svc.gateway.open(account(c), vm_id, { badRequest: "FILES_BAD_REQUEST" }, async (_vm, guest) => {
+        const st = await guest.stat(path, as);
         if (st.kind === "directory") throw new ApiError("FILES_BAD_REQUEST", `${path} is a directory; list it with GET /v1/vms/{vm_id}/files/{path}`);
-        const { size, stream } = await svc.engine.guest.readFileStream(id, path, as);
-        stream.once("close", release);
-        stream.once("error", release);
-        const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
-        return new Response(body, { status: 200, headers: { "content-type": "application/octet-stream", "content-length": String(size) } });
-      } catch (err) {
-        release();
-        throw toApiError(err, "FILES_BAD_REQUEST");
-      }
+        return guest.readFileStream(path, as);
+      });
+      const { size, stream } = file.value;
+      stream.once("close", file.release);
+      stream.once("error", file.release);
+      const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+      return new Response(body, { status: 200, headers: { "content-type": "application/octet-stream", "content-length": String(size) } });
     },
   );
   app.openapi(
@@ -63,20 +60,18 @@ export function register(app: App, { svc }: Deps): void {
       const { vm_id, filepath } = c.req.valid("param");
       const { mode } = c.req.valid("query");
       const path = guestPath(filepath);
-      const id = await svc.ensureRunning(account(c), vm_id);
-      const release = svc.activity.hold(id);
       const user = linuxUser(c);
-      const raw = c.req.raw.body;
-      const source = raw ? Readable.fromWeb(raw as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
-      try {
-        const bytes = await svc.engine.guest.writeFile(id, path, source, { mkdirs: true, ...(user ? { user } : {}), ...(mode ? { mode: parseInt(mode, 8) } : {}) });
-        return c.json({ bytes }, 200);
-      } catch (err) {
-        source.destroy();
-        throw toApiError(err, "FILES_BAD_REQUEST");
-      } finally {
-        release();
-      }
+      const bytes = await svc.gateway.withVm(account(c), vm_id, { badRequest: "FILES_BAD_REQUEST" }, async (_vm, guest) => {
+        const raw = c.req.raw.body;
+        const source = raw ? Readable.fromWeb(raw as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+        try {
+          return await guest.writeFile(path, source, { mkdirs: true, ...(user ? { user } : {}), ...(mode ? { mode: parseInt(mode, 8) } : {}) });
+        } catch (err) {
+          source.destroy();
+          throw err;
+        }
+      });
+      return c.json({ bytes }, 200);
     },
   );
 }

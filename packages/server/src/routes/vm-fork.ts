@@ -18,13 +18,10 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");
-      const release = svc.activity.hold(vm_id);
-      try {
-        const ids = await svc.fork(account(c), vm_id, c.req.valid("json")?.count ?? 1);
-        return c.json({ vmId: vm_id, forks: ids.map((id) => ({ id, domains: [] as string[], consoleUrl: null })) }, 200);
-      } finally {
-        release();
-      }
+      const acc = account(c);
+      // Through the gateway: ownership first, then the hold (another account's 404 touches nothing).
+      const ids = await svc.gateway.withVm(acc, vm_id, { wake: false }, (vm) => svc.provisioning.fork(acc, vm.row, c.req.valid("json")?.count ?? 1));
+      return c.json({ vmId: vm_id, forks: ids.map((id) => ({ id, domains: [] as string[], consoleUrl: null })) }, 200);
     },
   );
 }

@@ -16,7 +16,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");
-      await svc.halt(account(c), vm_id, "stopped");
+      await svc.power.halt(account(c), vm_id, "stopped");
       return c.json({ id: vm_id }, 200);
     },
   );

@@ -16,7 +16,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");
-      await svc.get(account(c), vm_id);
+      await svc.views.get(account(c), vm_id);
       return c.json({ id: vm_id, message: "nothing to optimize: Capsule VMs keep no memory image" }, 200);
     },
   );

@@ -16,13 +16,10 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");
-      const release = svc.activity.hold(vm_id);
-      try {
-        const snap = await svc.snapshot(account(c), vm_id, c.req.valid("json")?.name ?? null);
-        return c.json({ snapshotId: snap.id, sourceVmId: vm_id, sourceVmInstanceId: null }, 200);
-      } finally {
-        release();
-      }
+      const acc = account(c);
+      // Through the gateway: ownership first, then the hold (another account's 404 touches nothing).
+      const snap = await svc.gateway.withVm(acc, vm_id, { wake: false }, (vm) => svc.provisioning.snapshot(acc, vm.row, c.req.valid("json")?.name ?? null));
+      return c.json({ snapshotId: snap.id, sourceVmId: vm_id, sourceVmInstanceId: null }, 200);
     },
   );
 }

@@ -25,7 +25,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");
-      await svc.start(account(c), vm_id, c.req.valid("json")?.idleTimeoutSeconds);
+      await svc.power.start(account(c), vm_id, c.req.valid("json")?.idleTimeoutSeconds);
       return c.json({ id: vm_id, domains: [], console_url: null }, 200);
     },
   );

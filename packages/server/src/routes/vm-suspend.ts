@@ -16,7 +16,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");
-      await svc.halt(account(c), vm_id, "suspended");
+      await svc.power.halt(account(c), vm_id, "suspended");
       return c.json({ id: vm_id, vmInstanceId: null, snapshotLayerId: null }, 200);
     },
   );

@@ -15,6 +15,6 @@ export function register(app: App, { svc }: Deps): void {
       request: { body: { content: { "application/json": { schema: CreateVmBody } }, required: false } },
       responses: { 200: json(CreateVmResponse), ...errors(400, 403, 404) },
     }),
-    async (c) => c.json(await svc.create(account(c), c.req.valid("json") ?? {}), 200),
+    async (c) => c.json(await svc.provisioning.create(account(c), c.req.valid("json") ?? {}), 200),
   );
 }

@@ -20,7 +20,7 @@ export function register(app: App, { svc }: Deps): void {
   app.openapi(
     createRoute({ method: "get", path: "/v1/vms", summary: "List the account's VMs", security, responses: { 200: json(VmList), ...errors() } }),
     async (c) => {
-      const vms = await svc.list(account(c));
+      const vms = await svc.views.list(account(c));
       const count = (s: VmView["state"]) => vms.filter((v) => v.state === s).length;
       return c.json(
         {

@@ -11,8 +11,7 @@ import type { GuestProcess } from "@capsule/engine";
 import type { RawData, WebSocket } from "ws";
 import type { Readable } from "node:stream";
 import { toApiError } from "../errors.js";
-import { statusFromExit } from "../shell.js";
-import { SIGNALS } from "../vm-service.js";
+import { exitStatus } from "../guest/exit-status.js";
 import { Deferred, flowControl } from "./bridge.js";
 import { EXEC_STREAM_TAG } from "@capsule/contract/wire";
 import { ExecClientMessage, parseWsMessage, type ExecServerMessage } from "@capsule/contract/ws";
@@ -48,7 +47,7 @@ export function bridgeExec(proc: GuestProcess, opts: ExecBridgeOpts): { bind: (w
     async (e) => {
       await drained;
       finished = true;
-      const exitCode = statusFromExit(e.exitCode, e.signal, SIGNALS);
+      const exitCode = exitStatus(e.exitCode, e.signal);
       opts.onEnd(e.timedOut ? "timeout" : exitCode === 0 ? "ok" : "nonzero");
       out.run((ws) => {
         if (ws.readyState !== ws.OPEN) return;

@@ -8,8 +8,7 @@
 import type { PtyAttachment } from "@capsule/engine";
 import type { RawData, WebSocket } from "ws";
 import type { Logger } from "pino";
-import { statusFromExit } from "../shell.js";
-import { SIGNALS } from "../vm-service.js";
+import { exitStatus } from "../guest/exit-status.js";
 import { Deferred, flowControl } from "./bridge.js";
 import { PtyClientMessage, parseWsMessage, type PtyServerMessage } from "@capsule/contract/ws";
 
@@ -38,7 +37,7 @@ export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws:
   );
   att.on("exit", (code: number | null, signal: string | null) => {
     exited = true;
-    const exitCode = statusFromExit(code, signal, SIGNALS);
+    const exitCode = exitStatus(code, signal);
     out.run((ws) => {
       if (ws.readyState !== ws.OPEN) return;
       ws.send(JSON.stringify({ type: "exited", exitCode } satisfies PtyServerMessage));

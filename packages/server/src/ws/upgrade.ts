@@ -30,12 +30,19 @@ export function createUpgradeHandler(deps: Deps): { handle: (req: IncomingMessag
     socket.on("error", () => undefined); // a client that vanishes mid-handshake is not a server error
     prepare(deps, req).then(
       ({ bridge, kind, release }) => {
-        if (socket.destroyed) {
+        // The guest side and the activity hold end with the socket, whatever ends it: ws refuses a
+        // malformed handshake (no Sec-WebSocket-Key, ...) by destroying the socket without a callback.
+        let bound = false;
+        const abandon = () => {
+          if (bound) return;
           bridge.abort();
           release();
-          return;
-        }
+        };
+        if (socket.destroyed) return abandon();
+        socket.once("close", abandon);
         wss.handleUpgrade(req, socket, head, (ws) => {
+          bound = true;
+          socket.off("close", abandon);
           deps.metrics.wsSessions.inc({ kind });
           ws.on("close", () => {
             deps.metrics.wsSessions.dec({ kind });
@@ -108,30 +115,18 @@ async function openPty(deps: Deps, account: Account, vmId: string, url: URL, use
     throw new ApiError("INVALID_SESSION_ID", "choosing a session id is not supported by Capsule yet; omit sessionId and use the id from sessionInfo");
   }
   const exec = url.searchParams.get("exec");
-  const id = await deps.svc.ensureRunning(account, vmId);
-  const release = deps.svc.activity.hold(id);
-  try {
-    const att = await deps.svc.engine.guest.ptyOpen(id, { cols, rows, ...(user ? { user } : {}), ...(exec ? { command: ["/bin/sh", "-c", exec] } : {}) });
-    return { bridge: bridgePty(att, { sessionInfo: att.session.sessionId, log: deps.log }), release };
-  } catch (err) {
-    release();
-    throw err;
-  }
+  const pty = await deps.svc.gateway.open(account, vmId, {}, (_vm, guest) => guest.ptyOpen({ cols, rows, ...(user ? { user } : {}), ...(exec ? { command: ["/bin/sh", "-c", exec] } : {}) }));
+  return { bridge: bridgePty(pty.value, { sessionInfo: pty.value.session.sessionId, log: deps.log }), release: pty.release };
 }
 
 async function attachPty(deps: Deps, account: Account, vmId: string, sessionId: string, url: URL, user: string | undefined): Promise<{ bridge: Bridge; release: () => void }> {
   const cols = size(url, "cols", 80);
   const rows = size(url, "rows", 24);
-  const id = await deps.svc.ensureRunning(account, vmId);
-  await findSession(deps.svc, id, sessionId, user);
-  const release = deps.svc.activity.hold(id);
-  try {
-    const att = await deps.svc.engine.guest.ptyAttach(id, sessionId, { cols, rows, ...(user ? { user } : {}) });
-    return { bridge: bridgePty(att, { log: deps.log }), release };
-  } catch (err) {
-    release();
-    throw err;
-  }
+  const pty = await deps.svc.gateway.open(account, vmId, {}, async (_vm, guest) => {
+    await findSession(guest, sessionId, user);
+    return guest.ptyAttach(sessionId, { cols, rows, ...(user ? { user } : {}) });
+  });
+  return { bridge: bridgePty(pty.value, { log: deps.log }), release: pty.release };
 }
 
 async function execStream(deps: Deps, account: Account, vmId: string, url: URL, user: string | undefined): Promise<{ bridge: Bridge; release: () => void }> {
@@ -142,15 +137,8 @@ async function execStream(deps: Deps, account: Account, vmId: string, url: URL, 
   const t = url.searchParams.get("timeoutMs");
   const timeoutMs = t ? Number(t) : undefined;
   if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 1)) throw new ApiError("VALIDATION_ERROR", "timeoutMs must be a positive integer");
-  const id = await deps.svc.ensureRunning(account, vmId);
-  const release = deps.svc.activity.hold(id);
-  try {
-    const proc = await deps.svc.engine.guest.spawn(id, { command, ...(user ? { user } : {}), ...(cwd ? { cwd } : {}), ...(timeoutMs ? { timeoutMs } : {}) });
-    return { bridge: bridgeExec(proc, { onEnd: (outcome) => deps.metrics.execs.inc({ kind: "stream", outcome }) }), release };
-  } catch (err) {
-    release();
-    throw err;
-  }
+  const proc = await deps.svc.gateway.open(account, vmId, {}, (_vm, guest) => guest.spawn({ command, ...(user ? { user } : {}), ...(cwd ? { cwd } : {}), ...(timeoutMs ? { timeoutMs } : {}) }));
+  return { bridge: bridgeExec(proc.value, { onEnd: (outcome) => deps.metrics.execs.inc({ kind: "stream", outcome }) }), release: proc.release };
 }
 
 /** Answers the upgrade request with a plain HTTP error and closes the socket. */

@@ -1,0 +1,133 @@
+/**
+ * API objects from the API's rows and the engine's records: VMs and snapshots as the Freestyle
+ * client sees them (state names, sizing, snapshot fields), and the state counts for metrics.
+ * Read-only: nothing here changes a VM.
+ * @module
+ */
+import type { Engine, SnapshotRecord, VmInfo, VmState as EngineState } from "@capsule/engine";
+import { toApiError } from "../errors.js";
+import type { Account } from "../keys.js";
+import type { Desired, Rows, SnapshotRow, VmRow } from "./rows.js";
+
+export type ApiVmState = "starting" | "running" | "suspending" | "suspended" | "stopped";
+
+export interface VmView {
+  id: string;
+  name: string | null;
+  state: ApiVmState;
+  createdAt: string;
+  snapshotId: string | null;
+  idleTimeoutSeconds: number | null;
+  sizing: { vcpuCount: number; memSizeMib: number; rootfsSizeMb: number };
+}
+
+export interface SnapshotView {
+  snapshotId: string;
+  name: string | null;
+  state: "ready";
+  sourceVmId: string | null;
+  accountId: string;
+  createdAt: string;
+  sizeBytes: number;
+  failed: false;
+  cancelled: false;
+  lost: false;
+  deleted: false;
+  snapshotPersistence: { type: "persistent" };
+}
+
+export function apiState(state: EngineState, desired: Desired): ApiVmState {
+  switch (state) {
+    case "running":
+      return "running";
+    case "stopping":
+      return desired === "suspended" ? "suspending" : "stopped";
+    case "stopped":
+      return desired === "stopped" ? "stopped" : "suspended";
+    default:
+      return "starting";
+  }
+}
+
+export class Views {
+  constructor(
+    private readonly engine: Engine,
+    private readonly rows: Rows,
+  ) {}
+
+  async list(account: Account): Promise<VmView[]> {
+    const rows = this.rows.vmsOf(account);
+    const byId = new Map((await this.engine.listVms()).map((v) => [v.id, v]));
+    return rows.flatMap((r) => {
+      const vm = byId.get(r.id);
+      return vm ? [vmView(r, vm)] : [];
+    });
+  }
+
+  async get(account: Account, id: string): Promise<VmView> {
+    const row = this.rows.ownedVm(account, id);
+    try {
+      return vmView(row, await this.engine.getVm(row.id));
+    } catch (err) {
+      throw toApiError(err);
+    }
+  }
+
+  async listSnapshots(account: Account): Promise<SnapshotView[]> {
+    const rows = this.rows.snapshotsOf(account);
+    const byId = new Map((await this.engine.listSnapshots()).map((s) => [s.id, s]));
+    return rows.flatMap((r) => {
+      const s = byId.get(r.id);
+      return s ? [snapshotView(r, s)] : [];
+    });
+  }
+
+  async getSnapshot(account: Account, id: string): Promise<SnapshotView> {
+    const row = this.rows.ownedSnapshot(account, id);
+    try {
+      return snapshotView(row, await this.engine.getSnapshot(row.id));
+    } catch (err) {
+      throw toApiError(err);
+    }
+  }
+
+  /** Every account's VMs by API state, for metrics. */
+  async stateCounts(): Promise<Record<ApiVmState, number>> {
+    const counts: Record<ApiVmState, number> = { starting: 0, running: 0, suspending: 0, suspended: 0, stopped: 0 };
+    const desired = new Map(this.rows.allVms().map((r) => [r.id, r.desired]));
+    for (const vm of await this.engine.listVms()) {
+      const d = desired.get(vm.id);
+      if (d) counts[apiState(vm.state, d)]++;
+    }
+    return counts;
+  }
+}
+
+function vmView(r: VmRow, vm: VmInfo): VmView {
+  return {
+    id: r.id,
+    name: r.name,
+    state: apiState(vm.state, r.desired),
+    createdAt: r.created_at,
+    snapshotId: vm.snapshotId ?? null,
+    idleTimeoutSeconds: r.idle_timeout_seconds,
+    sizing: { vcpuCount: vm.limits.cpus, memSizeMib: vm.limits.memoryMb, rootfsSizeMb: vm.limits.diskMb },
+  };
+}
+
+function snapshotView(r: SnapshotRow, s: SnapshotRecord): SnapshotView {
+  return {
+    snapshotId: r.id,
+    name: r.name,
+    state: "ready",
+    sourceVmId: r.source_vm_id,
+    accountId: r.account_id,
+    createdAt: r.created_at,
+    sizeBytes: s.sizeBytes,
+    failed: false,
+    cancelled: false,
+    lost: false,
+    deleted: false,
+    snapshotPersistence: { type: "persistent" },
+  };
+}
