@@ -1,5 +1,4 @@
 import fs from "node:fs/promises";
-import { AGENT_PROTOCOL_VERSION } from "@capsule/agent-protocol";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
 import type { LayerStore } from "./disk/layer-store.js";
 import { EngineError, ErrorCode } from "./errors.js";
@@ -133,15 +132,8 @@ async function probe(rec: VmRecord, deps: RecoveryDeps): Promise<boolean> {
   const left = () => Math.max(1, deadline - Date.now());
   const state = await withDeadline(deps.runtimes[rec.runtime].state(rec.id), left(), `the runtime did not report the sandbox's state within ${budget} ms`);
   if (state !== "running") return false;
-  const reply: unknown = await withDeadline(
-    deps.host.agent(rec.id).call({ op: "version" }, "version", left()),
-    left(),
-    `the agent did not answer version within ${budget} ms`,
-  );
-  const protocol = (reply as { protocol?: unknown } | null)?.protocol;
-  if (protocol !== AGENT_PROTOCOL_VERSION) {
-    throw new EngineError(ErrorCode.AgentError, `the agent answered version with protocol ${JSON.stringify(protocol) ?? "none"}, not ${AGENT_PROTOCOL_VERSION}`);
-  }
+  // hello() checks the reply's shape and protocol version; anything else is a coded error.
+  await withDeadline(deps.host.agent(rec.id).hello(left()), left(), `the agent did not answer version within ${budget} ms`);
   return true;
 }
 

@@ -4,7 +4,7 @@ import { withRollback } from "./cleanup.js";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
 import { mountGuestFiles, unmountGuestFiles } from "./disk/guest-files.js";
 import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
-import { EngineError, ErrorCode } from "./errors.js";
+import { EngineError, ErrorCode, isEngineError } from "./errors.js";
 import { allowVm, forgetVm } from "./net/firewall.js";
 import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
@@ -143,9 +143,11 @@ export class VmHost {
     let last: unknown;
     while (Date.now() < deadline) {
       try {
-        await client.call({ op: "version" }, "version", 2000);
+        await client.hello(2000);
         return;
       } catch (err) {
+        // An agent that answers, but not in this host's protocol, will not get better by waiting.
+        if (isEngineError(err, ErrorCode.AgentProtocolError)) throw err;
         last = err;
         await new Promise((r) => setTimeout(r, 5));
       }
