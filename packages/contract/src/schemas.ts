@@ -117,8 +117,11 @@ export const CreateVmResponse = z
   .meta({ id: "CreateVmResponse" });
 export type CreateVmResponse = z.infer<typeof CreateVmResponse>;
 
-/** The states the API reports (the engine's finer states map onto these). */
-export const VM_STATES = ["starting", "running", "suspending", "suspended", "stopped"] as const;
+/**
+ * The states the API reports (the engine's finer states map onto these). `lost`: start-up
+ * recovery found the VM's guest misbehaving and stopped it; `lostReason` says what it did.
+ */
+export const VM_STATES = ["starting", "running", "suspending", "suspended", "stopped", "lost"] as const;
 export const VmState = z.enum(VM_STATES).meta({ id: "VmState" });
 export type VmState = z.infer<typeof VmState>;
 
@@ -133,6 +136,8 @@ export const VmInfo = z
     snapshotId: z.string().nullable(),
     idleTimeoutSeconds: z.number().nullable(),
     sizing: z.object({ vcpuCount: z.number(), memSizeMib: z.number(), rootfsSizeMb: z.number() }),
+    /** Capsule's own field, present only when `state` is `lost`: why the VM was stopped. */
+    lostReason: z.string().optional(),
   })
   .meta({ id: "VmInfo" });
 export type VmInfo = z.infer<typeof VmInfo>;

@@ -105,6 +105,7 @@ describe("mapping", () => {
     assert.equal(apiState("stopped", "stopped"), "stopped");
     assert.equal(apiState("stopping", "suspended"), "suspending");
     assert.equal(apiState("creating", "running"), "starting");
+    assert.equal(apiState("lost", "running"), "lost");
   });
   it("sizing to limits", () => {
     assert.deepEqual(sizingToLimits({}), {});

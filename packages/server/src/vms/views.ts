@@ -9,7 +9,7 @@ import { toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
 import type { Desired, Rows, SnapshotRow, VmRow } from "./rows.js";
 
-export type ApiVmState = "starting" | "running" | "suspending" | "suspended" | "stopped";
+export type ApiVmState = "starting" | "running" | "suspending" | "suspended" | "stopped" | "lost";
 
 export interface VmView {
   id: string;
@@ -19,6 +19,8 @@ export interface VmView {
   snapshotId: string | null;
   idleTimeoutSeconds: number | null;
   sizing: { vcpuCount: number; memSizeMib: number; rootfsSizeMb: number };
+  /** Only for a `lost` VM: what its guest did wrong (from the engine's record). */
+  lostReason?: string;
 }
 
 export interface SnapshotView {
@@ -44,6 +46,8 @@ export function apiState(state: EngineState, desired: Desired): ApiVmState {
       return desired === "suspended" ? "suspending" : "stopped";
     case "stopped":
       return desired === "stopped" ? "stopped" : "suspended";
+    case "lost":
+      return "lost";
     default:
       return "starting";
   }
@@ -93,7 +97,7 @@ export class Views {
 
   /** Every account's VMs by API state, for metrics. */
   async stateCounts(): Promise<Record<ApiVmState, number>> {
-    const counts: Record<ApiVmState, number> = { starting: 0, running: 0, suspending: 0, suspended: 0, stopped: 0 };
+    const counts: Record<ApiVmState, number> = { starting: 0, running: 0, suspending: 0, suspended: 0, stopped: 0, lost: 0 };
     const desired = new Map(this.rows.allVms().map((r) => [r.id, r.desired]));
     for (const vm of await this.engine.listVms()) {
       const d = desired.get(vm.id);
@@ -112,6 +116,7 @@ function vmView(r: VmRow, vm: VmInfo): VmView {
     snapshotId: vm.snapshotId ?? null,
     idleTimeoutSeconds: r.idle_timeout_seconds,
     sizing: { vcpuCount: vm.limits.cpus, memSizeMib: vm.limits.memoryMb, rootfsSizeMb: vm.limits.diskMb },
+    ...(vm.lostReason !== undefined ? { lostReason: vm.lostReason } : {}),
   };
 }
 
