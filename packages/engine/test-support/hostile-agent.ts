@@ -73,7 +73,7 @@ const server = net.createServer((s) => {
     started = true;
     let req = {};
     try { req = JSON.parse(buf.subarray(5, 5 + buf.readUInt32BE(1)).toString()); } catch {}
-    const name = req.command ?? (typeof req.path === "string" ? req.path.split("/").pop() : req.op);
+    const name = (req.op === "version" && process.env.HOSTILE_VERSION) || (req.command ?? (typeof req.path === "string" ? req.path.split("/").pop() : req.op));
     (cases[name] ?? cases["bad-json"])(s);
   });
 });
@@ -83,13 +83,14 @@ server.listen(SOCK, () => fs.writeFileSync("/tmp/hostile.ready", String(process.
 
 /**
  * Replaces the VM's agent socket with the hostile listener, through the real agent (which keeps
- * running, unreachable). From then on every call on this VM meets the listener.
+ * running, unreachable). From then on every call on this VM meets the listener. `version` picks
+ * how it answers the `version` op (what boot and start-up recovery send); default: a wrong protocol.
  */
-export async function turnHostile(engine: Engine, vmId: string): Promise<void> {
+export async function turnHostile(engine: Engine, vmId: string, opts: { version?: HostileCase } = {}): Promise<void> {
   await engine.guest.writeFile(vmId, "/tmp/hostile.js", LISTENER);
   const r = await engine.guest.exec(vmId, {
     command: [
-      "setsid /.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node /tmp/hostile.js </dev/null >/tmp/hostile.log 2>&1 &",
+      `${opts.version ? `HOSTILE_VERSION=${opts.version} ` : ""}setsid /.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node /tmp/hostile.js </dev/null >/tmp/hostile.log 2>&1 &`,
       "for i in $(seq 200); do [ -e /tmp/hostile.ready ] && exit 0; sleep 0.05; done",
       "cat /tmp/hostile.log; exit 1",
     ].join("\n"),

@@ -5,24 +5,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Engine, RECOVERY_PROBE_BUDGET_MS, type EngineOptions } from "../src/index.js";
 import { AGENT_BUNDLE, IMAGES_DIR, RUNTIME, countResources, destroyAll, hostGap } from "../test-support/harness.js";
-
-/**
- * Root in a VM replaces the agent's socket with its own listener. `answer` is perl code run for
- * each connection `$c`: garbage, or nothing at all. The exec returns once the listener is bound.
- */
-function hostileAgent(answer: string): string {
-  const perl = [
-    'use IO::Socket::UNIX; my $p = "/.capsule-run/agent.sock"; unlink $p;',
-    "my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $p, Listen => 64) or die $!;",
-    'open(my $r, ">", "/srv/hostile-ready"); close $r; my @held;',
-    `while (my $c = $s->accept) { $c->autoflush(1); push @held, $c; ${answer} }`,
-  ].join(" ");
-  return `setsid -f perl -e '${perl}' </dev/null >/dev/null 2>&1; for i in $(seq 200); do [ -e /srv/hostile-ready ] && exit 0; sleep 0.05; done; exit 1`;
-}
-/** A JSON frame (type 1, 4-byte big-endian length) whose payload is not JSON. */
-const GARBAGE = 'print $c "\\x01\\x00\\x00\\x00\\x04{bad";';
-/** Accepts and holds the connection, never answering. */
-const SILENT = "";
+import { turnHostile } from "../test-support/hostile-agent.js";
 
 describe("recovery at start-up", () => {
   let dataDir = "";
@@ -51,43 +34,42 @@ describe("recovery at start-up", () => {
     await destroyAll({ engine: last, dataDir });
   });
 
-  it("a VM whose agent socket root replaced cannot stop open(): it is lost with a reason; the others are adopted", async (ctx) => {
+  it("VMs whose agent socket root replaced cannot stop open(): they are lost with a reason; the others are adopted", async (ctx) => {
     if (gap) return ctx.skip(gap);
     const first = await open();
     const healthy = (await first.createVm()).id;
     const garbage = (await first.createVm()).id;
     const silent = (await first.createVm()).id;
+    const wrongProtocol = (await first.createVm()).id;
     await first.guest.writeFile(healthy, "/srv/keep", "healthy-data");
-    for (const [id, answer] of [
-      [garbage, GARBAGE],
-      [silent, SILENT],
-    ] as const) {
-      const r = await first.guest.exec(id, { command: hostileAgent(answer) });
-      assert.equal(r.exitCode, 0, `hostile listener in ${id} did not start: ${r.stderr}`);
-    }
+    await first.guest.writeFile(garbage, "/srv/keep", "garbage-data");
+    // Root in each VM replaces the agent's socket with a listener that answers `version` with a
+    // frame that is not JSON, with nothing at all, or with another protocol.
+    await turnHostile(first, garbage, { version: "bad-json" });
+    await turnHostile(first, silent, { version: "silent" });
+    await turnHostile(first, wrongProtocol);
 
     // A crash: the engine object is dropped without close(), its lock file left behind.
     const t0 = performance.now();
     const second = await open();
     const openMs = performance.now() - t0;
-    ctx.diagnostic(`open() with 2 hostile VMs and 1 healthy: ${Math.round(openMs)} ms (probe budget ${RECOVERY_PROBE_BUDGET_MS} ms)`);
-    // The silent VM costs one budget; tearing the two lost sandboxes down costs a few seconds more.
+    ctx.diagnostic(`open() with 3 hostile VMs and 1 healthy: ${Math.round(openMs)} ms (probe budget ${RECOVERY_PROBE_BUDGET_MS} ms)`);
+    // The silent VM costs one budget (probes run side by side); tearing the lost sandboxes down costs a few seconds more.
     assert.ok(openMs < RECOVERY_PROBE_BUDGET_MS + 15_000, `open() took ${Math.round(openMs)} ms`);
 
     const report = second.recovery;
     assert.deepEqual(report.adopted, [healthy]);
-    assert.deepEqual(report.lost.map((l) => l.id).sort(), [garbage, silent].sort());
+    assert.deepEqual(report.lost.map((l) => l.id).sort(), [garbage, silent, wrongProtocol].sort());
     assert.deepEqual(report.failed, []);
 
-    const lostGarbage = await second.getVm(garbage);
-    const lostSilent = await second.getVm(silent);
-    ctx.diagnostic(`lost reasons: garbage: ${lostGarbage.lostReason}; silent: ${lostSilent.lostReason}`);
-    assert.equal(lostGarbage.state, "lost");
-    assert.equal(lostSilent.state, "lost");
-    assert.match(lostGarbage.lostReason ?? "", /agent/i);
-    assert.match(lostSilent.lostReason ?? "", /did not answer/);
-    // Lost VMs are stopped: no sandbox process, no netns, no veth, no firewall element, no mount.
-    const held = await countResources(dataDir, [garbage, silent]);
+    const reasons = Object.fromEntries(await Promise.all([garbage, silent, wrongProtocol].map(async (id) => [id, await second.getVm(id)] as const)));
+    ctx.diagnostic(`lost reasons: ${[garbage, silent, wrongProtocol].map((id) => reasons[id]?.lostReason).join(" | ")}`);
+    for (const id of [garbage, silent, wrongProtocol]) assert.equal(reasons[id]?.state, "lost");
+    assert.match(reasons[garbage]?.lostReason ?? "", /not valid JSON/);
+    assert.match(reasons[silent]?.lostReason ?? "", /did not answer/);
+    assert.match(reasons[wrongProtocol]?.lostReason ?? "", /protocol 999/);
+    // Lost VMs are stopped: no sandbox process, no netns, no veth, no firewall element, no mount, no loop device.
+    const held = await countResources(dataDir, [garbage, silent, wrongProtocol]);
     assert.deepEqual({ ...held, vmDirs: 0 }, { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0 });
     await assert.rejects(second.guest.exec(garbage, { command: "true" }), { code: "VM_INVALID_STATE" });
 
@@ -99,9 +81,9 @@ describe("recovery at start-up", () => {
     const restarted = await second.startVm(garbage);
     assert.equal(restarted.state, "running");
     assert.equal(restarted.lostReason, undefined);
-    assert.equal((await second.guest.exec(garbage, { command: "test -e /srv/hostile-ready && echo disk-kept" })).stdout, "disk-kept\n");
+    assert.equal((await second.guest.exec(garbage, { command: "cat /srv/keep" })).stdout, "garbage-data");
 
-    // And a third open adopts what is now healthy, keeping the lost one lost.
+    // And a third open adopts what is now healthy, keeping the lost ones lost.
     const third = await open();
     assert.deepEqual(third.recovery.adopted.sort(), [healthy, garbage].sort());
     assert.equal((await third.getVm(silent)).state, "lost");
