@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# Capsule host setup: installs what is missing, builds the project, the guest agent bundle and
-# the base image, then boots one sandbox to prove the host works. Idempotent: a second run only
-# checks, and changes nothing.
+# Capsule host setup: installs what is missing, checks the kernel, builds the project, the guest
+# agent bundle and the base image, boots one sandbox to prove the host works, and puts `capsule`
+# on PATH. Idempotent: a second run only checks (a few seconds) and changes nothing; each build
+# step is skipped while a stamp says its inputs are unchanged, and the smoke boot while a stamp
+# says this exact build already booted on this host.
 #
-#   sudo bash scripts/setup.sh            # trixie base image (default)
-#   CAPSULE_IMAGE=bookworm sudo -E bash scripts/setup.sh
+#   bash scripts/setup.sh                 # as root; otherwise it re-runs itself with sudo
+#   bash scripts/setup.sh --build-only    # host packages, npm ci and the build only
+#   CAPSULE_IMAGE=bookworm bash scripts/setup.sh
 #
 # Settings (environment): CAPSULE_DATA_DIR (default /var/lib/capsule), CAPSULE_IMAGE (trixie).
 set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=common.sh
+. "$ROOT/scripts/common.sh"
+
+BUILD_ONLY=
+case "${1:-}" in
+  "") ;;
+  --build-only) BUILD_ONLY=1 ;;
+  -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  *) die "usage: bash scripts/setup.sh [--build-only]" ;;
+esac
+as_root "$ROOT/scripts/setup.sh" "$@"
 
 DATA_DIR=${CAPSULE_DATA_DIR:-/var/lib/capsule}
 IMAGE=${CAPSULE_IMAGE:-trixie}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STEPS=7
+STEPS=$([ -n "$BUILD_ONLY" ] && echo 2 || echo 8)
 step=0
-say() { step=$((step + 1)); printf '\033[1m[%d/%d] %s\033[0m\n' "$step" "$STEPS" "$*"; }
-note() { printf '      %s\n' "$*"; }
-die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+CACHE="$ROOT/node_modules/.cache/capsule-setup"
 
-[ "$(id -u)" = 0 ] || die "run as root (sudo bash scripts/setup.sh): Capsule mounts filesystems and creates network namespaces"
 [ -r /etc/os-release ] && . /etc/os-release
 case "${ID:-} ${ID_LIKE:-}" in
   *debian*|*ubuntu*) ;;
   *) die "Capsule's setup supports Debian 12+/Ubuntu 22.04+ hosts; this is ${PRETTY_NAME:-unknown}" ;;
 esac
+case "$IMAGE" in trixie|bookworm) ;; *) die "CAPSULE_IMAGE must be trixie or bookworm" ;; esac
 
 # ---------------------------------------------------------------------------------------------
 say "host packages"
@@ -37,6 +49,45 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 else
   note "all present"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Before the long builds: a host that cannot run sandboxes should say so in the first seconds.
+if [ -z "$BUILD_ONLY" ]; then
+  say "kernel features"
+  grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || die "the kernel has no overlayfs (modprobe overlay failed)"
+  nft list tables >/dev/null 2>&1 || die "nftables is not usable on this kernel (nft list tables failed)"
+  unshare --net true 2>/dev/null || die "cannot create a network namespace (unshare --net failed): in a container, give it CAP_SYS_ADMIN or run Capsule on the host"
+  note "overlayfs, nftables and network namespaces available"
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "Node.js and project build"
+command -v node >/dev/null || die "Node.js 20 or later is needed (e.g. apt-get install nodejs on Debian 13, or your distribution's Node 20 package)"
+nmaj=$(node -p 'process.versions.node.split(".")[0]')
+[ "$nmaj" -ge 20 ] || die "Node.js 20 or later is needed; this host has $(node --version)"
+cd "$ROOT"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  note "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  note "dependencies up to date"
+fi
+# tsc -b is incremental: about a second when nothing changed.
+node_modules/.bin/tsc -b
+# The console (Vite) has no such check, so a stamp of its inputs stands in: its own files, every
+# workspace's sources (it may import them) and the lockfile.
+console_key=$(tree_hash packages/console packages/*/src package-lock.json)
+if [ -f packages/console/dist/web/index.html ] && stamp_ok "$CACHE/console" "$console_key"; then
+  note "built (tsc -b is incremental; console inputs unchanged)"
+else
+  npm run --silent -w @capsule/console build
+  stamp_write "$CACHE/console" "$console_key"
+  note "built (tsc -b; console rebuilt)"
+fi
+if [ -n "$BUILD_ONLY" ]; then
+  printf '\n\033[1mCapsule is built.\033[0m (--build-only: no runsc, agent bundle, image or smoke boot)\n'
+  exit 0
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -71,38 +122,60 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-say "Node.js and project build"
-command -v node >/dev/null || die "Node.js 20 or later is needed (e.g. apt-get install nodejs on Debian 13, or your distribution's Node 20 package)"
-nmaj=$(node -p 'process.versions.node.split(".")[0]')
-[ "$nmaj" -ge 20 ] || die "Node.js 20 or later is needed; this host has $(node --version)"
-cd "$ROOT"
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  note "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
-else
-  note "dependencies up to date"
-fi
-npm run --silent build
-note "built"
-
-# ---------------------------------------------------------------------------------------------
 say "guest agent bundle"
-node packages/agent/scripts/bundle.mjs "$DATA_DIR/agent" | sed 's/^/      /'
+# The bundle carries this host's node and its libraries, tini, node-pty's addon and the static
+# helper, so their versions are inputs too. The stamp also names the bundle it produced: if
+# `current` was switched since, the bundle is rebuilt (bundle.mjs is idempotent).
+node_bin=$(node -p process.execPath)
+host_inputs="$(node --version) $(stat -L -c '%n %s %Y' "$node_bin") $(dpkg-query -W -f='${Package}=${Version} ' libc6 libc6-dev gcc tini 2>/dev/null || true)"
+agent_key=$(printf '%s\n' "$host_inputs" "$(tree_hash packages/*/src packages/agent/native packages/agent/scripts packages/agent/inputrc packages/agent/package.json package-lock.json node_modules/node-pty/package.json node_modules/node-pty/build/Release/pty.node)" | sha256sum | cut -c1-64)
+current_bundle() { readlink "$DATA_DIR/agent/current" 2>/dev/null || true; }
+if [ -f "$DATA_DIR/agent/current/VERSION" ] && stamp_ok "$DATA_DIR/agent/.setup-inputs" "$agent_key $(current_bundle)"; then
+  note "current: $DATA_DIR/agent/current -> $(current_bundle) (inputs unchanged)"
+else
+  node packages/agent/scripts/bundle.mjs "$DATA_DIR/agent" | sed 's/^/      /'
+  stamp_write "$DATA_DIR/agent/.setup-inputs" "$agent_key $(current_bundle)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 say "base image '$IMAGE'"
-case "$IMAGE" in trixie|bookworm) ;; *) die "CAPSULE_IMAGE must be trixie or bookworm" ;; esac
-# The recipe lives in the CLI (`capsule image build`): packages, /srv/app, the bind-mount targets.
-node packages/cli/dist/src/main.js image build "$IMAGE" --suite "$IMAGE" --images-dir "$DATA_DIR/images" | sed 's/^/      /'
-
-# ---------------------------------------------------------------------------------------------
-say "kernel features"
-grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || die "the kernel has no overlayfs"
-nft list tables >/dev/null 2>&1 || die "nftables is not usable on this kernel"
-note "overlayfs, network namespaces and nftables available"
+# `capsule image build` writes etc/capsule-image last and renames the finished image into place,
+# so the marker means a complete image; the CLI itself skips a present image the same way.
+marker="$DATA_DIR/images/$IMAGE/rootfs/etc/capsule-image"
+if [ -f "$marker" ]; then
+  note "present ($(cut -d' ' -f3 "$marker")); capsule image build $IMAGE --force rebuilds it"
+else
+  node packages/cli/dist/src/main.js image build "$IMAGE" --suite "$IMAGE" --images-dir "$DATA_DIR/images" | sed 's/^/      /'
+fi
 
 # ---------------------------------------------------------------------------------------------
 say "smoke test: boot a sandbox"
-CAPSULE_DATA_DIR="$DATA_DIR" node scripts/smoke.mjs | sed 's/^/      /'
+# This exact build on this host: the engine's compiled code (and its workspace dependencies), the
+# agent bundle, the image, runsc, the kernel and this script's smoke test.
+mapfile -t engine_dirs < <(node -e '
+const fs = require("fs");
+const dirs = fs.readdirSync("packages").map((d) => `packages/${d}`).filter((d) => fs.existsSync(`${d}/package.json`));
+const byName = Object.fromEntries(dirs.map((d) => [JSON.parse(fs.readFileSync(`${d}/package.json`, "utf8")).name, d]));
+const seen = new Set();
+const visit = (d) => {
+  if (seen.has(d)) return;
+  seen.add(d);
+  for (const n of Object.keys(JSON.parse(fs.readFileSync(`${d}/package.json`, "utf8")).dependencies ?? {})) if (byName[n]) visit(byName[n]);
+};
+visit("packages/engine");
+console.log([...seen].map((d) => `${d}/dist/src`).join("\n"));')
+[ ${#engine_dirs[@]} -gt 0 ] || die "cannot list the engine's workspace packages"
+smoke_key=$(printf '%s\n' "$(tree_hash "${engine_dirs[@]}" scripts/smoke.mjs)" "$(cat "$DATA_DIR/agent/current/VERSION")" \
+  "$(cat "$marker")" "$(runsc --version | head -1)" "$(uname -r)" "$(node --version)" | sha256sum | cut -c1-64)
+if stamp_ok "$DATA_DIR/.setup-smoke" "$smoke_key"; then
+  note "this build already booted a sandbox on this host (stamp $DATA_DIR/.setup-smoke)"
+else
+  CAPSULE_DATA_DIR="$DATA_DIR" node scripts/smoke.mjs | sed 's/^/      /'
+  stamp_write "$DATA_DIR/.setup-smoke" "$smoke_key"
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "the capsule command"
+bash "$ROOT/scripts/install-launcher.sh" | sed 's/^/      /'
 
 printf '\n\033[1mCapsule is set up.\033[0m Data dir: %s.\n' "$DATA_DIR"

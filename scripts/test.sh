@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
-# The project's test command (`npm test`, as root). Sets the host up first (idempotent and fast
-# when already done), then lint, typecheck and every test suite on real gVisor sandboxes.
-# Under CI=true a skipped test is a failure: CI must run the real-sandbox tests.
+# The project's test command (`npm test`). As root; otherwise it re-runs itself with sudo. Builds
+# (host packages, npm ci, tsc), runs the unit tier (`npm run test:unit`: no root, no sandbox),
+# then sets the host up (idempotent and fast when already done), then lint, typecheck and every
+# test suite on real gVisor sandboxes. Under CI=true a skipped test is a failure: CI must run
+# the real-sandbox tests.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=common.sh
+. "$ROOT/scripts/common.sh"
+as_root "$ROOT/scripts/test.sh" "$@"
 cd "$ROOT"
 
-[ "$(id -u)" = 0 ] || { echo "npm test needs root (real sandboxes): sudo npm test" >&2; exit 1; }
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+bash scripts/setup.sh --build-only
+echo "== unit tier (npm run test:unit)"
+set +e
+node scripts/test-unit.mjs 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" = 0 ] || exit "$rc"
 
 bash scripts/setup.sh
 
@@ -25,17 +39,33 @@ npx tsc -b
 echo "== Claude Code binary (npm @anthropic-ai/claude-code-linux-x64, cached per version; the SDK's claude tests use it)"
 node --input-type=module -e "const { ensureClaudeCodeBinary } = await import('./packages/sdk/dist/src/index.js'); console.log(await ensureClaudeCodeBinary());"
 
+# heavy PACKAGE...: the compiled real-sandbox suites of these packages, i.e. every test/**/*.test.ts
+# except the unit tier's *.unit.test.ts, as dist paths. Listed from the sources, so a suite whose
+# source was renamed or removed never runs from a stale dist file.
+heavy() {
+  local pkg
+  for pkg in "$@"; do
+    [ -d "packages/$pkg/test" ] || continue
+    find "packages/$pkg/test" -type f \( -name '*.test.ts' -o -name '*.test.tsx' \) ! -name '*.unit.test.ts' ! -name '*.unit.test.tsx' \
+      | sed -E "s#^packages/$pkg/test/#packages/$pkg/dist/test/#; s#\.tsx?\$#.js#"
+  done | sort
+}
+mapfile -t server_suites < <(heavy agent engine server)
+mapfile -t client_suites < <(heavy sdk cli)
+for dir in packages/*/; do
+  pkg=$(basename "$dir")
+  case " agent engine server sdk cli " in *" $pkg "*) continue ;; esac
+  [ -z "$(heavy "$pkg")" ] || die "packages/$pkg has real-sandbox suites (test/*.test.ts) that scripts/test.sh does not run: add it to one of its lists"
+done
+
 echo "== tests"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 set +e
 # --experimental-websocket: the official freestyle client's PTY needs the global WebSocket (Node 20).
-node --experimental-websocket --test --test-reporter=spec --test-concurrency=1 \
-  packages/agent/dist/test/ packages/engine/dist/test/ packages/server/dist/test/ 2>&1 | tee "$log"
+node --experimental-websocket --test --test-reporter=spec --test-concurrency=1 "${server_suites[@]}" 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== SDK and CLI suites (no --experimental-websocket: the SDK must work without it)"
-node --test --test-reporter=spec --test-concurrency=1 packages/sdk/dist/test/ packages/cli/dist/test/ 2>&1 | tee -a "$log"
+node --test --test-reporter=spec --test-concurrency=1 "${client_suites[@]}" 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== engine suites again on runc (the weaker, faster runtime)"
