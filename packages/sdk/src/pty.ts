@@ -9,6 +9,7 @@ import type WebSocket from "ws";
 import { CapsuleError, makeError } from "./errors.js";
 import { seg, type Transport } from "./transport.js";
 import type { PtySessionInfo } from "./types.js";
+import type { PtyClientMessage } from "@capsule/contract/ws";
 
 /** Automatic re-attach after a dropped connection. */
 export interface ReconnectOptions {
@@ -121,13 +122,13 @@ export class PtySession {
     this.#assertOpen();
     this.#cols = cols;
     this.#rows = rows;
-    if (this.#state === "connected") this.#ws?.send(JSON.stringify({ type: "resize", cols, rows }));
+    if (this.#state === "connected") this.#ws?.send(JSON.stringify({ type: "resize", cols, rows } satisfies PtyClientMessage));
   }
 
   /** `SIGINT` writes Ctrl-C (0x03) so the foreground job gets it; `SIGKILL` kills the session (onExit 137). */
   signal(sig: "SIGINT" | "SIGKILL"): void {
     this.#assertOpen();
-    if (this.#state === "connected") this.#ws?.send(JSON.stringify({ type: "signal", signal: sig }));
+    if (this.#state === "connected") this.#ws?.send(JSON.stringify({ type: "signal", signal: sig } satisfies PtyClientMessage));
   }
 
   /** Closes this handle; the session keeps running in the VM and can be re-attached. */
@@ -222,7 +223,7 @@ export class PtySession {
         this.#wire(ws);
         this.#state = "connected";
         this.#listeners.onReconnect?.();
-        ws.send(JSON.stringify({ type: "resize", cols: this.#cols, rows: this.#rows }));
+        ws.send(JSON.stringify({ type: "resize", cols: this.#cols, rows: this.#rows } satisfies PtyClientMessage));
         for (const d of this.#pending.splice(0)) this.write(d);
         return;
       } catch (err) {

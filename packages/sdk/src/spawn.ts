@@ -6,6 +6,8 @@
  */
 import { Readable, Writable } from "node:stream";
 import { shq } from "@capsule/contract/shell";
+import { EXEC_STREAM_TAG, type WsSignal } from "@capsule/contract/wire";
+import type { ExecClientMessage } from "@capsule/contract/ws";
 import type WebSocket from "ws";
 import { makeError, type CapsuleError } from "./errors.js";
 import { seg, type Transport } from "./transport.js";
@@ -33,7 +35,7 @@ export interface SpawnExit {
 }
 
 /** Signals `kill()` can send. */
-export type SpawnSignal = "SIGINT" | "SIGTERM" | "SIGKILL" | "SIGHUP";
+export type SpawnSignal = WsSignal;
 
 /** A running process in the VM. */
 export interface SpawnedProcess {
@@ -98,7 +100,7 @@ export function spawnProcess(t: Transport, vmId: string, command: string, opts: 
 
   const onMessage = (data: Buffer, isBinary: boolean) => {
     if (isBinary) {
-      const target = data[0] === 2 ? stderr : stdout;
+      const target = data[0] === EXEC_STREAM_TAG.stderr ? stderr : stdout;
       if (!target.push(data.subarray(1))) {
         paused.add(target);
         ws?.pause();
@@ -134,7 +136,7 @@ export function spawnProcess(t: Transport, vmId: string, command: string, opts: 
     },
     final(cb) {
       const go = () => {
-        if (ws && !finished) ws.send(JSON.stringify({ type: "eof" }), () => cb());
+        if (ws && !finished) ws.send(JSON.stringify({ type: "eof" } satisfies ExecClientMessage), () => cb());
         else cb();
       };
       if (ws) go();
@@ -167,7 +169,7 @@ export function spawnProcess(t: Transport, vmId: string, command: string, opts: 
     exited,
     kill(signal: SpawnSignal = "SIGKILL") {
       const go = () => {
-        if (ws && !finished && ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "kill", signal }));
+        if (ws && !finished && ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "kill", signal } satisfies ExecClientMessage));
       };
       if (ws) go();
       else waiters.push(go);
