@@ -51,6 +51,13 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
   });
 
+  // A browser opening the server's root URL lands in the web console; API clients (no text/html
+  // in Accept) get the JSON they always got.
+  app.use("*", async (c, next) => {
+    if (c.req.path === "/" && (c.req.method === "GET" || c.req.method === "HEAD") && /\btext\/html\b/i.test(c.req.header("accept") ?? "")) return c.redirect("/console/", 302);
+    return next();
+  });
+
   app.use("*", async (c, next) => {
     if (PUBLIC_PATHS.has(c.req.path) || isConsolePath(c.req.path)) return next(); // the console authenticates itself
     const key = bearer(c.req.header("authorization"));

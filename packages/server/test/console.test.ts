@@ -1,7 +1,8 @@
 /**
  * The web console end to end, in Debian's Chromium (playwright-core) against a real server with
- * real gVisor VMs: sign in, create a VM, terminal (echo, resize → stty size, reload → scrollback
- * replayed), upload a file and read it back through the API, delete; and the security edges:
+ * real gVisor VMs: the root URL lands in the sign-in, sign in, create a VM, terminal (echo,
+ * resize → stty size, reload → scrollback replayed), upload a file and read it back through the
+ * API, delete; and the security edges:
  * wrong and revoked keys, the CSRF header, single-use PTY tokens, sign-out, and tenant isolation.
  * Screenshots of the VM list and the terminal go to test-artifacts/.
  */
@@ -18,6 +19,33 @@ const SIZE_RE = /^(\d+) (\d+)$/;
 describe("web console", () => {
   const t = useServer();
   const b = useBrowser();
+
+  it("the root URL: a browser lands in the console's sign-in; API clients still get JSON", { timeout: 60_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA } = t.get();
+    const context = await (await b.get()).newContext();
+    try {
+      const page = await context.newPage();
+      const res = await page.goto(`${url}/`);
+      assert.equal(page.url(), `${url}/console/`, "the root URL redirects to the console");
+      assert.equal(res?.status(), 200);
+      await page.getByTestId("api-key").waitFor({ timeout: 10_000 });
+      assert.ok(await page.getByTestId("sign-in").isVisible(), "the sign-in form is shown");
+    } finally {
+      await context.close();
+    }
+    // Raw HTTP: a redirect only for Accept with text/html; an API client's GET / is JSON, as before.
+    const html = await fetch(`${url}/`, { redirect: "manual", headers: { accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8" } });
+    assert.equal(html.status, 302);
+    assert.equal(html.headers.get("location"), "/console/");
+    const anon = await fetch(`${url}/`, { redirect: "manual", headers: { accept: "application/json" } });
+    assert.equal(anon.status, 401);
+    assert.match(anon.headers.get("content-type") ?? "", /^application\/json/);
+    assert.equal(((await anon.json()) as { code?: string }).code, "UNAUTHORIZED");
+    const keyed = await fetch(`${url}/`, { redirect: "manual", headers: { authorization: `Bearer ${keyA}` } });
+    assert.equal(keyed.status, 404);
+    assert.equal(((await keyed.json()) as { code?: string }).code, "NOT_FOUND");
+  });
 
   it("sign in, create a VM, terminal with resize and replay, upload, delete", { timeout: 240_000 }, async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
