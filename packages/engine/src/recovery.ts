@@ -34,8 +34,10 @@ export interface RecoveryReport {
   lost: Array<{ id: string; reason: string }>;
   /** Half-created or half-deleted VMs, torn down and removed. */
   removed: string[];
-  /** VMs whose clean-up failed; left as they are for the next open to retry. */
+  /** VMs recovery could not handle (clean-up failed, record unreadable); left as they are for the next open. */
   failed: Array<{ id: string; reason: string }>;
+  /** Why unused layers were not collected this time, if they were not. */
+  layersNotCollected?: string;
   durationMs: number;
 }
 
@@ -67,17 +69,29 @@ export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
   await records.removeTempFiles();
 
   const recs: VmRecord[] = [];
+  const known = new Set<string>();
   for (const id of await records.vmIds()) {
-    const rec = await records.readVm(id).catch(() => undefined);
-    if (rec && rec.id === id) recs.push(rec);
-    else await host.removeFiles(id); // no record (or an unreadable one): nothing of it was ever handed out
+    let rec: VmRecord | undefined;
+    try {
+      rec = await records.readVm(id);
+    } catch (err) {
+      // Records are written atomically, so this is damage, not a crash: keep the VM's files and
+      // whatever runs for it, and say so, rather than guess.
+      report.failed.push({ id, reason: `its record is unreadable: ${(err as Error)?.message ?? String(err)}` });
+      known.add(id);
+      continue;
+    }
+    if (!rec) await host.removeFiles(id); // no record: the crash came before its first write, so nothing of it exists yet
+    else if (rec.id !== id) {
+      report.failed.push({ id, reason: `its record names another VM (${String(rec.id)})` });
+      known.add(id);
+    } else recs.push(rec);
   }
   const probes = await probeAll(
     recs.filter((r) => r.state === "running"),
     deps,
   );
 
-  const known = new Set<string>();
   for (const rec of recs) {
     await recoverVm(rec, probes.get(rec.id), deps, report);
     if (await fs.access(paths.vm(rec.id).dir).then(() => true, () => false)) known.add(rec.id);
@@ -97,7 +111,10 @@ export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
     await deleteNetns(netnsName(c.vmId), hostIfName(c.vmId));
     await release(c.slot, c.vmId);
   }
-  await deps.layers.gc();
+  // GC refuses to run while any record is unreadable (a layer might be in use); open anyway.
+  await deps.layers.gc().catch((err: unknown) => {
+    report.layersNotCollected = (err as Error)?.message ?? String(err);
+  });
   report.durationMs = Math.round(performance.now() - t0);
   return report;
 }
