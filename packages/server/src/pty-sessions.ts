@@ -5,22 +5,12 @@
  * @module
  */
 import type { PtySessionInfo } from "@capsule/engine";
+import type { PtySessionInfo as ApiPtySessionInfo } from "@capsule/contract/schemas";
 import { ApiError } from "./errors.js";
 import type { VmGuest } from "./guest/gateway.js";
 
-export interface PtySessionView {
-  sessionId: string;
-  running: boolean;
-  exitCode: number | null;
-  exitedAtMs: number | null;
-  cols: number;
-  rows: number;
-  exec: string | null;
-  createdAtMs: number;
-  attachedCount: number;
-  user: string | null;
-  suspended: boolean;
-}
+/** The API's session shape is the contract's `PtySessionInfo` (the engine's own type has the same name but the agent's fields). */
+export type PtySessionView = ApiPtySessionInfo;
 
 export const SESSION_ID_RE = /^[a-zA-Z0-9._-]{1,64}$/;
 
