@@ -232,11 +232,15 @@ function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T>
  * (they end within seconds), and kill those that do not.
  */
 async function settleRuntimeCommands(runtimeRoot: string): Promise<void> {
-  const cmds = (await findProcs(`--root=${runtimeRoot}/`)).filter((p) => !p.argv.some((a) => a === "boot" || a === "gofer"));
-  const left = await waitGone(
-    cmds.map((p) => p.pid),
-    ORPHAN_COMMAND_GRACE_MS,
-  );
+  // Only processes in our own PID namespace: a runc guest's processes are host processes too,
+  // and one that put `--root=…` in its argv must not make recovery wait for it.
+  const ourPidNs = await fs.readlink("/proc/self/ns/pid");
+  const ours = async (pid: number) => (await fs.readlink(`/proc/${pid}/ns/pid`).catch(() => "")) === ourPidNs;
+  const cmds: number[] = [];
+  for (const p of await findProcs(`--root=${runtimeRoot}/`)) {
+    if (!p.argv.some((a) => a === "boot" || a === "gofer") && (await ours(p.pid))) cmds.push(p.pid);
+  }
+  const left = await waitGone(cmds, ORPHAN_COMMAND_GRACE_MS);
   for (const pid of left) killQuietly(pid);
 }
 

@@ -145,4 +145,21 @@ describe("recovery at start-up", () => {
       await fs.rm(path.join(dataDir, "layers", "maybeinuse000000"), { recursive: true, force: true });
     }
   });
+
+  it("a runc guest process dressed up as a runtime command does not delay open()", async (ctx) => {
+    if (gap) return ctx.skip(gap);
+    let engine = engines.at(-1) ?? (await open());
+    const vm = (await engine.createVm({ runtime: "runc" })).id;
+    const root = path.join(dataDir, "runtime");
+    // Under runc a guest's processes are host processes: this one's argv looks like `runsc --root=<ours>/… delete`.
+    const r = await engine.guest.exec(vm, { command: `setsid -f bash -c 'exec -a "runsc --root=${root}/runsc delete" sleep 600' </dev/null >/dev/null 2>&1; sleep 0.2; pgrep -f -- "--root=${root}" >/dev/null && echo started` });
+    assert.equal(r.stdout, "started\n", r.stderr);
+    const t0 = performance.now();
+    engine = await open();
+    const openMs = performance.now() - t0;
+    ctx.diagnostic(`open() with a runc guest posing as a runtime command: ${Math.round(openMs)} ms`);
+    assert.ok(openMs < 10_000, `open() waited for the guest's process: ${Math.round(openMs)} ms`);
+    assert.ok(engine.recovery.adopted.includes(vm));
+    assert.equal((await engine.guest.exec(vm, { command: "pgrep -c sleep" })).stdout, "1\n", "the guest's process was left alone");
+  });
 });
