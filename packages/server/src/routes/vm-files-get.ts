@@ -28,10 +28,13 @@ export function register(app: App, { svc, limits }: Deps): void {
           const entries = await guest.list(path, as);
           return { files: entries.map((e) => ({ name: e.name, kind: e.kind === "directory" ? ("directory" as const) : ("file" as const) })) };
         }
-        if (st.size > limits.maxReadFileBytes) {
-          throw new ApiError("FILES_BAD_REQUEST", `${path} is ${st.size} bytes; the files API reads up to ${limits.maxReadFileBytes} bytes (use exec or the exec stream for larger files)`, 413);
-        }
-        const data = await guest.readFile(path, as);
+        const tooLarge = (size: string) =>
+          new ApiError("FILES_BAD_REQUEST", `${path} is ${size} bytes; the files API reads up to ${limits.maxReadFileBytes} bytes (use files-raw, exec or the exec stream for larger files)`, 413);
+        if (st.size > limits.maxReadFileBytes) throw tooLarge(String(st.size));
+        // The stat was of the path itself (a symlink's own size) and the guest may change the file
+        // between the two calls: the limit applies to the bytes actually read, never more.
+        const data = await guest.readFile(path, { ...as, length: limits.maxReadFileBytes + 1 });
+        if (data.length > limits.maxReadFileBytes) throw tooLarge("more than " + String(limits.maxReadFileBytes));
         return { content: data.toString("base64"), encoding: "base64" as const };
       });
       return c.json(answer, 200);
