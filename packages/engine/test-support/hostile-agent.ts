@@ -21,6 +21,7 @@ export const HOSTILE_CASES = [
   "endless-stdout",
   "bad-stat",
   "data-first",
+  "never-reads",
 ] as const;
 export type HostileCase = (typeof HOSTILE_CASES)[number];
 
@@ -61,6 +62,7 @@ const cases = {
   version: (s) => s.end(json({ type: "version", version: "6.6.6", protocol: 999, pid: 1 })),
   "pty.open": (s) => s.end(json({ type: "session", session: { sessionId: "x", cols: "80" } })),
   "data-first": (s) => s.end(frame(3, "data before any stat")),
+  "never-reads": (s) => s.pause(),
 };
 const server = net.createServer((s) => {
   s.on("error", () => undefined);

@@ -116,7 +116,12 @@ export class AgentConn extends EventEmitter {
       for (const t of this.#deadlines) clearTimeout(t);
       this.#deadlines.clear();
       if (!this.#failure && this.#decoder.pending > 0) this.#failure = protocolError(`the connection ended in the middle of a frame (${this.#decoder.pending} bytes pending)`);
-      this.emit("close");
+      try {
+        this.emit("close");
+      } catch (err) {
+        // The last-resort guard for the end of a connection: a waiter's bug must not end the host.
+        process.emitWarning(`an agent connection's close handler threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, "CapsuleAgentWarning");
+      }
     });
   }
 
@@ -202,12 +207,18 @@ export class AgentConn extends EventEmitter {
     return this.#sock.write(encodeJson(value));
   }
 
-  /** Sends data as Stdin frames; resolves when the socket can take more. */
-  async sendData(data: Buffer): Promise<void> {
+  /**
+   * Sends data as Stdin frames; resolves when the socket can take more. With `drainMs`, an agent
+   * that takes none of it for that long fails the connection (AGENT_TIMEOUT); without, a full
+   * socket may wait for ever, as a process that does not read its stdin may.
+   */
+  async sendData(data: Buffer, drainMs?: number): Promise<void> {
     for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) {
       if (this.#closed) throw this.closeError("agent connection closed");
       const ok = this.#sock.write(encodeFrame(FrameType.Stdin, data.subarray(off, off + MAX_FRAME_PAYLOAD)));
-      if (!ok) await new Promise<void>((r) => {
+      if (ok) continue;
+      const cancel = drainMs === undefined ? undefined : this.deadline(drainMs, `the VM's agent took no data for ${drainMs} ms`);
+      await new Promise<void>((r) => {
         const go = () => {
           this.#sock.off("close", go);
           this.#sock.off("drain", go);
@@ -216,6 +227,7 @@ export class AgentConn extends EventEmitter {
         this.#sock.once("drain", go);
         this.#sock.once("close", go);
       });
+      cancel?.();
     }
   }
 
@@ -368,8 +380,10 @@ export class AgentClient {
     });
     reply.catch(() => undefined); // observed below; avoid an unhandled rejection while still sending
     try {
-      if (Buffer.isBuffer(source)) await conn.sendData(source);
-      else for await (const chunk of source) await conn.sendData(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+      // The agent writes what it gets to a file, so it always drains unless it is broken.
+      const drainMs = AGENT_DEADLINES.replyMs;
+      if (Buffer.isBuffer(source)) await conn.sendData(source, drainMs);
+      else for await (const chunk of source) await conn.sendData(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array), drainMs);
       conn.sendEof();
       const cancel = conn.deadline(AGENT_DEADLINES.replyMs, `the VM's agent did not confirm fs.write within ${AGENT_DEADLINES.replyMs} ms of the upload's end`);
       conn.once("json", cancel);
