@@ -66,14 +66,36 @@ export function errorStatus(code: ApiErrorCode): number {
 }
 
 /**
- * The JSON body of every error answer. `error` repeats `code` because Freestyle's OpenAPI types
- * name it so; the client reads `code`. Detail fields are optional and code-specific.
+ * The optional detail fields an error body may carry, with what each means. Only these: the
+ * server's `ApiError` accepts no others, and docs/errors.md and the OpenAPI `Error` schema list
+ * exactly these (checked by the contract sync test).
  */
-export interface ApiErrorBody {
+export const API_ERROR_DETAILS = {
+  reason: "Capsule's finer reason when the code is broader (for example which limit was hit, or AGENT_PROTOCOL_ERROR).",
+  agentCode: "The guest agent's own code when the guest refused an operation (PERMISSION_DENIED, IS_A_DIRECTORY, ...).",
+  engineCode: "The engine's code behind an INTERNAL_ERROR.",
+  unsupported: "true on a 501 for a Freestyle feature Capsule does not have.",
+} as const;
+
+export interface ApiErrorDetails {
+  reason?: string;
+  agentCode?: string;
+  engineCode?: string;
+  unsupported?: boolean;
+}
+
+/**
+ * The JSON body of every error answer. `error` repeats `code` because Freestyle's OpenAPI types
+ * name it so; the client reads `code`.
+ */
+export interface ApiErrorBody extends ApiErrorDetails {
   code: ApiErrorCode;
   error: ApiErrorCode;
   message: string;
-  /** Capsule's own finer reason, when the client-known code is broader (e.g. which limit). */
-  reason?: string;
-  [detail: string]: unknown;
 }
+
+// Compile-time: the detail table and the interface name the same fields.
+const _detailsCover: Record<keyof ApiErrorDetails, string> = API_ERROR_DETAILS;
+const _detailsExact: Record<keyof typeof API_ERROR_DETAILS, unknown> = {} as Required<ApiErrorDetails>;
+void _detailsCover;
+void _detailsExact;

@@ -9,7 +9,7 @@
  * @module
  */
 import { z } from "zod";
-import { API_ERROR_CODES, API_ERRORS, type ApiErrorCode } from "./errors.js";
+import { API_ERROR_CODES, API_ERROR_DETAILS, API_ERRORS, type ApiErrorBody, type ApiErrorCode } from "./errors.js";
 
 /** The body of every error answer (see `@capsule/contract/errors` and docs/errors.md). */
 export const ErrorBody = z
@@ -19,8 +19,10 @@ export const ErrorBody = z
     /** Repeats `code` (Freestyle's OpenAPI types name it so). */
     error: z.enum(API_ERROR_CODES as [ApiErrorCode, ...ApiErrorCode[]]),
     message: z.string(),
-    /** Capsule's finer reason when the client-known code is broader. */
-    reason: z.string().optional(),
+    reason: z.string().optional().meta({ description: API_ERROR_DETAILS.reason }),
+    agentCode: z.string().optional().meta({ description: API_ERROR_DETAILS.agentCode }),
+    engineCode: z.string().optional().meta({ description: API_ERROR_DETAILS.engineCode }),
+    unsupported: z.boolean().optional().meta({ description: API_ERROR_DETAILS.unsupported }),
   })
   .meta({
     id: "Error",
@@ -29,6 +31,12 @@ export const ErrorBody = z
       ...API_ERROR_CODES.map((c) => `- \`${c}\` (${API_ERRORS[c].status}${API_ERRORS[c].retryable ? ", retryable" : ""}): ${API_ERRORS[c].description}`),
     ].join("\n"),
   });
+
+/** True when A and B are the same type (not just assignable: an optional field more on one side differs). */
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+// Compile-time: the schema and the registry's ApiErrorBody have the same fields.
+const _errorBodyIsApiErrorBody: Same<z.infer<typeof ErrorBody>, ApiErrorBody> = true;
+void _errorBodyIsApiErrorBody;
 
 const LinuxName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Linux user or group name: [a-z_][a-z0-9_-]{0,31}");
 const AbsPath = z.string().regex(/^\/[^\0]*$/, "must be an absolute path");

@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { API_ERRORS, API_ERROR_CODES as REGISTRY_CODES } from "@capsule/contract/errors";
+import { API_ERROR_DETAILS, API_ERRORS, API_ERROR_CODES as REGISTRY_CODES } from "@capsule/contract/errors";
 import { openApiDocument } from "@capsule/server";
 import { API_ERROR_CODES, CLIENT_ERROR_CODES, HINTS } from "../src/errors.js";
 
@@ -37,7 +37,7 @@ function sameSet(actual: Iterable<string>, expected: Iterable<string>, what: str
   const e = new Set(expected);
   const missing = [...e].filter((x) => !a.has(x));
   const extra = [...a].filter((x) => !e.has(x));
-  assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, `${what}: missing = codes in the registry only, extra = codes not in the registry`);
+  assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, `${what}: missing = in the contract only, extra = not in the contract`);
 }
 
 describe("contract sync: registry, docs/errors.md, OpenAPI, SDK", () => {
@@ -66,6 +66,21 @@ describe("contract sync: registry, docs/errors.md, OpenAPI, SDK", () => {
     }
     const client = table(md, "SDK client codes").map((r) => r[0]!);
     assert.deepEqual([...client].sort(), [...CLIENT_ERROR_CODES].sort(), "docs/errors.md SDK client codes vs CLIENT_ERROR_CODES");
+  });
+
+  it("docs/errors.md and the OpenAPI Error schema list exactly the contract's detail fields", async () => {
+    const md = await readFile(DOC, "utf8");
+    const intro = md.split(/^## /m)[0]!;
+    const documented = [...intro.matchAll(/^- `([A-Za-z]+)`: (.*)$/gm)].map(([, name, text]) => [name!, text!] as const);
+    sameSet(
+      documented.map(([n]) => n),
+      Object.keys(API_ERROR_DETAILS),
+      "docs/errors.md detail fields",
+    );
+    for (const [name, text] of documented) assert.equal(text, API_ERROR_DETAILS[name as keyof typeof API_ERROR_DETAILS], `docs/errors.md: ${name}`);
+    const error = (await openApiDocument()).components.schemas.Error;
+    const fields = Object.keys(error?.properties ?? {}).filter((k) => !["code", "error", "message"].includes(k));
+    sameSet(fields, Object.keys(API_ERROR_DETAILS), "OpenAPI Error detail fields");
   });
 
   it("the OpenAPI document's Error schema has exactly the registry's codes; every error answer uses it with a documented status", async () => {

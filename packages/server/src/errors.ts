@@ -5,7 +5,7 @@
  * @module
  */
 import { isEngineError } from "@capsule/engine";
-import { API_ERRORS, type ApiErrorBody, type ApiErrorCode } from "@capsule/contract/errors";
+import { API_ERRORS, type ApiErrorBody, type ApiErrorCode, type ApiErrorDetails } from "@capsule/contract/errors";
 
 export { API_ERRORS, API_ERROR_CODES, isApiErrorCode, type ApiErrorCode } from "@capsule/contract/errors";
 /** @deprecated The contract's name is {@link ApiErrorCode}. */
@@ -18,7 +18,8 @@ export class ApiError extends Error {
     message: string,
     /** Overrides the registry's status (e.g. 413 for a body over the limit, 501 for unsupported features). */
     readonly statusOverride?: number,
-    readonly extra: Record<string, unknown> = {},
+    /** Detail fields: only the contract's (`API_ERROR_DETAILS`), so docs and OpenAPI list them all. */
+    readonly extra: ApiErrorDetails = {},
   ) {
     super(message);
     this.name = "ApiError";
