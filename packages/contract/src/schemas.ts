@@ -184,6 +184,8 @@ export const ExecResult = z
     stderr: z.string().nullable(),
     /** Exit status; 128+n when the command was killed by signal n. */
     statusCode: z.number().nullable(),
+    /** Present and true when output past the server's per-stream limit was dropped. */
+    truncated: z.boolean().optional(),
   })
   .meta({ id: "ExecResult" });
 export type ExecResult = z.infer<typeof ExecResult>;

@@ -27,6 +27,11 @@ export interface ServerLimits {
   maxBodyBytes: number;
   /** Largest file GET answers, bytes (it travels base64 in JSON). */
   maxReadFileBytes: number;
+  /**
+   * Output an exec-await keeps per stream (stdout, stderr), bytes; the rest is dropped and the
+   * answer says `truncated: true`. Bounds the server's memory per exec.
+   */
+  maxExecOutputBytes: number;
   /** An exec that may outlive the client's 300 s header timeout switches to early headers after this long. */
   execKeepaliveAfterMs: number;
   /** Interval of the keep-alive spaces once switched. */
@@ -36,6 +41,7 @@ export interface ServerLimits {
 export const DEFAULT_LIMITS: ServerLimits = {
   maxBodyBytes: 64 * 1024 * 1024,
   maxReadFileBytes: 32 * 1024 * 1024,
+  maxExecOutputBytes: 32 * 1024 * 1024,
   execKeepaliveAfterMs: 25_000,
   execKeepaliveEveryMs: 30_000,
 };

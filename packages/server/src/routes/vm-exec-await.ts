@@ -31,6 +31,8 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
         "Runs `command` through `/bin/sh -c` as root, or as the `X-Freestyle-Vm-Linux-User-Id` user, and answers `{stdout, stderr, statusCode}`: HTTP 200 even for a non-zero exit (a signal gives 128+n).",
         "`timeoutMs` kills the command's process group: 408 EXEC_TIMED_OUT. `timeoutMs: null` means no timeout.",
         `An exec with no timeout or one over ${HEADERS_DEADLINE_MS / 1000} s that is still running after ${limits.execKeepaliveAfterMs / 1000} s gets its 200 headers at once and a space every ${limits.execKeepaliveEveryMs / 1000} s until the JSON follows, because the client's fetch gives up after 300 s without headers. In that mode a timeout is reported in the 200 body: \`{statusCode: null, timedOut: true, code: "EXEC_TIMED_OUT", message}\`.`,
+        `Output past ${limits.maxExecOutputBytes} bytes per stream is dropped, and the answer then carries \`truncated: true\`.`,
+        "A client that hangs up before the answer ends its command (SIGKILL to its process group).",
         "A suspended VM is woken first.",
       ].join("\n\n"),
       security,
@@ -45,10 +47,18 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
     if (body.terminal) throw new ApiError("BAD_REQUEST", "named terminals are not supported by Capsule; omit `terminal`");
     const user = linuxUser(c);
     let started = false; // refusals before the exec (404, VM_NOT_RUNNING) are not exec outcomes
+    // Aborted by the HTTP server when the client's connection closes before the answer is sent.
+    const signal = c.req.raw.signal;
     const run: Promise<ExecAnswer> = svc.gateway
       .withVm(account(c), vm_id, {}, (_vm, guest) => {
         started = true;
-        return guest.exec({ command: body.command, ...(user ? { user } : {}), ...(body.timeoutMs ? { timeoutMs: body.timeoutMs } : {}) });
+        return guest.exec({
+          command: body.command,
+          maxOutputBytes: limits.maxExecOutputBytes,
+          signal,
+          ...(user ? { user } : {}),
+          ...(body.timeoutMs ? { timeoutMs: body.timeoutMs } : {}),
+        });
       })
       .then((r) => answer(r, body.timeoutMs));
     run.then(
@@ -67,13 +77,13 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
 }
 
 function answer(r: ExecResult, timeoutMs: number | null | undefined): ExecAnswer {
-  const base = { stdout: r.stdout, stderr: r.stderr, statusCode: exitStatus(r.exitCode, r.signal) };
+  const base = { stdout: r.stdout, stderr: r.stderr, statusCode: exitStatus(r.exitCode, r.signal), ...(r.truncated ? { truncated: true } : {}) };
   if (!r.timedOut) return base;
   return { ...base, statusCode: null, timedOut: true, code: "EXEC_TIMED_OUT", message: `Command timed out after ${timeoutMs}ms` };
 }
 
-function plain(a: ExecAnswer): { stdout: string | null; stderr: string | null; statusCode: number | null } {
-  return { stdout: a.stdout, stderr: a.stderr, statusCode: a.statusCode };
+function plain(a: ExecAnswer): { stdout: string | null; stderr: string | null; statusCode: number | null; truncated?: true } {
+  return { stdout: a.stdout, stderr: a.stderr, statusCode: a.statusCode, ...(a.truncated ? { truncated: true as const } : {}) };
 }
 
 function sleep(ms: number): Promise<undefined> {
