@@ -43,7 +43,13 @@ export type PtyServerMessage = z.infer<typeof PtyServerMessage>;
 /** Client → server: close the process's stdin. */
 export const ExecEof = z.object({ type: z.literal("eof") });
 /** Client → server: signal the process; an absent or unknown signal means SIGKILL. */
-export const ExecKill = z.object({ type: z.literal("kill"), signal: Signal.optional().catch(undefined) });
+export const ExecKill = z.object({
+  type: z.literal("kill"),
+  // `.catch` has no JSON Schema of its own: the meta gives the one a sender should follow.
+  signal: Signal.optional()
+    .catch(undefined)
+    .meta({ type: "string", enum: [...WS_SIGNALS], description: "Default SIGKILL (also for an unknown signal)." }),
+});
 export const ExecClientMessage = z.discriminatedUnion("type", [ExecEof, ExecKill]);
 export type ExecClientMessage = z.infer<typeof ExecClientMessage>;
 

@@ -90,6 +90,11 @@ describe("contract sync: registry, docs/errors.md, OpenAPI, SDK", () => {
     sameSet(error.properties?.code?.enum ?? [], registry, "OpenAPI Error.code enum");
     sameSet(error.properties?.error?.enum ?? [], registry, "OpenAPI Error.error enum");
     for (const code of registry) assert.ok(error.description?.includes(`\`${code}\``), `Error's description documents ${code}`);
+    // The exec-stream socket's error frame carries the same codes.
+    const frames = (doc.components.schemas.ExecServerMessage as { oneOf?: Array<{ properties?: Record<string, { enum?: string[] }> }> } | undefined)?.oneOf ?? [];
+    const errorFrame = frames.find((f) => f.properties?.type?.enum?.[0] === "error");
+    assert.ok(errorFrame, "ExecServerMessage documents the error frame");
+    sameSet(errorFrame.properties?.code?.enum ?? [], registry, "OpenAPI ExecServerMessage error.code enum");
 
     const md = await readFile(DOC, "utf8");
     const statuses = new Set([...Object.values(API_ERRORS).map((e) => String(e.status)), ...table(md, "Other statuses").map((r) => r[0]!)]);

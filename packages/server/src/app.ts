@@ -10,7 +10,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv, Deps } from "./context.js";
 import { ApiError, toApiError, type ApiCode } from "./errors.js";
-import { OPENAPI_DESCRIPTION } from "./openapi-doc.js";
+import { OPENAPI_DESCRIPTION, registerWsMessages } from "./openapi-doc.js";
 import { ROUTES } from "./routes/index.js";
 import { CONSOLE_HEADER, readCookie, SESSION_COOKIE } from "./console/auth.js";
 import { isConsolePath } from "./console/routes.js";
@@ -86,6 +86,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     info: { title: "Capsule API", version: "0.1.0", description: OPENAPI_DESCRIPTION },
   });
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
+  registerWsMessages(app);
 
   app.notFound((c) => renderError(c, new ApiError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {

@@ -1,3 +1,6 @@
+import { ExecClientMessage, ExecServerMessage, PtyClientMessage, PtyServerMessage } from "@capsule/contract/ws";
+import type { App } from "./context.js";
+
 /** The description at the top of /openapi.json: what is compatible, what is Capsule's own, the limits. */
 export const OPENAPI_DESCRIPTION = `
 Capsule's API speaks the Freestyle v1 wire protocol of the \`freestyle@0.1.63\` client: point it at
@@ -48,4 +51,14 @@ export async function openApiDocument(): Promise<OpenApiDocument> {
   const res = await createApp(deps as unknown as Parameters<typeof createApp>[0]).request("/openapi.json");
   if (!res.ok) throw new Error(`openApiDocument: /openapi.json answered ${res.status}`);
   return (await res.json()) as OpenApiDocument;
+}
+
+/**
+ * Publishes the contract's WebSocket messages as components of the document (`PtyClientMessage`,
+ * `PtyServerMessage`, `ExecClientMessage`, `ExecServerMessage`): the text frames of the PTY and
+ * exec-stream sockets, which OpenAPI cannot attach to a route.
+ */
+export function registerWsMessages(app: App): void {
+  const messages = { PtyClientMessage, PtyServerMessage, ExecClientMessage, ExecServerMessage };
+  for (const [name, schema] of Object.entries(messages)) app.openAPIRegistry.register(name, schema);
 }
