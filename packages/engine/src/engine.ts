@@ -359,24 +359,25 @@ export class Engine {
       const layer = this.#layers.reserve();
       const p = this.#paths.vm(id);
       try {
-        let sizeBytes: number;
         if (rec.state === "running") {
           await this.#host.agent(id).call({ op: "sync" }, "ok", 60_000);
           const runtime = this.#runtimes[rec.runtime];
           await runtime.pause(id);
           try {
-            sizeBytes = await this.#layers.write(layer, p.upper);
+            await this.#layers.copy(layer, p.upper);
           } finally {
             await runtime.resume(id);
           }
         } else {
           await mountDisk(p);
           try {
-            sizeBytes = await this.#layers.write(layer, p.upper);
+            await this.#layers.copy(layer, p.upper);
           } finally {
             await unmountDisk(p);
           }
         }
+        // Flushing the copy to disk does not need the VM paused.
+        const sizeBytes = await this.#layers.seal(layer);
         return { layer, rec, sizeBytes };
       } catch (err) {
         await this.#layers.discard(layer);

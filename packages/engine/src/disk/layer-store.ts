@@ -3,7 +3,7 @@ import { newId } from "../ids.js";
 import type { Paths } from "../paths.js";
 import type { Records } from "../state/records.js";
 import { listDir } from "../state/store.js";
-import { PARTIAL_SUFFIX, copyLayer, removeTree } from "./layers.js";
+import { PARTIAL_SUFFIX, copyLayer, removeTree, sealLayer } from "./layers.js";
 
 /**
  * The read-only snapshot layers under `<dataDir>/layers`. A layer lives while a VM record or a
@@ -31,15 +31,31 @@ export class LayerStore {
     this.#reserved.delete(id);
   }
 
-  /** Copies `upperDir` into the reserved layer `id`, durably. Resolves with its size in bytes. */
-  async write(id: string, upperDir: string): Promise<number> {
+  /** Copies `upperDir` into the reserved layer `id` (under its temp name): the part a VM is paused for. */
+  async copy(id: string, upperDir: string): Promise<void> {
     await fs.mkdir(this.paths.layersDir, { recursive: true });
     try {
-      return await copyLayer(upperDir, this.paths.layer(id));
+      await copyLayer(upperDir, this.paths.layer(id));
     } catch (err) {
       await this.discard(id);
       throw err;
     }
+  }
+
+  /** Makes the copied layer `id` durable and gives it its name. Resolves with its size in bytes. */
+  async seal(id: string): Promise<number> {
+    try {
+      return await sealLayer(this.paths.layer(id));
+    } catch (err) {
+      await this.discard(id);
+      throw err;
+    }
+  }
+
+  /** {@link copy} then {@link seal}. */
+  async write(id: string, upperDir: string): Promise<number> {
+    await this.copy(id, upperDir);
+    return this.seal(id);
   }
 
   /** Removes a reserved layer's files (a failed capture) and releases it. */

@@ -7,17 +7,25 @@ import { fsyncDir } from "../state/store.js";
 export const PARTIAL_SUFFIX = ".partial";
 
 /**
- * Turns a VM's upper dir into a read-only layer by copying it (`cp -a` keeps overlay whiteouts,
- * opaque-dir xattrs, ownership, modes, hard links and symlinks as they are, never following
- * links). The copy goes to a temp name first, so a crash never leaves a half layer under the final
- * name, and it is durable before it gets that name: `sync --file-system` flushes every file and
- * directory of the copy (one syncfs, not one fsync per file), then the rename is fsynced too. A
- * record that names the layer is written only after this resolves.
+ * Turns a VM's upper dir into a read-only layer, step one: a copy (`cp -a` keeps overlay
+ * whiteouts, opaque-dir xattrs, ownership, modes, hard links and symlinks as they are, never
+ * following links) under a temp name, so a crash never leaves a half layer under the final name.
+ * This is the step the VM must be paused for.
  */
-export async function copyLayer(upperDir: string, layerDir: string): Promise<number> {
+export async function copyLayer(upperDir: string, layerDir: string): Promise<void> {
   const tmp = `${layerDir}${PARTIAL_SUFFIX}`;
   await fs.rm(tmp, { recursive: true, force: true });
   await run("cp", ["-a", "--", upperDir, tmp], { timeoutMs: 30 * 60_000 });
+}
+
+/**
+ * Step two, with the VM running again: makes the copy durable, then gives it its final name.
+ * `sync --file-system` flushes every file and directory of the copy (one syncfs, not one fsync
+ * per file), then the rename is fsynced too. A record that names the layer is written only after
+ * this resolves. Resolves with the layer's size in bytes.
+ */
+export async function sealLayer(layerDir: string): Promise<number> {
+  const tmp = `${layerDir}${PARTIAL_SUFFIX}`;
   await run("sync", ["--file-system", "--", tmp], { timeoutMs: 10 * 60_000 });
   await fs.rename(tmp, layerDir);
   await fsyncDir(path.dirname(layerDir));
