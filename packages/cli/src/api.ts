@@ -5,7 +5,7 @@
  */
 import v8 from "node:v8";
 import { CommanderError, type Command } from "commander";
-import { Capsule, CapsuleError } from "@capsule/sdk";
+import { Capsule, CapsuleError, type ErrorCode } from "@capsule/sdk";
 
 /** Exit codes (also in `capsule --help`). */
 export const EXIT = {
@@ -39,9 +39,11 @@ Errors go to stderr as "capsule: CODE: message" (CODE is the server's error code
 Connection: --api-url / --api-key, or CAPSULE_API_URL / CAPSULE_API_KEY
 (FREESTYLE_API_URL / FREESTYLE_API_KEY also work).`;
 
-const NOT_FOUND = new Set(["VM_NOT_FOUND", "SNAPSHOT_NOT_FOUND", "FILE_NOT_FOUND", "USER_NOT_FOUND", "SESSION_NOT_FOUND", "NOT_FOUND"]);
-const AUTH = new Set(["UNAUTHORIZED", "CONFIG_MISSING", "FORBIDDEN"]);
-const CONNECTION = new Set(["NETWORK_ERROR", "CONNECTION_LOST"]);
+// The SDK's codes (the contract's registry plus the SDK's client codes), checked at compile time.
+const codes = (...c: ErrorCode[]): ReadonlySet<string> => new Set(c);
+const NOT_FOUND = codes("VM_NOT_FOUND", "SNAPSHOT_NOT_FOUND", "FILE_NOT_FOUND", "USER_NOT_FOUND", "SESSION_NOT_FOUND", "NOT_FOUND");
+const AUTH = codes("UNAUTHORIZED", "CONFIG_MISSING", "FORBIDDEN");
+const CONNECTION = codes("NETWORK_ERROR", "CONNECTION_LOST");
 
 /** A failure of the CLI itself (not of a server call), with its code and exit code. */
 export class CliError extends Error {
