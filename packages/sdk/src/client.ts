@@ -5,7 +5,7 @@
  * @module
  */
 import { makeError } from "./errors.js";
-import { seg, Transport, type FetchLike } from "./transport.js";
+import { globalFetch, seg, Transport, type FetchLike } from "./transport.js";
 import type { CreateVmOptions, SnapshotInfo, SnapshotList, VmList, VmInfo } from "./types.js";
 import { Vm } from "./vm.js";
 
@@ -119,8 +119,7 @@ export class Capsule {
     const apiKey = opts.apiKey || fromEnv(["CAPSULE_API_KEY", "FREESTYLE_API_KEY"]);
     if (!apiKey) throw makeError("CONFIG_MISSING", "no API key: set CAPSULE_API_KEY (create one with `capsule keys create`) or pass new Capsule({ apiKey })");
     this.apiUrl = parsed.toString().replace(/\/+$/, "");
-    const f: FetchLike = opts.fetch ?? ((input, init) => fetch(input, init as RequestInit));
-    const t = new Transport(this.apiUrl, apiKey, f);
+    const t = new Transport(this.apiUrl, apiKey, opts.fetch ?? globalFetch);
     this.vms = new Vms(t);
     this.snapshots = this.vms.snapshots;
   }

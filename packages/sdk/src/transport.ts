@@ -2,7 +2,10 @@
  * HTTP and WebSocket plumbing shared by every handle: base URL, auth and the Linux-user header,
  * JSON requests with typed errors, raw byte requests, and authenticated WebSockets (the `ws`
  * package, so Node 20 needs no flag; loaded on the first WebSocket, so plain HTTP calls such as
- * `vms.list()` do not pay for it).
+ * `vms.list()` do not pay for it). JSON calls go over `node:http` unless the caller brought its
+ * own fetch: loading fetch (undici, its WebAssembly parser, web streams) costs more than all the
+ * rest of a `capsule vm list`, and a JSON call needs none of it. Raw bodies and streamed files use
+ * fetch.
  * @module
  */
 import type { IncomingMessage } from "node:http";
@@ -14,6 +17,9 @@ export const SDK_VERSION = "0.1.0";
 
 /** The `fetch` the SDK calls; defaults to the global one (Node 20+). */
 export type FetchLike = (input: string, init?: RequestInit & { duplex?: "half" }) => Promise<Response>;
+
+/** The global `fetch`, the default {@link FetchLike}. */
+export const globalFetch: FetchLike = (input, init) => fetch(input, init as RequestInit);
 
 /** A raw request body: bytes or a web stream of bytes. */
 export type RawBody = Uint8Array | ReadableStream<Uint8Array>;
@@ -82,13 +88,38 @@ export class Transport {
 
   /** A JSON request answering parsed JSON. */
   async json<T>(method: string, path: string, opts: RequestOpts = {}): Promise<T> {
-    const res = await this.send(method, path, opts);
-    const text = await res.text();
+    const text = this.fetchImpl === globalFetch && opts.raw === undefined ? await this.#nodeHttp(method, path, opts) : await (await this.send(method, path, opts)).text();
     try {
       return JSON.parse(text) as T;
     } catch {
       throw makeError("BAD_RESPONSE", `${method} ${path}: the answer is not JSON: ${text.slice(0, 200)}`);
     }
+  }
+
+  /** `send()` + `text()` over node:http(s): the same request and the same typed errors, without loading fetch. */
+  async #nodeHttp(method: string, path: string, opts: RequestOpts): Promise<string> {
+    const what = `${method} ${path}`;
+    const url = this.url(path, opts.query);
+    const body = opts.json !== undefined ? JSON.stringify(opts.json) : undefined;
+    const headers = this.headers(opts.user, body !== undefined ? { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) } : {});
+    const request: typeof import("node:http").request = url.startsWith("https:") ? (await import("node:https")).request : (await import("node:http")).request;
+    let answer: { status: number; text: string };
+    try {
+      answer = await new Promise((resolve, reject) => {
+        const req = request(url, { method, headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+          res.on("error", reject); // the connection dropped mid-answer
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+    } catch (err) {
+      throw makeError("NETWORK_ERROR", `${what}: cannot reach ${this.baseUrl} (${(err as { code?: string }).code ?? (err as Error).message})`, { cause: err });
+    }
+    if (answer.status < 200 || answer.status > 299) throw errorFromResponse(answer.status, answer.text, what);
+    return answer.text;
   }
 
   /** Opens an authenticated WebSocket; handshake refusals reject with the server's typed error. */
