@@ -21,6 +21,12 @@
  * | other ops     | –                                             | one JSON reply, close                                         |
  *
  * Any failure is a JSON {@link ErrorReply} (`type: "error"`), after which the agent closes.
+ *
+ * Each side treats the other's bytes as hostile and checks them with the validators here
+ * (`validate.ts`: {@link parseRequest} and the control parsers on the agent, {@link parseReply}
+ * on the host); a frame that fails is a {@link ProtocolError}, which ends that one connection.
+ * The host also puts a deadline on every wait (see the engine's `AGENT_DEADLINES`). Signal names
+ * and numbers come from one table, `signals.ts`.
  * @module
  */
 export * from "./errors.js";
