@@ -49,13 +49,19 @@ function connectSafely(socketPath: string, timeoutMs: number): Promise<net.Socke
       return;
     }
     const sock = net.connect(`/proc/self/fd/${fd}`);
+    let fdOpen = true;
+    const closeFd = () => {
+      if (fdOpen) fs.closeSync(fd);
+      fdOpen = false;
+    };
     const timer = setTimeout(() => {
+      closeFd();
       sock.destroy();
       reject(new EngineError(ErrorCode.AgentTimeout, `the VM's agent did not accept a connection within ${timeoutMs} ms`));
     }, timeoutMs);
     const done = () => {
       clearTimeout(timer);
-      fs.closeSync(fd);
+      closeFd();
     };
     sock.once("connect", () => {
       done();
