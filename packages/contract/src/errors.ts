@@ -74,6 +74,7 @@ export const API_ERROR_DETAILS = {
   reason: "Capsule's finer reason when the code is broader (for example which limit was hit, or AGENT_PROTOCOL_ERROR).",
   agentCode: "The guest agent's own code when the guest refused an operation (PERMISSION_DENIED, IS_A_DIRECTORY, ...).",
   engineCode: "The engine's code behind an INTERNAL_ERROR.",
+  requestId: "On an INTERNAL_ERROR: the id under which the server's log has the cause (the message itself says nothing about the host).",
   unsupported: "true on a 501 for a Freestyle feature Capsule does not have.",
 } as const;
 
@@ -81,6 +82,7 @@ export interface ApiErrorDetails {
   reason?: string;
   agentCode?: string;
   engineCode?: string;
+  requestId?: string;
   unsupported?: boolean;
 }
 

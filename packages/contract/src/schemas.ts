@@ -22,6 +22,7 @@ export const ErrorBody = z
     reason: z.string().optional().meta({ description: API_ERROR_DETAILS.reason }),
     agentCode: z.string().optional().meta({ description: API_ERROR_DETAILS.agentCode }),
     engineCode: z.string().optional().meta({ description: API_ERROR_DETAILS.engineCode }),
+    requestId: z.string().optional().meta({ description: API_ERROR_DETAILS.requestId }),
     unsupported: z.boolean().optional().meta({ description: API_ERROR_DETAILS.unsupported }),
   })
   .meta({

@@ -4,6 +4,7 @@
  * the contract's, `@capsule/contract/errors`, shared with the SDK and documented in docs/errors.md.
  * @module
  */
+import crypto from "node:crypto";
 import { isEngineError } from "@capsule/engine";
 import { API_ERRORS, type ApiErrorBody, type ApiErrorCode, type ApiErrorDetails } from "@capsule/contract/errors";
 
@@ -33,6 +34,30 @@ export class ApiError extends Error {
   body(): ApiErrorBody {
     return { ...this.extra, code: this.code, error: this.code, message: this.message };
   }
+}
+
+/** Where the cause of a redacted INTERNAL_ERROR goes: the server's log (set by `startServer`). */
+type InternalErrorSink = (entry: { requestId: string; err: unknown; engineCode?: string }) => void;
+let internalErrorSink: InternalErrorSink = (entry) => {
+  process.stderr.write(`${JSON.stringify({ msg: "internal error", requestId: entry.requestId, engineCode: entry.engineCode, err: String((entry.err as Error)?.stack ?? entry.err) })}\n`);
+};
+
+/** Sends the causes of INTERNAL_ERRORs (which tenants see only by request id) to this log. */
+export function setInternalErrorSink(sink: InternalErrorSink): void {
+  internalErrorSink = sink;
+}
+
+/**
+ * An INTERNAL_ERROR as a tenant sees it: a generic message and a request id. The cause (runtime
+ * log tails, host paths, stack) goes to the server's log under that id, never to the tenant.
+ */
+export function internalError(err: unknown, engineCode?: string): ApiError {
+  const requestId = crypto.randomBytes(8).toString("hex");
+  internalErrorSink({ requestId, err, ...(engineCode ? { engineCode } : {}) });
+  return new ApiError("INTERNAL_ERROR", `Capsule failed on this request; the server's log has the cause under request id ${requestId}`, undefined, {
+    requestId,
+    ...(engineCode ? { engineCode } : {}),
+  });
 }
 
 /** Agent codes that map one to one onto client codes. */
@@ -76,8 +101,8 @@ export function toApiError(err: unknown, badRequest: ApiErrorCode = "BAD_REQUEST
         // PERMISSION_DENIED, IS_A_DIRECTORY, ...: the caller asked for something the guest refuses.
         return new ApiError(badRequest, err.message, undefined, { agentCode: err.agentCode });
       default:
-        return new ApiError("INTERNAL_ERROR", err.message, undefined, { engineCode: err.code });
+        return internalError(err, err.code);
     }
   }
-  return new ApiError("INTERNAL_ERROR", err instanceof Error ? err.message : String(err));
+  return internalError(err);
 }

@@ -12,8 +12,9 @@ import { Engine } from "@capsule/engine";
 import pino, { type Logger } from "pino";
 import { ActivityTracker } from "./activity.js";
 import { createApp } from "./app.js";
+import { setInternalErrorSink } from "./errors.js";
 import { ConsoleAuth } from "./console/auth.js";
-import { dbPath, resolveConfig, type ServerConfig } from "./config.js";
+import { dbPath, resolveConfig, type ConfigOptions, type ServerConfig } from "./config.js";
 import { DEFAULT_LIMITS, type Deps, type ServerLimits } from "./context.js";
 import { openDb } from "./db.js";
 import { IdleMonitor } from "./idle.js";
@@ -32,7 +33,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export interface StartOptions extends Partial<ServerConfig> {
+export interface StartOptions extends ConfigOptions {
   limits?: Partial<ServerLimits>;
   logger?: Logger;
 }
@@ -41,6 +42,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const { limits: limitOverrides, logger, ...configOpts } = opts;
   const config = resolveConfig(configOpts);
   const log = logger ?? pino({ level: config.logLevel, base: { svc: "capsule" } });
+  setInternalErrorSink(({ requestId, err, engineCode }) => log.error({ err, requestId, engineCode }, "internal error (the tenant sees only the request id)"));
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const db = openDb(dbPath(config.dataDir));
   let engine: Engine;
@@ -51,7 +53,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     throw err;
   }
   const keys = new KeyStore(db);
-  const svc = new VmService(engine, db, new ActivityTracker(), log, { defaultIdleTimeoutSeconds: config.defaultIdleTimeoutSeconds, egress: config.egress });
+  const svc = new VmService(engine, db, new ActivityTracker(), log, { defaultIdleTimeoutSeconds: config.defaultIdleTimeoutSeconds, egress: config.egress, quotas: config.quotas, admission: config.admission });
   try {
     await svc.reconcile();
   } catch (err) {
