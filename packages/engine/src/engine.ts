@@ -29,6 +29,12 @@ export interface CreateVmOpts {
   runtime?: RuntimeName;
   limits?: Partial<VmLimits>;
   egress?: Egress;
+  /**
+   * Who this VM is for, written into its record before the VM exists: an opaque label of the
+   * caller's (the API server's account and create intent, a pool, a build). Recovery keeps it; the
+   * caller's reconcile uses it to tell its own garbage from VMs it cannot explain.
+   */
+  owner?: string;
 }
 
 export interface VmInfo {
@@ -46,6 +52,8 @@ export interface VmInfo {
   gatewayIp?: string;
   /** Why the VM is `lost`: what its guest did wrong when recovery probed it. */
   lostReason?: string;
+  /** The owner label it was created with (see {@link CreateVmOpts.owner}). */
+  owner?: string;
   createdAt: string;
 }
 
@@ -168,6 +176,7 @@ export class Engine {
       updatedAt: now,
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       ...(opts.snapshotId !== undefined ? { snapshotId: opts.snapshotId } : {}),
+      ...(opts.owner !== undefined ? { owner: checkOwner(opts.owner) } : {}),
     };
     return this.#lock.run(rec.id, async () => {
       // The record goes to disk before any resource exists, so a crash at any later point is
@@ -290,7 +299,8 @@ export class Engine {
    * keeps running; it is paused only while its layer is copied, after a sync. The layer is on
    * stable storage before the record that names it is written.
    */
-  async snapshotVm(id: string, opts: { name?: string } = {}): Promise<SnapshotRecord> {
+  async snapshotVm(id: string, opts: { name?: string; owner?: string } = {}): Promise<SnapshotRecord> {
+    if (opts.owner !== undefined) checkOwner(opts.owner);
     const { layer, rec, sizeBytes } = await this.#captureLayer(id);
     try {
       const snap: SnapshotRecord = {
@@ -301,6 +311,7 @@ export class Engine {
         sizeBytes,
         createdAt: new Date().toISOString(),
         ...(opts.name !== undefined ? { name: opts.name } : {}),
+        ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
       };
       await this.#records.saveSnapshot(snap);
       return snap;
@@ -310,7 +321,8 @@ export class Engine {
   }
 
   /** Creates `count` new VMs from the VM's current disk. The source keeps running. */
-  async forkVm(id: string, opts: { count?: number } = {}): Promise<VmInfo[]> {
+  async forkVm(id: string, opts: { count?: number; owner?: string } = {}): Promise<VmInfo[]> {
+    if (opts.owner !== undefined) checkOwner(opts.owner);
     const count = opts.count ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > 64) throw new EngineError(ErrorCode.InvalidArgument, "count must be an integer from 1 to 64");
     const { layer, rec } = await this.#captureLayer(id);
@@ -318,7 +330,14 @@ export class Engine {
       const forks: VmInfo[] = [];
       for (let i = 0; i < count; i++) {
         forks.push(
-          await this.#createFromLayers({ image: rec.image, layers: [layer, ...rec.layers], runtime: rec.runtime, limits: rec.limits, egress: rec.egress }),
+          await this.#createFromLayers({
+            image: rec.image,
+            layers: [layer, ...rec.layers],
+            runtime: rec.runtime,
+            limits: rec.limits,
+            egress: rec.egress,
+            ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
+          }),
         );
       }
       return forks;
@@ -426,10 +445,19 @@ export class Engine {
       ...(rec.snapshotId !== undefined ? { snapshotId: rec.snapshotId } : {}),
       ...(rec.net ? { ip: rec.net.guestIp, gatewayIp: rec.net.hostIp } : {}),
       ...(rec.state === "lost" && rec.lostReason !== undefined ? { lostReason: rec.lostReason } : {}),
+      ...(rec.owner !== undefined ? { owner: rec.owner } : {}),
     };
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new EngineError(ErrorCode.InvalidState, "engine is closed");
   }
+}
+
+/** Owner labels are short printable text (they go into records and logs). */
+function checkOwner(owner: string): string {
+  if (typeof owner !== "string" || !/^[\x21-\x7e]{1,200}$/.test(owner)) {
+    throw new EngineError(ErrorCode.InvalidArgument, "owner must be 1 to 200 printable ASCII characters without spaces");
+  }
+  return owner;
 }

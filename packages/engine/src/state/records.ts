@@ -26,6 +26,8 @@ export interface VmRecord {
   agentBundle?: string;
   /** Why the VM is `lost` (set with that state, cleared when it starts again). */
   lostReason?: string;
+  /** The creator's owner label, written with the first record (before any resource exists). */
+  owner?: string;
   createdAt: string;
   updatedAt: string;
 }
@@ -39,6 +41,8 @@ export interface SnapshotRecord {
   layers: string[];
   sourceVmId: string;
   sizeBytes: number;
+  /** The creator's owner label (see the VM record's). */
+  owner?: string;
   createdAt: string;
 }
 
