@@ -72,7 +72,9 @@ echo "== engine suites again on runc (the weaker, faster runtime)"
 CAPSULE_TEST_RUNTIME=runc node --test --test-reporter=spec --test-concurrency=1 \
   packages/engine/dist/test/exec.test.js packages/engine/dist/test/files.test.js \
   packages/engine/dist/test/pty.test.js packages/engine/dist/test/snapshot.test.js \
-  packages/engine/dist/test/isolation.test.js packages/engine/dist/test/limits.test.js 2>&1 | tee -a "$log"
+  packages/engine/dist/test/isolation.test.js packages/engine/dist/test/limits.test.js \
+  packages/engine/dist/test/guest-exhausted.test.js packages/engine/dist/test/guest-files.test.js \
+  packages/engine/dist/test/host-modes.test.js 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" = 0 ] || exit "$rc"
