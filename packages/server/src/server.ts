@@ -30,6 +30,8 @@ export interface RunningServer {
   engine: Engine;
   keys: KeyStore;
   svc: VmService;
+  /** The server's logger (pino). */
+  log: Logger;
   close(): Promise<void>;
 }
 
@@ -86,5 +88,5 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       await engine.close();
       db.close();
     })());
-  return { url, port, config, engine, keys, svc, close };
+  return { url, port, config, engine, keys, svc, log, close };
 }

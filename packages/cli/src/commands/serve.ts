@@ -14,7 +14,7 @@ export function registerServe(program: Command): void {
     .option("--egress <mode>", "VM egress: internet or none (env CAPSULE_EGRESS; default internet)")
     .option("--allow-host-port <port>", "a host TCP port VMs may reach at host.capsule.internal; repeatable (env CAPSULE_ALLOWED_HOST_PORTS, comma-separated)", (v: string, acc: number[] = []) => [...acc, Number(v)])
     .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet"; allowHostPort?: number[] }) => {
-      const { startServer } = await import("@capsule/server"); // the server, engine and SQLite load only for `serve`
+      const { installLastResortGuard, startServer } = await import("@capsule/server"); // the server, engine and SQLite load only for `serve`
       const idle = o.idleTimeout === undefined ? undefined : o.idleTimeout === "none" ? null : Number(o.idleTimeout);
       const server = await startServer({
         ...(o.port !== undefined ? { port: o.port } : {}),
@@ -26,6 +26,8 @@ export function registerServe(program: Command): void {
         ...(o.egress !== undefined ? { egress: o.egress } : {}),
         ...(o.allowHostPort !== undefined ? { allowedHostPorts: o.allowHostPort } : {}),
       });
+      // From here on, nothing one request or connection throws may take the process down.
+      installLastResortGuard(server.log);
       // Parents (tests, supervisors) read the address from this line.
       process.stdout.write(`${JSON.stringify({ listening: server.url, port: server.port })}\n`);
       const stop = () => void server.close().then(() => process.exit(0));
