@@ -7,9 +7,11 @@
  * new session, then output; `exited` then close 1000 when the process ends. Closing the socket
  * detaches; the session keeps running. Unknown text messages are ignored both ways.
  *
- * exec-stream: binary in = stdin; binary out = one tag byte (`EXEC_STREAM_TAG`: 1 stdout,
- * 2 stderr) then the bytes. The server sends `started`, output, then `exit` and close 1000, or
- * `error` and close 1011. Closing the socket kills the process.
+ * exec-stream: the client's first message is `start` (command, cwd, env, user, timeoutMs): nothing
+ * runs before it, and nothing secret travels in the URL, where proxies log it. Then binary in =
+ * stdin; binary out = one tag byte (`EXEC_STREAM_TAG`: 1 stdout, 2 stderr) then the bytes. The
+ * server sends `started`, output, then `exit` and close 1000, or `error` and close 1011. Closing
+ * the socket kills the process.
  *
  * Types are inferred, so `import type` from here loads nothing; the zod schemas are for the side
  * that parses (the server). The constants are in `./wire.js` (no imports).
@@ -17,7 +19,7 @@
  */
 import { z } from "zod";
 import { API_ERROR_CODES, type ApiErrorCode } from "./errors.js";
-import { MAX_PTY_SIZE, WS_SIGNALS } from "./wire.js";
+import { ENV_NAME_RE, LINUX_USER_RE, MAX_PTY_SIZE, WS_SIGNALS } from "./wire.js";
 
 const PtySize = z.number().int().min(1).max(MAX_PTY_SIZE);
 const Signal = z.enum(WS_SIGNALS);
@@ -40,6 +42,21 @@ export type PtyServerMessage = z.infer<typeof PtyServerMessage>;
 
 // ---- exec-stream socket ----
 
+/**
+ * Client → server, first: what to run. `command` runs through /bin/sh -c; `env` is added to the
+ * process's environment; `user` overrides the Linux-user header. The server waits a bounded time
+ * for it and starts nothing before it.
+ */
+export const ExecStart = z.object({
+  type: z.literal("start"),
+  command: z.string().min(1),
+  cwd: z.string().startsWith("/").optional(),
+  env: z.record(z.string().regex(ENV_NAME_RE), z.string()).optional(),
+  user: z.string().regex(LINUX_USER_RE).optional(),
+  timeoutMs: z.number().int().positive().optional(),
+});
+export type ExecStart = z.infer<typeof ExecStart>;
+
 /** Client → server: close the process's stdin. */
 export const ExecEof = z.object({ type: z.literal("eof") });
 /** Client → server: signal the process; an absent or unknown signal means SIGKILL. */
@@ -50,7 +67,7 @@ export const ExecKill = z.object({
     .catch(undefined)
     .meta({ type: "string", enum: [...WS_SIGNALS], description: "Default SIGKILL (also for an unknown signal)." }),
 });
-export const ExecClientMessage = z.discriminatedUnion("type", [ExecEof, ExecKill]);
+export const ExecClientMessage = z.discriminatedUnion("type", [ExecStart, ExecEof, ExecKill]);
 export type ExecClientMessage = z.infer<typeof ExecClientMessage>;
 
 /** Server → client, first: the process started. */

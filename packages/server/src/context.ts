@@ -36,6 +36,10 @@ export interface ServerLimits {
   execKeepaliveAfterMs: number;
   /** Interval of the keep-alive spaces once switched. */
   execKeepaliveEveryMs: number;
+  /** WebSocket heartbeat: a ping this often; a peer that answered none since the last one is dropped. */
+  wsHeartbeatMs: number;
+  /** How often the keys and console sessions of open WebSockets are re-checked (revoked or signed out: closed). */
+  wsAuthCheckMs: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -44,6 +48,8 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxExecOutputBytes: 32 * 1024 * 1024,
   execKeepaliveAfterMs: 25_000,
   execKeepaliveEveryMs: 30_000,
+  wsHeartbeatMs: 30_000,
+  wsAuthCheckMs: 2_000,
 };
 
 /** The Linux user of a request (`X-Freestyle-Vm-Linux-User-Id`), or undefined for root. */

@@ -31,6 +31,11 @@ function randomId(): string {
   return [...crypto.randomBytes(12)].map((b) => alphabet[b % alphabet.length]).join("");
 }
 
+/** The key id of a presented key (its public part), or undefined when it is not a key. */
+export function keyIdOf(presented: string): string | undefined {
+  return KEY_RE.exec(presented)?.[1];
+}
+
 export class KeyStore {
   constructor(private readonly db: Db) {}
 
@@ -67,6 +72,17 @@ export class KeyStore {
   revokeKey(idOrKey: string): boolean {
     const id = KEY_RE.exec(idOrKey)?.[1] ?? idOrKey;
     return this.db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(new Date().toISOString(), id).changes > 0;
+  }
+
+  /**
+   * Which of these key ids are still active: read from the database each time, so a key revoked
+   * by another process (`capsule keys revoke` writes the file directly) shows at the next call.
+   */
+  activeKeyIds(ids: Iterable<string>): Set<string> {
+    const stmt = this.db.prepare("SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL");
+    const active = new Set<string>();
+    for (const id of new Set(ids)) if (stmt.get(id) !== undefined) active.add(id);
+    return active;
   }
 
   /** The account a presented key belongs to, or undefined for a malformed, unknown or revoked key. */

@@ -45,7 +45,12 @@ describe("console auth", () => {
     assert.equal(auth.consumeWsToken(t1.token, "vm2"), undefined, "another VM");
     assert.equal(auth.consumeWsToken(t1.token, "vm1"), undefined, "spent by the failed try");
     const t2 = auth.issueWsToken(s.sessionId, "vm1", "claude");
-    assert.deepEqual(auth.consumeWsToken(t2?.token, "vm1"), { account: auth.authenticate(s.sessionId), user: "claude" });
+    const spent = auth.consumeWsToken(t2?.token, "vm1");
+    assert.ok(spent);
+    assert.deepEqual({ account: spent.account, user: spent.user, keyId: spent.keyId }, { account: auth.authenticate(s.sessionId), user: "claude", keyId: info.id });
+    assert.equal(auth.sessionLive(spent.sessionRef), true);
+    const ended: string[] = [];
+    auth.onSessionEnd((ref) => ended.push(ref));
     assert.equal(auth.consumeWsToken(t2?.token, "vm1"), undefined, "single use");
     const t3 = auth.issueWsToken(s.sessionId, "vm1", undefined);
     now += WS_TOKEN_TTL_MS;
@@ -54,6 +59,8 @@ describe("console auth", () => {
     assert.ok(keys.revokeKey(info.id));
     assert.equal(auth.consumeWsToken(t4?.token, "vm1"), undefined, "key revoked");
     assert.equal(auth.authenticate(s.sessionId), undefined, "the session ended with its key");
+    assert.equal(auth.sessionLive(spent.sessionRef), false);
+    assert.deepEqual(ended, [spent.sessionRef], "its sockets are told once");
     assert.equal(auth.issueWsToken(s.sessionId, "vm1", undefined), undefined);
   });
 

@@ -54,6 +54,8 @@ export class ConsoleAuth {
   /** Keyed by sha256 of the session id, so a heap dump does not hand out live cookies. */
   private readonly sessions = new Map<string, ConsoleSession>();
   private readonly tokens = new Map<string, WsToken>();
+  /** Told when a session ends (sign-out, expiry or its key's revocation seen): its open terminals are closed. */
+  private readonly endListeners = new Set<(sessionRef: string) => void>();
 
   constructor(
     private readonly db: Db,
@@ -103,9 +105,10 @@ export class ConsoleAuth {
   /**
    * Spends a PTY token for a WebSocket on `vmId`. Answers the account and the Linux user bound to
    * it, or undefined when the token is unknown, used, expired, for another VM, or its console
-   * session (or that session's key) has ended.
+   * session (or that session's key) has ended. `sessionRef` names the console session (not its
+   * secret id) for {@link sessionLive} and {@link onSessionEnd}.
    */
-  consumeWsToken(token: string | null | undefined, vmId: string | undefined): { account: Account; user: string | undefined } | undefined {
+  consumeWsToken(token: string | null | undefined, vmId: string | undefined): { account: Account; user: string | undefined; sessionRef: string; keyId: string } | undefined {
     if (!token || !TOKEN_RE.test(token)) return undefined;
     const h = hash(token);
     const t = this.tokens.get(h);
@@ -118,7 +121,21 @@ export class ConsoleAuth {
       return undefined;
     }
     if (s.account.id !== t.accountId) return undefined;
-    return { account: s.account, user: t.user };
+    return { account: s.account, user: t.user, sessionRef: t.sessionHash, keyId: s.keyId };
+  }
+
+  /** Whether the console session behind a socket still lives (not signed out, not expired, key active). */
+  sessionLive(sessionRef: string): boolean {
+    const s = this.sessions.get(sessionRef);
+    if (s && s.expiresAt > this.now() && this.keyActive(s.keyId)) return true;
+    if (s) this.drop(sessionRef);
+    return false;
+  }
+
+  /** Calls `f` with the ref of every session that ends from now on; answers the unsubscribe. */
+  onSessionEnd(f: (sessionRef: string) => void): () => void {
+    this.endListeners.add(f);
+    return () => this.endListeners.delete(f);
   }
 
   private keyActive(keyId: string): boolean {
@@ -126,8 +143,9 @@ export class ConsoleAuth {
   }
 
   private drop(sessionHash: string): void {
-    this.sessions.delete(sessionHash);
+    const had = this.sessions.delete(sessionHash);
     for (const [h, t] of this.tokens) if (t.sessionHash === sessionHash) this.tokens.delete(h);
+    if (had) for (const f of this.endListeners) f(sessionHash);
   }
 
   private sweep(): void {

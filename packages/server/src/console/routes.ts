@@ -15,6 +15,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { LINUX_USER_RE } from "@capsule/contract/wire";
 import type { App, AppEnv, Deps } from "../context.js";
 import { ApiError } from "../errors.js";
 import { CONSOLE_HEADER, readCookie, SESSION_COOKIE, SESSION_TTL_MS } from "./auth.js";
@@ -44,7 +46,12 @@ const TYPES: Record<string, string> = {
 /** Same-origin only; xterm.js sets inline styles, hence style-src 'unsafe-inline'. */
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-const LINUX_USER_RE = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+
+/**
+ * The largest body the console's API reads (sign-in is unauthenticated): counted on the bytes
+ * actually read, so a chunked body without Content-Length stops here too.
+ */
+export const CONSOLE_BODY_LIMIT_BYTES = 4 * 1024;
 
 function fail(c: Context<AppEnv>, err: ApiError): Response {
   return c.json(err.body(), err.status as 400);
@@ -71,6 +78,11 @@ async function jsonBody(c: Context<AppEnv>): Promise<Record<string, unknown>> {
 
 export function register(app: App, deps: Deps): void {
   const auth = deps.console;
+
+  app.use(
+    "/console/api/*",
+    bodyLimit({ maxSize: CONSOLE_BODY_LIMIT_BYTES, onError: (c) => fail(c, new ApiError("VALIDATION_ERROR", `console request bodies are limited to ${CONSOLE_BODY_LIMIT_BYTES} bytes`, 413)) }),
+  );
 
   app.post("/console/api/session", async (c) => {
     const bad = requireConsoleHeader(c);

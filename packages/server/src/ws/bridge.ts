@@ -1,12 +1,18 @@
 /**
- * Holds a guest stream's events until its WebSocket exists. The guest side (PTY or process) is
- * opened before the HTTP upgrade, so failures still answer as HTTP errors; output that arrives
- * during the handshake is queued and replayed in order once the socket is bound.
+ * Flow control between a client's WebSocket and a guest stream, both ways, and `Deferred`, which
+ * holds a guest stream's events until its socket is bound.
  */
 import type { WebSocket } from "ws";
 
 /** Above this many bytes queued in the socket, the guest stream is paused. */
 export const HIGH_WATER = 4 * 1024 * 1024;
+
+/**
+ * Client stdin the server holds for one socket (bytes queued towards the guest, not yet taken by
+ * it) before it stops reading the client's socket; reading resumes below half of it. What is
+ * held is this plus one frame (`maxPayload`) plus one socket read.
+ */
+export const STDIN_HIGH_WATER = 1024 * 1024;
 
 export class Deferred {
   #ws: WebSocket | undefined;
@@ -40,5 +46,30 @@ export function flowControl(ws: WebSocket, pause: () => void, resume: () => void
         resume();
       }
     }, 20);
+  };
+}
+
+/**
+ * Stdin flow control: counts the bytes handed to the guest and not yet taken, stops reading the
+ * client's socket above STDIN_HIGH_WATER and reads on below half of it. `taken(n)` reports
+ * bytes the guest took; `release()` reads on for good (the process ended).
+ */
+export function stdinGate(ws: WebSocket): { queued: (n: number) => void; taken: (n: number) => void; release: () => void } {
+  let pending = 0;
+  let released = false;
+  return {
+    queued(n) {
+      pending += n;
+      if (!released && pending > STDIN_HIGH_WATER && !ws.isPaused) ws.pause();
+    },
+    taken(n) {
+      pending = Math.max(0, pending - n);
+      if (pending <= STDIN_HIGH_WATER / 2 && ws.isPaused) ws.resume();
+    },
+    release() {
+      released = true;
+      pending = 0;
+      if (ws.isPaused) ws.resume();
+    },
   };
 }

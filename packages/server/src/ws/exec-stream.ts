@@ -1,18 +1,20 @@
 /**
  * Capsule's streaming exec over a WebSocket (documented in the OpenAPI description of
  * `/v1/vms/{vm_id}/exec-stream`): one process with live pipes.
+ *   client → server: first text {type:"start",command,cwd?,env?,user?,timeoutMs?} (the process
+ *                    starts only then); binary = stdin; text {type:"eof"}; text {type:"kill",signal?}.
  *   server → client: text {type:"started",pid}; binary [1|2, ...bytes] for stdout|stderr;
  *                    text {type:"exit",exitCode,signal,timedOut} then close 1000;
  *                    text {type:"error",code,message} then close 1011.
- *   client → server: binary = stdin; text {type:"eof"}; text {type:"kill",signal?}.
- * Closing the socket kills the process.
+ * Closing the socket kills the process. Stdin is flow-controlled: while the process does not take
+ * it, the server stops reading the socket (`stdinGate`).
  */
 import type { GuestProcess } from "@capsule/engine";
 import type { RawData, WebSocket } from "ws";
 import type { Readable } from "node:stream";
 import { toApiError } from "../errors.js";
 import { exitStatus } from "../guest/exit-status.js";
-import { Deferred, flowControl } from "./bridge.js";
+import { Deferred, flowControl, stdinGate } from "./bridge.js";
 import { EXEC_STREAM_TAG } from "@capsule/contract/wire";
 import { ExecClientMessage, parseWsMessage, type ExecServerMessage } from "@capsule/contract/ws";
 
@@ -69,10 +71,15 @@ export function bridgeExec(proc: GuestProcess, opts: ExecBridgeOpts): { bind: (w
 
   const bind = (ws: WebSocket) => {
     for (const s of [proc.stdout, proc.stderr]) throttles.push(flowControl(ws, () => s.pause(), () => s.resume()));
+    const gate = stdinGate(ws);
+    // Once the process is gone nothing takes stdin: read on, so close and control frames get through.
+    proc.exited.then(gate.release, gate.release);
     ws.on("message", (data: RawData, isBinary: boolean) => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       if (isBinary) {
-        if (!proc.stdin.writableEnded) proc.stdin.write(buf);
+        if (proc.stdin.writableEnded || proc.stdin.destroyed || finished) return;
+        gate.queued(buf.length);
+        proc.stdin.write(buf, () => gate.taken(buf.length));
         return;
       }
       const msg = parseWsMessage(ExecClientMessage, buf.toString("utf8"));

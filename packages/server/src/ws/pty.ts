@@ -3,13 +3,15 @@
  * `sessionInfo` text frame first (on open), output as binary frames, binary frames in as stdin,
  * text frames in as `resize` / `signal` (SIGINT is the byte 0x03, so the line discipline signals
  * the foreground group; SIGKILL kills the session), `exited` then close 1000 when the process
- * ends. A client close detaches: the session keeps running in the guest.
+ * ends. A client close detaches: the session keeps running in the guest. Stdin is written in order,
+ * one frame after the other, and flow-controlled (`stdinGate`): while the guest does not take it,
+ * the server stops reading the socket.
  */
 import type { PtyAttachment } from "@capsule/engine";
 import type { RawData, WebSocket } from "ws";
 import type { Logger } from "pino";
 import { exitStatus } from "../guest/exit-status.js";
-import { Deferred, flowControl } from "./bridge.js";
+import { Deferred, flowControl, stdinGate } from "./bridge.js";
 import { PtyClientMessage, parseWsMessage, type PtyServerMessage } from "@capsule/contract/ws";
 
 /** A client text frame (`resize` / `signal`), or undefined for anything else (ignored, as the client does). */
@@ -54,16 +56,24 @@ export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws:
   const bind = (ws: WebSocket) => {
     throttle = flowControl(ws, () => att.pause(), () => att.resume());
     if (opts.sessionInfo) ws.send(JSON.stringify({ type: "sessionInfo", sessionId: opts.sessionInfo } satisfies PtyServerMessage));
+    const gate = stdinGate(ws);
+    att.once("close", gate.release);
+    // One write at a time: a frame is handed to the guest only after the one before it was taken.
+    let writes = Promise.resolve();
+    const write = (buf: Buffer) => {
+      gate.queued(buf.length);
+      writes = writes
+        .then(() => att.write(buf))
+        .catch((err: unknown) => opts.log.debug({ err }, "pty write failed"))
+        .finally(() => gate.taken(buf.length));
+    };
     ws.on("message", (data: RawData, isBinary: boolean) => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      if (isBinary) {
-        att.write(buf).catch((err: unknown) => opts.log.debug({ err }, "pty write failed"));
-        return;
-      }
+      if (isBinary) return write(buf);
       const ctl = parseControl(buf.toString("utf8"));
       if (!ctl) return; // unknown control frames are ignored, as the client does
       if (ctl.type === "resize") att.resize(ctl.cols, ctl.rows);
-      else if (ctl.signal === "SIGINT") att.write(Buffer.from([0x03])).catch(() => undefined);
+      else if (ctl.signal === "SIGINT") write(Buffer.from([0x03]));
       else att.signal(ctl.signal);
     });
     ws.on("close", () => {
