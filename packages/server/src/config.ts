@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { DEFAULT_QUOTAS, defaultAdmission, type AccountQuotas, type AdmissionConfig } from "./quotas.js";
 
 export interface ServerConfig {
   /** TCP port; 0 picks a free one. Env CAPSULE_PORT. Default 8080. */
@@ -27,9 +28,26 @@ export interface ServerConfig {
   logLevel: string;
   /** Host TCP ports VMs may reach at `host.capsule.internal` (the engine's allowedHostPorts). Env CAPSULE_ALLOWED_HOST_PORTS (comma-separated). Default none. */
   allowedHostPorts: number[];
+  /**
+   * Per-account caps (null = none): vms, runningVms, snapshots, snapshotBytes, concurrentExecs,
+   * ptys. Each key may be set alone (the rest keep their defaults, `DEFAULT_QUOTAS`). Env
+   * CAPSULE_QUOTAS (JSON object).
+   */
+  quotas: AccountQuotas;
+  /**
+   * Per-VM maximums (memoryMb, vcpus, diskMb) and host capacity (hostMemoryMb, hostCpus: default
+   * os.totalmem() and os.cpus()) with overcommit ratios (memoryOvercommit, cpuOvercommit) over
+   * every VM the engine runs. Each key may be set alone. Env CAPSULE_ADMISSION (JSON object).
+   */
+  admission: AdmissionConfig;
 }
 
-type Partialish = { [K in keyof ServerConfig]?: ServerConfig[K] | undefined };
+/** Settings as options, env or the file give them: any subset; `quotas` and `admission` key by key. */
+export type ConfigOptions = { [K in Exclude<keyof ServerConfig, "quotas" | "admission">]?: ServerConfig[K] | undefined } & {
+  quotas?: Partial<AccountQuotas> | undefined;
+  admission?: Partial<AdmissionConfig> | undefined;
+};
+type Partialish = ConfigOptions;
 
 function num(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;
@@ -45,6 +63,28 @@ function ports(v: string | undefined): number[] | undefined {
     if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`expected a TCP port, got ${JSON.stringify(p)}`);
     return n;
   });
+}
+
+function jsonObject(name: string, v: string | undefined): Record<string, unknown> | undefined {
+  if (v === undefined || v.trim() === "") return undefined;
+  const o: unknown = JSON.parse(v);
+  if (typeof o !== "object" || o === null || Array.isArray(o)) throw new Error(`${name} must be a JSON object`);
+  return o as Record<string, unknown>;
+}
+
+/** Defaults, then the file's keys, then env's, then the options' (key by key); every key known and valid. */
+function section<T extends object>(name: string, dflt: T, nullable: boolean, ...layers: Array<Record<string, unknown> | undefined>): T {
+  const out: Record<string, unknown> = { ...(dflt as Record<string, unknown>) };
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer ?? {})) {
+      if (!(k in dflt)) throw new Error(`${name}.${k} is not a setting; known: ${Object.keys(dflt).join(", ")}`);
+      if (v === undefined) continue;
+      if (v === null && nullable) out[k] = null;
+      else if (typeof v === "number" && Number.isFinite(v) && v > 0) out[k] = v;
+      else throw new Error(`${name}.${k} must be a positive number${nullable ? " or null (no limit)" : ""}, got ${JSON.stringify(v)}`);
+    }
+  }
+  return out as T;
 }
 
 function idle(v: string | undefined): number | null | undefined {
@@ -71,6 +111,8 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     egress,
     logLevel: pick("logLevel", env.CAPSULE_LOG_LEVEL, "info"),
     allowedHostPorts: pick("allowedHostPorts", ports(env.CAPSULE_ALLOWED_HOST_PORTS), []),
+    quotas: section<AccountQuotas>("quotas", DEFAULT_QUOTAS, true, fromFile.quotas as Record<string, unknown> | undefined, jsonObject("CAPSULE_QUOTAS", env.CAPSULE_QUOTAS), opts.quotas as Record<string, unknown> | undefined),
+    admission: section<AdmissionConfig>("admission", defaultAdmission(), false, fromFile.admission as Record<string, unknown> | undefined, jsonObject("CAPSULE_ADMISSION", env.CAPSULE_ADMISSION), opts.admission as Record<string, unknown> | undefined),
   };
 }
 

@@ -12,13 +12,15 @@ import type { Db } from "./db.js";
 import { GuestGateway } from "./guest/gateway.js";
 import { Power } from "./vms/power.js";
 import { Provisioning, type ProvisioningOptions } from "./vms/provisioning.js";
+import { DEFAULT_QUOTAS, defaultAdmission, Quotas, type QuotaOptions } from "./quotas.js";
 import { Rows } from "./vms/rows.js";
 import { Views, type ApiVmState } from "./vms/views.js";
 
 export { apiState, type ApiVmState, type SnapshotView, type VmView } from "./vms/views.js";
 export { sizingToLimits } from "./vms/provisioning.js";
 
-export type VmServiceOptions = ProvisioningOptions;
+/** Quotas and admission default to `DEFAULT_QUOTAS` and this host's `defaultAdmission()`. */
+export type VmServiceOptions = ProvisioningOptions & Partial<QuotaOptions>;
 
 export class VmService {
   readonly rows: Rows;
@@ -26,6 +28,8 @@ export class VmService {
   readonly power: Power;
   readonly provisioning: Provisioning;
   readonly gateway: GuestGateway;
+  /** Admission control and per-account quotas (quotas.ts). */
+  readonly quotas: Quotas;
 
   constructor(
     engine: Engine,
@@ -35,9 +39,10 @@ export class VmService {
     opts: VmServiceOptions,
   ) {
     this.rows = new Rows(db);
+    this.quotas = new Quotas(engine, this.rows, { quotas: opts.quotas ?? DEFAULT_QUOTAS, admission: opts.admission ?? defaultAdmission() });
     this.views = new Views(engine, this.rows);
-    this.power = new Power(engine, this.rows, activity, log);
-    this.provisioning = new Provisioning(engine, this.rows, activity, log, opts);
+    this.power = new Power(engine, this.rows, activity, log, this.quotas);
+    this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas);
     this.gateway = new GuestGateway(engine, this.rows, this.power, activity);
   }
 

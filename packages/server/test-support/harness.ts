@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { after, before } from "node:test";
 import { Engine } from "@capsule/engine";
 import pino from "pino";
-import { dbPath, KeyStore, openDb, startServer, type RunningServer } from "../src/index.js";
+import { dbPath, KeyStore, openDb, startServer, type RunningServer, type StartOptions } from "../src/index.js";
 
 import { AGENT_BUNDLE, IMAGES_DIR, hostGap } from "@capsule/engine/test-support";
 
@@ -36,7 +36,9 @@ export interface TestServer {
  * Registers before/after hooks that start a server for the current test file and tear it all
  * down. `skip()` gives the reason when the host cannot run sandboxes.
  */
-export function useServer(opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number; allowedHostPorts?: () => number[] } = {}): { get: () => TestServer; skip: () => string | false } {
+export function useServer(
+  opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number; allowedHostPorts?: () => number[]; quotas?: StartOptions["quotas"]; admission?: StartOptions["admission"] } = {},
+): { get: () => TestServer; skip: () => string | false } {
   let current: TestServer | undefined;
   let gap: string | undefined;
   before(async () => {
@@ -56,6 +58,8 @@ export function useServer(opts: { defaultIdleTimeoutSeconds?: number | null; idl
       defaultIdleTimeoutSeconds: opts.defaultIdleTimeoutSeconds ?? null,
       idleCheckMs: opts.idleCheckMs ?? 500,
       ...(opts.allowedHostPorts ? { allowedHostPorts: opts.allowedHostPorts() } : {}),
+      ...(opts.quotas ? { quotas: opts.quotas } : {}),
+      ...(opts.admission ? { admission: opts.admission } : {}),
       logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "warn" }),
     });
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };

@@ -34,10 +34,11 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
         `Output past ${limits.maxExecOutputBytes} bytes per stream is dropped, and the answer then carries \`truncated: true\`.`,
         "A client that hangs up before the answer ends its command (SIGKILL to its process group).",
         "A suspended VM is woken first.",
+        "An account may run a limited number of execs (exec-await and exec-stream) at once: one more answers 429 `SERVICE_UNAVAILABLE` with `reason: EXEC_CONCURRENCY` (retry when one ends).",
       ].join("\n\n"),
       security,
       request: { params: VmParams, headers: LinuxUserHeader, body: { content: { "application/json": { schema: ExecBody } }, required: true } },
-      responses: { 200: json(ExecResponse), ...errors(400, 404, 408) },
+      responses: { 200: json(ExecResponse), ...errors(400, 404, 408, 429, 503) },
     }),
   );
   app.post("/v1/vms/:vm_id/exec-await", async (c: Context<AppEnv>) => {
@@ -46,6 +47,8 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
     const body = check(ExecBody, await jsonBody(c, "VALIDATION_ERROR"), "VALIDATION_ERROR", "body");
     if (body.terminal) throw new ApiError("BAD_REQUEST", "named terminals are not supported by Capsule; omit `terminal`");
     const user = linuxUser(c);
+    // The account's concurrent-exec slot (429 over the cap), held until the command's answer settles.
+    const slot = svc.quotas.acquireExec(account(c));
     let started = false; // refusals before the exec (404, VM_NOT_RUNNING) are not exec outcomes
     // Aborted by the HTTP server when the client's connection closes before the answer is sent.
     const signal = c.req.raw.signal;
@@ -60,7 +63,8 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
           ...(body.timeoutMs ? { timeoutMs: body.timeoutMs } : {}),
         });
       })
-      .then((r) => answer(r, body.timeoutMs));
+      .then((r) => answer(r, body.timeoutMs))
+      .finally(() => slot.release());
     run.then(
       (a) => metrics.execs.inc({ kind: "await", outcome: a.timedOut ? "timeout" : a.statusCode === 0 ? "ok" : "nonzero" }),
       () => started && metrics.execs.inc({ kind: "await", outcome: "error" }),

@@ -12,9 +12,10 @@ export function register(app: App, { svc }: Deps): void {
       method: "post",
       path: "/v1/vms/{vm_id}/fork",
       summary: "Fork a VM",
+      description: "Forks run with the source's size. The account's VM caps answer 403 VM_LIMIT_EXCEEDED (`reason: ACCOUNT_VMS | ACCOUNT_RUNNING_VMS`), a host out of memory or CPU for VMs 503 SERVICE_UNAVAILABLE (`reason: HOST_MEMORY | HOST_CPU`); nothing is forked when refused.",
       security,
       request: { params: VmParams, body: { content: { "application/json": { schema: ForkBody } }, required: false } },
-      responses: { 200: json(ForkResponse), ...errors(400, 404) },
+      responses: { 200: json(ForkResponse), ...errors(400, 403, 404, 503) },
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");

@@ -10,9 +10,10 @@ export function register(app: App, { svc }: Deps): void {
       method: "post",
       path: "/v1/vms/{vm_id}/snapshot",
       summary: "Snapshot a VM's disk",
+      description: "The account's snapshot caps answer 403 SNAPSHOT_LIMIT_EXCEEDED: `reason: ACCOUNT_SNAPSHOTS` (count) or `ACCOUNT_SNAPSHOT_BYTES` (the account's snapshots already hold the byte cap).",
       security,
       request: { params: VmParams, body: { content: { "application/json": { schema: SnapshotBody } }, required: false } },
-      responses: { 200: json(SnapshotResponse), ...errors(400, 404) },
+      responses: { 200: json(SnapshotResponse), ...errors(400, 403, 404) },
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");

@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { ActivityTracker } from "../activity.js";
 import { toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
+import type { Quotas } from "../quotas.js";
 import type { Rows, VmRow } from "./rows.js";
 
 export class Power {
@@ -26,6 +27,8 @@ export class Power {
     private readonly rows: Rows,
     private readonly activity: ActivityTracker,
     private readonly log: Logger,
+    /** Admission of boots; absent (unit tests of other parts): boots are not checked. */
+    private readonly quotas?: Quotas,
   ) {}
 
   /** Boots the VM unless it runs; callers during a boot share it. Throws ApiErrors. */
@@ -45,11 +48,16 @@ export class Power {
 
   async #boot(row: VmRow): Promise<void> {
     this.rows.setDesired(row.id, "running");
+    let ticket: { release(): void } | undefined;
     try {
+      // A boot takes host memory and CPU and a running-VM slot of the owner (none if it runs already).
+      ticket = await this.quotas?.admitBoot({ id: row.account_id }, row.id);
       await this.engine.startVm(row.id);
     } catch (err) {
       this.rows.setDesiredIf(row.id, "running", row.desired);
       throw toApiError(err);
+    } finally {
+      ticket?.release();
     }
     this.activity.touch(row.id);
     if (row.desired !== "running") this.log.info({ vmId: row.id }, "vm woken");

@@ -12,6 +12,7 @@ import { ApiError, toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
 import type { CreateVmBody, GroupSpec, UserSpec } from "../schemas.js";
 import { shq } from "../shell.js";
+import type { Quotas } from "../quotas.js";
 import type { Rows, VmRow } from "./rows.js";
 
 export interface ProvisioningOptions {
@@ -30,6 +31,7 @@ export class Provisioning {
     private readonly activity: ActivityTracker,
     private readonly log: Logger,
     private readonly opts: ProvisioningOptions,
+    private readonly quotas: Quotas,
   ) {}
 
   // ---------------------------------------------------------------- VMs
@@ -43,6 +45,8 @@ export class Provisioning {
     const snapshotId = body.snapshotId ?? body.template?.snapshotId ?? undefined;
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
     const limits = sizingToLimits({ ...body, ...stripNullish(body.template) });
+    // Sizing, the account's VM caps and the host's capacity, before the engine makes anything.
+    const ticket = await this.quotas.admitVms(account, this.quotas.fullLimits(limits), 1, true);
     let vm: VmInfo;
     try {
       vm = await this.engine.createVm({
@@ -52,10 +56,15 @@ export class Provisioning {
         egress: this.opts.egress,
       });
     } catch (err) {
+      ticket.release();
       throw toApiError(err, "CREATE_VM_BAD_REQUEST");
     }
     const idle = body.idleTimeoutSeconds === undefined ? this.opts.defaultIdleTimeoutSeconds : body.idleTimeoutSeconds;
-    this.rows.insertVm({ id: vm.id, account_id: account.id, name: body.name ?? null, idle_timeout_seconds: idle, activity_threshold_bytes: body.activityThresholdBytes ?? 0, created_at: vm.createdAt });
+    try {
+      this.rows.insertVm({ id: vm.id, account_id: account.id, name: body.name ?? null, idle_timeout_seconds: idle, activity_threshold_bytes: body.activityThresholdBytes ?? 0, created_at: vm.createdAt });
+    } finally {
+      ticket.release(); // the row (and the engine's record) count the VM from here
+    }
     this.activity.touch(vm.id);
     try {
       await this.#provision(vm.id, body.groups ?? [], body.users ?? [], body.additionalFiles ?? {});
@@ -83,14 +92,23 @@ export class Provisioning {
   /** Forks of a VM the caller owns (`source` from the guest gateway); they inherit its idle settings. */
   async fork(account: Account, source: VmRow, count: number): Promise<string[]> {
     let forks: VmInfo[];
+    let ticket: { release(): void } | undefined;
     try {
+      // Forks run with the source's size: the account's VM caps and the host's capacity first.
+      const { limits } = await this.engine.getVm(source.id);
+      ticket = await this.quotas.admitVms(account, limits, count, true);
       forks = await this.engine.forkVm(source.id, { count });
     } catch (err) {
+      ticket?.release();
       throw toApiError(err);
     }
-    for (const f of forks) {
-      this.rows.insertVm({ id: f.id, account_id: account.id, name: source.name, idle_timeout_seconds: source.idle_timeout_seconds, activity_threshold_bytes: source.activity_threshold_bytes, created_at: f.createdAt });
-      this.activity.touch(f.id);
+    try {
+      for (const f of forks) {
+        this.rows.insertVm({ id: f.id, account_id: account.id, name: source.name, idle_timeout_seconds: source.idle_timeout_seconds, activity_threshold_bytes: source.activity_threshold_bytes, created_at: f.createdAt });
+        this.activity.touch(f.id);
+      }
+    } finally {
+      ticket.release();
     }
     return forks.map((f) => f.id);
   }
@@ -99,13 +117,19 @@ export class Provisioning {
 
   /** Snapshot of a VM the caller owns (`source` from the guest gateway). */
   async snapshot(account: Account, source: VmRow, name: string | null): Promise<SnapshotRecord> {
+    const ticket = await this.quotas.admitSnapshot(account);
     let snap: SnapshotRecord;
     try {
       snap = await this.engine.snapshotVm(source.id, name ? { name } : {});
     } catch (err) {
+      ticket.release();
       throw toApiError(err);
     }
-    this.rows.insertSnapshot({ id: snap.id, account_id: account.id, name, source_vm_id: source.id, created_at: snap.createdAt });
+    try {
+      this.rows.insertSnapshot({ id: snap.id, account_id: account.id, name, source_vm_id: source.id, created_at: snap.createdAt });
+    } finally {
+      ticket.release();
+    }
     this.log.info({ vmId: source.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes }, "snapshot taken");
     return snap;
   }

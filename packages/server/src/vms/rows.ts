@@ -49,7 +49,7 @@ export class Rows {
     return row;
   }
 
-  vmsOf(account: Account): VmRow[] {
+  vmsOf(account: Pick<Account, "id">): VmRow[] {
     return this.db.prepare("SELECT * FROM vms WHERE account_id = ? ORDER BY created_at").all(account.id) as VmRow[];
   }
 
@@ -96,7 +96,7 @@ export class Rows {
     return row;
   }
 
-  snapshotsOf(account: Account): SnapshotRow[] {
+  snapshotsOf(account: Pick<Account, "id">): SnapshotRow[] {
     return this.db.prepare("SELECT * FROM snapshots WHERE account_id = ? ORDER BY created_at").all(account.id) as SnapshotRow[];
   }
 
