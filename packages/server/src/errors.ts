@@ -93,7 +93,8 @@ export function toApiError(err: unknown, badRequest: ApiErrorCode = "BAD_REQUEST
         return new ApiError(badRequest, err.message);
       case "AGENT_PROTOCOL_ERROR":
       case "AGENT_TIMEOUT":
-        // The VM's agent is broken or hostile: this VM cannot serve now; the server and other VMs can.
+      case "AGENT_UNAVAILABLE":
+        // The VM's agent is broken, hostile or hung up mid-call (found by `npm run fuzz`): this VM cannot serve now; the server and other VMs can.
         return new ApiError("SERVICE_UNAVAILABLE", err.message, undefined, { reason: err.code });
       case "AGENT_ERROR":
         // The guest is out of processes or memory: retry later, not a bad request.

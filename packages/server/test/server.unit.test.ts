@@ -74,6 +74,8 @@ describe("errors", () => {
       [new EngineError(ErrorCode.AgentError, "x", { agentCode: "SESSION_USER_MISMATCH" }), "SESSION_USER_MISMATCH", 403],
       [new EngineError(ErrorCode.AgentError, "x", { agentCode: "IS_A_DIRECTORY" }), "FILES_BAD_REQUEST", 400],
       [new EngineError(ErrorCode.RuntimeFailed, "x"), "INTERNAL_ERROR", 500],
+      // An agent that hangs up mid-call (the agent fuzzer's find): this VM cannot serve now.
+      [new EngineError(ErrorCode.AgentUnavailable, "agent closed the connection during fs.write"), "SERVICE_UNAVAILABLE", 503],
     ];
     for (const [err, code, status] of cases) {
       const api = toApiError(err, "FILES_BAD_REQUEST");
@@ -82,6 +84,7 @@ describe("errors", () => {
       assert.deepEqual(Object.keys(api.body()).sort(), [...Object.keys(api.extra), "code", "error", "message"].sort());
     }
     assert.equal(toApiError(new Error("boom")).code, "INTERNAL_ERROR");
+    assert.equal(toApiError(new EngineError(ErrorCode.AgentUnavailable, "x")).body().reason, "AGENT_UNAVAILABLE");
     assert.equal(new ApiError("BAD_REQUEST", "x", 501).status, 501);
   });
   it("picks the route's bad-request code", () => {
