@@ -9,10 +9,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { client, rejectsWith } from "../test-support/client.js";
 import { call, useServer } from "../test-support/harness.js";
+import { connect, waitForMessages, wsUrl } from "../test-support/ws-client.js";
 
 describe("admission control and quotas", () => {
   const t = useServer({
-    quotas: { vms: 2, runningVms: 1, snapshots: 1, concurrentExecs: 2 },
+    quotas: { vms: 2, runningVms: 1, snapshots: 1, concurrentExecs: 2, ptys: 1 },
     admission: { memoryMb: 4096, vcpus: 2 },
   });
 
@@ -146,4 +147,52 @@ describe("admission control and quotas", () => {
       await call(url, keyB, "DELETE", `/v1/vms/${vm}`);
     }
   });
+
+  it("PTY connections and exec-streams count against the account's caps; closing one frees its slot", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyB } = t.get();
+    const vm = (await call(url, keyB, "POST", "/v1/vms", { idleTimeoutSeconds: null })).body.id as string;
+    try {
+      const first = await connect(wsUrl(url, `/v1/vms/${vm}/pty`), keyB);
+      assert.ok(first.ws, JSON.stringify(first.body));
+      await waitForMessages(first, (m) => m.some((x) => !x.binary && String(x.data).includes("sessionInfo")));
+      const second = await connect(wsUrl(url, `/v1/vms/${vm}/pty`), keyB);
+      assert.equal(second.status, 429);
+      assert.equal(second.body?.code, "SESSION_CAP_REACHED");
+      assert.equal((second.body as { reason?: string }).reason, "PTY_CONCURRENCY");
+      await new Promise<void>((r) => {
+        first.ws?.once("close", () => r());
+        first.ws?.close();
+      });
+      await waitUntil(() => t.get().server.svc.quotas.inFlight({ id: accountId(t.get().server.svc, vm) }).ptys === 0);
+      const third = await connect(wsUrl(url, `/v1/vms/${vm}/pty`), keyB);
+      assert.ok(third.ws, "the slot was freed");
+      third.ws?.close();
+
+      // An exec-stream and an exec-await take the two exec slots; a third exec waits its turn (429).
+      const stream = await connect(wsUrl(url, `/v1/vms/${vm}/exec-stream?command=${encodeURIComponent("sleep 30")}`), keyB);
+      assert.ok(stream.ws, JSON.stringify(stream.body));
+      const awaiting = call(url, keyB, "POST", `/v1/vms/${vm}/exec-await`, { command: "sleep 2; echo ok", timeoutMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 500));
+      const over = await connect(wsUrl(url, `/v1/vms/${vm}/exec-stream?command=true`), keyB);
+      assert.equal(over.status, 429);
+      assert.equal((over.body as { reason?: string }).reason, "EXEC_CONCURRENCY");
+      assert.equal((await awaiting).body.stdout, "ok\n");
+      stream.ws?.close();
+    } finally {
+      await call(url, keyB, "DELETE", `/v1/vms/${vm}`);
+    }
+  });
 });
+
+function accountId(svc: { rows: { allVms(): Array<{ id: string; account_id: string }> } }, vmId: string): string {
+  return svc.rows.allVms().find((r) => r.id === vmId)?.account_id ?? "";
+}
+
+async function waitUntil(pred: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -26,6 +26,7 @@ import { ApiError, toApiError } from "../errors.js";
 import type { VmGuest } from "../guest/gateway.js";
 import { keyIdOf, type Account } from "../keys.js";
 import { findSession, SESSION_ID_RE } from "../pty-sessions.js";
+import type { QuotaTicket } from "../quotas.js";
 import { bridgeExec } from "./exec-stream.js";
 import { OpenSockets, type SocketOwner } from "./open-sockets.js";
 import { bridgePty } from "./pty.js";
@@ -181,12 +182,31 @@ async function prepare(deps: Deps, req: IncomingMessage): Promise<Prepared> {
   if (seg[1] !== "v1" || seg[2] !== "vms" || !seg[3]) throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
   const vmId = seg[3];
   const rest = seg.slice(4).join("/");
-  if (rest === "pty") return { ...(await openPty(deps, account, vmId, url, user)), kind: "pty", owner };
+  const quotas = deps.svc.quotas;
+  if (rest === "pty") return { ...(await slotted(quotas.acquirePty(account), () => openPty(deps, account, vmId, url, user))), kind: "pty", owner };
   if (seg[4] === "pty" && seg[5] === "sessions" && seg[6] !== undefined && seg.length === 7) {
-    return { ...(await attachPty(deps, account, vmId, seg[6], url, user)), kind: "pty", owner };
+    const sessionId = seg[6];
+    return { ...(await slotted(quotas.acquirePty(account), () => attachPty(deps, account, vmId, sessionId, url, user))), kind: "pty", owner };
   }
-  if (rest === "exec-stream") return { ...(await execStream(deps, account, vmId, url, user)), kind: "exec", owner };
+  if (rest === "exec-stream") return { ...(await slotted(quotas.acquireExec(account), () => execStream(deps, account, vmId, url, user))), kind: "exec", owner };
   throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
+}
+
+/** The account's PTY or exec slot (quotas.ts, 429 over the cap) lasts as long as the hold, and is freed if preparing fails. */
+async function slotted<T extends { release: () => void }>(slot: QuotaTicket, prep: () => Promise<T>): Promise<T> {
+  try {
+    const p = await prep();
+    return {
+      ...p,
+      release: () => {
+        p.release();
+        slot.release();
+      },
+    };
+  } catch (err) {
+    slot.release();
+    throw err;
+  }
 }
 
 /** The account and Linux user of a console PTY token, or null when it is not valid for this URL. */
