@@ -38,15 +38,16 @@ export const API_ERRORS = {
   INVALID_SESSION_ID: { status: 400, retryable: false, description: "A PTY session id that does not match `[a-zA-Z0-9._-]{1,64}`, or one chosen by the client." },
   VM_NOT_RUNNING: { status: 400, retryable: false, description: "The VM is stopped (by its owner or by the server) and the call needs it running." },
   SESSION_USER_MISMATCH: { status: 403, retryable: false, description: "The PTY session was opened as a different Linux user than the request's." },
-  VM_LIMIT_EXCEEDED: { status: 403, retryable: false, description: "No more VMs can be created: the account's or the host's VM limit (or address pool) is used up." },
-  SNAPSHOT_LIMIT_EXCEEDED: { status: 403, retryable: false, description: "No more snapshots can be taken: the account's snapshot limit is used up." },
+  VM_LIMIT_EXCEEDED: { status: 403, retryable: false, description: "No more VMs can be created or run: the account's VM or running-VM cap (`reason` ACCOUNT_VMS / ACCOUNT_RUNNING_VMS), or the host's address pool, is used up." },
+  SNAPSHOT_LIMIT_EXCEEDED: { status: 403, retryable: false, description: "No more snapshots can be taken: the account's snapshot count or snapshot bytes cap (`reason` ACCOUNT_SNAPSHOTS / ACCOUNT_SNAPSHOT_BYTES) is used up." },
   MEM_OVER_PLAN_LIMIT: { status: 403, retryable: false, description: "The requested memory is over the most this server allows per VM." },
   VCPU_OVER_PLAN_LIMIT: { status: 403, retryable: false, description: "The requested vCPU count is over the most this server allows per VM." },
+  ROOTFS_OVER_PLAN_LIMIT: { status: 403, retryable: false, description: "The requested disk size (`rootfsSizeGb`) is over the most this server allows per VM." },
   EXEC_TIMED_OUT: { status: 408, retryable: false, description: "The command ran past its `timeoutMs` and was killed." },
   STILL_CREATING: { status: 409, retryable: true, description: "The VM is still being created." },
-  SESSION_CAP_REACHED: { status: 429, retryable: false, description: "The VM has as many PTY sessions as it may hold." },
+  SESSION_CAP_REACHED: { status: 429, retryable: false, description: "The VM has as many PTY sessions as it may hold, or the account as many open PTY connections (`reason` PTY_CONCURRENCY)." },
   INTERNAL_ERROR: { status: 500, retryable: false, description: "Capsule itself failed; the server's log has the cause (the body may carry `engineCode`)." },
-  SERVICE_UNAVAILABLE: { status: 503, retryable: true, description: "The server cannot serve this now (a part is disabled, or the host is out of capacity)." },
+  SERVICE_UNAVAILABLE: { status: 503, retryable: true, description: "The server cannot serve this now: a part is disabled, the host is out of memory or CPU for VMs (`reason` HOST_MEMORY / HOST_CPU), or (status 429) the account runs as many execs as it may at once (`reason` EXEC_CONCURRENCY)." },
 } as const satisfies Record<string, ApiErrorSpec>;
 
 /** Every code the API answers with. */

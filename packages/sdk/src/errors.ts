@@ -44,6 +44,7 @@ export const HINTS: Readonly<Record<ErrorCode, string>> = {
   SNAPSHOT_LIMIT_EXCEEDED: "delete snapshots you no longer need (`capsule snapshot list`, `capsule snapshot delete ID`)",
   MEM_OVER_PLAN_LIMIT: "ask for less memory (memSizeGb): the server caps it per VM",
   VCPU_OVER_PLAN_LIMIT: "ask for fewer vCPUs (vcpuCount): the server caps them per VM",
+  ROOTFS_OVER_PLAN_LIMIT: "ask for a smaller disk (rootfsSizeGb): the server caps it per VM",
   EXEC_TIMED_OUT: "raise timeoutMs, or run long commands with vm.spawn()",
   STILL_CREATING: "wait for the VM to finish starting and retry",
   SESSION_CAP_REACHED: "close terminal sessions you no longer need with vm.pty.close({ sessionId })",
@@ -115,7 +116,7 @@ export class ExecTimedOutError extends CapsuleError {
 export class ValidationError extends CapsuleError {
   override readonly name = "ValidationError";
 }
-/** VM_LIMIT_EXCEEDED / SNAPSHOT_LIMIT_EXCEEDED / MEM_OVER_PLAN_LIMIT / VCPU_OVER_PLAN_LIMIT / SESSION_CAP_REACHED: a limit of the server. */
+/** VM_LIMIT_EXCEEDED / SNAPSHOT_LIMIT_EXCEEDED / MEM_OVER_PLAN_LIMIT / VCPU_OVER_PLAN_LIMIT / ROOTFS_OVER_PLAN_LIMIT / SESSION_CAP_REACHED: a limit of the server. */
 export class LimitError extends CapsuleError {
   override readonly name = "LimitError";
 }
@@ -149,6 +150,7 @@ const CLASSES: Partial<Record<ErrorCode, ErrorClass>> = {
   SNAPSHOT_LIMIT_EXCEEDED: LimitError,
   MEM_OVER_PLAN_LIMIT: LimitError,
   VCPU_OVER_PLAN_LIMIT: LimitError,
+  ROOTFS_OVER_PLAN_LIMIT: LimitError,
   SESSION_CAP_REACHED: LimitError,
   CONFIG_MISSING: ConfigError,
   NETWORK_ERROR: ConnectionError,

@@ -2,8 +2,8 @@
  * Admission control and per-account quotas.
  *
  * - Sizing: each VM's memory, vCPUs and disk against a per-VM maximum (MEM_OVER_PLAN_LIMIT,
- *   VCPU_OVER_PLAN_LIMIT, 403; disk: CREATE_VM_BAD_REQUEST, 400), each with `reason` VM_MEMORY,
- *   VM_VCPUS or VM_DISK.
+ *   VCPU_OVER_PLAN_LIMIT, ROOTFS_OVER_PLAN_LIMIT; 403), each with `reason` VM_MEMORY, VM_VCPUS or
+ *   VM_DISK.
  * - Host capacity: the memory and CPUs of every VM the engine runs (any account's, and engine VMs
  *   no account owns), plus the admissions in flight, against the host's capacity times an
  *   overcommit ratio (SERVICE_UNAVAILABLE 503, retryable, `reason: HOST_MEMORY | HOST_CPU`).
@@ -93,7 +93,7 @@ export function checkSizing(l: Pick<VmLimits, "memoryMb" | "cpus" | "diskMb">, a
     return new ApiError("VCPU_OVER_PLAN_LIMIT", `vcpuCount ${l.cpus} exceeds this server's maximum of ${a.vcpus} per VM; ask for at most vcpuCount ${a.vcpus}`, undefined, { reason: "VM_VCPUS" });
   }
   if (l.diskMb > a.diskMb) {
-    return new ApiError("CREATE_VM_BAD_REQUEST", `disk ${l.diskMb} MiB exceeds this server's maximum of ${a.diskMb} MiB per VM; ask for at most rootfsSizeGb ${round(a.diskMb / 1024)}`, undefined, { reason: "VM_DISK" });
+    return new ApiError("ROOTFS_OVER_PLAN_LIMIT", `disk ${l.diskMb} MiB exceeds this server's maximum of ${a.diskMb} MiB per VM; ask for at most rootfsSizeGb ${round(a.diskMb / 1024)}`, undefined, { reason: "VM_DISK" });
   }
   return undefined;
 }

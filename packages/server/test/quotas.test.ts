@@ -32,6 +32,8 @@ describe("admission control and quotas", () => {
     assert.equal(cpu.status, 403);
     assert.equal(cpu.body.code, "VCPU_OVER_PLAN_LIMIT");
     const disk = await call(url, keyA, "POST", "/v1/vms", { rootfsSizeGb: 100 });
+    assert.equal(disk.status, 403);
+    assert.equal(disk.body.code, "ROOTFS_OVER_PLAN_LIMIT");
     assert.equal(disk.body.reason, "VM_DISK");
     assert.equal(await engineVmCount(), before, "no engine VM was made");
     assert.deepEqual((await call(url, keyA, "GET", "/v1/vms")).body.vms, [], "no row either");

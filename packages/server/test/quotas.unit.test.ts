@@ -23,7 +23,7 @@ describe("sizing against the per-VM maximum", () => {
     assert.equal(checkSizing({ memoryMb: 4096, cpus: 2, diskMb: 20_480 }, ADM), undefined);
     assert.deepEqual(code(checkSizing({ memoryMb: 4097, cpus: 1, diskMb: 1 }, ADM)), ["MEM_OVER_PLAN_LIMIT", 403, "VM_MEMORY"]);
     assert.deepEqual(code(checkSizing({ memoryMb: 1024, cpus: 3, diskMb: 1 }, ADM)), ["VCPU_OVER_PLAN_LIMIT", 403, "VM_VCPUS"]);
-    assert.deepEqual(code(checkSizing({ memoryMb: 1024, cpus: 1, diskMb: 20_481 }, ADM))?.[2], "VM_DISK");
+    assert.deepEqual(code(checkSizing({ memoryMb: 1024, cpus: 1, diskMb: 20_481 }, ADM)), ["ROOTFS_OVER_PLAN_LIMIT", 403, "VM_DISK"]);
     const e = checkSizing({ memoryMb: 1024 * 1024, cpus: 1, diskMb: 1 }, ADM);
     assert.match(e?.message ?? "", /1048576 MiB.*4096 MiB.*memSizeGb 4/);
   });

@@ -10,7 +10,7 @@ export function register(app: App, { svc }: Deps): void {
       method: "post",
       path: "/v1/vms",
       summary: "Create a VM",
-      description: "Boots a VM from the default image or a snapshot (`snapshotId` or `template.snapshotId`), creates `groups` then `users`, writes `additionalFiles`, and answers when exec works. Unsupported features (git, domains, systemd, nics, spec, template.baseImage) answer CREATE_VM_BAD_REQUEST. Admission: a size over the per-VM maximum answers 403 MEM_OVER_PLAN_LIMIT / VCPU_OVER_PLAN_LIMIT (disk: CREATE_VM_BAD_REQUEST, `reason: VM_DISK`); the account's VM caps 403 VM_LIMIT_EXCEEDED (`reason: ACCOUNT_VMS | ACCOUNT_RUNNING_VMS`); a host out of memory or CPU for VMs 503 SERVICE_UNAVAILABLE (`reason: HOST_MEMORY | HOST_CPU`, retryable). Nothing is created when refused.",
+      description: "Boots a VM from the default image or a snapshot (`snapshotId` or `template.snapshotId`), creates `groups` then `users`, writes `additionalFiles`, and answers when exec works. Unsupported features (git, domains, systemd, nics, spec, template.baseImage) answer CREATE_VM_BAD_REQUEST. Admission: a size over the per-VM maximum answers 403 MEM_OVER_PLAN_LIMIT / VCPU_OVER_PLAN_LIMIT / ROOTFS_OVER_PLAN_LIMIT; the account's VM caps 403 VM_LIMIT_EXCEEDED (`reason: ACCOUNT_VMS | ACCOUNT_RUNNING_VMS`); a host out of memory or CPU for VMs 503 SERVICE_UNAVAILABLE (`reason: HOST_MEMORY | HOST_CPU`, retryable). Nothing is created when refused.",
       security,
       request: { body: { content: { "application/json": { schema: CreateVmBody } }, required: false } },
       responses: { 200: json(CreateVmResponse), ...errors(400, 403, 404, 503) },
