@@ -21,6 +21,7 @@ export const HOSTILE_CASES = [
   "endless-stdout",
   "bad-stat",
   "data-first",
+  "data-after-eof",
   "never-reads",
 ] as const;
 export type HostileCase = (typeof HOSTILE_CASES)[number];
@@ -62,6 +63,7 @@ const cases = {
   version: (s) => s.end(json({ type: "version", version: "6.6.6", protocol: 999, pid: 1 })),
   "pty.open": (s) => s.end(json({ type: "session", session: { sessionId: "x", cols: "80" } })),
   "data-first": (s) => s.end(frame(3, "data before any stat")),
+  "data-after-eof": (s) => s.end(Buffer.concat([json({ type: "stat", stat: { kind: "file", size: 4, mode: 420, uid: 0, gid: 0, mtimeMs: 0 } }), frame(3, "data"), frame(5, ""), frame(3, "more")])),
   "never-reads": (s) => s.pause(),
 };
 const server = net.createServer((s) => {

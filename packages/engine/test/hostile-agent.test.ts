@@ -54,6 +54,8 @@ describe("a hostile agent", () => {
       ["endless stdout past the command's timeout", exec("endless-stdout", { timeoutMs: 1000 }), "AGENT_TIMEOUT", 1000 + AGENT_DEADLINES.execGraceMs + SLACK_MS],
       ["a stat of the wrong shape", () => engine.guest.stat(hostile.id, "/case/bad-stat"), "AGENT_PROTOCOL_ERROR", quick],
       ["a file's data before its stat", () => engine.guest.readFile(hostile.id, "/case/data-first"), "AGENT_PROTOCOL_ERROR", quick],
+      // Found by the agent fuzzer: was a write after end, a 500. The read ends at the Eof.
+      ["file data after the file's end", () => engine.guest.readFile(hostile.id, "/case/data-after-eof"), "RESOLVED", quick],
       ["an upload the agent never takes", () => engine.guest.writeFile(hostile.id, "/case/never-reads", Buffer.alloc(32 << 20)), "AGENT_TIMEOUT", AGENT_DEADLINES.replyMs + SLACK_MS],
       ["a PTY session of the wrong shape", () => engine.guest.ptyOpen(hostile.id), "AGENT_PROTOCOL_ERROR", quick],
       ["another protocol version", () => engine.guest.agentVersion(hostile.id), "AGENT_PROTOCOL_ERROR", quick],

@@ -350,6 +350,9 @@ export class AgentClient {
       });
       conn.on("stdout", (chunk: Buffer) => {
         if (!handedOut) return conn.fail(protocolError("file data came before the file's stat"));
+        // Frames after the Eof in the same read (the agent fuzzer's find): the file has ended; writing
+        // on would throw ERR_STREAM_WRITE_AFTER_END, a 500. The read keeps what came before the Eof.
+        if (out.writableEnded) return conn.fail(protocolError("it sent file data after the file's end"));
         received += chunk.length;
         if (req.length === undefined ? false : received > req.length) return conn.fail(protocolError(`it sent more than the ${req.length} bytes asked for`));
         if (!out.write(chunk)) {
