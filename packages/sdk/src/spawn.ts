@@ -1,12 +1,13 @@
 /**
  * `vm.spawn()`: one process in the VM with live pipes, over the server's streaming exec
  * WebSocket (`/v1/vms/{id}/exec-stream`). stdin/stdout/stderr are Node streams with
- * backpressure; ending stdin delivers EOF to the process.
+ * backpressure; ending stdin delivers EOF to the process. What to run (command, cwd, env, user,
+ * timeout) is the socket's first message, never the URL: env values are often secrets, and
+ * proxies log URLs.
  * @module
  */
 import { Readable, Writable } from "node:stream";
-import { shq } from "@capsule/contract/shell";
-import { EXEC_STREAM_TAG, type WsSignal } from "@capsule/contract/wire";
+import { ENV_NAME_RE, EXEC_STREAM_TAG, type WsSignal } from "@capsule/contract/wire";
 import type { ExecClientMessage } from "@capsule/contract/ws";
 import type WebSocket from "ws";
 import { makeError, type CapsuleError } from "./errors.js";
@@ -18,7 +19,7 @@ export interface SpawnOptions {
   user?: string;
   /** Absolute working directory. Default `/`. */
   cwd?: string;
-  /** Extra environment variables, exported before the command runs. */
+  /** Extra environment variables of the process (sent as data, never in a URL). */
   env?: Record<string, string>;
   /** Kill the process after this many milliseconds (`exited` then has `timedOut: true`). Default: no limit. */
   timeoutMs?: number;
@@ -53,19 +54,20 @@ export interface SpawnedProcess {
   kill(signal?: SpawnSignal): void;
 }
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /** @internal */
 export function spawnProcess(t: Transport, vmId: string, command: string, opts: SpawnOptions, handleUser: string | undefined): SpawnedProcess {
-  let cmd = command;
-  if (opts.env && Object.keys(opts.env).length > 0) {
-    const parts = Object.entries(opts.env).map(([k, v]) => {
-      if (!ENV_NAME.test(k)) throw makeError("VALIDATION_ERROR", `env name ${JSON.stringify(k)} is not a valid variable name`);
-      return `${k}=${shq(v)}`;
-    });
-    cmd = `export ${parts.join(" ")}; ${command}`;
+  for (const k of Object.keys(opts.env ?? {})) {
+    if (!ENV_NAME_RE.test(k)) throw makeError("VALIDATION_ERROR", `env name ${JSON.stringify(k)} is not a valid variable name`);
   }
   const user = opts.user ?? handleUser;
+  const start = {
+    type: "start",
+    command,
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+    ...(opts.env && Object.keys(opts.env).length > 0 ? { env: opts.env } : {}),
+    ...(user ? { user } : {}),
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+  } satisfies ExecClientMessage;
 
   let ws: WebSocket | undefined;
   let finished = false;
@@ -146,9 +148,10 @@ export function spawnProcess(t: Transport, vmId: string, command: string, opts: 
   // Writes after the process exited are dropped; a destroyed stdin must not crash the caller.
   stdin.on("error", () => undefined);
 
-  t.websocket(`/v1/vms/${seg(vmId)}/exec-stream`, { command: cmd, cwd: opts.cwd, timeoutMs: opts.timeoutMs }, user, onMessage).then(
+  t.websocket(`/v1/vms/${seg(vmId)}/exec-stream`, {}, user, onMessage).then(
     (socket) => {
       ws = socket;
+      socket.send(JSON.stringify(start)); // first: the server starts the process on it
       socket.on("close", (code: number) => {
         if (!finished) fail(makeError("CONNECTION_LOST", `exec stream closed (code ${code}) before the process exited`));
       });
