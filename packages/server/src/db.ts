@@ -45,6 +45,15 @@ const MIGRATIONS: readonly string[] = [
      created_at TEXT NOT NULL
    );
    CREATE INDEX snapshots_account ON snapshots(account_id);`,
+  // 2: create intents: written (durably) before the engine makes a VM or snapshot for an account,
+  // removed once its row exists. The engine record carries the token in its owner label, so
+  // reconcile can tell "made but never recorded" (garbage) from "cannot explain" (quarantine).
+  `CREATE TABLE intents (
+     token TEXT PRIMARY KEY,
+     account_id TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('vm', 'fork', 'snapshot')),
+     created_at TEXT NOT NULL
+   );`,
 ];
 
 export function openDb(file: string): Db {

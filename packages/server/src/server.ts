@@ -21,6 +21,7 @@ import { IdleMonitor } from "./idle.js";
 import { KeyStore } from "./keys.js";
 import { Metrics } from "./metrics.js";
 import { VmService } from "./vm-service.js";
+import { START_WITH_UNOWNED_ENV } from "./vms/provisioning.js";
 import { createUpgradeHandler } from "./ws/upgrade.js";
 
 export interface RunningServer {
@@ -38,10 +39,12 @@ export interface RunningServer {
 export interface StartOptions extends ConfigOptions {
   limits?: Partial<ServerLimits>;
   logger?: Logger;
+  /** Start although the database is empty while the engine holds VMs (see Provisioning.reconcile). */
+  startWithUnowned?: boolean;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
-  const { limits: limitOverrides, logger, ...configOpts } = opts;
+  const { limits: limitOverrides, logger, startWithUnowned: _startWithUnowned, ...configOpts } = opts;
   const config = resolveConfig(configOpts);
   const log = logger ?? pino({ level: config.logLevel, base: { svc: "capsule" } });
   setInternalErrorSink(({ requestId, err, engineCode }) => log.error({ err, requestId, engineCode }, "internal error (the tenant sees only the request id)"));
@@ -55,7 +58,13 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     throw err;
   }
   const keys = new KeyStore(db);
-  const svc = new VmService(engine, db, new ActivityTracker(), log, { defaultIdleTimeoutSeconds: config.defaultIdleTimeoutSeconds, egress: config.egress, quotas: config.quotas, admission: config.admission });
+  const svc = new VmService(engine, db, new ActivityTracker(), log, {
+    defaultIdleTimeoutSeconds: config.defaultIdleTimeoutSeconds,
+    egress: config.egress,
+    quotas: config.quotas,
+    admission: config.admission,
+    startWithUnowned: opts.startWithUnowned ?? process.env[START_WITH_UNOWNED_ENV] === "1",
+  });
   try {
     await svc.reconcile();
   } catch (err) {

@@ -47,7 +47,7 @@ export class VmService {
   }
 
   /** Makes the rows and the engine agree after a restart (Provisioning.reconcile). */
-  reconcile(): Promise<void> {
+  reconcile(): Promise<{ deleted: string[]; quarantined: string[] }> {
     return this.provisioning.reconcile();
   }
 

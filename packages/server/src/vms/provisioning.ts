@@ -19,6 +19,28 @@ export interface ProvisioningOptions {
   /** Idle timeout for VMs created without `idleTimeoutSeconds`; null = never. */
   defaultIdleTimeoutSeconds: number | null;
   egress: "none" | "internet";
+  /**
+   * Start even though the database is empty while the engine holds VMs or snapshots (a lost or
+   * replaced server.db): they are kept, quarantined, instead of refusing to start.
+   */
+  startWithUnowned?: boolean;
+}
+
+/** Environment switch for {@link ProvisioningOptions.startWithUnowned}, named in the refusal. */
+export const START_WITH_UNOWNED_ENV = "CAPSULE_START_WITH_UNOWNED";
+
+/**
+ * The owner label the API server gives every engine VM and snapshot it makes: the account and
+ * the create intent's token (see Rows.beginIntent). Other creators (a pool, a build) use other
+ * prefixes; reconcile leaves those to them.
+ */
+export function ownerLabel(accountId: string, token: string): string {
+  return `api:${accountId}:${token}`;
+}
+
+function parseOwner(owner: string | undefined): { accountId: string; token: string } | undefined {
+  const m = /^api:([^:]+):([0-9a-f]+)$/.exec(owner ?? "");
+  return m ? { accountId: m[1] as string, token: m[2] as string } : undefined;
 }
 
 /** Create fields for features Capsule does not have; rejected instead of silently ignored. */
@@ -47,6 +69,9 @@ export class Provisioning {
     const limits = sizingToLimits({ ...body, ...stripNullish(body.template) });
     // Sizing, the account's VM caps and the host's capacity, before the engine makes anything.
     const ticket = await this.quotas.admitVms(account, this.quotas.fullLimits(limits), 1, true);
+    // The intent is on disk before the engine makes anything: a crash from here on leaves either
+    // nothing, or an engine VM that reconcile knows for garbage by its owner label.
+    const intent = this.rows.beginIntent(account.id, "vm");
     let vm: VmInfo;
     try {
       vm = await this.engine.createVm({
@@ -54,14 +79,17 @@ export class Provisioning {
         ...(body.name ? { name: body.name } : {}),
         limits,
         egress: this.opts.egress,
+        owner: ownerLabel(account.id, intent),
       });
     } catch (err) {
       ticket.release();
+      this.rows.endIntent(intent);
       throw toApiError(err, "CREATE_VM_BAD_REQUEST");
     }
     const idle = body.idleTimeoutSeconds === undefined ? this.opts.defaultIdleTimeoutSeconds : body.idleTimeoutSeconds;
     try {
       this.rows.insertVm({ id: vm.id, account_id: account.id, name: body.name ?? null, idle_timeout_seconds: idle, activity_threshold_bytes: body.activityThresholdBytes ?? 0, created_at: vm.createdAt });
+      this.rows.endIntent(intent);
     } finally {
       ticket.release(); // the row (and the engine's record) count the VM from here
     }
@@ -93,13 +121,16 @@ export class Provisioning {
   async fork(account: Account, source: VmRow, count: number): Promise<string[]> {
     let forks: VmInfo[];
     let ticket: { release(): void } | undefined;
+    let intent: string | undefined;
     try {
       // Forks run with the source's size: the account's VM caps and the host's capacity first.
       const { limits } = await this.engine.getVm(source.id);
       ticket = await this.quotas.admitVms(account, limits, count, true);
-      forks = await this.engine.forkVm(source.id, { count });
+      intent = this.rows.beginIntent(account.id, "fork");
+      forks = await this.engine.forkVm(source.id, { count, owner: ownerLabel(account.id, intent) });
     } catch (err) {
       ticket?.release();
+      if (intent !== undefined) this.rows.endIntent(intent);
       throw toApiError(err);
     }
     try {
@@ -107,6 +138,7 @@ export class Provisioning {
         this.rows.insertVm({ id: f.id, account_id: account.id, name: source.name, idle_timeout_seconds: source.idle_timeout_seconds, activity_threshold_bytes: source.activity_threshold_bytes, created_at: f.createdAt });
         this.activity.touch(f.id);
       }
+      this.rows.endIntent(intent);
     } finally {
       ticket.release();
     }
@@ -118,15 +150,18 @@ export class Provisioning {
   /** Snapshot of a VM the caller owns (`source` from the guest gateway). */
   async snapshot(account: Account, source: VmRow, name: string | null): Promise<SnapshotRecord> {
     const ticket = await this.quotas.admitSnapshot(account);
+    const intent = this.rows.beginIntent(account.id, "snapshot");
     let snap: SnapshotRecord;
     try {
-      snap = await this.engine.snapshotVm(source.id, name ? { name } : {});
+      snap = await this.engine.snapshotVm(source.id, { ...(name ? { name } : {}), owner: ownerLabel(account.id, intent) });
     } catch (err) {
       ticket.release();
+      this.rows.endIntent(intent);
       throw toApiError(err);
     }
     try {
       this.rows.insertSnapshot({ id: snap.id, account_id: account.id, name, source_vm_id: source.id, created_at: snap.createdAt });
+      this.rows.endIntent(intent);
     } finally {
       ticket.release();
     }
@@ -152,29 +187,76 @@ export class Provisioning {
   // ---------------------------------------------------------------- recovery
 
   /**
-   * Makes SQLite and the engine agree after a restart. Rows whose VM or snapshot the engine no
-   * longer has are dropped; engine VMs no account owns (a crash between the engine's create and
-   * our insert) are deleted, since nobody could ever reach them. VMs the engine recovered as
-   * stopped but that were meant to run are marked suspended, so the next request restarts them.
+   * Makes SQLite and the engine agree after a restart; it deletes only what an owner record says
+   * is garbage.
+   * - Rows whose VM or snapshot the engine no longer has are dropped (nothing is left to lose).
+   * - An engine VM or snapshot without a row whose owner label names a create intent still on
+   *   record was made but never recorded (a crash between the engine and the insert): nobody was
+   *   ever told its id, so it is deleted.
+   * - Anything else without a row (another creator's, an older server's, or one whose row a lost
+   *   or old database no longer has) is quarantined: kept with its disk, stopped, and logged.
+   * - An empty database while the engine holds VMs or snapshots refuses to start (unless
+   *   `startWithUnowned`): that is a lost server.db, and serving would hide tenants' VMs.
+   * VMs the engine recovered as stopped but that were meant to run are marked suspended, so the
+   * next request restarts them.
    */
-  async reconcile(): Promise<void> {
-    const engineVms = new Map((await this.engine.listVms()).map((v) => [v.id, v]));
-    const rows = this.rows.allVms();
-    const owned = new Set(rows.map((r) => r.id));
-    for (const r of rows) {
-      const vm = engineVms.get(r.id);
-      if (!vm) this.rows.deleteVm(r.id);
-      else if (vm.state === "stopped" && r.desired === "running") this.rows.setDesired(r.id, "suspended");
+  async reconcile(): Promise<{ deleted: string[]; quarantined: string[] }> {
+    const engineVms = await this.engine.listVms();
+    const engineSnaps = await this.engine.listSnapshots();
+    const vmRows = new Map(this.rows.allVms().map((r) => [r.id, r]));
+    const snapRows = new Set(this.rows.allSnapshotIds());
+    if (this.rows.isEmpty() && (engineVms.length > 0 || engineSnaps.length > 0) && !this.opts.startWithUnowned) {
+      throw new Error(
+        `the server database is empty, but the engine holds ${engineVms.length} VM(s) and ${engineSnaps.length} snapshot(s) that it would no longer serve. ` +
+          `If server.db was lost or replaced, stop and restore it from a backup. To start anyway, keeping them quarantined (disks kept, reachable by no account), set ${START_WITH_UNOWNED_ENV}=1.`,
+      );
     }
-    for (const id of engineVms.keys()) {
-      if (owned.has(id)) continue;
-      this.log.warn({ vmId: id }, "deleting an engine VM that no account owns");
-      await this.engine.deleteVm(id).catch((err: unknown) => this.log.error({ err, vmId: id }, "could not delete orphan VM"));
+    const intents = this.rows.intentTokens();
+    const isGarbage = (owner: string | undefined) => {
+      const o = parseOwner(owner);
+      return o !== undefined && intents.has(o.token);
+    };
+    const deleted: string[] = [];
+    const quarantined: string[] = [];
+
+    for (const [id, r] of vmRows) {
+      const vm = engineVms.find((v) => v.id === id);
+      if (!vm) this.rows.deleteVm(id);
+      else if (vm.state === "stopped" && r.desired === "running") this.rows.setDesired(id, "suspended");
     }
-    const snaps = new Set((await this.engine.listSnapshots()).map((s) => s.id));
-    for (const id of this.rows.allSnapshotIds()) {
-      if (!snaps.has(id)) this.rows.deleteSnapshot(id);
+    for (const vm of engineVms) {
+      if (vmRows.has(vm.id)) continue;
+      if (isGarbage(vm.owner)) {
+        this.log.warn({ vmId: vm.id, owner: vm.owner }, "deleting an engine VM made for a create that never recorded it");
+        await this.engine.deleteVm(vm.id).then(
+          () => deleted.push(vm.id),
+          (err: unknown) => this.log.error({ err, vmId: vm.id }, "could not delete an unrecorded VM"),
+        );
+        continue;
+      }
+      quarantined.push(vm.id);
+      this.log.warn({ vmId: vm.id, owner: vm.owner ?? null, state: vm.state }, "quarantined: an engine VM no row explains is kept (disk intact, stopped) and served to no account");
+      if (vm.state === "running") await this.engine.stopVm(vm.id).catch((err: unknown) => this.log.error({ err, vmId: vm.id }, "could not stop a quarantined VM"));
     }
+
+    const engineSnapIds = new Set(engineSnaps.map((s) => s.id));
+    for (const id of snapRows) if (!engineSnapIds.has(id)) this.rows.deleteSnapshot(id);
+    for (const snap of engineSnaps) {
+      if (snapRows.has(snap.id)) continue;
+      if (isGarbage(snap.owner)) {
+        this.log.warn({ snapshotId: snap.id }, "deleting an engine snapshot made for a request that never recorded it");
+        await this.engine.deleteSnapshot(snap.id).then(
+          () => deleted.push(snap.id),
+          (err: unknown) => this.log.error({ err, snapshotId: snap.id }, "could not delete an unrecorded snapshot"),
+        );
+        continue;
+      }
+      quarantined.push(snap.id);
+      this.log.warn({ snapshotId: snap.id, owner: snap.owner ?? null }, "quarantined: an engine snapshot no row explains is kept and served to no account");
+    }
+    // Every intent is settled now: its VM or snapshot was recorded, deleted, or never made.
+    for (const token of intents) this.rows.endIntent(token);
+    return { deleted, quarantined };
   }
 
   /** Groups first (users may name them), then users, then files — all through the guest as root. */

@@ -5,6 +5,7 @@
  * for ids it does not own, so other accounts' ids do not leak.
  * @module
  */
+import crypto from "node:crypto";
 import type { Db } from "../db.js";
 import { ApiError } from "../errors.js";
 import type { Account } from "../keys.js";
@@ -114,5 +115,31 @@ export class Rows {
 
   deleteSnapshot(id: string): void {
     this.db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
+  }
+
+  // ---------------------------------------------------------------- create intents
+
+  /**
+   * Records, durably, that the engine is about to make a VM, forks or a snapshot for this
+   * account; returns the token that goes into the engine record's owner label.
+   */
+  beginIntent(accountId: string, kind: "vm" | "fork" | "snapshot"): string {
+    const token = crypto.randomBytes(12).toString("hex");
+    this.db.prepare("INSERT INTO intents (token, account_id, kind, created_at) VALUES (?, ?, ?, ?)").run(token, accountId, kind, new Date().toISOString());
+    return token;
+  }
+
+  endIntent(token: string): void {
+    this.db.prepare("DELETE FROM intents WHERE token = ?").run(token);
+  }
+
+  intentTokens(): Set<string> {
+    return new Set((this.db.prepare("SELECT token FROM intents").all() as Array<{ token: string }>).map((r) => r.token));
+  }
+
+  /** True when this database has never held an account: a new, lost or replaced server.db. */
+  isEmpty(): boolean {
+    const n = (table: string) => (this.db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    return n("accounts") === 0 && n("vms") === 0 && n("snapshots") === 0;
   }
 }
