@@ -59,6 +59,12 @@ describe("paths and content", () => {
     assert.deepEqual(decodeContent("hé", "utf8"), Buffer.from("hé"));
     assert.throws(() => decodeContent("not base64!", "base64"), /base64/);
     assert.throws(() => decodeContent("aGk", "base64"), /base64/);
+    assert.throws(() => decodeContent("a===", "base64"), /base64/);
+    assert.throws(() => decodeContent("ab=c", "base64"), /base64/);
+    assert.equal(decodeContent("aGk=", "base64").toString(), "hi");
+    assert.equal(decodeContent("", "base64").length, 0);
+    // 1 MiB of base64 (the API fuzzer's find: the old regexp overflowed its stack here, a 500).
+    assert.equal(decodeContent("eXl5".repeat(1 << 18), "base64").length, 3 << 18);
   });
 });
 
