@@ -76,6 +76,10 @@ CAPSULE_TEST_RUNTIME=runc node --test --test-reporter=spec --test-concurrency=1 
   packages/engine/dist/test/guest-exhausted.test.js packages/engine/dist/test/guest-files.test.js \
   packages/engine/dist/test/host-modes.test.js 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || exit "$rc"
+echo "== fuzzers, short run: 5000 agent frames, 3000 API requests (the full run: npm run fuzz)"
+node fuzz/dist/main.js --short 2>&1 | tee -a "$log"
+rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" = 0 ] || exit "$rc"
 
