@@ -19,6 +19,8 @@ export const ErrorCode = {
   AgentProtocolError: "AGENT_PROTOCOL_ERROR",
   /** The guest did not answer, or stopped mid-frame, within its deadline. */
   AgentTimeout: "AGENT_TIMEOUT",
+  /** The VM runs an agent of an older protocol (booted before an upgrade): restart it. */
+  AgentOutdated: "AGENT_OUTDATED",
   ExecTimedOut: "EXEC_TIMED_OUT",
   NetworkExhausted: "NETWORK_EXHAUSTED",
   Internal: "INTERNAL",

@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
 import type { LayerStore } from "./disk/layer-store.js";
-import { EngineError, ErrorCode } from "./errors.js";
+import { EngineError, ErrorCode, isEngineError } from "./errors.js";
 import { findProcs, waitGone } from "./host/procs.js";
 import { claimsOf, release } from "./net/ipam.js";
 import { deleteNetns } from "./net/netns.js";
@@ -28,6 +28,8 @@ const ORPHAN_COMMAND_GRACE_MS = 30_000;
 export interface RecoveryReport {
   /** Running VMs whose agent answered: adopted as they are. */
   adopted: string[];
+  /** Running VMs whose agent was of an older protocol (booted before an upgrade): restarted with the current bundle. */
+  restarted: string[];
   /** VMs brought down to `stopped`, disk intact (their sandbox was gone, or a crash caught them mid-start or mid-stop). */
   stopped: string[];
   /** VMs stopped and marked `lost`, with the reason stored in their record. */
@@ -63,7 +65,7 @@ export interface RecoveryDeps {
 export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
   const t0 = performance.now();
   const { paths, records, host, runtimes } = deps;
-  const report: RecoveryReport = { adopted: [], stopped: [], lost: [], removed: [], failed: [], durationMs: 0 };
+  const report: RecoveryReport = { adopted: [], restarted: [], stopped: [], lost: [], removed: [], failed: [], durationMs: 0 };
   await fs.mkdir(paths.vmsDir, { recursive: true, mode: 0o700 });
   await settleRuntimeCommands(paths.runtimeRoot);
   await records.removeTempFiles();
@@ -119,7 +121,7 @@ export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
   return report;
 }
 
-type ProbeResult = { ok: true; alive: boolean } | { ok: false; reason: string };
+type ProbeResult = { ok: true; alive: boolean } | { ok: true; outdated: true } | { ok: false; reason: string };
 
 /** Probes running VMs a few at a time; every probe settles within the budget. */
 async function probeAll(recs: VmRecord[], deps: RecoveryDeps): Promise<Map<string, ProbeResult>> {
@@ -129,7 +131,10 @@ async function probeAll(recs: VmRecord[], deps: RecoveryDeps): Promise<Map<strin
     for (let rec = queue.shift(); rec; rec = queue.shift()) {
       const r: ProbeResult = await probe(rec, deps).then(
         (alive) => ({ ok: true as const, alive }),
-        (err: unknown) => ({ ok: false as const, reason: (err as Error)?.message ?? String(err) }),
+        (err: unknown) =>
+          isEngineError(err) && err.code === ErrorCode.AgentOutdated
+            ? { ok: true as const, outdated: true as const }
+            : { ok: false as const, reason: (err as Error)?.message ?? String(err) },
       );
       out.set(rec.id, r);
     }
@@ -166,6 +171,23 @@ async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: R
         report.removed.push(rec.id);
         return;
       case "running":
+        if (probed?.ok && "outdated" in probed) {
+          // Booted before an upgrade: its processes go, its disk stays, and it comes back with
+          // the current agent (a guest that only claims to be old gets a real agent the same way).
+          await host.tearDown(rec);
+          rec.state = "starting";
+          await records.saveVm(rec);
+          try {
+            await host.bringUp(rec);
+          } catch (err) {
+            await markLost(rec, `at start-up recovery: restarting it with the current agent failed: ${(err as Error)?.message ?? String(err)}`, deps, report);
+            return;
+          }
+          rec.state = "running";
+          await records.saveVm(rec);
+          report.restarted.push(rec.id);
+          return;
+        }
         if (probed?.ok && probed.alive) {
           report.adopted.push(rec.id);
           return;

@@ -61,6 +61,8 @@ const cases = {
   },
   "bad-stat": (s) => s.end(json({ type: "stat", stat: { kind: "fifo", size: -1 } })),
   version: (s) => s.end(json({ type: "version", version: "6.6.6", protocol: 999, pid: 1 })),
+  // What an agent of an older protocol (a VM booted before an upgrade) answers.
+  "version-older": (s) => s.end(json({ type: "version", version: "0.0.1", protocol: 0, pid: 1 })),
   "pty.open": (s) => s.end(json({ type: "session", session: { sessionId: "x", cols: "80" } })),
   "data-first": (s) => s.end(frame(3, "data before any stat")),
   "data-after-eof": (s) => s.end(Buffer.concat([json({ type: "stat", stat: { kind: "file", size: 4, mode: 420, uid: 0, gid: 0, mtimeMs: 0 } }), frame(3, "data"), frame(5, ""), frame(3, "more")])),
@@ -90,7 +92,7 @@ server.listen(SOCK, () => fs.writeFileSync("/tmp/hostile.ready", String(process.
  * running, unreachable). From then on every call on this VM meets the listener. `version` picks
  * how it answers the `version` op (what boot and start-up recovery send); default: a wrong protocol.
  */
-export async function turnHostile(engine: Engine, vmId: string, opts: { version?: HostileCase } = {}): Promise<void> {
+export async function turnHostile(engine: Engine, vmId: string, opts: { version?: HostileCase | "version-older" } = {}): Promise<void> {
   await engine.guest.writeFile(vmId, "/tmp/hostile.js", LISTENER);
   const r = await engine.guest.exec(vmId, {
     command: [

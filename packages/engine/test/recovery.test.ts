@@ -90,6 +90,25 @@ describe("recovery at start-up", () => {
     assert.deepEqual(third.recovery.lost, []);
   });
 
+  it("a VM whose agent speaks an older protocol is restarted with the current agent, not failed", async (ctx) => {
+    if (gap) return ctx.skip(gap);
+    let engine = engines.at(-1) ?? (await open());
+    const vm = (await engine.createVm()).id;
+    await engine.guest.writeFile(vm, "/srv/keep", "older-data");
+    await engine.guest.exec(vm, { command: "sleep 1000 >/dev/null 2>&1 &" });
+    await turnHostile(engine, vm, { version: "version-older" });
+
+    engine = await open();
+    assert.deepEqual(engine.recovery.restarted, [vm]);
+    assert.deepEqual(engine.recovery.lost.filter((l) => l.id === vm), []);
+    const info = await engine.getVm(vm);
+    assert.equal(info.state, "running");
+    // The current agent answers (the old one and everything it ran are gone); the disk is kept.
+    assert.equal((await engine.guest.exec(vm, { command: "cat /srv/keep" })).stdout, "older-data");
+    assert.equal((await engine.guest.exec(vm, { command: "pgrep -x sleep || echo none" })).stdout, "none\n");
+    await engine.deleteVm(vm, { wait: true });
+  });
+
   it("collects what a crash during a snapshot leaves: the layer without its record, a partial copy, a half-written record", async (ctx) => {
     if (gap) return ctx.skip(gap);
     let engine = engines.at(-1) ?? (await open());

@@ -316,6 +316,9 @@ export class AgentClient {
    */
   async hello(timeoutMs: number = AGENT_DEADLINES.replyMs): Promise<VersionReply> {
     const reply = await this.call({ op: "version" }, "version", timeoutMs);
+    if (reply.protocol < AGENT_PROTOCOL_VERSION) {
+      throw new EngineError(ErrorCode.AgentOutdated, `the VM's agent speaks protocol ${reply.protocol}, older than this host's ${AGENT_PROTOCOL_VERSION}: restart the VM to give it the current agent`);
+    }
     if (reply.protocol !== AGENT_PROTOCOL_VERSION) {
       throw new EngineError(ErrorCode.AgentProtocolError, `the VM's agent speaks protocol ${reply.protocol}, this host ${AGENT_PROTOCOL_VERSION}: restart the VM to give it the current agent`);
     }
