@@ -47,7 +47,7 @@ export const API_ERRORS = {
   STILL_CREATING: { status: 409, retryable: true, description: "The VM is still being created." },
   SESSION_CAP_REACHED: { status: 429, retryable: false, description: "The VM has as many PTY sessions as it may hold, or the account as many open PTY connections (`reason` PTY_CONCURRENCY)." },
   INTERNAL_ERROR: { status: 500, retryable: false, description: "Capsule itself failed; the server's log has the cause (the body may carry `engineCode`)." },
-  SERVICE_UNAVAILABLE: { status: 503, retryable: true, description: "The server cannot serve this now: a part is disabled, the host is out of memory or CPU for VMs (`reason` HOST_MEMORY / HOST_CPU), or (status 429) the account runs as many execs as it may at once (`reason` EXEC_CONCURRENCY)." },
+  SERVICE_UNAVAILABLE: { status: 503, retryable: true, description: "The server cannot serve this now: a part is disabled, the host is out of memory or CPU for VMs (`reason` HOST_MEMORY / HOST_CPU), the VM's guest agent broke the protocol, timed out, went away, is outdated, or its VM is out of processes (`reason` AGENT_PROTOCOL_ERROR / AGENT_TIMEOUT / AGENT_UNAVAILABLE / AGENT_OUTDATED / RESOURCE_EXHAUSTED), or (status 429) the account runs as many execs as it may at once (`reason` EXEC_CONCURRENCY)." },
 } as const satisfies Record<string, ApiErrorSpec>;
 
 /** Every code the API answers with. */

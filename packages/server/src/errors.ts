@@ -93,6 +93,7 @@ export function toApiError(err: unknown, badRequest: ApiErrorCode = "BAD_REQUEST
         return new ApiError(badRequest, err.message);
       case "AGENT_PROTOCOL_ERROR":
       case "AGENT_TIMEOUT":
+      case "AGENT_OUTDATED":
       case "AGENT_UNAVAILABLE":
         // The VM's agent is broken, hostile or hung up mid-call (found by `npm run fuzz`): this VM cannot serve now; the server and other VMs can.
         return new ApiError("SERVICE_UNAVAILABLE", err.message, undefined, { reason: err.code });
