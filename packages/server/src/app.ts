@@ -9,7 +9,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv, Deps } from "./context.js";
-import { ApiError, toApiError, type ApiCode } from "./errors.js";
+import { ApiError, toApiError, type ApiErrorCode } from "./errors.js";
 import { OPENAPI_DESCRIPTION, registerWsMessages } from "./openapi-doc.js";
 import { ROUTES } from "./routes/index.js";
 import { CONSOLE_HEADER, readCookie, SESSION_COOKIE } from "./console/auth.js";
@@ -20,7 +20,7 @@ import { RAW_FILES_PATH } from "./routes/vm-files-raw.js";
 const PUBLIC_PATHS = new Set(["/healthz", "/openapi.json"]);
 
 /** The route's own code for invalid input, so the client throws the matching typed error. */
-export function badRequestCode(method: string, path: string): ApiCode {
+export function badRequestCode(method: string, path: string): ApiErrorCode {
   if (method === "POST" && path.replace(/\/+$/, "") === "/v1/vms") return "CREATE_VM_BAD_REQUEST";
   if (/^\/v1\/vms\/[^/]+\/files\//.test(path)) return "FILES_BAD_REQUEST";
   return "VALIDATION_ERROR";

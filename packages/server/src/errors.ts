@@ -9,8 +9,6 @@ import { isEngineError } from "@capsule/engine";
 import { API_ERRORS, type ApiErrorBody, type ApiErrorCode, type ApiErrorDetails } from "@capsule/contract/errors";
 
 export { API_ERRORS, API_ERROR_CODES, isApiErrorCode, type ApiErrorCode } from "@capsule/contract/errors";
-/** @deprecated The contract's name is {@link ApiErrorCode}. */
-export type ApiCode = ApiErrorCode;
 
 /** An error with a known code; thrown anywhere below a route and rendered by the app's onError. */
 export class ApiError extends Error {

@@ -1,8 +1,8 @@
 /**
  * The server's import point for schemas: the API's request and response schemas are the
  * contract's (`@capsule/contract/schemas`, shared with the SDK and the console); this module adds
- * the OpenAPI-only parts (path parameters, the Linux-user header) and keeps the server's older
- * names as aliases so the routes need not change.
+ * the OpenAPI-only parts (path parameters, the Linux-user header). One name per concept: the
+ * contract's.
  * @module
  */
 import { z } from "@hono/zod-openapi";
@@ -33,30 +33,6 @@ export {
   VmList,
   VmState,
   WriteFileRequest,
-} from "@capsule/contract/schemas";
-
-// The server's earlier names for the same schemas (one concept, one name: prefer the contract's).
-export {
-  /** @deprecated use CreateVmRequest */
-  CreateVmRequest as CreateVmBody,
-  /** @deprecated use ExecRequest */
-  ExecRequest as ExecBody,
-  /** @deprecated use ExecResult */
-  ExecResult as ExecResponse,
-  /** @deprecated use ForkRequest */
-  ForkRequest as ForkBody,
-  /** @deprecated use PatchSnapshotRequest */
-  PatchSnapshotRequest as PatchSnapshotBody,
-  /** @deprecated use PtySessionInfo */
-  PtySessionInfo as PtySession,
-  /** @deprecated use SnapshotRequest */
-  SnapshotRequest as SnapshotBody,
-  /** @deprecated use SnapshotResult */
-  SnapshotResult as SnapshotResponse,
-  /** @deprecated use VmInfo */
-  VmInfo as VmSummary,
-  /** @deprecated use WriteFileRequest */
-  WriteFileRequest as WriteFileBody,
 } from "@capsule/contract/schemas";
 
 export const VmParams = z.object({ vm_id: z.string().openapi({ param: { name: "vm_id", in: "path" } }) });

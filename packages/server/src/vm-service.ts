@@ -14,9 +14,10 @@ import { Power } from "./vms/power.js";
 import { Provisioning, type ProvisioningOptions } from "./vms/provisioning.js";
 import { DEFAULT_QUOTAS, defaultAdmission, Quotas, type QuotaOptions } from "./quotas.js";
 import { Rows } from "./vms/rows.js";
-import { Views, type ApiVmState } from "./vms/views.js";
+import type { VmState } from "@capsule/contract/schemas";
+import { Views } from "./vms/views.js";
 
-export { apiState, type ApiVmState, type SnapshotView, type VmView } from "./vms/views.js";
+export { apiState } from "./vms/views.js";
 export { sizingToLimits } from "./vms/provisioning.js";
 
 /** Quotas and admission default to `DEFAULT_QUOTAS` and this host's `defaultAdmission()`. */
@@ -52,7 +53,7 @@ export class VmService {
   }
 
   /** Every account's VMs by API state, for metrics. */
-  stateCounts(): Promise<Record<ApiVmState, number>> {
+  stateCounts(): Promise<Record<VmState, number>> {
     return this.views.stateCounts();
   }
 }

@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { PatchSnapshotBody, SnapshotParams } from "../schemas.js";
+import { PatchSnapshotRequest, SnapshotParams } from "../schemas.js";
 import { account, errors, json, security } from "./common.js";
 
 export function register(app: App, { svc }: Deps): void {
@@ -10,7 +10,7 @@ export function register(app: App, { svc }: Deps): void {
       path: "/v1/vms/snapshots/{snapshot_id}",
       summary: "Rename a snapshot",
       security,
-      request: { params: SnapshotParams, body: { content: { "application/json": { schema: PatchSnapshotBody } }, required: true } },
+      request: { params: SnapshotParams, body: { content: { "application/json": { schema: PatchSnapshotRequest } }, required: true } },
       responses: { 200: json(z.object({ snapshot_id: z.string(), name: z.string().nullable() })), ...errors(400, 404) },
     }),
     async (c) => {

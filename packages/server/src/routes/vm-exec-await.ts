@@ -1,9 +1,9 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { ExecResult } from "@capsule/engine";
+import type { ExecResult as EngineExecResult } from "@capsule/engine";
 import { LINUX_USER_HEADER, type App, type AppEnv, type Deps } from "../context.js";
 import { ApiError, toApiError } from "../errors.js";
-import { ExecBody, ExecResponse, LinuxUserHeader, VmParams } from "../schemas.js";
+import { ExecRequest, ExecResult, LinuxUserHeader, VmParams } from "../schemas.js";
 import { exitStatus } from "../guest/exit-status.js";
 import { check, jsonBody } from "../validate.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
@@ -37,14 +37,14 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
         "An account may run a limited number of execs (exec-await and exec-stream) at once: one more answers 429 `SERVICE_UNAVAILABLE` with `reason: EXEC_CONCURRENCY` (retry when one ends).",
       ].join("\n\n"),
       security,
-      request: { params: VmParams, headers: LinuxUserHeader, body: { content: { "application/json": { schema: ExecBody } }, required: true } },
-      responses: { 200: json(ExecResponse), ...errors(400, 404, 408, 429, 503) },
+      request: { params: VmParams, headers: LinuxUserHeader, body: { content: { "application/json": { schema: ExecRequest } }, required: true } },
+      responses: { 200: json(ExecResult), ...errors(400, 404, 408, 429, 503) },
     }),
   );
   app.post("/v1/vms/:vm_id/exec-await", async (c: Context<AppEnv>) => {
     const vm_id = c.req.param("vm_id") ?? "";
     check(LinuxUserHeader, { [LINUX_USER_HEADER]: c.req.header(LINUX_USER_HEADER) }, "VALIDATION_ERROR", "header");
-    const body = check(ExecBody, await jsonBody(c, "VALIDATION_ERROR"), "VALIDATION_ERROR", "body");
+    const body = check(ExecRequest, await jsonBody(c, "VALIDATION_ERROR"), "VALIDATION_ERROR", "body");
     if (body.terminal) throw new ApiError("BAD_REQUEST", "named terminals are not supported by Capsule; omit `terminal`");
     const user = linuxUser(c);
     // The account's concurrent-exec slot (429 over the cap), held until the command's answer settles.
@@ -80,7 +80,7 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
   });
 }
 
-function answer(r: ExecResult, timeoutMs: number | null | undefined): ExecAnswer {
+function answer(r: EngineExecResult, timeoutMs: number | null | undefined): ExecAnswer {
   const base = { stdout: r.stdout, stderr: r.stderr, statusCode: exitStatus(r.exitCode, r.signal), ...(r.truncated ? { truncated: true } : {}) };
   if (!r.timedOut) return base;
   return { ...base, statusCode: null, timedOut: true, code: "EXEC_TIMED_OUT", message: `Command timed out after ${timeoutMs}ms` };

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
 import { decodeContent, guestPath } from "../guest-path.js";
-import { FileParams, LinuxUserHeader, WriteFileBody } from "../schemas.js";
+import { FileParams, LinuxUserHeader, WriteFileRequest } from "../schemas.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
 
 /** Writes atomically, creating missing parent directories, owned by the header's user (root without it). */
@@ -13,7 +13,7 @@ export function register(app: App, { svc, limits }: Deps): void {
       summary: "Write a file",
       description: `Body \`{content, encoding: "base64"}\` (or \`"utf8"\`). The whole request is limited to ${limits.maxBodyBytes} bytes (about ${Math.floor((limits.maxBodyBytes * 3) / 4 / 1024 / 1024)} MiB of file after base64).`,
       security,
-      request: { params: FileParams, headers: LinuxUserHeader, body: { content: { "application/json": { schema: WriteFileBody } }, required: true } },
+      request: { params: FileParams, headers: LinuxUserHeader, body: { content: { "application/json": { schema: WriteFileRequest } }, required: true } },
       responses: { 200: json(z.object({})), ...errors(400, 404, 413) },
     }),
     async (c) => {

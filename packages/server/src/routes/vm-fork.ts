@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { ForkBody, VmParams } from "../schemas.js";
+import { ForkRequest, VmParams } from "../schemas.js";
 import { account, errors, json, security } from "./common.js";
 
 const ForkResponse = z.object({ vmId: z.string(), forks: z.array(z.object({ id: z.string(), domains: z.array(z.string()), consoleUrl: z.null() })) }).openapi("ForkResponse");
@@ -14,7 +14,7 @@ export function register(app: App, { svc }: Deps): void {
       summary: "Fork a VM",
       description: "Forks run with the source's size. The account's VM caps answer 403 VM_LIMIT_EXCEEDED (`reason: ACCOUNT_VMS | ACCOUNT_RUNNING_VMS`), a host out of memory or CPU for VMs 503 SERVICE_UNAVAILABLE (`reason: HOST_MEMORY | HOST_CPU`); nothing is forked when refused.",
       security,
-      request: { params: VmParams, body: { content: { "application/json": { schema: ForkBody } }, required: false } },
+      request: { params: VmParams, body: { content: { "application/json": { schema: ForkRequest } }, required: false } },
       responses: { 200: json(ForkResponse), ...errors(400, 403, 404, 503) },
     }),
     async (c) => {

@@ -1,9 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { VmParams, VmSummary } from "../schemas.js";
+import { VmInfo, VmParams } from "../schemas.js";
 import { account, errors, json, security } from "./common.js";
-
-const VmInfo = VmSummary.extend({}).openapi("VmInfo");
 
 export function register(app: App, { svc }: Deps): void {
   app.openapi(

@@ -1,6 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { SnapshotBody, SnapshotResponse, VmParams } from "../schemas.js";
+import { SnapshotRequest, SnapshotResult, VmParams } from "../schemas.js";
 import { account, errors, json, security } from "./common.js";
 
 /** Captures the VM's disk as a snapshot; a running VM keeps running (paused only while its layer is copied). */
@@ -12,8 +12,8 @@ export function register(app: App, { svc }: Deps): void {
       summary: "Snapshot a VM's disk",
       description: "The account's snapshot caps answer 403 SNAPSHOT_LIMIT_EXCEEDED: `reason: ACCOUNT_SNAPSHOTS` (count) or `ACCOUNT_SNAPSHOT_BYTES` (the account's snapshots already hold the byte cap).",
       security,
-      request: { params: VmParams, body: { content: { "application/json": { schema: SnapshotBody } }, required: false } },
-      responses: { 200: json(SnapshotResponse), ...errors(400, 403, 404) },
+      request: { params: VmParams, body: { content: { "application/json": { schema: SnapshotRequest } }, required: false } },
+      responses: { 200: json(SnapshotResult), ...errors(400, 403, 404) },
     }),
     async (c) => {
       const { vm_id } = c.req.valid("param");

@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { ActivityTracker } from "../activity.js";
 import { ApiError, toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
-import type { CreateVmBody, GroupSpec, UserSpec } from "../schemas.js";
+import type { CreateVmRequest, GroupSpec, UserSpec } from "../schemas.js";
 import { shq } from "../shell.js";
 import type { Quotas } from "../quotas.js";
 import type { Rows, VmRow } from "./rows.js";
@@ -58,7 +58,7 @@ export class Provisioning {
 
   // ---------------------------------------------------------------- VMs
 
-  async create(account: Account, body: CreateVmBody): Promise<{ id: string; domains: string[]; consoleUrl: null; snapshotId: string | null }> {
+  async create(account: Account, body: CreateVmRequest): Promise<{ id: string; domains: string[]; consoleUrl: null; snapshotId: string | null }> {
     for (const f of UNSUPPORTED_CREATE_FIELDS) {
       if (body[f] !== undefined && body[f] !== null) throw new ApiError("CREATE_VM_BAD_REQUEST", `${f} is not supported by Capsule; remove it from the request`);
     }
@@ -260,7 +260,7 @@ export class Provisioning {
   }
 
   /** Groups first (users may name them), then users, then files — all through the guest as root. */
-  async #provision(id: string, groups: GroupSpec[], users: UserSpec[], files: NonNullable<CreateVmBody["additionalFiles"]>): Promise<void> {
+  async #provision(id: string, groups: GroupSpec[], users: UserSpec[], files: NonNullable<CreateVmRequest["additionalFiles"]>): Promise<void> {
     const commands = [...groups.map(groupadd), ...users.map(useradd)];
     for (const command of commands) {
       const r = await this.engine.guest.exec(id, { command, timeoutMs: 60_000 });

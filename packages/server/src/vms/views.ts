@@ -4,41 +4,13 @@
  * Read-only: nothing here changes a VM.
  * @module
  */
-import type { Engine, SnapshotRecord, VmInfo, VmState as EngineState } from "@capsule/engine";
+import type { SnapshotInfo, VmInfo, VmState } from "@capsule/contract/schemas";
+import type { Engine, SnapshotRecord, VmInfo as EngineVm, VmState as EngineState } from "@capsule/engine";
 import { toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
 import type { Desired, Rows, SnapshotRow, VmRow } from "./rows.js";
 
-export type ApiVmState = "starting" | "running" | "suspending" | "suspended" | "stopped" | "lost";
-
-export interface VmView {
-  id: string;
-  name: string | null;
-  state: ApiVmState;
-  createdAt: string;
-  snapshotId: string | null;
-  idleTimeoutSeconds: number | null;
-  sizing: { vcpuCount: number; memSizeMib: number; rootfsSizeMb: number };
-  /** Only for a `lost` VM: what its guest did wrong (from the engine's record). */
-  lostReason?: string;
-}
-
-export interface SnapshotView {
-  snapshotId: string;
-  name: string | null;
-  state: "ready";
-  sourceVmId: string | null;
-  accountId: string;
-  createdAt: string;
-  sizeBytes: number;
-  failed: false;
-  cancelled: false;
-  lost: false;
-  deleted: false;
-  snapshotPersistence: { type: "persistent" };
-}
-
-export function apiState(state: EngineState, desired: Desired): ApiVmState {
+export function apiState(state: EngineState, desired: Desired): VmState {
   switch (state) {
     case "running":
       return "running";
@@ -59,7 +31,7 @@ export class Views {
     private readonly rows: Rows,
   ) {}
 
-  async list(account: Account): Promise<VmView[]> {
+  async list(account: Account): Promise<VmInfo[]> {
     const rows = this.rows.vmsOf(account);
     const byId = new Map((await this.engine.listVms()).map((v) => [v.id, v]));
     return rows.flatMap((r) => {
@@ -68,7 +40,7 @@ export class Views {
     });
   }
 
-  async get(account: Account, id: string): Promise<VmView> {
+  async get(account: Account, id: string): Promise<VmInfo> {
     const row = this.rows.ownedVm(account, id);
     try {
       return vmView(row, await this.engine.getVm(row.id));
@@ -77,7 +49,7 @@ export class Views {
     }
   }
 
-  async listSnapshots(account: Account): Promise<SnapshotView[]> {
+  async listSnapshots(account: Account): Promise<SnapshotInfo[]> {
     const rows = this.rows.snapshotsOf(account);
     const byId = new Map((await this.engine.listSnapshots()).map((s) => [s.id, s]));
     return rows.flatMap((r) => {
@@ -86,7 +58,7 @@ export class Views {
     });
   }
 
-  async getSnapshot(account: Account, id: string): Promise<SnapshotView> {
+  async getSnapshot(account: Account, id: string): Promise<SnapshotInfo> {
     const row = this.rows.ownedSnapshot(account, id);
     try {
       return snapshotView(row, await this.engine.getSnapshot(row.id));
@@ -96,8 +68,8 @@ export class Views {
   }
 
   /** Every account's VMs by API state, for metrics. */
-  async stateCounts(): Promise<Record<ApiVmState, number>> {
-    const counts: Record<ApiVmState, number> = { starting: 0, running: 0, suspending: 0, suspended: 0, stopped: 0, lost: 0 };
+  async stateCounts(): Promise<Record<VmState, number>> {
+    const counts: Record<VmState, number> = { starting: 0, running: 0, suspending: 0, suspended: 0, stopped: 0, lost: 0 };
     const desired = new Map(this.rows.allVms().map((r) => [r.id, r.desired]));
     for (const vm of await this.engine.listVms()) {
       const d = desired.get(vm.id);
@@ -107,7 +79,7 @@ export class Views {
   }
 }
 
-function vmView(r: VmRow, vm: VmInfo): VmView {
+function vmView(r: VmRow, vm: EngineVm): VmInfo {
   return {
     id: r.id,
     name: r.name,
@@ -120,7 +92,7 @@ function vmView(r: VmRow, vm: VmInfo): VmView {
   };
 }
 
-function snapshotView(r: SnapshotRow, s: SnapshotRecord): SnapshotView {
+function snapshotView(r: SnapshotRow, s: SnapshotRecord): SnapshotInfo {
   return {
     snapshotId: r.id,
     name: r.name,
