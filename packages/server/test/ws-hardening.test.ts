@@ -195,9 +195,8 @@ describe("WebSocket hardening", () => {
     if (gap) return ctx.skip(gap);
     const t = get();
     const bound = 64 * MiB;
-    // exec-stream
-    const e = await open(t.url, `/v1/vms/${t.vm}/exec-stream`, t.key);
-    e.ws.send(JSON.stringify({ type: "start", command: "sleep 12" }));
+    // exec-stream, in the query form older SDKs use (the start-message form shares the bridge)
+    const e = await open(t.url, `/v1/vms/${t.vm}/exec-stream?command=${encodeURIComponent("sleep 12")}`, t.key);
     await until("started", () => e.texts.some((m) => m.includes('"started"')), 10_000);
     const ex = await peakRss(() => flood(e.ws, 256 * MiB, 8_000));
     ctx.diagnostic(`exec-stream: sent ${(ex.value / MiB).toFixed(0)} MiB, RSS +${(ex.growth / MiB).toFixed(1)} MiB`);
@@ -215,8 +214,7 @@ describe("WebSocket hardening", () => {
   it("a peer that stops answering pings is dropped, and its process ends", async (ctx) => {
     if (gap) return ctx.skip(gap);
     const t = get();
-    const s = await open(t.url, `/v1/vms/${t.vm}/exec-stream`, t.key, { autoPong: false });
-    s.ws.send(JSON.stringify({ type: "start", command: "sleep 620" }));
+    const s = await open(t.url, `/v1/vms/${t.vm}/exec-stream?command=${encodeURIComponent("sleep 620")}`, t.key, { autoPong: false });
     await until("started", () => s.texts.some((m) => m.includes('"started"')), 10_000);
     await closesWithin(s.closed, HEARTBEAT_MS * 3 + 1_000, "a socket that answers no ping");
     await until("sleep 620 ended", async () => (await count(t, t.vm, "sleep 620")) === 0, 5_000);
@@ -234,8 +232,7 @@ describe("WebSocket hardening", () => {
     const t = get();
     // In the server.
     const carol = t.server.keys.createKey("alice");
-    const s1 = await open(t.url, `/v1/vms/${t.vm}/exec-stream`, carol.key);
-    s1.ws.send(JSON.stringify({ type: "start", command: "sleep 630" }));
+    const s1 = await open(t.url, `/v1/vms/${t.vm}/exec-stream?command=${encodeURIComponent("sleep 630")}`, carol.key);
     await until("started", () => s1.texts.some((m) => m.includes('"started"')), 10_000);
     assert.ok(t.server.keys.revokeKey(carol.info.id));
     assert.equal(await closesWithin(s1.closed, CLOSE_WITHIN_MS, "exec-stream of a revoked key"), 1008);
