@@ -1,4 +1,4 @@
-import { Readable } from "node:stream";
+import { pipeline, Readable, Transform } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
@@ -41,7 +41,20 @@ export function register(app: App, { svc }: Deps): void {
       const { size, stream } = file.value;
       stream.once("close", file.release);
       stream.once("error", file.release);
-      const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+      // The body is cut at the Content-Length the stat gave: a file that reads longer than its size
+      // (/proc files stat as 0 bytes, a file still growing) would otherwise put guest bytes on the
+      // connection after the response, read by the client as the next response (found by the fuzzer).
+      let sent = 0;
+      const capped = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          const room = size - sent;
+          const part = chunk.length > room ? chunk.subarray(0, Math.max(0, room)) : chunk;
+          sent += part.length;
+          done(null, part.length > 0 ? part : undefined);
+        },
+      });
+      pipeline(stream, capped, () => undefined);
+      const body = Readable.toWeb(capped) as unknown as ReadableStream<Uint8Array>;
       return new Response(body, { status: 200, headers: { "content-type": "application/octet-stream", "content-length": String(size) } });
     },
   );
