@@ -36,8 +36,33 @@ const fail = (message: string): never => {
   throw new ProtocolError(message);
 };
 
-/** A JSON frame's payload as a value; bad UTF-8 becomes U+FFFD, bad JSON a ProtocolError. */
+/** Deepest nesting of arrays and objects a JSON frame may have; every message of the protocol has at most 4. */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * True when `payload` nests arrays or objects deeper than `max` (strings skipped). One pass over
+ * the bytes, before JSON.parse: 4 MiB of `[` parses into millions of arrays, about 110 MiB of heap
+ * per frame (the agent fuzzer's find), for a message no peer needs.
+ */
+export function nestedDeeperThan(payload: Buffer, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < payload.length; i++) {
+    const c = payload[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** A JSON frame's payload as a value; bad UTF-8 becomes U+FFFD, bad JSON (or JSON nested deeper than {@link MAX_JSON_DEPTH}) a ProtocolError. */
 export function parseJson(payload: Buffer, what: string): unknown {
+  if (nestedDeeperThan(payload, MAX_JSON_DEPTH)) return fail(`${what} is nested deeper than ${MAX_JSON_DEPTH} levels`);
   try {
     return JSON.parse(payload.toString("utf8"));
   } catch {
