@@ -80,7 +80,7 @@ export async function agentFuzz(srv: ServerProc, opts: { frames: number; seed: n
   await sleep(500);
   const base = srv.sample();
   if (!base) throw new Error(srv.dead ?? "cannot read the server's /proc");
-  const baseRes = await countResources(srv.dataDir);
+  const baseRes = await countResources(srv.dataDir, [target, bystander]);
   opts.log(`agent fuzz: target ${target}, bystander ${bystander}; baseline ${base.fds} fds, ${base.sockets} sockets, RSS ${mib(base.rssBytes)}`);
 
   let frames = 0;
@@ -210,7 +210,7 @@ export async function agentFuzz(srv: ServerProc, opts: { frames: number; seed: n
     await sleep(500);
     now = srv.sample();
   }
-  const afterRes = await countResources(srv.dataDir);
+  const afterRes = await countResources(srv.dataDir, [target, bystander]);
   if (!now) leaks.push("the server is gone");
   else {
     if (now.fds > base.fds) leaks.push(`fds ${base.fds} -> ${now.fds}`);

@@ -8,6 +8,7 @@
  *   --duration S       time limit per fuzzer in seconds (default 1200); hitting it is a failure
  *   --concurrency N    calls in flight (default 8)
  *   --short            the `npm test` run: 5000 frames and 3000 requests
+ *   --max-rss-mib N    the server's RSS bound (default 1024)
  *   --json             print the results as JSON instead of a table
  */
 import { parseArgs } from "node:util";
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     duration: { type: "string" },
     concurrency: { type: "string" },
     short: { type: "boolean" },
+    "max-rss-mib": { type: "string" },
     json: { type: "boolean" },
   },
 });
@@ -33,6 +35,8 @@ const requests = num(values["api-requests"], values.short ? 3_000 : 50_000);
 const seed = num(values.seed, Date.now() % 2 ** 31);
 const durationMs = num(values.duration, values.short ? 300 : 1200) * 1000;
 const concurrency = num(values.concurrency, 8);
+/** The server's RSS must stay under this (MiB) for the whole run. */
+const maxRssBytes = num(values["max-rss-mib"], 1024) * 1048576;
 const log = (s: string) => {
   if (!values.json) process.stderr.write(`${s}\n`);
 };
@@ -59,6 +63,7 @@ for (const which of ["agent", "api"] as const) {
   if (setupError) break;
 }
 
+for (const r of results) if (r.peakRssBytes > maxRssBytes) r.failures.push(`the server's RSS peaked at ${mib(r.peakRssBytes)}, over the ${mib(maxRssBytes)} bound`);
 const failed = !!setupError || results.some((r) => r.failures.length > 0);
 if (values.json) {
   process.stdout.write(`${JSON.stringify({ seed, ok: !failed, setupError, results }, null, 2)}\n`);

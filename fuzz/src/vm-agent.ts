@@ -36,7 +36,7 @@ const stat = (kind) => ({ kind: kind || "file", size: int(100), mode: 420, uid: 
 const session = () => ({ sessionId: "pty-" + int(3), user: "root", command: ["/bin/sh"], cols: 80, rows: 24, pid: 7, running: true, exitCode: null, createdAt: new Date().toISOString(), attached: 1 });
 
 function valid(req) {
-  const n = int(chance(0.2) ? 120 : 12);
+  const n = int(chance(0.3) ? 300 : 24);
   const many = (t) => Array.from({ length: n }, () => data(t));
   if (chance(0.12) && req.op !== "version") return [J({ type: "error", code: pick(CODES.slice(0, 13)), message: "fuzz" })];
   switch (req.op) {
