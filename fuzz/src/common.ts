@@ -173,8 +173,26 @@ export class ServerProc {
     }
   }
 
+  /**
+   * Deletes every VM and snapshot of both tenants (also after a failed set-up), then stops the
+   * server and removes the data dir: VMs outlive their server by design, so stopping alone leaks.
+   */
   async stop(): Promise<void> {
     clearInterval(this.#sampler);
+    const agent = new http.Agent({ keepAlive: false });
+    for (const t of this.#exit ? [] : [this.a, this.b]) {
+      const headers = { authorization: `Bearer ${t.key}` };
+      for (const [list, field, del] of [
+        ["/v1/vms", "vms", "/v1/vms/"],
+        ["/v1/vms/snapshots", "snapshots", "/v1/vms/snapshots/"],
+      ] as const) {
+        const r = await request(agent, this.url, { method: "GET", path: list, headers, timeoutMs: 60_000 });
+        if ("error" in r || r.status !== 200) continue;
+        const items = ((jsonOf(r) as Record<string, Array<{ id?: string; snapshotId?: string }>> | undefined)?.[field] ?? []).map((x) => x.id ?? x.snapshotId);
+        for (const id of items) if (id) await request(agent, this.url, { method: "DELETE", path: `${del}${id}`, headers, timeoutMs: 120_000 });
+      }
+    }
+    agent.destroy();
     if (!this.#exit) {
       const exited = new Promise<void>((r) => this.#child.once("exit", () => r()));
       this.#child.kill("SIGTERM");
@@ -182,7 +200,10 @@ export class ServerProc {
       await exited;
       clearTimeout(t);
     }
-    await fsp.rm(this.dataDir, { recursive: true, force: true }).catch(() => undefined);
+    // Never rm -rf over a VM's mounts: a dir that still has some is left for the operator, named.
+    const mounted = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4]?.startsWith(this.dataDir));
+    if (mounted) process.stderr.write(`fuzz: ${this.dataDir} still has mounts (a VM was not deleted); left in place\n`);
+    else await fsp.rm(this.dataDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 

@@ -49,6 +49,11 @@ if (gap) {
 
 const results: Array<AgentFuzzResult | ApiFuzzResult> = [];
 let setupError: string | undefined;
+// A stray error event in the fuzzer itself must not skip the clean-up (VMs outlive their server).
+const fuzzerErrors: string[] = [];
+process.on("uncaughtException", (e) => {
+  if (fuzzerErrors.length < 10) fuzzerErrors.push(e.stack ?? String(e));
+});
 for (const which of ["agent", "api"] as const) {
   if ((which === "agent" ? frames : requests) <= 0) continue;
   const srv = await ServerProc.start();
@@ -64,6 +69,7 @@ for (const which of ["agent", "api"] as const) {
 }
 
 for (const r of results) if (r.peakRssBytes > maxRssBytes) r.failures.push(`the server's RSS peaked at ${mib(r.peakRssBytes)}, over the ${mib(maxRssBytes)} bound`);
+if (fuzzerErrors.length) setupError = `${setupError ?? ""}\nthe fuzzer's own errors:\n${fuzzerErrors.join("\n")}`;
 const failed = !!setupError || results.some((r) => r.failures.length > 0);
 if (values.json) {
   process.stdout.write(`${JSON.stringify({ seed, ok: !failed, setupError, results }, null, 2)}\n`);
