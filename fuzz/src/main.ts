@@ -37,8 +37,9 @@ const durationMs = num(values.duration, values.short ? 300 : 1200) * 1000;
 const concurrency = num(values.concurrency, 8);
 /** The server's RSS must stay under this (MiB) for the whole run. */
 const maxRssBytes = num(values["max-rss-mib"], 1024) * 1048576;
+/** Progress, on stderr (also with --json, whose document is stdout). */
 const log = (s: string) => {
-  if (!values.json) process.stderr.write(`${s}\n`);
+  process.stderr.write(`${s}\n`);
 };
 
 const gap = await hostGap();
