@@ -14,9 +14,9 @@ import { Engine } from "@capsule/engine";
 import pino from "pino";
 import { dbPath, KeyStore, openDb, startServer, type RunningServer, type StartOptions } from "../src/index.js";
 
-import { AGENT_BUNDLE, IMAGES_DIR, hostGap } from "@capsule/engine/test-support";
+import { AGENT_BUNDLE, IMAGES_DIR, hostGap, sandboxGap } from "@capsule/engine/test-support";
 
-export { AGENT_BUNDLE, IMAGES_DIR, hostGap };
+export { AGENT_BUNDLE, IMAGES_DIR, hostGap, sandboxGap };
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../cli/dist/src/main.js");
 
 export async function scratchDir(): Promise<string> {
@@ -48,20 +48,15 @@ export function useServer(
       return;
     }
     const dataDir = await scratchDir();
-    const server = await startServer({
-      port: 0,
-      host: "127.0.0.1",
-      dataDir,
-      imagesDir: IMAGES_DIR,
-      agentBundleDir: AGENT_BUNDLE,
-      egress: "none",
-      defaultIdleTimeoutSeconds: opts.defaultIdleTimeoutSeconds ?? null,
-      idleCheckMs: opts.idleCheckMs ?? 500,
-      ...(opts.allowedHostPorts ? { allowedHostPorts: opts.allowedHostPorts() } : {}),
-      ...(opts.quotas ? { quotas: opts.quotas } : {}),
-      ...(opts.admission ? { admission: opts.admission } : {}),
-      logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "warn" }),
-    });
+    const server = await startServer(
+      testServerOptions(dataDir, {
+        defaultIdleTimeoutSeconds: opts.defaultIdleTimeoutSeconds ?? null,
+        idleCheckMs: opts.idleCheckMs ?? 500,
+        ...(opts.allowedHostPorts ? { allowedHostPorts: opts.allowedHostPorts() } : {}),
+        ...(opts.quotas ? { quotas: opts.quotas } : {}),
+        ...(opts.admission ? { admission: opts.admission } : {}),
+      }),
+    );
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };
   });
   after(async () => {
@@ -80,6 +75,24 @@ export function useServer(
       return current;
     },
     skip: () => gap ?? false,
+  };
+}
+
+/**
+ * Options for a test server on a scratch data dir: port 0 on loopback, the installed image and
+ * agent bundle, no egress, no idle timeout, logs at warn (CAPSULE_TEST_LOG to change).
+ */
+export function testServerOptions(dataDir: string, extra: Partial<StartOptions> = {}): StartOptions {
+  return {
+    port: 0,
+    host: "127.0.0.1",
+    dataDir,
+    imagesDir: IMAGES_DIR,
+    agentBundleDir: AGENT_BUNDLE,
+    egress: "none",
+    defaultIdleTimeoutSeconds: null,
+    logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "warn" }),
+    ...extra,
   };
 }
 

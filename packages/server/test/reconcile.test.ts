@@ -7,32 +7,18 @@
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
 import { describe, it } from "node:test";
-import pino from "pino";
 import { dbPath, startServer, type RunningServer } from "../src/index.js";
 import { ownerLabel, START_WITH_UNOWNED_ENV } from "../src/vms/provisioning.js";
-import { AGENT_BUNDLE, IMAGES_DIR, call, destroyDataDir, hostGap, scratchDir } from "../test-support/harness.js";
+import { call, destroyDataDir, sandboxGap, scratchDir, testServerOptions } from "../test-support/harness.js";
 
 function start(dataDir: string, extra: { startWithUnowned?: boolean } = {}): Promise<RunningServer> {
-  return startServer({
-    port: 0,
-    host: "127.0.0.1",
-    dataDir,
-    imagesDir: IMAGES_DIR,
-    agentBundleDir: AGENT_BUNDLE,
-    egress: "none",
-    defaultIdleTimeoutSeconds: null,
-    logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "silent" }),
-    ...extra,
-  });
+  return startServer(testServerOptions(dataDir, extra));
 }
 
 describe("reconcile on restart", () => {
   it("deletes unrecorded creates, quarantines what it cannot explain, refuses an empty database", async (ctx) => {
-    const gap = await hostGap();
-    if (gap) {
-      if (process.env.CI) throw new Error(`CI must run the sandbox tests, but: ${gap}`);
-      return ctx.skip(gap);
-    }
+    const gap = await sandboxGap();
+    if (gap) return ctx.skip(gap);
     const dataDir = await scratchDir();
     let server: RunningServer | undefined;
     try {

@@ -1,7 +1,7 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { createRoute } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
 import { sessionView } from "../pty-sessions.js";
-import { LinuxUserHeader, PtySessionInfo, VmParams } from "../schemas.js";
+import { LinuxUserHeader, PtySessionList, VmParams } from "../schemas.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
 
 /**
@@ -16,7 +16,7 @@ export function register(app: App, { svc }: Deps): void {
       summary: "List PTY sessions",
       security,
       request: { params: VmParams, headers: LinuxUserHeader },
-      responses: { 200: json(z.object({ sessions: z.array(PtySessionInfo) })), ...errors(404) },
+      responses: { 200: json(PtySessionList), ...errors(404) },
     }),
     async (c) => {
       const user = linuxUser(c);

@@ -1,20 +1,7 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { createRoute } from "@hono/zod-openapi";
 import type { App, Deps } from "../context.js";
-import { SnapshotInfo } from "../schemas.js";
+import { SnapshotList } from "../schemas.js";
 import { account, errors, json, security } from "./common.js";
-
-const SnapshotList = z
-  .object({
-    snapshots: z.array(SnapshotInfo),
-    totalCount: z.number(),
-    buildingCount: z.number(),
-    readyCount: z.number(),
-    failedCount: z.number(),
-    cancelledCount: z.number(),
-    lostCount: z.number(),
-    deletedCount: z.number(),
-  })
-  .openapi("SnapshotList");
 
 /** Every snapshot is ready once it exists (snapshots are taken synchronously); include* filters have nothing to add. */
 export function register(app: App, { svc }: Deps): void {
