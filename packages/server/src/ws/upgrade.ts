@@ -150,8 +150,10 @@ function holdMessages(ws: WebSocket): HeldMessages {
       }),
     replay: () => {
       ws.off("message", on);
-      for (const [data, isBinary] of held.splice(0)) ws.emit("message", data, isBinary);
+      // Resume first: the socket reads again only from the next tick, after the held messages,
+      // and stdin flow control may pause it again while they are handled.
       if (ws.isPaused) ws.resume();
+      for (const [data, isBinary] of held.splice(0)) ws.emit("message", data, isBinary);
     },
   };
 }
