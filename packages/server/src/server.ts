@@ -75,6 +75,14 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides }, console: new ConsoleAuth(db, keys) };
   const app = createApp(deps);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  // A request Node's HTTP parser refuses (headers over its 16 KiB, broken framing) gets the API's
+  // error body too, not Node's bare status line without one (found by the API fuzzer).
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === "ECONNRESET" || !socket.writable) return socket.destroy();
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+    const body = JSON.stringify({ code: "BAD_REQUEST", error: "BAD_REQUEST", message: status === 431 ? "request headers over the server's limit" : "malformed HTTP request" });
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   const upgrade = createUpgradeHandler(deps);
   server.on("upgrade", upgrade.handle);
   await new Promise<void>((resolve, reject) => {
