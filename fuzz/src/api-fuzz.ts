@@ -48,6 +48,12 @@ const GUARDED = /^(DELETE \/v1\/vms\/\{vm_id\}|POST \/v1\/vms\/\{vm_id\}\/(start
 
 const WEIRD: unknown[] = ["", "x", -1, 0, 1.5, 1e308, -0, true, false, null, [], {}, [1, "a"], { a: { b: {} } }, "\u0000", "\ud800", "💥", "../../etc/passwd", "%2e%2e%2f", "<script>", "'; DROP TABLE vms; --", 2 ** 53, "1e999"];
 
+let OVERSIZE: string | undefined;
+/** 65 MiB of text, made once: over the server's 64 MiB body limit. */
+function oversize(): string {
+  return (OVERSIZE ??= "o".repeat(65 << 20));
+}
+
 function deepValue(d: number): string {
   return "[".repeat(d) + "]".repeat(d);
 }
@@ -264,7 +270,9 @@ export async function apiFuzz(srv: ServerProc, opts: { requests: number; seed: n
       headers["content-type"] = rng.chance(0.85) ? "application/json" : rng.pick(["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=latin1", ""]);
       // Invalid UTF-8 (decoded as U+FFFD, so on POST /v1/vms it also carries a field that must fail).
       if (m === 4) body = Buffer.concat([Buffer.from(`{${route === "POST /v1/vms" ? '"idleTimeoutSeconds":"soon",' : ""}"name":"`), Buffer.from([0xff, 0xfe, 0xc0, 0x80]), Buffer.from('"}')]);
-      if (m === 5 && rng.chance(0.2)) body = JSON.stringify({ content: "o".repeat(12 << 20) });
+      // Large (12 MiB, within the 64 MiB limit) and, rarely, over the limit; on POST /v1/vms with a
+      // field that must fail, so neither creates a VM.
+      if (m === 5 && rng.chance(0.2)) body = `{${route === "POST /v1/vms" ? '"idleTimeoutSeconds":"soon",' : ""}"content":"${rng.chance(0.1) ? oversize() : "o".repeat(12 << 20)}"}`;
     }
     if (headers["content-type"] === "") delete headers["content-type"];
     sent.body = body;
