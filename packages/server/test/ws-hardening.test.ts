@@ -14,10 +14,9 @@ import fs from "node:fs/promises";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import pino from "pino";
 import WebSocket from "ws";
 import { startServer, type RunningServer } from "../src/index.js";
-import { AGENT_BUNDLE, CLI, IMAGES_DIR, call, destroyEngineState, hostGap, scratchDir } from "../test-support/harness.js";
+import { CLI, call, destroyEngineState, sandboxGap, scratchDir, testServerOptions } from "../test-support/harness.js";
 
 const HEARTBEAT_MS = 400;
 const AUTH_CHECK_MS = 300;
@@ -133,24 +132,10 @@ describe("WebSocket hardening", () => {
   };
 
   before(async () => {
-    gap = await hostGap();
-    if (gap) {
-      if (process.env.CI) throw new Error(`CI must run the sandbox tests, but: ${gap}`);
-      return;
-    }
+    gap = await sandboxGap();
+    if (gap) return;
     const dataDir = await scratchDir();
-    const server = await startServer({
-      port: 0,
-      host: "127.0.0.1",
-      dataDir,
-      imagesDir: IMAGES_DIR,
-      agentBundleDir: AGENT_BUNDLE,
-      egress: "none",
-      defaultIdleTimeoutSeconds: null,
-      idleCheckMs: 250,
-      limits: { wsHeartbeatMs: HEARTBEAT_MS, wsAuthCheckMs: AUTH_CHECK_MS },
-      logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "warn" }),
-    });
+    const server = await startServer(testServerOptions(dataDir, { idleCheckMs: 250, limits: { wsHeartbeatMs: HEARTBEAT_MS, wsAuthCheckMs: AUTH_CHECK_MS } }));
     const key = server.keys.createKey("alice").key;
     const vm = (await call(server.url, key, "POST", "/v1/vms", { idleTimeoutSeconds: null })).body.id as string;
     c = { server, dataDir, url: server.url, key, vm };
