@@ -7,8 +7,10 @@
  * @module
  */
 import { EventEmitter } from "node:events";
+import os from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { shellJoin } from "@capsule/contract/shell";
+import { WS_SIGNALS } from "@capsule/contract/wire";
 import type { SpawnSignal } from "../spawn.js";
 import type { Vm } from "../vm.js";
 
@@ -50,7 +52,11 @@ export interface ClaudeCodeSpawnerOptions {
 }
 
 const FORWARD = /^(ANTHROPIC_[A-Za-z0-9_]*|CLAUDE_CODE_[A-Za-z0-9_]*|CLAUDECODE)$/;
-const SIGNALS: Record<string, SpawnSignal> = { SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGKILL: "SIGKILL", SIGHUP: "SIGHUP", "2": "SIGINT", "15": "SIGTERM", "9": "SIGKILL", "1": "SIGHUP" };
+/** A Node signal (name or number) as one the API takes; any other becomes SIGKILL. */
+function spawnSignal(signal: NodeJS.Signals | number): SpawnSignal {
+  const name = typeof signal === "number" ? Object.entries(os.constants.signals).find(([, n]) => n === signal)?.[0] : signal;
+  return (WS_SIGNALS as readonly string[]).includes(name ?? "") ? (name as SpawnSignal) : "SIGKILL";
+}
 
 /** Only the variables Claude Code needs from the SDK's env. */
 export function claudeEnv(env: Record<string, string | undefined>): Record<string, string> {
@@ -98,7 +104,7 @@ export function claudeCodeSpawner(vm: Vm, opts: ClaudeCodeSpawnerOptions = {}): 
     const kill = (signal: NodeJS.Signals | number = "SIGTERM"): boolean => {
       if (exitCode !== null || signalCode !== null) return false;
       killed = true;
-      p.kill(SIGNALS[String(signal)] ?? "SIGKILL");
+      p.kill(spawnSignal(signal));
       return true;
     };
     const onAbort = () => kill("SIGTERM");
