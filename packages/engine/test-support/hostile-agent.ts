@@ -93,13 +93,24 @@ server.listen(SOCK, () => fs.writeFileSync("/tmp/hostile.ready", String(process.
  * how it answers the `version` op (what boot and start-up recovery send); default: a wrong protocol.
  */
 export async function turnHostile(engine: Engine, vmId: string, opts: { version?: HostileCase | "version-older" } = {}): Promise<void> {
-  await engine.guest.writeFile(vmId, "/tmp/hostile.js", LISTENER);
-  const r = await engine.guest.exec(vmId, {
-    command: [
+  const { path, script, start } = hostileListener(opts);
+  await engine.guest.writeFile(vmId, path, script);
+  const r = await engine.guest.exec(vmId, { command: start });
+  if (r.exitCode !== 0) throw new Error(`the hostile listener did not start: ${r.stdout}${r.stderr}`);
+}
+
+/**
+ * The listener as a file to put at `path` in the VM and a root command line that starts it and
+ * exits 0 once it listens: for callers that reach the VM some other way (the HTTP API, say).
+ */
+export function hostileListener(opts: { version?: HostileCase | "version-older" } = {}): { path: string; script: string; start: string } {
+  return {
+    path: "/tmp/hostile.js",
+    script: LISTENER,
+    start: [
       `${opts.version ? `HOSTILE_VERSION=${opts.version} ` : ""}setsid /.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node /tmp/hostile.js </dev/null >/tmp/hostile.log 2>&1 &`,
       "for i in $(seq 200); do [ -e /tmp/hostile.ready ] && exit 0; sleep 0.05; done",
       "cat /tmp/hostile.log; exit 1",
     ].join("\n"),
-  });
-  if (r.exitCode !== 0) throw new Error(`the hostile listener did not start: ${r.stdout}${r.stderr}`);
+  };
 }

@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { turnHostile } from "@capsule/engine/test-support/hostile-agent";
+import { hostileListener, turnHostile } from "@capsule/engine/test-support/hostile-agent";
 import { client, rejectsWith } from "../test-support/client.js";
-import { call, useServer } from "../test-support/harness.js";
+import { call, createKey, destroyDataDir, sandboxGap, scratchDir, spawnServer, useServer } from "../test-support/harness.js";
 
 describe("a hostile guest through the API", () => {
   const t = useServer();
@@ -39,5 +39,46 @@ describe("a hostile guest through the API", () => {
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal(ok.body.stdout, "fine\n");
     assert.equal((await client(url, keyB).vms.ref({ vmId: vmB }).exec("echo via-client")).stdout, "via-client\n");
+  });
+
+  it("a server killed while a hostile VM runs comes back, serves, and reports that VM lost", async (ctx) => {
+    const gap = await sandboxGap();
+    if (gap) return ctx.skip(gap);
+    const dataDir = await scratchDir();
+    const keyA = createKey(dataDir, "alice");
+    const keyB = createKey(dataDir, "bob");
+    let srv = await spawnServer(dataDir);
+    const kill = async () => {
+      if (srv.child.exitCode !== null || srv.child.signalCode !== null) return;
+      const gone = new Promise((r) => srv.child.once("exit", r));
+      srv.child.kill("SIGKILL");
+      await gone;
+    };
+    try {
+      const vmA = (await call(srv.url, keyA, "POST", "/v1/vms", {})).body.id as string;
+      const vmB = (await call(srv.url, keyB, "POST", "/v1/vms", {})).body.id as string;
+      // Root in A's VM, through the API: the hostile listener takes the agent's socket.
+      const { path, script, start } = hostileListener();
+      const put = await call(srv.url, keyA, "PUT", `/v1/vms/${vmA}/files/${encodeURIComponent(path)}`, { content: Buffer.from(script).toString("base64"), encoding: "base64" });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const started = await call(srv.url, keyA, "POST", `/v1/vms/${vmA}/exec-await`, { command: start });
+      assert.equal(started.body.statusCode, 0, JSON.stringify(started.body));
+
+      await kill();
+      srv = await spawnServer(dataDir); // start-up recovery talks to A's "agent" and must not be stopped by it
+      const a = await call(srv.url, keyA, "GET", `/v1/vms/${vmA}`);
+      assert.equal(a.body.state, "lost", JSON.stringify(a.body));
+      assert.match(String(a.body.lostReason), /protocol 999/);
+      const b = await call(srv.url, keyB, "POST", `/v1/vms/${vmB}/exec-await`, { command: "echo after-restart" });
+      assert.equal(b.body.stdout, "after-restart\n", JSON.stringify(b.body));
+      // The lost VM starts again on a real agent.
+      const restarted = await call(srv.url, keyA, "POST", `/v1/vms/${vmA}/start`, {});
+      assert.equal(restarted.status, 200, JSON.stringify(restarted.body));
+      const again = await call(srv.url, keyA, "POST", `/v1/vms/${vmA}/exec-await`, { command: "echo real-agent" });
+      assert.equal(again.body.stdout, "real-agent\n", JSON.stringify(again.body));
+    } finally {
+      await kill();
+      await destroyDataDir(dataDir);
+    }
   });
 });
