@@ -74,7 +74,7 @@ CAPSULE_TEST_RUNTIME=runc node --test --test-reporter=spec --test-concurrency=1 
   packages/engine/dist/test/pty.test.js packages/engine/dist/test/snapshot.test.js \
   packages/engine/dist/test/isolation.test.js packages/engine/dist/test/limits.test.js \
   packages/engine/dist/test/guest-exhausted.test.js packages/engine/dist/test/guest-files.test.js \
-  packages/engine/dist/test/host-modes.test.js 2>&1 | tee -a "$log"
+  packages/engine/dist/test/host-modes.test.js packages/engine/dist/test/hostile-agent.test.js 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== fuzzers, short run: 5000 agent frames, 3000 API requests (the full run: npm run fuzz)"
