@@ -11,6 +11,7 @@
  *   --max-rss-mib N    the server's RSS bound (default 1024)
  *   --json             print the results as JSON instead of a table
  */
+import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { hostGap } from "@capsule/engine/test-support";
 import { agentFuzz, type AgentFuzzResult } from "./agent-fuzz.js";
@@ -65,6 +66,10 @@ for (const which of ["agent", "api"] as const) {
     setupError = `${which}: ${e instanceof Error ? e.stack : String(e)}\n${srv.logTail.slice(-3000)}`;
   } finally {
     await srv.stop();
+    // The server's log is kept (and named) only when its run failed.
+    const last = results.at(-1);
+    if (setupError || !last || last.failures.length > 0) log(`fuzz ${which}: the server's log is ${srv.logFile}`);
+    else fs.rmSync(srv.logFile, { force: true });
   }
   if (setupError) break;
 }
