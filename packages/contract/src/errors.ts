@@ -31,7 +31,7 @@ export const API_ERRORS = {
   FILE_NOT_FOUND: { status: 404, retryable: false, description: "The path does not exist in the VM, or not for the Linux user the call runs as." },
   USER_NOT_FOUND: { status: 404, retryable: false, description: "The Linux user named by `X-Freestyle-Vm-Linux-User-Id` does not exist in the VM." },
   SESSION_NOT_FOUND: { status: 404, retryable: false, description: "No such PTY session in the VM." },
-  BAD_REQUEST: { status: 400, retryable: false, description: "The request is invalid. With status 501: a Freestyle feature Capsule does not have (`unsupported: true`). With 426: a WebSocket route called without an upgrade." },
+  BAD_REQUEST: { status: 400, retryable: false, description: "The request is invalid. With status 501: a Freestyle feature Capsule does not have (`unsupported: true`). With 426: a WebSocket route called without an upgrade. With 431 or 400: a request Node's HTTP parser refuses (headers over 16 KiB, malformed)." },
   VALIDATION_ERROR: { status: 400, retryable: false, description: "A field, header or query parameter failed validation (413: a body over the size limit)." },
   CREATE_VM_BAD_REQUEST: { status: 400, retryable: false, description: "`POST /v1/vms` with invalid options, an unknown base image or a feature Capsule lacks (413: a body over the limit)." },
   FILES_BAD_REQUEST: { status: 400, retryable: false, description: "A file call with a bad path (relative, `..`, a directory where a file is expected), or one the guest refuses (`agentCode`); 413: a body over the limit." },

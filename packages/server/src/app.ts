@@ -92,7 +92,10 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   app.onError((err, c) => {
     const code = badRequestCode(c.req.method, c.req.path);
     const api = err instanceof HTTPException && err.status < 500 ? new ApiError(code, err.message, err.status) : toApiError(err, code);
-    if (api.status >= 500) deps.log.error({ err, path: c.req.path }, "request failed");
+    // Capsule's own failures are errors; a 503 is the guest's or the host's state (a hostile guest
+    // can cause any number of them), logged without a stack so no VM can flood the log.
+    if (api.code === "INTERNAL_ERROR") deps.log.error({ err, path: c.req.path }, "request failed");
+    else if (api.status >= 500) deps.log.info({ code: api.code, reason: api.extra.reason, path: c.req.path }, "request refused: service unavailable");
     return renderError(c, api);
   });
   return app;

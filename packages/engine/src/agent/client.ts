@@ -335,6 +335,7 @@ export class AgentClient {
       let handedOut = false;
       let received = 0;
       let size = 0;
+      let waitingForDrain = false;
       conn.once("json", (reply: Reply) => {
         settled = true;
         const err = agentError(reply);
@@ -358,9 +359,14 @@ export class AgentClient {
         if (out.writableEnded) return conn.fail(protocolError("it sent file data after the file's end"));
         received += chunk.length;
         if (req.length === undefined ? false : received > req.length) return conn.fail(protocolError(`it sent more than the ${req.length} bytes asked for`));
-        if (!out.write(chunk)) {
+        // Frames already read keep arriving while paused: one drain listener per pause, not per frame.
+        if (!out.write(chunk) && !waitingForDrain) {
+          waitingForDrain = true;
           conn.pause();
-          out.once("drain", () => conn.resume());
+          out.once("drain", () => {
+            waitingForDrain = false;
+            conn.resume();
+          });
         }
       });
       conn.once("eof", () => {
