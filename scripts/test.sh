@@ -61,15 +61,15 @@ done
 echo "== tests"
 set +e
 # --experimental-websocket: the official freestyle client's PTY needs the global WebSocket (Node 20).
-node --experimental-websocket --test --test-reporter=spec --test-concurrency=1 "${server_suites[@]}" 2>&1 | tee -a "$log"
+timeout -k 10 1800 node --experimental-websocket --test --test-reporter=spec --test-concurrency=1 "${server_suites[@]}" 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== SDK and CLI suites (no --experimental-websocket: the SDK must work without it)"
-node --test --test-reporter=spec --test-concurrency=1 "${client_suites[@]}" 2>&1 | tee -a "$log"
+timeout -k 10 1200 node --test --test-reporter=spec --test-concurrency=1 "${client_suites[@]}" 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== engine suites again on runc (the weaker, faster runtime)"
-CAPSULE_TEST_RUNTIME=runc node --test --test-reporter=spec --test-concurrency=1 \
+CAPSULE_TEST_RUNTIME=runc timeout -k 10 900 node --test --test-reporter=spec --test-concurrency=1 \
   packages/engine/dist/test/exec.test.js packages/engine/dist/test/files.test.js \
   packages/engine/dist/test/pty.test.js packages/engine/dist/test/snapshot.test.js \
   packages/engine/dist/test/isolation.test.js packages/engine/dist/test/limits.test.js \
@@ -78,7 +78,7 @@ CAPSULE_TEST_RUNTIME=runc node --test --test-reporter=spec --test-concurrency=1 
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== fuzzers, short run: 5000 agent frames, 3000 API requests (the full run: npm run fuzz)"
-node fuzz/dist/main.js --short 2>&1 | tee -a "$log"
+timeout -k 10 600 node fuzz/dist/main.js --short 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" = 0 ] || exit "$rc"
