@@ -262,7 +262,8 @@ export async function apiFuzz(srv: ServerProc, opts: { requests: number; seed: n
       }
       let text = JSON.stringify(value) ?? "null";
       const m = rng.int(20);
-      if (m === 0) text = text.slice(0, rng.int(text.length));
+      // Truncated, never to nothing: an empty body is a valid create (`{}`), which would make a VM.
+      if (m === 0) text = text.slice(0, Math.max(1, rng.int(text.length)));
       else if (m === 1) text = deepValue(rng.pick([100, 10000, 200000]));
       else if (m === 2) text = `{"a":${"[".repeat(5000)}`;
       else if (m === 3) text = "\u0000\ufffd{";
