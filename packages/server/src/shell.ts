@@ -1,6 +1,3 @@
-/** Shell quoting is the contract's one helper (`@capsule/contract/shell`); re-exported for the server's modules. */
-export { shq } from "@capsule/contract/shell";
-
 /** The shell-convention status of a process that died of a signal: 128 + its number. */
 export function statusFromExit(exitCode: number | null, signal: string | null, signals: Record<string, number>): number | null {
   if (exitCode !== null) return exitCode;

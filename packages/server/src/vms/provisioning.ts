@@ -11,7 +11,7 @@ import type { ActivityTracker } from "../activity.js";
 import { ApiError, toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
 import type { CreateVmRequest, GroupSpec, UserSpec } from "../schemas.js";
-import { shq } from "../shell.js";
+import { shq } from "@capsule/contract/shell";
 import type { Quotas } from "../quotas.js";
 import type { Rows, VmRow } from "./rows.js";
 
