@@ -91,6 +91,7 @@ export class VmHost {
         runDir: p.run,
         etcDir: p.etc,
         limits: rec.limits,
+        runtime: rec.runtime,
         ...(rec.runtime === "runc" ? { netnsPath: netnsPath(ns) } : {}),
       });
       await writeJsonAtomic(`${p.bundle}/config.json`, spec);
