@@ -122,7 +122,7 @@ export class ServerProc {
     const child = spawn(
       process.execPath,
       [CLI, "serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--images-dir", IMAGES_DIR, "--agent-dir", AGENT_BUNDLE, "--egress", "none", "--idle-timeout", "none"],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CAPSULE_LOG_LEVEL: process.env.CAPSULE_LOG_LEVEL ?? "warn" } },
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CAPSULE_LOG_LEVEL: process.env.CAPSULE_LOG_LEVEL ?? "warn", CAPSULE_POOL: process.env.CAPSULE_POOL ?? JSON.stringify({ size: 0, hotSize: 0 }) } },
     );
     const listening = await new Promise<{ listening: string; port: number }>((resolve, reject) => {
       let buf = "";
@@ -218,6 +218,9 @@ export interface Answer {
   ms: number;
 }
 
+/** The last request each kept-alive socket answered: a hang-up names it (it is usually the cause). */
+const previousOnSocket = new WeakMap<object, string>();
+
 /** One HTTP call with a hard deadline; the body read is bounded. `error` when no answer came. */
 export function request(
   agent: http.Agent,
@@ -240,6 +243,7 @@ export function request(
     // read as the next request. A length keeps the message well framed.
     if (opts.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) headers["content-length"] = String(Buffer.byteLength(opts.body));
     const req = http.request({ host: u.hostname, port: u.port, method: opts.method, path: opts.path, headers, agent }, (res) => {
+      const sock = res.socket;
       const chunks: Buffer[] = [];
       let n = 0;
       let truncated = false;
@@ -251,14 +255,20 @@ export function request(
         chunks.push(c);
         n += c.length;
       });
-      res.on("end", () => finish({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), truncated, ms: Date.now() - t0 }));
+      res.on("end", () => {
+        if (sock) previousOnSocket.set(sock, `${opts.method} ${opts.path.slice(0, 80)} -> ${res.statusCode}, connection: ${res.headers.connection}`);
+        finish({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), truncated, ms: Date.now() - t0 });
+      });
       res.on("error", () => finish({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), truncated, aborted: true, ms: Date.now() - t0 }));
     });
     const timer = setTimeout(() => {
       req.destroy(new Error("deadline"));
       finish({ error: `no answer within ${opts.timeoutMs ?? 60_000} ms`, ms: Date.now() - t0 });
     }, opts.timeoutMs ?? 60_000);
-    req.on("error", (e) => finish({ error: `request: ${e.message}`, ms: Date.now() - t0 }));
+    req.on("error", (e) => {
+      const previous = req.socket ? previousOnSocket.get(req.socket) : undefined;
+      finish({ error: `request: ${e.message}${previous ? ` (on a kept-alive connection; its previous request: ${previous})` : ""}`, ms: Date.now() - t0 });
+    });
     // An early answer (413 to an oversize body) and a hang-up while the body is still going out.
     req.on("socket", (sock) => sock.on("error", () => undefined));
     if (opts.body !== undefined) req.end(opts.body);

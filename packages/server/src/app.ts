@@ -48,6 +48,11 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   app.use("*", async (c, next) => {
     const started = performance.now();
     await next();
+    // An answer given before the request's body was read (401, 404, 413, 415, …) closes the
+    // connection. Otherwise the client reuses it for its next request while @hono/node-server
+    // still drains the old body, and that drain gives up after 500 ms by closing the socket under
+    // the next request: the client sees a hang-up with no answer (found by the API fuzzer).
+    if (c.env?.incoming && !c.env.incoming.complete) c.res.headers.set("connection", "close");
     deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
   });
 

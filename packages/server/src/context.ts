@@ -1,4 +1,5 @@
 /** Types shared by the app, the routes and the WebSocket handlers. */
+import type { IncomingMessage } from "node:http";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Logger } from "pino";
 import type { ConsoleAuth } from "./console/auth.js";
@@ -8,6 +9,8 @@ import type { VmService } from "./vm-service.js";
 
 export interface AppEnv {
   Variables: { account: Account };
+  /** What @hono/node-server passes; absent when the app is called directly (tests). */
+  Bindings: { incoming?: IncomingMessage };
 }
 
 export type App = OpenAPIHono<AppEnv>;
