@@ -4,6 +4,7 @@
  * (ws/upgrade.ts) and only documented here.
  * @module
  */
+import type { IncomingMessage } from "node:http";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -48,11 +49,16 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   app.use("*", async (c, next) => {
     const started = performance.now();
     await next();
-    // An answer given before the request's body was read (401, 404, 413, 415, …) closes the
-    // connection. Otherwise the client reuses it for its next request while @hono/node-server
-    // still drains the old body, and that drain gives up after 500 ms by closing the socket under
-    // the next request: the client sees a hang-up with no answer (found by the API fuzzer).
-    if (c.env?.incoming && !c.env.incoming.complete) c.res.headers.set("connection", "close");
+    // An answer given before the request's body was read (401, 404, 413, 415, …): the rest of the
+    // body is read and dropped first, within limits, else the answer closes the connection.
+    // Otherwise a keep-alive client sends its next request on the connection while
+    // @hono/node-server drains the old body, and that drain gives up after 500 ms by closing the
+    // socket under the next request: a hang-up with no answer (found by the API fuzzer). Closing
+    // at once instead would cut the client off mid-body (EPIPE) before it reads the answer.
+    const incoming = c.env?.incoming;
+    if (incoming && !incoming.complete && !(await drainBody(incoming, deps.limits.maxBodyBytes, deps.limits.unreadBodyDrainMs))) {
+      c.res.headers.set("connection", "close");
+    }
     deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
   });
 
@@ -104,4 +110,30 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     return renderError(c, api);
   });
   return app;
+}
+
+/**
+ * Reads and drops the rest of a request body: true once it ended, false (and the reading stops)
+ * past `maxBytes` (or a declared length over it), after `ms`, or on an error.
+ */
+function drainBody(incoming: IncomingMessage, maxBytes: number, ms: number): Promise<boolean> {
+  if (Number(incoming.headers["content-length"] ?? 0) > maxBytes) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const done = (ended: boolean) => {
+      clearTimeout(timer);
+      incoming.off("data", onData).off("end", onEnd).off("error", onError).off("close", onError);
+      if (!ended) incoming.pause();
+      resolve(ended);
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > maxBytes) done(false);
+    };
+    const onEnd = () => done(true);
+    const onError = () => done(incoming.complete);
+    const timer = setTimeout(() => done(false), ms);
+    incoming.on("data", onData).on("end", onEnd).on("error", onError).on("close", onError);
+    incoming.resume();
+  });
 }

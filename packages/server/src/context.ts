@@ -39,6 +39,12 @@ export interface ServerLimits {
   execKeepaliveAfterMs: number;
   /** Interval of the keep-alive spaces once switched. */
   execKeepaliveEveryMs: number;
+  /**
+   * After an answer given before the request's body was read (401, 404, 415, …), the rest of the
+   * body is read and dropped for up to this long, so the connection stays usable for the client's
+   * next request; a body that takes longer, or is over `maxBodyBytes`, closes the connection.
+   */
+  unreadBodyDrainMs: number;
   /** WebSocket heartbeat: a ping this often; a peer that answered none since the last one is dropped. */
   wsHeartbeatMs: number;
   /** How often the keys and console sessions of open WebSockets are re-checked (revoked or signed out: closed). */
@@ -51,6 +57,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxExecOutputBytes: 32 * 1024 * 1024,
   execKeepaliveAfterMs: 25_000,
   execKeepaliveEveryMs: 30_000,
+  unreadBodyDrainMs: 10_000,
   wsHeartbeatMs: 30_000,
   wsAuthCheckMs: 2_000,
 };

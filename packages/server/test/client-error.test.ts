@@ -3,9 +3,9 @@
  * the limit (431) and a malformed request line (400). Before, Node answered a bare status line
  * (found by the API fuzzer: a WebSocket upgrade with a long query and a long Authorization header).
  *
- * An answer given before the request's body was read closes the connection: a keep-alive client
- * would otherwise send its next request on a socket the server drops 500 ms later, and see a
- * hang-up with no answer (found by the API fuzzer, about 1 request in 20,000).
+ * An answer given before the request's body was read first reads the rest of the body: a
+ * keep-alive client would otherwise send its next request on a socket the server drops 500 ms
+ * later, and see a hang-up with no answer (found by the API fuzzer, about 1 request in 20,000).
  */
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -42,34 +42,32 @@ describe("requests the HTTP parser refuses", () => {
     });
   }
 
-  it("an answer before the body was read closes the connection, so a keep-alive client's next request is answered", async (ctx) => {
+  it("an answer before the body was read keeps the connection usable: a keep-alive client's next request on it is answered", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const u = new URL(t.get().url);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
-      // A bad key and a body the server never reads; its last bytes come 1 s after the answer.
-      const first = await new Promise<{ status: number; connection: string | undefined; done: Promise<void> }>((resolve, reject) => {
+      // A bad key, so the body is never read; its last bytes come 1 s after the first, longer than
+      // @hono/node-server's own drain waits before it closes the socket.
+      const first = await new Promise<number>((resolve, reject) => {
         const req = http.request({ host: u.hostname, port: u.port, method: "POST", path: "/v1/vms", agent, headers: { authorization: "Bearer nope", "content-type": "application/json", "content-length": String(2 << 20) } }, (res) => {
-          res.resume();
-          const done = new Promise<void>((r) => res.on("end", () => r()));
-          resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, done });
-          setTimeout(() => req.end(Buffer.alloc(1 << 20, 0x20)), 1000);
-        });
-        req.on("error", reject);
-        req.write(Buffer.alloc(1 << 20, 0x20));
-      });
-      assert.equal(first.status, 401);
-      assert.equal(first.connection, "close");
-      await first.done;
-      const second = await new Promise<number>((resolve, reject) => {
-        const req = http.request({ host: u.hostname, port: u.port, method: "GET", path: "/healthz", agent }, (res) => {
           res.resume();
           res.on("end", () => resolve(res.statusCode ?? 0));
         });
         req.on("error", reject);
+        req.write(Buffer.alloc(1 << 20, 0x20));
+        setTimeout(() => req.end(Buffer.alloc(1 << 20, 0x20)), 1000);
+      });
+      assert.equal(first, 401);
+      const second = await new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = http.request({ host: u.hostname, port: u.port, method: "GET", path: "/healthz", agent }, (res) => {
+          res.resume();
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+        });
+        req.on("error", reject);
         req.end();
       });
-      assert.equal(second, 200);
+      assert.deepEqual(second, { status: 200, reused: true });
     } finally {
       agent.destroy();
     }
