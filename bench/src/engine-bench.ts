@@ -5,17 +5,16 @@
  * Options: --samples N (default 10 creates, 10x that for exec), --idle-vms N (default 20).
  * Needs root and a set-up host (scripts/setup.sh). Leaves nothing behind.
  */
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { promisify } from "node:util";
 import { Engine } from "@capsule/engine";
 import { KeyStore, dbPath, openDb, startServer } from "@capsule/server";
+import { RawRunsc } from "./raw-runsc.js";
 
-const run = promisify(execFile);
 const argv = process.argv.slice(2);
 const asJson = argv.includes("--json");
 const argNum = (name: string, dflt: number) => {
@@ -47,38 +46,6 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
 const log = (...a: unknown[]) => {
   if (!asJson) console.error(...a);
 };
-
-/** The raw runtime: runsc run of a plain bundle on the same image, runsc exec into it. */
-class RawRunsc {
-  readonly root: string;
-  constructor(private readonly dir: string) {
-    this.root = path.join(dir, "root");
-  }
-  async bundle(id: string): Promise<string> {
-    const b = path.join(this.dir, id);
-    await fs.mkdir(b, { recursive: true });
-    const spec = JSON.parse((await run("runsc", ["spec", "--bundle", b, "--", "sleep", "infinity"]).then(() => fs.readFile(path.join(b, "config.json"), "utf8"))));
-    spec.root = { path: path.join(IMAGES, "trixie", "rootfs"), readonly: true };
-    spec.process.terminal = false;
-    await fs.writeFile(path.join(b, "config.json"), JSON.stringify(spec));
-    return b;
-  }
-  async start(id: string): Promise<void> {
-    const b = await this.bundle(id);
-    // runsc run --detach leaves its stdio open in the sandbox: wait for exit, never for output.
-    await new Promise<void>((resolve, reject) => {
-      const c = spawn("runsc", [`--root=${this.root}`, "--network=none", "--platform=systrap", "run", "--detach", `--bundle=${b}`, id], { stdio: "ignore" });
-      c.on("error", reject);
-      c.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`runsc run exited ${code}`))));
-    });
-  }
-  exec(id: string, ...cmd: string[]): Promise<unknown> {
-    return run("runsc", [`--root=${this.root}`, "exec", id, ...cmd]);
-  }
-  async destroy(id: string): Promise<void> {
-    await run("runsc", [`--root=${this.root}`, "delete", "--force", id]).catch(() => undefined);
-  }
-}
 
 /** Proportional set size (KiB) of every process whose command line mentions `needle`. */
 function pssKb(needle: string): number {
@@ -140,6 +107,11 @@ async function apiFigures(dataDir: string): Promise<Record<string, Stat>> {
   } finally {
     for (const id of ids) await call("DELETE", `/v1/vms/${id}`).catch(() => undefined);
     await server.close();
+    // A server with a warm pool leaves its warm VMs running past close (the next start adopts
+    // them): remove them, so they neither run beside later samples nor hold mounts in scratch.
+    const left = await Engine.open({ dataDir, imagesDir: IMAGES, agentBundleDir: AGENT });
+    for (const vm of await left.listVms()) await left.deleteVm(vm.id, { wait: true });
+    await left.close();
   }
 }
 
@@ -157,7 +129,7 @@ function cgroupRssMiB(id: string): number | undefined {
 async function main(): Promise<void> {
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-bench-"));
   const engine = await Engine.open({ dataDir: path.join(scratch, "data"), imagesDir: IMAGES, agentBundleDir: AGENT });
-  const raw = new RawRunsc(path.join(scratch, "raw"));
+  const raw = new RawRunsc(path.join(scratch, "raw"), path.join(IMAGES, "trixie", "rootfs"));
   const rawIds: string[] = [];
   const out: Record<string, unknown> = { host: { cpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), runsc: execFileSync("runsc", ["--version"], { encoding: "utf8" }).split("\n")[0] } };
   try {
