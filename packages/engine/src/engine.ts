@@ -198,6 +198,26 @@ export class Engine {
   }
 
   /**
+   * Hands a running VM from one owner to another: its owner label (and name) change, durably,
+   * only if it still has owner `from` and runs. A warm pool's VM becomes a tenant's this way, so a
+   * crash leaves it either the pool's or the tenant's create intent's, never both or neither.
+   */
+  async claimVm(id: string, opts: { from: string; owner: string; name?: string }): Promise<VmInfo> {
+    this.#assertOpen();
+    checkOwner(opts.owner);
+    return this.#lock.run(id, async () => {
+      const rec = await this.#record(id);
+      if (rec.owner !== opts.from || rec.state !== "running") {
+        throw new EngineError(ErrorCode.InvalidState, `VM ${id} is not a running VM of ${opts.from}`);
+      }
+      rec.owner = opts.owner;
+      if (opts.name !== undefined) rec.name = opts.name;
+      await this.#records.saveVm(rec);
+      return this.#info(rec);
+    });
+  }
+
+  /**
    * Milliseconds each phase of the VM's last boot by this engine took (`disk`, `mounts`,
    * `network`, `spec`, `runtimeRun`, `agentReady`), for diagnostics; undefined if unknown.
    */

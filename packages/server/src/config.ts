@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_QUOTAS, defaultAdmission, type AccountQuotas, type AdmissionConfig } from "./quotas.js";
+import { DEFAULT_POOL, type PoolConfig } from "./vms/pool.js";
 
 export interface ServerConfig {
   /** TCP port; 0 picks a free one. Env CAPSULE_PORT. Default 8080. */
@@ -40,12 +41,19 @@ export interface ServerConfig {
    * every VM the engine runs. Each key may be set alone. Env CAPSULE_ADMISSION (JSON object).
    */
   admission: AdmissionConfig;
+  /**
+   * The warm pool (vms/pool.ts): size (default kind; 0 with hotSize 0 turns it off), hotSize,
+   * hotKinds, hotTtlSeconds, maxMemoryMb, bootConcurrency, minHostAvailableMb. Each key may be
+   * set alone. Env CAPSULE_POOL (JSON object).
+   */
+  pool: PoolConfig;
 }
 
 /** Settings as options, env or the file give them: any subset; `quotas` and `admission` key by key. */
-export type ConfigOptions = { [K in Exclude<keyof ServerConfig, "quotas" | "admission">]?: ServerConfig[K] | undefined } & {
+export type ConfigOptions = { [K in Exclude<keyof ServerConfig, "quotas" | "admission" | "pool">]?: ServerConfig[K] | undefined } & {
   quotas?: Partial<AccountQuotas> | undefined;
   admission?: Partial<AdmissionConfig> | undefined;
+  pool?: Partial<PoolConfig> | undefined;
 };
 type Partialish = ConfigOptions;
 
@@ -72,16 +80,21 @@ function jsonObject(name: string, v: string | undefined): Record<string, unknown
   return o as Record<string, unknown>;
 }
 
-/** Defaults, then the file's keys, then env's, then the options' (key by key); every key known and valid. */
-function section<T extends object>(name: string, dflt: T, nullable: boolean, ...layers: Array<Record<string, unknown> | undefined>): T {
+/**
+ * Defaults, then the file's keys, then env's, then the options' (key by key); every key known and
+ * valid: a positive number (an integer with `integer`), or also null (`nullable`: no limit) or 0
+ * (`zero`: off).
+ */
+function section<T extends object>(name: string, dflt: T, allow: { nullable?: boolean; zero?: boolean; integer?: boolean }, ...layers: Array<Record<string, unknown> | undefined>): T {
+  const nullable = allow.nullable === true;
   const out: Record<string, unknown> = { ...(dflt as Record<string, unknown>) };
   for (const layer of layers) {
     for (const [k, v] of Object.entries(layer ?? {})) {
       if (!(k in dflt)) throw new Error(`${name}.${k} is not a setting; known: ${Object.keys(dflt).join(", ")}`);
       if (v === undefined) continue;
       if (v === null && nullable) out[k] = null;
-      else if (typeof v === "number" && Number.isFinite(v) && v > 0) out[k] = v;
-      else throw new Error(`${name}.${k} must be a positive number${nullable ? " or null (no limit)" : ""}, got ${JSON.stringify(v)}`);
+      else if (typeof v === "number" && Number.isFinite(v) && (v > 0 || (v === 0 && allow.zero === true)) && (allow.integer !== true || Number.isInteger(v))) out[k] = v;
+      else throw new Error(`${name}.${k} must be a positive ${allow.integer ? "integer" : "number"}${nullable ? " or null (no limit)" : ""}${allow.zero ? " or 0" : ""}, got ${JSON.stringify(v)}`);
     }
   }
   return out as T;
@@ -111,8 +124,9 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     egress,
     logLevel: pick("logLevel", env.CAPSULE_LOG_LEVEL, "info"),
     allowedHostPorts: pick("allowedHostPorts", ports(env.CAPSULE_ALLOWED_HOST_PORTS), []),
-    quotas: section<AccountQuotas>("quotas", DEFAULT_QUOTAS, true, fromFile.quotas as Record<string, unknown> | undefined, jsonObject("CAPSULE_QUOTAS", env.CAPSULE_QUOTAS), opts.quotas as Record<string, unknown> | undefined),
-    admission: section<AdmissionConfig>("admission", defaultAdmission(), false, fromFile.admission as Record<string, unknown> | undefined, jsonObject("CAPSULE_ADMISSION", env.CAPSULE_ADMISSION), opts.admission as Record<string, unknown> | undefined),
+    quotas: section<AccountQuotas>("quotas", DEFAULT_QUOTAS, { nullable: true }, fromFile.quotas as Record<string, unknown> | undefined, jsonObject("CAPSULE_QUOTAS", env.CAPSULE_QUOTAS), opts.quotas as Record<string, unknown> | undefined),
+    admission: section<AdmissionConfig>("admission", defaultAdmission(), {}, fromFile.admission as Record<string, unknown> | undefined, jsonObject("CAPSULE_ADMISSION", env.CAPSULE_ADMISSION), opts.admission as Record<string, unknown> | undefined),
+    pool: section<PoolConfig>("pool", DEFAULT_POOL, { zero: true, integer: true }, fromFile.pool as Record<string, unknown> | undefined, jsonObject("CAPSULE_POOL", env.CAPSULE_POOL), opts.pool as Record<string, unknown> | undefined),
   };
 }
 

@@ -1,10 +1,11 @@
 /**
  * Prometheus metrics: VM counts by API state (collected at scrape time from the engine), HTTP
  * request latency by route pattern (never the raw path, so ids do not explode cardinality), and
- * exec counts by outcome.
+ * exec counts by outcome, and the warm pool's state.
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { PoolStats } from "./vms/pool.js";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -28,7 +29,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(vmCounts: () => Promise<Record<string, number>>) {
+  constructor(vmCounts: () => Promise<Record<string, number>>, pool: () => PoolStats) {
     collectDefaultMetrics({ register: this.registry, prefix: "capsule_process_" });
     new Gauge({
       name: "capsule_vms",
@@ -40,5 +41,30 @@ export class Metrics {
         for (const [state, n] of Object.entries(await vmCounts())) this.set({ state }, n);
       },
     });
+    const poolGauge = (name: string, help: string, value: (s: PoolStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(value(pool()));
+        },
+      });
+    poolGauge("capsule_pool_ready", "Warm VMs ready to be claimed by a create", (s) => s.ready);
+    poolGauge("capsule_pool_booting", "Warm VMs booting", (s) => s.booting);
+    poolGauge("capsule_pool_target", "Warm VMs the pool aims to keep (default kind plus hot kinds)", (s) => s.target);
+    poolGauge("capsule_pool_memory_limit_mib", "Sum of the memory limits of the pool's VMs, MiB (counted against the host's capacity; budget pool.maxMemoryMb)", (s) => s.memoryMb);
+    const poolCounter = (name: string, help: string, value: (s: PoolStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(value(pool()));
+        },
+      });
+    poolCounter("capsule_pool_claims_total", "Creates that got a warm VM", (s) => s.hits);
+    poolCounter("capsule_pool_misses_total", "Creates that found no warm VM of their kind and booted one", (s) => s.misses);
   }
 }

@@ -190,41 +190,59 @@ export class Quotas {
   /**
    * Admits `count` VMs of `limits` that will run: new ones (create, fork: `newVms`) or an existing
    * one that boots (start, wake). Throws the limit's ApiError; else the reservation holds until
-   * released (after the rows show the VMs, or after the engine call failed).
+   * released (after the rows show the VMs, or after the engine call failed). `host: false` skips
+   * the host's capacity, for a warm pool VM that already runs (and is counted) becoming a tenant's.
    */
-  async admitVms(account: Pick<Account, "id">, limits: VmLimits, count: number, newVms: boolean): Promise<QuotaTicket> {
+  async admitVms(account: Pick<Account, "id">, limits: VmLimits, count: number, newVms: boolean, opts: { host?: boolean } = {}): Promise<QuotaTicket> {
     this.checkSizing(limits);
     const engineVms = await this.engine.listVms();
     // Synchronous from here to the reservation: no other admission interleaves.
-    const byId = new Map<string, VmInfo>(engineVms.map((v) => [v.id, v]));
-    const used: Usage = { memoryMb: 0, cpus: 0 };
-    for (const v of engineVms) {
-      if (!isActive(v.state)) continue;
-      used.memoryMb += v.limits.memoryMb;
-      used.cpus += v.limits.cpus;
-    }
+    const used = this.#hostUsage(engineVms);
     let pendingVms = 0;
     let pendingRunning = 0;
     for (const r of this.#pending) {
-      used.memoryMb += r.memoryMb;
-      used.cpus += r.cpus;
-      if (r.accountId === account.id) {
-        pendingVms += r.vms;
-        pendingRunning += r.running;
-      }
+      if (r.accountId !== account.id) continue;
+      pendingVms += r.vms;
+      pendingRunning += r.running;
     }
+    const byId = new Map<string, VmInfo>(engineVms.map((v) => [v.id, v]));
     const owned = this.rows.vmsOf(account);
     const running = owned.filter((r) => {
       const v = byId.get(r.id);
       return v !== undefined && isActive(v.state);
     }).length;
     const q = this.opts.quotas;
+    const adding = opts.host === false ? { memoryMb: 0, cpus: 0 } : { memoryMb: limits.memoryMb * count, cpus: limits.cpus * count };
     const err =
       (newVms ? checkAccount("vms", owned.length + pendingVms, count, q.vms) : undefined) ??
       checkAccount("runningVms", running + pendingRunning, count, q.runningVms) ??
-      checkHost(used, { memoryMb: limits.memoryMb * count, cpus: limits.cpus * count }, this.opts.admission);
+      checkHost(used, adding, this.opts.admission);
     if (err) throw err;
-    return this.#reserve({ accountId: account.id, vms: newVms ? count : 0, running: count, memoryMb: limits.memoryMb * count, cpus: limits.cpus * count, snapshots: 0 });
+    return this.#reserve({ accountId: account.id, vms: newVms ? count : 0, running: count, ...adding, snapshots: 0 });
+  }
+
+  /** Admits one VM no account owns (the warm pool's) against the host's capacity only. */
+  async admitHost(limits: VmLimits): Promise<QuotaTicket> {
+    const used = this.#hostUsage(await this.engine.listVms());
+    const adding = { memoryMb: limits.memoryMb, cpus: limits.cpus };
+    const err = checkHost(used, adding, this.opts.admission);
+    if (err) throw err;
+    return this.#reserve({ accountId: "", vms: 0, running: 0, ...adding, snapshots: 0 });
+  }
+
+  /** Memory and CPUs of every VM the engine runs, plus the admissions in flight. */
+  #hostUsage(engineVms: VmInfo[]): Usage {
+    const used: Usage = { memoryMb: 0, cpus: 0 };
+    for (const v of engineVms) {
+      if (!isActive(v.state)) continue;
+      used.memoryMb += v.limits.memoryMb;
+      used.cpus += v.limits.cpus;
+    }
+    for (const r of this.#pending) {
+      used.memoryMb += r.memoryMb;
+      used.cpus += r.cpus;
+    }
+    return used;
   }
 
   /** Admits a VM's boot unless the engine already runs it (then nothing is reserved). */

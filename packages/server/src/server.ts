@@ -41,10 +41,12 @@ export interface StartOptions extends ConfigOptions {
   logger?: Logger;
   /** Start although the database is empty while the engine holds VMs (see Provisioning.reconcile). */
   startWithUnowned?: boolean;
+  /** Test seam: awaited before each warm pool boot, so a test can hold the refill. */
+  poolBootGate?: () => Promise<void>;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
-  const { limits: limitOverrides, logger, startWithUnowned: _startWithUnowned, ...configOpts } = opts;
+  const { limits: limitOverrides, logger, startWithUnowned: _startWithUnowned, poolBootGate, ...configOpts } = opts;
   const config = resolveConfig(configOpts);
   const log = logger ?? pino({ level: config.logLevel, base: { svc: "capsule" } });
   setInternalErrorSink(({ requestId, err, engineCode }) => log.error({ err, requestId, engineCode }, "internal error (the tenant sees only the request id)"));
@@ -63,6 +65,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     egress: config.egress,
     quotas: config.quotas,
     admission: config.admission,
+    pool: config.pool,
+    ...(poolBootGate ? { poolBootGate } : {}),
     startWithUnowned: opts.startWithUnowned ?? process.env[START_WITH_UNOWNED_ENV] === "1",
   });
   try {
@@ -72,7 +76,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     db.close();
     throw err;
   }
-  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides }, console: new ConsoleAuth(db, keys) };
+  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides }, console: new ConsoleAuth(db, keys) };
   const app = createApp(deps);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   // A request Node's HTTP parser refuses (headers over its 16 KiB, broken framing) gets the API's
@@ -91,6 +95,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   });
   const idle = new IdleMonitor(svc, log, config.idleCheckMs);
   idle.start();
+  svc.pool.start();
   const port = (server.address() as AddressInfo).port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url, dataDir: config.dataDir }, "capsule API listening");
@@ -102,6 +107,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       for (const ws of upgrade.wss.clients) ws.terminate();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      await svc.pool.close();
       await engine.close();
       db.close();
     })());

@@ -14,14 +14,23 @@ import { Power } from "./vms/power.js";
 import { Provisioning, type ProvisioningOptions } from "./vms/provisioning.js";
 import { DEFAULT_QUOTAS, defaultAdmission, Quotas, type QuotaOptions } from "./quotas.js";
 import { Rows } from "./vms/rows.js";
+import { DEFAULT_POOL, WarmPool, type PoolConfig } from "./vms/pool.js";
 import type { VmState } from "@capsule/contract/schemas";
 import { Views } from "./vms/views.js";
 
 export { apiState } from "./vms/views.js";
 export { sizingToLimits } from "./vms/provisioning.js";
 
-/** Quotas and admission default to `DEFAULT_QUOTAS` and this host's `defaultAdmission()`. */
-export type VmServiceOptions = ProvisioningOptions & Partial<QuotaOptions>;
+/**
+ * Quotas and admission default to `DEFAULT_QUOTAS` and this host's `defaultAdmission()`; the warm
+ * pool to `DEFAULT_POOL`.
+ */
+export type VmServiceOptions = ProvisioningOptions &
+  Partial<QuotaOptions> & {
+    pool?: PoolConfig;
+    /** Test seam: awaited before each warm pool boot (see PoolDeps.bootGate). */
+    poolBootGate?: () => Promise<void>;
+  };
 
 export class VmService {
   readonly rows: Rows;
@@ -31,6 +40,8 @@ export class VmService {
   readonly gateway: GuestGateway;
   /** Admission control and per-account quotas (quotas.ts). */
   readonly quotas: Quotas;
+  /** Pre-booted VMs that creates claim (pool.ts). */
+  readonly pool: WarmPool;
 
   constructor(
     engine: Engine,
@@ -43,7 +54,14 @@ export class VmService {
     this.quotas = new Quotas(engine, this.rows, { quotas: opts.quotas ?? DEFAULT_QUOTAS, admission: opts.admission ?? defaultAdmission() });
     this.views = new Views(engine, this.rows);
     this.power = new Power(engine, this.rows, activity, log, this.quotas);
-    this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas);
+    this.pool = new WarmPool(opts.pool ?? DEFAULT_POOL, {
+      engine,
+      log,
+      defaultKind: () => ({ limits: this.quotas.fullLimits({}), egress: opts.egress }),
+      admitHost: (limits) => this.quotas.admitHost(limits),
+      ...(opts.poolBootGate ? { bootGate: opts.poolBootGate } : {}),
+    });
+    this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas, this.pool);
     this.gateway = new GuestGateway(engine, this.rows, this.power, activity);
   }
 

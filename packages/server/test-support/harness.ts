@@ -19,6 +19,9 @@ import { AGENT_BUNDLE, IMAGES_DIR, hostGap, sandboxGap } from "@capsule/engine/t
 export { AGENT_BUNDLE, IMAGES_DIR, hostGap, sandboxGap };
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../cli/dist/src/main.js");
 
+/** CAPSULE_POOL for servers tests spawn: the warm pool off. */
+export const POOL_OFF = JSON.stringify({ size: 0, hotSize: 0 });
+
 export async function scratchDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), "capsule-api-test-"));
 }
@@ -37,7 +40,7 @@ export interface TestServer {
  * down. `skip()` gives the reason when the host cannot run sandboxes.
  */
 export function useServer(
-  opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number; allowedHostPorts?: () => number[]; quotas?: StartOptions["quotas"]; admission?: StartOptions["admission"] } = {},
+  opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number; allowedHostPorts?: () => number[]; quotas?: StartOptions["quotas"]; admission?: StartOptions["admission"]; pool?: StartOptions["pool"] } = {},
 ): { get: () => TestServer; skip: () => string | false } {
   let current: TestServer | undefined;
   let gap: string | undefined;
@@ -55,6 +58,7 @@ export function useServer(
         ...(opts.allowedHostPorts ? { allowedHostPorts: opts.allowedHostPorts() } : {}),
         ...(opts.quotas ? { quotas: opts.quotas } : {}),
         ...(opts.admission ? { admission: opts.admission } : {}),
+        ...(opts.pool ? { pool: opts.pool } : {}),
       }),
     );
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };
@@ -63,6 +67,7 @@ export function useServer(
     if (!current) return;
     const { server, dataDir } = current;
     try {
+      await server.svc.pool.close(); // no refill may boot a VM after the clean-up below
       await destroyEngineState(server.engine);
     } finally {
       await server.close();
@@ -91,6 +96,8 @@ export function testServerOptions(dataDir: string, extra: Partial<StartOptions> 
     agentBundleDir: AGENT_BUNDLE,
     egress: "none",
     defaultIdleTimeoutSeconds: null,
+    // The warm pool is off unless a test turns it on: VMs a test did not make would run beside it.
+    pool: { size: 0, hotSize: 0 },
     logger: pino({ level: process.env.CAPSULE_TEST_LOG ?? "warn" }),
     ...extra,
   };
@@ -130,7 +137,7 @@ export async function spawnServer(dataDir: string): Promise<{ child: ChildProces
   const child = spawn(
     process.execPath,
     [CLI, "serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--images-dir", IMAGES_DIR, "--agent-dir", AGENT_BUNDLE, "--egress", "none", "--idle-timeout", "none"],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, CAPSULE_LOG_LEVEL: "warn" } },
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, CAPSULE_LOG_LEVEL: "warn", CAPSULE_POOL: process.env.CAPSULE_POOL ?? POOL_OFF } },
   );
   const url = await new Promise<string>((resolve, reject) => {
     let buf = "";

@@ -33,7 +33,7 @@ describe("app without sandboxes", () => {
     key = keys.createKey("alice").key;
     const log = pino({ level: "silent" });
     const svc = new VmService(noVms, db, new ActivityTracker(), log, { defaultIdleTimeoutSeconds: 300, egress: "none" });
-    app = createApp({ svc, keys, log, metrics: new Metrics(() => svc.stateCounts()), limits: { ...DEFAULT_LIMITS, maxBodyBytes: 1024 } });
+    app = createApp({ svc, keys, log, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), limits: { ...DEFAULT_LIMITS, maxBodyBytes: 1024 } });
   });
   after(async () => {
     db.close();

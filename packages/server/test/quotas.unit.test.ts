@@ -9,6 +9,7 @@ import { openDb, type Db } from "../src/db.js";
 import { ApiError } from "../src/errors.js";
 import { KeyStore, type Account } from "../src/keys.js";
 import { checkAccount, checkHost, checkSizing, DEFAULT_QUOTAS, Quotas, type AdmissionConfig } from "../src/quotas.js";
+import { DEFAULT_POOL } from "../src/vms/pool.js";
 import { Rows } from "../src/vms/rows.js";
 import { scratchDir } from "../test-support/harness.js";
 
@@ -77,6 +78,12 @@ describe("config: quotas and admission", () => {
     assert.throws(() => resolveConfig({ dataDir: dir, quotas: { vmz: 1 } as never }, {}), /quotas\.vmz is not a setting/);
     assert.throws(() => resolveConfig({ dataDir: dir }, { CAPSULE_QUOTAS: '{"vms": -1}' }), /quotas\.vms must be a positive number/);
     assert.throws(() => resolveConfig({ dataDir: dir }, { CAPSULE_ADMISSION: '{"memoryMb": null}' }), /admission\.memoryMb must be a positive number,/);
+    // The warm pool: 0 turns a size off, sizes are whole VMs.
+    assert.deepEqual(d.pool, DEFAULT_POOL);
+    assert.deepEqual(resolveConfig({ dataDir: dir }, { CAPSULE_POOL: '{"size": 0, "hotSize": 0}' }).pool, { ...DEFAULT_POOL, size: 0, hotSize: 0 });
+    assert.throws(() => resolveConfig({ dataDir: dir }, { CAPSULE_POOL: '{"size": 1.5}' }), /pool\.size must be a positive integer or 0/);
+    assert.throws(() => resolveConfig({ dataDir: dir }, { CAPSULE_POOL: '{"sise": 1}' }), /pool\.sise is not a setting/);
+    assert.throws(() => resolveConfig({ dataDir: dir }, { CAPSULE_QUOTAS: '{"vms": 0}' }), /quotas\.vms must be a positive number or null/);
     await fs.rm(path.join(dir, "capsule.json"));
   });
 });

@@ -12,7 +12,8 @@ import { ApiError, toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
 import type { CreateVmRequest, GroupSpec, UserSpec } from "../schemas.js";
 import { shq } from "@capsule/contract/shell";
-import type { Quotas } from "../quotas.js";
+import type { QuotaTicket, Quotas } from "../quotas.js";
+import { isPoolOwner, type PoolKind, type WarmPool } from "./pool.js";
 import type { Rows, VmRow } from "./rows.js";
 
 export interface ProvisioningOptions {
@@ -54,6 +55,7 @@ export class Provisioning {
     private readonly log: Logger,
     private readonly opts: ProvisioningOptions,
     private readonly quotas: Quotas,
+    private readonly pool?: WarmPool,
   ) {}
 
   // ---------------------------------------------------------------- VMs
@@ -67,19 +69,35 @@ export class Provisioning {
     const snapshotId = body.snapshotId ?? body.template?.snapshotId ?? undefined;
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
     const limits = sizingToLimits({ ...body, ...stripNullish(body.template) });
-    // Sizing, the account's VM caps and the host's capacity, before the engine makes anything.
-    const ticket = await this.quotas.admitVms(account, this.quotas.fullLimits(limits), 1, true);
-    // The intent is on disk before the engine makes anything: a crash from here on leaves either
-    // nothing, or an engine VM that reconcile knows for garbage by its owner label.
+    const full = this.quotas.fullLimits(limits);
+    const kind: PoolKind = { ...(snapshotId !== undefined ? { snapshotId } : {}), limits: full, egress: this.opts.egress };
+    // A warm VM of this kind, if the pool has one: it already runs and counts on the host, so only
+    // the account's caps are checked for it.
+    let warm = this.pool?.take(kind);
+    const ticket = await this.#admitCreate(account, kind, warm === undefined).catch((err: unknown) => {
+      if (warm) this.pool?.putBack(warm);
+      throw err;
+    });
+    // The intent is on disk before the engine makes or hands over anything: a crash from here on
+    // leaves either nothing, or an engine VM that reconcile knows for garbage by its owner label.
     const intent = this.rows.beginIntent(account.id, "vm");
-    let vm: VmInfo;
+    const owner = ownerLabel(account.id, intent);
+    let vm: VmInfo | undefined;
     try {
-      vm = await this.engine.createVm({
+      if (warm) {
+        vm = await this.engine.claimVm(warm.id, { from: this.pool!.ownerOf(warm), owner, ...(body.name ? { name: body.name } : {}) }).catch((err: unknown) => {
+          this.log.warn({ err, vmId: warm!.id }, "pool: a warm VM could not be claimed; booting one instead");
+          this.pool?.discard(warm!);
+          warm = undefined;
+          return undefined;
+        });
+      }
+      vm ??= await this.engine.createVm({
         ...(snapshotId !== undefined ? { snapshotId } : {}),
         ...(body.name ? { name: body.name } : {}),
         limits,
         egress: this.opts.egress,
-        owner: ownerLabel(account.id, intent),
+        owner,
       });
     } catch (err) {
       ticket.release();
@@ -102,6 +120,22 @@ export class Provisioning {
     }
     this.log.info({ vmId: vm.id, account: account.name, snapshotId }, "vm created");
     return { id: vm.id, domains: [], consoleUrl: null, snapshotId: snapshotId ?? null };
+  }
+
+  /**
+   * The account's caps and, for a VM that must boot, the host's capacity. A create the host has no
+   * room for first takes room back from the warm pool, then is admitted again.
+   */
+  async #admitCreate(account: Account, kind: PoolKind, boots: boolean): Promise<QuotaTicket> {
+    const admit = () => this.quotas.admitVms(account, kind.limits, 1, true, { host: boots });
+    try {
+      return await admit();
+    } catch (err) {
+      const reason = err instanceof ApiError ? err.extra.reason : undefined;
+      if (!boots || !this.pool || (reason !== "HOST_MEMORY" && reason !== "HOST_CPU")) throw err;
+      if (!(await this.pool.yieldFor(kind, kind.limits.memoryMb, kind.limits.cpus))) throw err;
+      return admit();
+    }
   }
 
   /** Returns at once: the engine finishes the teardown in the background (and after a crash). */
@@ -176,6 +210,7 @@ export class Provisioning {
 
   async deleteSnapshot(account: Account, id: string): Promise<void> {
     const row = this.rows.ownedSnapshot(account, id);
+    this.pool?.dropSnapshot(row.id);
     try {
       await this.engine.deleteSnapshot(row.id);
     } catch (err) {
@@ -201,7 +236,12 @@ export class Provisioning {
    * next request restarts them.
    */
   async reconcile(): Promise<{ deleted: string[]; quarantined: string[] }> {
-    const engineVms = await this.engine.listVms();
+    const all = await this.engine.listVms();
+    // The warm pool's VMs were never handed out: they are the pool's to adopt or delete.
+    const poolVms = all.filter((v) => isPoolOwner(v.owner));
+    const engineVms = all.filter((v) => !isPoolOwner(v.owner));
+    if (this.pool) await this.pool.adopt(poolVms);
+    else for (const vm of poolVms) await this.engine.deleteVm(vm.id).catch((err: unknown) => this.log.error({ err, vmId: vm.id }, "could not delete a warm pool VM"));
     const engineSnaps = await this.engine.listSnapshots();
     const vmRows = new Map(this.rows.allVms().map((r) => [r.id, r]));
     const snapRows = new Set(this.rows.allSnapshotIds());
