@@ -5,7 +5,7 @@
  * @module
  */
 import { makeError } from "./errors.js";
-import { globalFetch, seg, Transport, type FetchLike } from "./transport.js";
+import { DEFAULT_IDLE_TIMEOUT_MS, globalFetch, seg, Transport, type FetchLike } from "./transport.js";
 import type { CreateVmOptions, SnapshotInfo, SnapshotList, VmList, VmInfo } from "./types.js";
 import { Vm } from "./vm.js";
 
@@ -19,6 +19,12 @@ export interface CapsuleOptions {
   apiKey?: string;
   /** The fetch to use. Default: the global `fetch`. */
   fetch?: FetchLike;
+  /**
+   * A JSON call whose connection carries nothing for this long fails with NETWORK_ERROR, ms.
+   * Default {@link DEFAULT_IDLE_TIMEOUT_MS} (a long exec-await is not idle: the server sends a
+   * keep-alive byte every 30 s).
+   */
+  idleTimeoutMs?: number;
 }
 
 /** `vms.create()`'s result: the server's answer plus a handle. */
@@ -119,7 +125,7 @@ export class Capsule {
     const apiKey = opts.apiKey || fromEnv(["CAPSULE_API_KEY", "FREESTYLE_API_KEY"]);
     if (!apiKey) throw makeError("CONFIG_MISSING", "no API key: set CAPSULE_API_KEY (create one with `capsule keys create`) or pass new Capsule({ apiKey })");
     this.apiUrl = parsed.toString().replace(/\/+$/, "");
-    const t = new Transport(this.apiUrl, apiKey, opts.fetch ?? globalFetch);
+    const t = new Transport(this.apiUrl, apiKey, opts.fetch ?? globalFetch, opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
     this.vms = new Vms(t);
     this.snapshots = this.vms.snapshots;
   }

@@ -35,11 +35,20 @@ export interface RequestOpts {
   query?: Record<string, string | number | undefined>;
 }
 
+/**
+ * How long a JSON call's connection may carry nothing before the call fails. The server answers
+ * a long exec-await with early headers and a keep-alive space every 30 s, so only a dead or stuck
+ * server is this quiet.
+ */
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+const IDLE_CODE = "CAPSULE_IDLE_TIMEOUT";
+
 export class Transport {
   constructor(
     readonly baseUrl: string,
     readonly apiKey: string,
     readonly fetchImpl: FetchLike,
+    readonly idleTimeoutMs: number = DEFAULT_IDLE_TIMEOUT_MS,
   ) {}
 
   url(path: string, query?: Record<string, string | number | undefined>): string {
@@ -113,10 +122,13 @@ export class Transport {
           res.on("error", reject); // the connection dropped mid-answer
         });
         req.on("error", reject);
+        req.setTimeout(this.idleTimeoutMs, () => req.destroy(Object.assign(new Error(`no data for ${this.idleTimeoutMs} ms`), { code: IDLE_CODE })));
         req.end(body);
       });
     } catch (err) {
-      throw makeError("NETWORK_ERROR", `${what}: cannot reach ${this.baseUrl} (${(err as { code?: string }).code ?? (err as Error).message})`, { cause: err });
+      const code = (err as { code?: string }).code;
+      if (code === IDLE_CODE) throw makeError("NETWORK_ERROR", `${what}: ${this.baseUrl} sent nothing for ${this.idleTimeoutMs} ms; the call was given up`, { cause: err });
+      throw makeError("NETWORK_ERROR", `${what}: cannot reach ${this.baseUrl} (${code ?? (err as Error).message})`, { cause: err });
     }
     if (answer.status < 200 || answer.status > 299) throw errorFromResponse(answer.status, answer.text, what);
     return answer.text;
