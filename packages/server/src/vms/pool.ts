@@ -56,6 +56,11 @@ export const DEFAULT_POOL: PoolConfig = Object.freeze({
 
 /** How often the pool looks at its targets, hot kinds' expiry and memory pressure. */
 const TICK_MS = 1000;
+/**
+ * Refills start this long after the last claim, not at once: a boot takes both of a small host's
+ * cores for a while, and the VM just claimed is about to run its first commands.
+ */
+const REFILL_DELAY_MS = 100;
 /** After a failed boot, that kind is left alone this long (a broken snapshot must not spin). */
 const BOOT_BACKOFF_MS = 10_000;
 
@@ -119,6 +124,8 @@ export class WarmPool {
   readonly #kinds = new Map<string, KindState>();
   readonly #deleting = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
+  #delayed: NodeJS.Timeout | undefined;
+  #lastTake = 0;
   #closed = false;
   #hits = 0;
   #misses = 0;
@@ -169,7 +176,8 @@ export class WarmPool {
     const vm = this.#kinds.get(key)?.ready.shift();
     if (vm) this.#hits++;
     else this.#misses++;
-    queueMicrotask(() => this.#pump());
+    this.#lastTake = Date.now();
+    this.#pumpLater(REFILL_DELAY_MS);
     return vm;
   }
 
@@ -246,6 +254,7 @@ export class WarmPool {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
+    clearTimeout(this.#delayed);
     this.#timer = undefined;
     while ([...this.#kinds.values()].some((s) => s.booting > 0) || this.#deleting.size > 0) {
       await Promise.allSettled([...this.#deleting]);
@@ -289,9 +298,20 @@ export class WarmPool {
     return m ? Number(m[1]) / 1024 : Number.POSITIVE_INFINITY;
   }
 
+  #pumpLater(ms: number): void {
+    if (this.#delayed || this.#closed) return;
+    this.#delayed = setTimeout(() => {
+      this.#delayed = undefined;
+      this.#pump();
+    }, ms);
+    this.#delayed.unref();
+  }
+
   /** Brings every kind toward its target: trims what is over, boots what is missing. */
   #pump(): void {
     if (this.#closed) return;
+    const sinceTake = Date.now() - this.#lastTake;
+    if (sinceTake < REFILL_DELAY_MS) return this.#pumpLater(REFILL_DELAY_MS - sinceTake);
     this.#state(this.deps.defaultKind());
     const pressure = this.#hostAvailableMb() < this.config.minHostAvailableMb;
     let booting = 0;
