@@ -276,6 +276,13 @@ export class Quotas {
     return this.#acquire(this.#ptys, "ptys", account);
   }
 
+  /** exec-await calls and exec-stream sockets in flight, every account's. */
+  execsInFlight(): number {
+    let n = 0;
+    for (const c of this.#execs.values()) n += c;
+    return n;
+  }
+
   /** In-flight counts, for tests and diagnostics. */
   inFlight(account: Pick<Account, "id">): { execs: number; ptys: number; reservations: number } {
     let reservations = 0;

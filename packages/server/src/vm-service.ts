@@ -59,6 +59,7 @@ export class VmService {
       log,
       defaultKind: () => ({ limits: this.quotas.fullLimits({}), egress: opts.egress }),
       admitHost: (limits) => this.quotas.admitHost(limits),
+      busy: () => this.quotas.execsInFlight() > 0,
       ...(opts.poolBootGate ? { bootGate: opts.poolBootGate } : {}),
     });
     this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas, this.pool);

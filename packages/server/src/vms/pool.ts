@@ -57,10 +57,12 @@ export const DEFAULT_POOL: PoolConfig = Object.freeze({
 /** How often the pool looks at its targets, hot kinds' expiry and memory pressure. */
 const TICK_MS = 1000;
 /**
- * Refills start this long after the last claim, not at once: a boot takes both of a small host's
- * cores for a while, and the VM just claimed is about to run its first commands.
+ * Refills start this long after the last claim, and while execs run they wait longer, up to
+ * REFILL_MAX_DEFER_MS after it: a boot takes a small host's cores for half a second, and the VMs
+ * just claimed are about to run their first commands.
  */
 const REFILL_DELAY_MS = 100;
+const REFILL_MAX_DEFER_MS = 2000;
 /** After a failed boot, that kind is left alone this long (a broken snapshot must not spin). */
 const BOOT_BACKOFF_MS = 10_000;
 
@@ -104,6 +106,8 @@ export interface PoolDeps {
   defaultKind: () => PoolKind;
   /** Reserves host capacity for one pool VM (throws when there is none). */
   admitHost: (limits: VmLimits) => Promise<QuotaTicket>;
+  /** Whether tenants' commands are running now (refills wait for a quiet moment, within bounds). */
+  busy?: () => boolean;
   /** Test seam: awaited before each pool boot, so a test can hold the refill. */
   bootGate?: () => Promise<void>;
   /** The host's MemAvailable, MiB (default: /proc/meminfo). */
@@ -312,6 +316,7 @@ export class WarmPool {
     if (this.#closed) return;
     const sinceTake = Date.now() - this.#lastTake;
     if (sinceTake < REFILL_DELAY_MS) return this.#pumpLater(REFILL_DELAY_MS - sinceTake);
+    if (sinceTake < REFILL_MAX_DEFER_MS && this.deps.busy?.() === true) return this.#pumpLater(REFILL_DELAY_MS);
     this.#state(this.deps.defaultKind());
     const pressure = this.#hostAvailableMb() < this.config.minHostAvailableMb;
     let booting = 0;
