@@ -14,6 +14,7 @@
  * or Ctrl-C.
  */
 import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -405,6 +406,66 @@ function modeResult(samples: Samples, wall?: Record<TargetName, number>): ModeRe
   return { capsule: { figures: capsule, samples: samples.capsule }, raw: { figures: raw, samples: samples.raw }, medianRatio: capsule.medianMs / raw.medianMs };
 }
 
+// ---------------------------------------------------------------- the pool's idle cost
+
+/** How long the warm pool's idle VMs are watched for their CPU use. */
+const IDLE_SAMPLE_MS = 5000;
+
+interface PoolIdle {
+  vms: number;
+  /** Proportional set size of the pool VMs' runtime processes (sandbox, gofer, stubs), MiB. */
+  pssMiB: number;
+  /** CPU they used while idle, in cores (1 = one core busy all the time). */
+  cpuCores: number;
+}
+
+/** The host processes of a sandbox: every process whose command line names the VM's id. */
+function processesOf(ids: string[]): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8");
+      if (ids.some((id) => cmd.includes(id))) pids.push(Number(d));
+    } catch {
+      /* exited */
+    }
+  }
+  return pids;
+}
+
+function cpuTicks(pids: number[]): number {
+  let t = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from the 3rd (state) on
+      t += Number(f[11]) + Number(f[12]); // utime, stime
+    } catch {
+      /* exited */
+    }
+  }
+  return t;
+}
+
+async function poolIdleCost(server: RunningServer, ms: number): Promise<PoolIdle> {
+  const ids = (await server.engine.listVms()).filter((v) => v.owner?.startsWith("pool:")).map((v) => v.id);
+  const pids = processesOf(ids);
+  const before = cpuTicks(pids);
+  await sleep(ms, undefined, { signal: stop.signal });
+  const ticks = cpuTicks(pids) - before;
+  let pssKiB = 0;
+  for (const pid of pids) {
+    try {
+      pssKiB += Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+    } catch {
+      /* exited */
+    }
+  }
+  const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  return { vms: ids.length, pssMiB: pssKiB / 1024, cpuCores: ticks / hz / (ms / 1000) };
+}
+
 // ---------------------------------------------------------------- set-up and clean-up
 
 async function preflight(): Promise<void> {
@@ -484,6 +545,7 @@ async function main(): Promise<void> {
   const modes: Partial<Record<Mode, ModeResult>> = {};
   let server: RunningServer | undefined;
   let fill = 0;
+  let poolIdle: PoolIdle | undefined;
   try {
     await fs.mkdir(dataDir, { recursive: true });
     const db = openDb(dbPath(dataDir));
@@ -520,6 +582,12 @@ async function main(): Promise<void> {
       if (!sample.ok) throw new Error(`warm-up on ${TARGET_LABEL[target.name]} failed: ${sample.error}`);
     }
 
+    if (fill > 0) {
+      await quiet();
+      log(`the warm pool's idle cost: ${fill} VMs, ${IDLE_SAMPLE_MS / 1000} s`);
+      poolIdle = await poolIdleCost(server, IDLE_SAMPLE_MS);
+    }
+
     for (const mode of opts.modes) {
       checkStop();
       if (mode === "sequential") {
@@ -552,9 +620,12 @@ async function main(): Promise<void> {
   if (opts.json) {
     const host = { cpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), runsc: execFileSync("runsc", ["--version"], { encoding: "utf8" }).split("\n")[0] };
     const method = { tti: `create call -> identity probe -> \`${SECOND_COMMAND}\` result`, trim: TRIM, percentile: "nearest rank", createTimeoutMs: CREATE_TIMEOUT_MS, execTimeoutMs: EXEC_TIMEOUT_MS, marker: MARKER };
-    const pool = { option: opts.pool ?? "server default", readyBeforeTiming: fill, note: poolNote(fill) };
+    const pool = { option: opts.pool ?? "server default", readyBeforeTiming: fill, note: poolNote(fill), idle: poolIdle };
     console.log(JSON.stringify({ method, options: opts, pool, host, modes, published: PUBLISHED, warnings }, null, 2));
-  } else printTable(modes, poolNote(fill));
+  } else {
+    printTable(modes, poolNote(fill));
+    if (poolIdle) console.log(`warm pool idle cost: ${poolIdle.vms} VMs, PSS ${poolIdle.pssMiB.toFixed(1)} MiB in all (${(poolIdle.pssMiB / poolIdle.vms).toFixed(1)} per VM), CPU ${(poolIdle.cpuCores * 100).toFixed(1)}% of a core in all (${((poolIdle.cpuCores / poolIdle.vms) * 100).toFixed(1)}% per VM)`);
+  }
   if (failed) process.exitCode = 1;
 }
 
