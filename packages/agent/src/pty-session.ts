@@ -1,11 +1,22 @@
 import { randomUUID } from "node:crypto";
 import { FrameType, MAX_FRAME_PAYLOAD, parsePtyControl, signalName, type ExitReply, type Frame, type PtyControl, type PtySessionInfo } from "@capsule/agent-protocol";
-import { spawn, type IEvent, type IPty } from "node-pty";
+import type { IEvent, IPty } from "node-pty";
 import { ByteRing } from "./byte-ring.js";
 import type { Conn } from "./conn.js";
 import { badRequest } from "./errors.js";
 import { helperCommand, killGroup } from "./launch.js";
 import type { UserInfo } from "./users.js";
+
+type NodePty = typeof import("node-pty");
+let nodePty: Promise<NodePty> | undefined;
+
+/**
+ * node-pty, loaded at the first terminal rather than at start-up: its native addon costs about
+ * 25 ms of the agent's boot inside gVisor, and most VMs never open a terminal.
+ */
+export function loadNodePty(): Promise<NodePty> {
+  return (nodePty ??= import("node-pty"));
+}
 
 /** One frame, so an attach replays it whole. */
 const SCROLLBACK_BYTES = Math.min(1024 * 1024, MAX_FRAME_PAYLOAD);
@@ -62,6 +73,7 @@ export class PtySession {
   #held: Buffer[] | undefined = [];
 
   constructor(
+    pty: NodePty,
     user: UserInfo,
     readonly command: string[],
     options: PtySpawnOptions,
@@ -70,7 +82,7 @@ export class PtySession {
     this.user = user.name;
     const { file, args } = helperCommand(user, command);
     // capsule-spawn sets the user's groups; node-pty's own uid/gid options would keep root's.
-    this.#pty = spawn(file, args, { name: options.env.TERM, cols: options.cols, rows: options.rows, cwd: options.cwd, env: options.env, encoding: null });
+    this.#pty = pty.spawn(file, args, { name: options.env.TERM, cols: options.cols, rows: options.rows, cwd: options.cwd, env: options.env, encoding: null });
     this.pid = this.#pty.pid;
     this.#cols = options.cols;
     this.#rows = options.rows;

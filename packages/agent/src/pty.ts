@@ -3,7 +3,7 @@ import { config } from "./config.js";
 import type { Conn } from "./conn.js";
 import { AgentError } from "./errors.js";
 import { assertRunnable, killGroup, resolveCwd, userEnv } from "./launch.js";
-import { PtySession } from "./pty-session.js";
+import { loadNodePty, PtySession } from "./pty-session.js";
 import { resolveUser } from "./users.js";
 
 const MAX_RUNNING_SESSIONS = 64;
@@ -51,10 +51,11 @@ export async function openPty(conn: Conn, req: PtyOpenRequest): Promise<void> {
   const env: Record<string, string> = { ...userEnv(user, undefined), LANG: "C.UTF-8", INPUTRC: config.inputrc, ...req.env };
   env.TERM = req.term ?? req.env?.TERM ?? "xterm-256color";
   await assertRunnable(command[0] as string, cwd, env.PATH);
+  const pty = await loadNodePty();
   assertCapacity(); // again: other opens may have raced through the awaits above
   let session: PtySession;
   try {
-    session = new PtySession(user, command, { cols: req.cols, rows: req.rows, cwd, env }, retire);
+    session = new PtySession(pty, user, command, { cols: req.cols, rows: req.rows, cwd, env }, retire);
   } catch (err) {
     throw new AgentError("SPAWN_FAILED", `cannot start a terminal: ${(err as Error).message}`);
   }
