@@ -52,20 +52,23 @@ static int fail(const char *what, const char *path) {
   }
 }
 
+/* These two end the process with _exit, not exit: drop() also runs in the fork server's child,
+   which shares the server's memory until it execs (zygote.c), so it must not run exit's
+   clean-ups on it. Nothing is buffered on stdout before they can run. */
 static unsigned long num(const char *s, int base) {
   char *end;
   errno = 0;
   unsigned long v = strtoul(s, &end, base);
   if (errno || *s == '\0' || *s == '-' || *end) {
     fprintf(stderr, "capsule-spawn: bad number '%s'\n", s);
-    exit(X_USAGE);
+    _exit(X_USAGE);
   }
   return v;
 }
 
 static void priv_fail(const char *what) {
   fprintf(stderr, "capsule-spawn: %s: %s\n", what, strerror(errno));
-  exit(X_PRIV);
+  _exit(X_PRIV);
 }
 
 void drop(const char *uid_s, const char *gid_s, char *groups_s) {
