@@ -12,10 +12,12 @@ import type { UserInfo } from "./users.js";
 
 /**
  * Client of the fork server (`capsule-spawn --server`, native/zygote.c). Inside gVisor a fork
- * of this Node process costs 60-110 ms; the small static zygote forks in a few. Each spawn:
- * `P id` (the zygote makes three FIFOs) → we open our ends (stdout/stderr for reading,
- * non-blocking; stdin read-write so the child's open never blocks) → `S …` (fork, the child opens
- * its ends, becomes the user, execs) → `S id pid` → … → `X pid code signal` when it ends.
+ * of this Node process costs 60-110 ms; the small static zygote starts a command in a few. Each
+ * spawn uses a slot: `P id` (the zygote makes three FIFOs) → we open our ends (stdout/stderr for
+ * reading, non-blocking; stdin read-write so the child's open never blocks) and wrap them as
+ * streams. A slot is prepared ahead (at start-up and whenever a command ends), so a spawn is
+ * usually one round trip: `S …` (the child opens its ends, becomes the user, execs) →
+ * `S id pid` → … → `X pid code signal` when it ends.
  */
 
 /** The parts of a ChildProcess the exec code uses; `close` follows exit and the end of output. */
@@ -38,6 +40,8 @@ class Zygote {
   readonly #exits = new Map<number, (code: number | null, signal: NodeJS.Signals | null) => void>();
   /** Exits that arrived before their spawn was registered (a command that ends at once). */
   readonly #early = new Map<number, [number | null, NodeJS.Signals | null]>();
+  /** The slot the next spawn takes, prepared ahead (see the module comment). */
+  #spare: Promise<Slot> | undefined;
 
   constructor(proc: ChildProcess, dir: string) {
     this.#proc = proc;
@@ -49,9 +53,19 @@ class Zygote {
       log(`zygote exited (${code ?? signal}); spawning falls back to Node`);
       for (const w of this.#waiting.values()) w({ kind: "F", id: "", rest: ["0", "zygote-died"] });
       this.#waiting.clear();
+      this.#spare?.then((slot) => slot.destroy(), () => undefined);
+      this.#spare = undefined;
       if (zygote === this) zygote = undefined;
     });
     proc.stdin?.on("error", () => undefined);
+    this.#refill();
+  }
+
+  /** Prepares the next spawn's slot, unless one is; one that fails is retried by the spawn that finds it. */
+  #refill(): void {
+    if (this.#dead || this.#spare) return;
+    this.#spare = this.#prepare();
+    this.#spare.catch(() => undefined);
   }
 
   #onData(text: string): void {
@@ -94,30 +108,121 @@ class Zygote {
     for (const s of [...argv, cwd, ...Object.entries(env).flat()]) {
       if (s.includes("\0")) throw new AgentError("BAD_REQUEST", "arguments and environment must not contain NUL bytes");
     }
-    const id = String(++this.#nextId);
-    const prepared = await this.#request(["P", id]);
-    if (prepared.kind !== "P") throw failure(prepared, argv[0] ?? "");
-    const path = (fd: number) => `${this.#dir}/${id}.${fd}`;
-    const outFd = fs.openSync(path(1), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    const errFd = fs.openSync(path(2), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    const inFd = fs.openSync(path(0), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+    const slot = await this.#takeSlot(argv[0] ?? "");
     const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
     const groups = user.groups.length > 0 ? user.groups.join(",") : "-";
-    const started = await this.#request(["S", id, String(user.uid), String(user.gid), groups, cwd, String(envList.length), ...envList, ...argv]);
+    const starting = this.#request(["S", slot.id, String(user.uid), String(user.gid), groups, cwd, String(envList.length), ...envList, ...argv]);
+    const started = await starting;
     if (started.kind !== "S") {
-      for (const fd of [outFd, errFd, inFd]) fs.closeSync(fd);
+      this.#refill();
+      slot.destroy();
       throw failure(started, argv[0] ?? "");
     }
-    return this.#handle(Number(started.rest[0]), inFd, outFd, errFd);
+    return this.#handle(Number(started.rest[0]), slot);
   }
 
-  #handle(pid: number, inFd: number, outFd: number, errFd: number): Spawned {
-    const stdout = new net.Socket({ fd: outFd, readable: true, writable: false });
-    const stderr = new net.Socket({ fd: errFd, readable: true, writable: false });
+  /** The prepared slot, or a new one when there is none or it failed (its failure is past). */
+  async #takeSlot(program: string): Promise<Slot> {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    const slot = await spare?.catch(() => undefined);
+    if (slot) return slot;
+    return this.#prepare().catch((err: unknown) => {
+      throw err instanceof PrepareFailed ? failure(err.reply, program) : err;
+    });
+  }
+
+  /** Asks the zygote for FIFOs and opens our ends of them. */
+  async #prepare(): Promise<Slot> {
+    const id = String(++this.#nextId);
+    const prepared = await this.#request(["P", id]);
+    if (prepared.kind !== "P") throw new PrepareFailed(prepared);
+    const path = (fd: number) => `${this.#dir}/${id}.${fd}`;
+    const { O_RDONLY, O_RDWR, O_NONBLOCK } = fs.constants;
+    const fds: number[] = [];
+    try {
+      for (const [fd, mode] of [[1, O_RDONLY], [2, O_RDONLY], [0, O_RDWR]] as const) fds.push(fs.openSync(path(fd), mode | O_NONBLOCK));
+    } catch (err) {
+      for (const fd of fds) fs.closeSync(fd);
+      throw err;
+    }
+    const [outFd, errFd, inFd] = fds as [number, number, number];
+    return new Slot(id, inFd, outFd, errFd);
+  }
+
+  #handle(pid: number, slot: Slot): Spawned {
+    const { stdin, stdout, stderr } = slot;
+    const proc = Object.assign(new EventEmitter(), { pid, stdin, stdout, stderr }) as Spawned;
+    let exit: [number | null, NodeJS.Signals | null] | undefined;
+    let outputsClosed = false;
+    const maybeClose = () => {
+      if (!exit || !outputsClosed) return;
+      stdin.destroy();
+      // A quick command may be over before the caller has this handle: tell it on a later turn.
+      // The next slot is prepared only now, so its work does not slow this command down.
+      const [code, signal] = exit;
+      setImmediate(() => {
+        proc.emit("close", code, signal);
+        this.#refill();
+      });
+    };
+    slot.onOutputsClosed(() => {
+      outputsClosed = true;
+      maybeClose();
+    });
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      exit = [code, signal];
+      slot.closeStdin();
+      maybeClose();
+    };
+    const early = this.#early.get(pid);
+    if (early) {
+      this.#early.delete(pid);
+      onExit(...early);
+    } else this.#exits.set(pid, onExit);
+    return proc;
+  }
+}
+
+/** A `P` the zygote refused; reported as the spawn's failure by whichever spawn takes the slot. */
+class PrepareFailed extends Error {
+  constructor(readonly reply: Reply) {
+    super(`zygote: P failed (${reply.rest.join(" ")})`);
+  }
+}
+
+/**
+ * Our ends of one command's FIFOs, wrapped as streams before the command exists. Nothing is read
+ * before a writer opens a FIFO: a FIFO's reader sees end-of-file only once a writer has come and
+ * gone. A quick command's output can end before its `S` reply is handled, so the slot itself
+ * watches for the ends of stdout and stderr from the start.
+ */
+class Slot {
+  readonly stdout: net.Socket;
+  readonly stderr: net.Socket;
+  readonly stdin: Writable;
+  readonly #inSock: net.Socket;
+  #openOutputs = 2;
+  #outputsClosed: (() => void) | undefined;
+
+  constructor(
+    readonly id: string,
+    inFd: number,
+    outFd: number,
+    errFd: number,
+  ) {
+    this.stdout = new net.Socket({ fd: outFd, readable: true, writable: false });
+    this.stderr = new net.Socket({ fd: errFd, readable: true, writable: false });
+    for (const out of [this.stdout, this.stderr]) {
+      out.once("close", () => {
+        if (--this.#openOutputs === 0) this.#outputsClosed?.();
+      });
+    }
     const inSock = new net.Socket({ fd: inFd, readable: false, writable: true });
+    this.#inSock = inSock;
     inSock.on("error", () => undefined); // the command may exit without reading its input
     // A FIFO cannot be shut down like a socket: EOF is closing our (only) writer once flushed.
-    const stdin = new Writable({
+    this.stdin = new Writable({
       write: (chunk: Buffer, _enc, cb) => void inSock.write(chunk, () => cb()),
       final: (cb) => {
         if (inSock.writableLength === 0) inSock.destroy();
@@ -129,28 +234,23 @@ class Zygote {
         cb(null);
       },
     });
-    const proc = Object.assign(new EventEmitter(), { pid, stdin, stdout, stderr }) as Spawned;
-    let exit: [number | null, NodeJS.Signals | null] | undefined;
-    let open = 2;
-    const maybeClose = () => {
-      if (exit && open === 0) {
-        stdin.destroy();
-        proc.emit("close", ...exit);
-      }
-    };
-    stdout.once("close", () => (open--, maybeClose()));
-    stderr.once("close", () => (open--, maybeClose()));
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
-      exit = [code, signal];
-      inSock.destroy();
-      maybeClose();
-    };
-    const early = this.#early.get(pid);
-    if (early) {
-      this.#early.delete(pid);
-      onExit(...early);
-    } else this.#exits.set(pid, onExit);
-    return proc;
+  }
+
+  /** Runs `callback` once stdout and stderr have both closed (now, if they have). */
+  onOutputsClosed(callback: () => void): void {
+    if (this.#openOutputs === 0) callback();
+    else this.#outputsClosed = callback;
+  }
+
+  /** The command has exited: nothing will read its stdin any more. */
+  closeStdin(): void {
+    this.#inSock.destroy();
+  }
+
+  destroy(): void {
+    this.stdout.destroy();
+    this.stderr.destroy();
+    this.stdin.destroy();
   }
 }
 

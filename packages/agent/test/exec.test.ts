@@ -25,6 +25,17 @@ test("commands are started by the fork server, not by forking the agent", async 
   assert.match(r.stdout, /capsule-spawn --server /);
 });
 
+test("many quick commands at once all finish, each with its own output (slots prepared ahead)", async () => {
+  // A command this quick can end before its start is reported; none may be lost or mixed up.
+  for (let round = 0; round < 3; round++) {
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => exec(agent.socket, { command: i % 2 ? "true" : `echo ${i}` })));
+    results.forEach((r, i) => {
+      assert.equal(r.exit.code, 0);
+      assert.equal(r.stdout, i % 2 ? "" : `${i}\n`);
+    });
+  }
+});
+
 test("stdin frames reach the command and Eof closes its stdin", async () => {
   const r = await exec(agent.socket, { command: "cat; echo done" }, "hello\nworld\n");
   assert.equal(r.stdout, "hello\nworld\ndone\n");
