@@ -1,3 +1,4 @@
+import type { BigIntStats } from "node:fs";
 import fs from "node:fs/promises";
 import { AgentError } from "./errors.js";
 
@@ -13,19 +14,48 @@ export interface UserInfo {
 
 const ROOT_FALLBACK: UserInfo = { name: "root", uid: 0, gid: 0, groups: [0], home: "/root", shell: "/bin/sh" };
 
-/** The VM's own files, read on every request: users may be added while the VM runs. */
-async function readTable(file: string): Promise<string[][]> {
+/**
+ * A parsed table is reused while the file's identity and change time stay the same. A write in
+ * the same timestamp tick as the read that was cached could leave both unchanged, so a table is
+ * cached only once its file has been left alone for this long (git's "racily clean" rule): any
+ * later change then carries a later ctime, which no guest can set back.
+ */
+const SETTLED_MS = 2_000;
+
+const tables = new Map<string, { key: string; rows: string[][] }>();
+
+/**
+ * A colon-separated table of the VM's own (/etc/passwd, /etc/group), its comment lines left out.
+ * Checked on every request: users may be added while the VM runs. Exported for its tests.
+ */
+export async function readTable(file: string): Promise<string[][]> {
+  let st: BigIntStats;
+  try {
+    st = await fs.stat(file, { bigint: true });
+  } catch (err) {
+    tables.delete(file);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  // Stat before read: a change between the two leaves this key behind, so it is read again.
+  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  const cached = tables.get(file);
+  if (cached?.key === key) return cached.rows;
   let text: string;
   try {
     text = await fs.readFile(file, "utf8");
   } catch (err) {
+    tables.delete(file);
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw err;
   }
-  return text
+  const rows = text
     .split("\n")
     .filter((line) => line !== "" && !line.startsWith("#"))
     .map((line) => line.split(":"));
+  if (BigInt(Date.now()) * 1_000_000n - st.ctimeNs > BigInt(SETTLED_MS) * 1_000_000n) tables.set(file, { key, rows });
+  else tables.delete(file);
+  return rows;
 }
 
 function parseId(field: string | undefined): number | undefined {
