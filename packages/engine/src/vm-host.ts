@@ -136,6 +136,7 @@ export class VmHost {
     await unmountRootfs(p);
     await unmountDisk(p);
     await fs.rm(p.dir, { recursive: true, force: true });
+    this.records.forgetVm(id);
   }
 
   private async waitForAgent(id: string): Promise<void> {

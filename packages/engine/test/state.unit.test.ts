@@ -62,6 +62,29 @@ describe("engine state on disk", () => {
     await assert.rejects(records.snapshot("snap-nope"), { code: "SNAPSHOT_NOT_FOUND" });
   });
 
+  it("VM records are served from memory as private copies, matching the file, until forgotten", async () => {
+    await fresh("cache");
+    const rec = vmRecord("vm1", ["l1"]);
+    await records.saveVm(rec);
+    const read = await records.readVm("vm1");
+    assert.deepEqual(read, rec);
+    read!.state = "deleting";
+    read!.layers.push("l2");
+    assert.deepEqual(await records.readVm("vm1"), rec, "a caller's changes must not reach the cache");
+    rec.state = "running";
+    await records.saveVm(rec);
+    assert.equal((await records.readVm("vm1"))?.state, "running");
+    assert.deepEqual(await new Records(paths).readVm("vm1"), await records.readVm("vm1"));
+    // A write that fails leaves nothing cached: the next read is the file's.
+    await fs.rm(paths.vm("vm1").dir, { recursive: true });
+    await fs.writeFile(paths.vm("vm1").dir, "a file where the VM's directory was");
+    await assert.rejects(records.saveVm({ ...rec, state: "stopped" }));
+    await assert.rejects(records.readVm("vm1"), { code: "ENOTDIR" });
+    await fs.rm(paths.vm("vm1").dir);
+    records.forgetVm("vm1");
+    assert.equal(await records.readVm("vm1"), undefined);
+  });
+
   it("temp files a crash left are removed; finished records are kept", async () => {
     await fresh("temps");
     await records.saveVm(vmRecord("vm1", []));

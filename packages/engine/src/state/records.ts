@@ -55,6 +55,15 @@ const SNAPSHOT_ID = /^snap-[a-z0-9]{1,32}$/;
  * record is either the old one or the new one.
  */
 export class Records {
+  /**
+   * Each VM's record as last written or read, as JSON. The engine holding the data dir's lock is
+   * its only writer, so this is the file's content, and the guest operations that check a VM's
+   * state on every call need no file read.
+   */
+  readonly #vms = new Map<string, string>();
+  /** Counts record writes and removals: a read that overlapped one does not fill the cache. */
+  #changes = 0;
+
   constructor(private readonly paths: Paths) {}
 
   static isVmId(id: string): boolean {
@@ -71,7 +80,12 @@ export class Records {
   /** The VM's record; undefined if it has none. Throws if the file exists but is unreadable. */
   async readVm(id: string): Promise<VmRecord | undefined> {
     if (!VM_ID.test(id)) return undefined;
-    return readJson<VmRecord>(this.paths.vm(id).record);
+    const cached = this.#vms.get(id);
+    if (cached !== undefined) return JSON.parse(cached) as VmRecord; // a copy: callers change records
+    const changes = this.#changes;
+    const rec = await readJson<VmRecord>(this.paths.vm(id).record);
+    if (rec && changes === this.#changes) this.#vms.set(id, JSON.stringify(rec));
+    return rec;
   }
 
   /** Every readable VM record, in any state. */
@@ -86,7 +100,23 @@ export class Records {
 
   async saveVm(rec: VmRecord): Promise<void> {
     rec.updatedAt = new Date().toISOString();
-    await writeJsonAtomic(this.paths.vm(rec.id).record, rec);
+    // Counted at both ends, so a read or another write that overlaps this one caches nothing:
+    // while it runs (or after it failed) the file may hold either record.
+    const start = ++this.#changes;
+    this.#vms.delete(rec.id);
+    try {
+      await writeJsonAtomic(this.paths.vm(rec.id).record, rec);
+    } catch (err) {
+      this.#changes++;
+      throw err;
+    }
+    if (++this.#changes === start + 1) this.#vms.set(rec.id, JSON.stringify(rec));
+  }
+
+  /** Forgets a VM whose directory was removed. */
+  forgetVm(id: string): void {
+    this.#changes++;
+    this.#vms.delete(id);
   }
 
   // ---------------------------------------------------------------- snapshots
