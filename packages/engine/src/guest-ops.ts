@@ -121,7 +121,13 @@ export class GuestOps {
   constructor(private readonly agentOf: (vmId: string) => Promise<AgentClient>) {}
 
   async spawn(vmId: string, opts: ExecOpts): Promise<GuestProcess> {
-    const conn = await (await this.agentOf(vmId)).open({ op: "exec", ...opts });
+    const { conn, ...proc } = await this.#start(vmId, opts, false);
+    return { ...proc, stdin: stdinWritable(conn) };
+  }
+
+  /** Starts a command; with `noInput` its stdin is at EOF from the start (the Eof goes with the request). */
+  async #start(vmId: string, opts: ExecOpts, noInput: boolean): Promise<Omit<GuestProcess, "stdin"> & { conn: AgentConn }> {
+    const conn = await (await this.agentOf(vmId)).open({ op: "exec", ...opts }, { eof: noInput });
     const stdout = new PassThrough({ highWaterMark: 1 << 20 });
     const stderr = new PassThrough({ highWaterMark: 1 << 20 });
     const pipe = (out: PassThrough) => (chunk: Buffer) => {
@@ -153,8 +159,12 @@ export class GuestOps {
     });
     exited.catch(() => undefined);
     const started = await new Promise<Reply>((resolve, reject) => {
-      conn.once("json", resolve);
-      conn.once("close", () => reject(conn.closeError("agent closed the connection before starting the process")));
+      const onClose = () => reject(conn.closeError("agent closed the connection before starting the process"));
+      conn.once("close", onClose);
+      conn.once("json", (r: Reply) => {
+        conn.off("close", onClose);
+        resolve(r);
+      });
     });
     const err = agentError(started) ?? (started.type === "started" ? undefined : protocolError(`it answered ${started.type} to exec`));
     if (err || started.type !== "started") {
@@ -168,8 +178,8 @@ export class GuestOps {
       conn.once("close", cancel);
     }
     return {
+      conn,
       pid: started.pid,
-      stdin: stdinWritable(conn),
       stdout,
       stderr,
       exited,
@@ -180,8 +190,7 @@ export class GuestOps {
   async exec(vmId: string, opts: BufferedExecOpts): Promise<ExecResult> {
     const { maxOutputBytes = 64 * 1024 * 1024, signal, ...execOpts } = opts;
     signal?.throwIfAborted();
-    const proc = await this.spawn(vmId, execOpts);
-    proc.stdin.end();
+    const proc = await this.#start(vmId, execOpts, true);
     const onAbort = () => proc.kill("SIGKILL");
     signal?.addEventListener("abort", onAbort, { once: true });
     proc.exited.finally(() => signal?.removeEventListener("abort", onAbort)).catch(() => undefined);

@@ -208,9 +208,11 @@ export class AgentConn extends EventEmitter {
     return this.#closed;
   }
 
-  sendJson(value: unknown): boolean {
+  /** With `eof`, an Eof frame follows in the same write: the operation has no more input. */
+  sendJson(value: unknown, opts: { eof?: boolean } = {}): boolean {
     if (this.#closed) return false;
-    return this.#sock.write(encodeJson(value));
+    const frame = encodeJson(value);
+    return this.#sock.write(opts.eof ? Buffer.concat([frame, encodeFrame(FrameType.Eof, Buffer.alloc(0))]) : frame);
   }
 
   /**
@@ -271,6 +273,8 @@ export interface OpenOpts {
    * only after the upload).
    */
   replyMs?: number | false;
+  /** The operation takes no input: Eof is sent with the request (one write, one wake-up of the agent). */
+  eof?: boolean;
 }
 
 /** Talks to one VM's agent. Stateless: every call opens its own connection. */
@@ -291,7 +295,7 @@ export class AgentClient {
       const cancel = conn.deadline(replyMs, `the VM's agent did not answer ${req.op} within ${replyMs} ms`);
       conn.once("json", cancel);
     }
-    conn.sendJson(req);
+    conn.sendJson(req, { eof: opts.eof ?? false });
     return conn;
   }
 
@@ -299,14 +303,16 @@ export class AgentClient {
   async call<T extends Reply["type"]>(req: Request, expect: T, timeoutMs: number = AGENT_DEADLINES.replyMs): Promise<Extract<Reply, { type: T }>> {
     const conn = await this.open(req, { replyMs: timeoutMs });
     return new Promise((resolve, reject) => {
+      const onClose = () => reject(conn.closeError(`agent closed the connection during ${req.op}`));
+      conn.once("close", onClose);
       conn.once("json", (reply: Reply) => {
+        conn.off("close", onClose); // its close is no error now (and builds none)
         conn.close();
         const err = agentError(reply);
         if (err) reject(err);
         else if (reply.type !== expect) reject(protocolError(`it answered ${reply.type} to ${req.op}`));
         else resolve(reply as Extract<Reply, { type: T }>);
       });
-      conn.once("close", () => reject(conn.closeError(`agent closed the connection during ${req.op}`)));
     });
   }
 
