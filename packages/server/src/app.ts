@@ -83,12 +83,19 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     return next();
   });
 
-  const limitBody = bodyLimit({
-    maxSize: deps.limits.maxBodyBytes,
-    onError: (c) => renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `request body over the limit of ${deps.limits.maxBodyBytes} bytes`, 413)),
-  });
+  const tooLarge = (c: Context) => renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `request body over the limit of ${deps.limits.maxBodyBytes} bytes`, 413));
+  const limitBody = bodyLimit({ maxSize: deps.limits.maxBodyBytes, onError: tooLarge });
   // Raw file uploads stream to the guest: the VM's disk is their only limit.
-  app.use("*", (c, next) => (RAW_FILES_PATH.test(c.req.path) ? next() : limitBody(c, next)));
+  app.use("*", async (c, next) => {
+    if (RAW_FILES_PATH.test(c.req.path)) return next();
+    // What bodyLimit decides from a Content-Length, decided without it: bodyLimit looks at the
+    // body first, which makes @hono/node-server build a web Request and stream for every call.
+    const length = c.req.header("content-length");
+    if (length !== undefined && c.req.header("transfer-encoding") === undefined && c.req.method !== "GET" && c.req.method !== "HEAD") {
+      return parseInt(length || "0", 10) > deps.limits.maxBodyBytes ? tooLarge(c) : next();
+    }
+    return limitBody(c, next);
+  });
 
   for (const register of ROUTES) register(app, deps);
 

@@ -107,6 +107,13 @@ describe("app without sandboxes", () => {
     const big = await req("PUT", "/v1/vms/abc/files/%2Ftmp%2Fx", { body: JSON.stringify({ content: "A".repeat(2048), encoding: "base64" }) });
     assert.equal(big.status, 413);
     assert.equal(big.body.code, "FILES_BAD_REQUEST");
+    // A declared Content-Length is judged from the header alone (as a real server's requests are).
+    const declared = JSON.stringify({ content: "A".repeat(2048), encoding: "base64" });
+    const bigDeclared = await req("PUT", "/v1/vms/abc/files/%2Ftmp%2Fx", { body: declared, headers: { "content-length": String(declared.length) } });
+    assert.equal(bigDeclared.status, 413);
+    assert.equal(bigDeclared.body.code, "FILES_BAD_REQUEST");
+    const smallDeclared = await req("POST", "/v1/vms/abc/exec-await", { body: '{"command":5}', headers: { "content-length": "13" } });
+    assert.equal(smallDeclared.body.code, "VALIDATION_ERROR");
   });
 
   it("answers 404 for VMs and snapshots the account does not own", async () => {
