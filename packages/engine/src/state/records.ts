@@ -102,15 +102,19 @@ export class Records {
     rec.updatedAt = new Date().toISOString();
     // Counted at both ends, so a read or another write that overlaps this one caches nothing:
     // while it runs (or after it failed) the file may hold either record.
+    // A read that both starts and ends inside this write may have cached the old record: at the
+    // end the entry is replaced, or, when another write overlapped, dropped.
     const start = ++this.#changes;
     this.#vms.delete(rec.id);
     try {
       await writeJsonAtomic(this.paths.vm(rec.id).record, rec);
     } catch (err) {
       this.#changes++;
+      this.#vms.delete(rec.id);
       throw err;
     }
     if (++this.#changes === start + 1) this.#vms.set(rec.id, JSON.stringify(rec));
+    else this.#vms.delete(rec.id);
   }
 
   /** Forgets a VM whose directory was removed. */
