@@ -85,6 +85,22 @@ describe("engine state on disk", () => {
     assert.equal(await records.readVm("vm1"), undefined);
   });
 
+  it("a read racing a write (with another VM's write beside it) never leaves the old record cached", async () => {
+    await fresh("cache-race");
+    const a = vmRecord("vma", []);
+    const b = vmRecord("vmb", []);
+    await records.saveVm(a);
+    await records.saveVm(b);
+    for (let i = 0; i < 50; i++) {
+      const racing = new Records(paths); // an empty cache, so the racing read goes to the file
+      await racing.readVm("vmb");
+      a.state = i % 2 ? "running" : "stopping";
+      // Both writes start before the read, which (a plain file read) ends before either write does.
+      await Promise.all([racing.saveVm({ ...a }), racing.saveVm({ ...b }), racing.readVm("vma")]);
+      assert.equal((await racing.readVm("vma"))?.state, a.state, `round ${i}`);
+    }
+  });
+
   it("temp files a crash left are removed; finished records are kept", async () => {
     await fresh("temps");
     await records.saveVm(vmRecord("vm1", []));
