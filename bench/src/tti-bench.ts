@@ -259,6 +259,8 @@ interface Sample {
   ok: boolean;
   /** From the create call to the second command's result; null when the iteration failed before it. */
   ttiMs: number | null;
+  /** The three timed steps of a successful sample: create, identity probe, second command. */
+  stepsMs?: Steps;
   bootId?: string;
   namespaces?: Record<string, string>;
   error?: string;
@@ -277,17 +279,20 @@ async function attempt(target: Target, label: string): Promise<{ sample: Sample;
   try {
     // A create that times out may still finish later: the final sweep removes that sandbox.
     sandbox = await within(target.create(), CREATE_TIMEOUT_MS, "create");
+    const t1 = performance.now();
     const probe = await within(sandbox.exec(identityProbe(label)), EXEC_TIMEOUT_MS, "identity probe");
     if (probe.exitCode === MARKER_FOUND_EXIT) throw new Error(`an earlier sandbox's marker is present (${probe.stdout.trim()})`);
     if (probe.exitCode !== 0) throw new Error(`identity probe exited ${probe.exitCode}: ${probe.stderr.trim().slice(0, 200)}`);
     const identity = parseIdentity(probe.stdout);
+    const t2 = performance.now();
     const second = await within(sandbox.exec(SECOND_COMMAND), EXEC_TIMEOUT_MS, "second command");
     if (second.exitCode !== 0) throw new Error(`\`${SECOND_COMMAND}\` exited ${second.exitCode}: ${second.stderr.trim().slice(0, 200)}`);
     if (second.stdout.trim() !== SECOND_OUTPUT) throw new Error(`\`${SECOND_COMMAND}\` printed ${JSON.stringify(second.stdout.slice(0, 200))}`);
-    const ttiMs = performance.now() - t0;
+    const t3 = performance.now();
+    const ttiMs = t3 - t0;
     const firstSeen = bootIds.get(identity.bootId);
     if (firstSeen === undefined) bootIds.set(identity.bootId, label);
-    const sample: Sample = { label, ok: firstSeen === undefined, ttiMs, bootId: identity.bootId, namespaces: identity.namespaces };
+    const sample: Sample = { label, ok: firstSeen === undefined, ttiMs, stepsMs: { create: t1 - t0, probe: t2 - t1, second: t3 - t2 }, bootId: identity.bootId, namespaces: identity.namespaces };
     if (firstSeen !== undefined) sample.error = `boot id ${identity.bootId} repeated (first seen in ${firstSeen})`;
     return { sample, sandbox };
   } catch (err) {
@@ -359,6 +364,12 @@ async function wave(target: Target, mode: Mode, count: number, intervalMs: numbe
 
 // ---------------------------------------------------------------- statistics
 
+interface Steps {
+  create: number;
+  probe: number;
+  second: number;
+}
+
 interface Figures {
   n: number;
   ok: number;
@@ -371,6 +382,8 @@ interface Figures {
   maxMs: number;
   /** Burst and staggered: from the first create call to the last result. */
   wallMs?: number;
+  /** Each step's median over the successful samples (untrimmed): where the TTI goes. */
+  stepMediansMs: Steps;
 }
 
 function figures(samples: Sample[], wallMs?: number): Figures {
@@ -389,8 +402,19 @@ function figures(samples: Sample[], wallMs?: number): Figures {
     p95Ms: pct(0.95),
     p99Ms: pct(0.99),
     maxMs: ok.length === 0 ? NaN : ok[ok.length - 1]!,
+    stepMediansMs: stepMedians(samples),
     ...(wallMs === undefined ? {} : { wallMs }),
   };
+}
+
+function stepMedians(samples: Sample[]): Steps {
+  const steps = samples.flatMap((s) => (s.ok && s.stepsMs ? [s.stepsMs] : []));
+  const med = (xs: number[]) => {
+    const v = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(v.length / 2);
+    return v.length === 0 ? NaN : v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+  };
+  return { create: med(steps.map((x) => x.create)), probe: med(steps.map((x) => x.probe)), second: med(steps.map((x) => x.second)) };
 }
 
 interface ModeResult {
@@ -520,6 +544,15 @@ function printTable(modes: Partial<Record<Mode, ModeResult>>, pool: string): voi
       const wall = mode === "burst" ? f(x.wallMs) : "";
       const ratio = name === "capsule" && Number.isFinite(r.medianRatio) ? `${r.medianRatio.toFixed(2)}x` : "";
       line([name === "capsule" ? mode : "", TARGET_LABEL[name], String(x.n), `${(x.successRate * 100).toFixed(0)}%`, f(x.medianMs), f(x.p95Ms), f(x.p99Ms), f(x.maxMs), wall, ratio]);
+    }
+  }
+  console.log("\nmedian per step (ms, untrimmed): create / identity probe / second command");
+  for (const mode of MODES) {
+    const r = modes[mode];
+    if (!r) continue;
+    for (const name of ["capsule", "raw"] as const) {
+      const m = r[name].figures.stepMediansMs;
+      console.log(`  ${mode.padEnd(11)} ${TARGET_LABEL[name].padEnd(10)} ${f(m.create)} / ${f(m.probe)} / ${f(m.second)}`);
     }
   }
   const published = Object.entries(PUBLISHED.medianMs).map(([p, ms]) => `${p} ${ms}`).join(", ");
