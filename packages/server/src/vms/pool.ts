@@ -57,12 +57,20 @@ export const DEFAULT_POOL: PoolConfig = Object.freeze({
 /** How often the pool looks at its targets, hot kinds' expiry and memory pressure. */
 const TICK_MS = 1000;
 /**
- * Refills start this long after the last claim, and while execs run they wait longer, up to
- * REFILL_MAX_DEFER_MS after it: a boot takes a small host's cores for half a second, and the VMs
- * just claimed are about to run their first commands.
+ * When refills run. A boot takes a small host's cores for half a second, and the VMs just claimed
+ * are about to run their first commands, so a refill waits for a quiet moment:
+ * - a kind that still has more than LOW_WATER of its target warm refills once no VM was claimed
+ *   for REFILL_QUIET_MS and no command runs, or REFILL_QUIET_MAX_MS after the last claim at the
+ *   latest (a burst or a steady trickle of creates keeps its warm VMs to itself);
+ * - a kind at or below LOW_WATER (a pool about to run dry) refills REFILL_DELAY_MS after the last
+ *   claim, and while commands run waits at most REFILL_MAX_DEFER_MS after it.
  */
 const REFILL_DELAY_MS = 100;
 const REFILL_MAX_DEFER_MS = 2000;
+const REFILL_QUIET_MS = 1000;
+const REFILL_QUIET_MAX_MS = 5000;
+/** The share of a kind's target at or below which it refills without waiting for quiet. */
+const LOW_WATER = 0.25;
 /** After a failed boot, that kind is left alone this long (a broken snapshot must not spin). */
 const BOOT_BACKOFF_MS = 10_000;
 
@@ -315,8 +323,9 @@ export class WarmPool {
   #pump(): void {
     if (this.#closed) return;
     const sinceTake = Date.now() - this.#lastTake;
-    if (sinceTake < REFILL_DELAY_MS) return this.#pumpLater(REFILL_DELAY_MS - sinceTake);
-    if (sinceTake < REFILL_MAX_DEFER_MS && this.deps.busy?.() === true) return this.#pumpLater(REFILL_DELAY_MS);
+    const busy = this.deps.busy?.() === true;
+    const lowRefill = sinceTake >= REFILL_DELAY_MS && (!busy || sinceTake >= REFILL_MAX_DEFER_MS);
+    const quietRefill = sinceTake >= REFILL_QUIET_MAX_MS || (sinceTake >= REFILL_QUIET_MS && !busy);
     this.#state(this.deps.defaultKind());
     const pressure = this.#hostAvailableMb() < this.config.minHostAvailableMb;
     let booting = 0;
@@ -326,6 +335,7 @@ export class WarmPool {
       memoryMb += (st.ready.length + st.booting) * st.kind.limits.memoryMb;
     }
     let trimmedForPressure = false;
+    let refillLater = false;
     for (const [key, st] of this.#kinds) {
       const target = this.#target(key, st);
       // Over target (an expired hot kind, a smaller config): the newest extra VMs go.
@@ -341,6 +351,11 @@ export class WarmPool {
         continue;
       }
       if (pressure) continue;
+      const low = st.ready.length + st.booting <= Math.floor(target * LOW_WATER);
+      if (!(low ? lowRefill : quietRefill)) {
+        if (st.ready.length + st.booting < target) refillLater = true;
+        continue;
+      }
       while (st.ready.length + st.booting < target && booting < this.config.bootConcurrency && Date.now() >= st.backoffUntil) {
         if (memoryMb + st.kind.limits.memoryMb > this.config.maxMemoryMb) break;
         booting++;
@@ -349,6 +364,8 @@ export class WarmPool {
         void this.#boot(st);
       }
     }
+    // A refill held back for quiet is looked at again soon, not only at the next tick.
+    if (refillLater) this.#pumpLater(Math.max(REFILL_DELAY_MS, REFILL_QUIET_MS - sinceTake));
   }
 
   async #boot(st: KindState): Promise<void> {
