@@ -9,6 +9,8 @@
  * same run, interleaved per iteration in sequential mode.
  * Options: --iterations N (20; sequential and staggered) --burst N (20) --stagger-ms N (200)
  *   --pace-ms N (0: pause between sequential iterations) --modes sequential,staggered,burst
+ *   --wait-pool (sequential: wait for a full warm pool before each iteration; by default iterations
+ *   follow each other as a user's loop would, the pool refilling behind them)
  *   --pool N (the server's warm pool: N VMs, 0 off; default: the server's own) --json
  * Needs root and a set-up host (scripts/setup.sh). Leaves nothing behind, also after a failure
  * or Ctrl-C.
@@ -63,16 +65,18 @@ interface Options {
   burst: number;
   staggerMs: number;
   paceMs: number;
+  /** Sequential: wait for a full warm pool before each iteration (a user's loop does not). */
+  waitPool: boolean;
   /** Warm pool size for the server; undefined: the server's own default. */
   pool: number | undefined;
   modes: Mode[];
   json: boolean;
 }
 
-const USAGE = "usage: tti-bench [--iterations N] [--burst N] [--stagger-ms N] [--pace-ms N] [--modes sequential,staggered,burst] [--pool N] [--json]";
+const USAGE = "usage: tti-bench [--iterations N] [--burst N] [--stagger-ms N] [--pace-ms N] [--wait-pool] [--modes sequential,staggered,burst] [--pool N] [--json]";
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { iterations: 20, burst: 20, staggerMs: 200, paceMs: 0, pool: undefined, modes: [...MODES], json: false };
+  const o: Options = { iterations: 20, burst: 20, staggerMs: 200, paceMs: 0, waitPool: false, pool: undefined, modes: [...MODES], json: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = (): string => {
@@ -92,6 +96,7 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--pace-ms") o.paceMs = int(0);
     else if (flag === "--pool") o.pool = int(0);
     else if (flag === "--json") o.json = true;
+    else if (flag === "--wait-pool") o.waitPool = true;
     else if (flag === "--modes") {
       const modes = value().split(",").map((m) => m.trim());
       for (const m of modes) if (!(MODES as readonly string[]).includes(m)) throw new Error(`unknown mode ${JSON.stringify(m)}; modes: ${MODES.join(", ")}`);
@@ -182,7 +187,7 @@ function rawTarget(raw: RawRunsc): Target {
 }
 
 /** The server's warm-pool gauges in `/metrics` (summed over label sets); undefined: no such gauge. */
-async function poolGauges(url: string, key: string): Promise<{ ready?: number; target?: number }> {
+async function poolGauges(url: string, key: string): Promise<{ ready?: number; target?: number; claims?: number; misses?: number }> {
   const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` }, signal: stop.signal });
   if (!res.ok) throw new Error(`GET /metrics: ${res.status}`);
   const lines = (await res.text()).split("\n");
@@ -190,7 +195,7 @@ async function poolGauges(url: string, key: string): Promise<{ ready?: number; t
     const own = lines.filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
     return own.length === 0 ? undefined : own.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
   };
-  return { ready: gauge("capsule_pool_ready"), target: gauge("capsule_pool_target") };
+  return { ready: gauge("capsule_pool_ready"), target: gauge("capsule_pool_target"), claims: gauge("capsule_pool_claims_total"), misses: gauge("capsule_pool_misses_total") };
 }
 
 /** How many warm VMs must be ready before a timing starts: --pool N, else the server's own target. */
@@ -317,14 +322,16 @@ type Quiet = () => Promise<void>;
 /**
  * One iteration after the other, Capsule and raw alternating within each (the first of the pair
  * alternates too, so neither always runs on the other's freshly warmed caches). Each sandbox is
- * destroyed and its teardown over before the next iteration.
+ * destroyed and its teardown over before the next iteration; the next one starts at once (after
+ * --pace-ms), the warm pool refilling behind it as it would behind a user's loop.
  */
 async function sequential(targets: Target[], quiet: Quiet): Promise<Samples> {
   const out: Samples = { capsule: [], raw: [] };
   for (let i = 0; i < opts.iterations; i++) {
     for (const target of i % 2 === 0 ? targets : [...targets].reverse()) {
       checkStop();
-      await quiet();
+      // A full pool at the start; between iterations only with --wait-pool.
+      if (i === 0 || opts.waitPool) await quiet();
       const { sample, sandbox } = await attempt(target, `sequential-${target.name}-${i}`);
       report(target, "sequential", sample);
       out[target.name].push(sample);
@@ -422,12 +429,20 @@ interface ModeResult {
   raw: { figures: Figures; samples: Sample[] };
   /** Capsule's median over raw runsc's. */
   medianRatio: number;
+  /** Capsule's creates in this mode that claimed a warm VM, and those that booted their own. */
+  pool?: { warm: number; cold: number };
 }
 
 function modeResult(samples: Samples, wall?: Record<TargetName, number>): ModeResult {
   const capsule = figures(samples.capsule, wall?.capsule);
   const raw = figures(samples.raw, wall?.raw);
   return { capsule: { figures: capsule, samples: samples.capsule }, raw: { figures: raw, samples: samples.raw }, medianRatio: capsule.medianMs / raw.medianMs };
+}
+
+/** How many creates between two readings of /metrics claimed a warm VM, and how many booted. */
+function poolDelta(a: { claims?: number; misses?: number }, b: { claims?: number; misses?: number }): Pick<ModeResult, "pool"> {
+  if (a.claims === undefined || b.claims === undefined) return {};
+  return { pool: { warm: b.claims - a.claims, cold: (b.misses ?? 0) - (a.misses ?? 0) } };
 }
 
 // ---------------------------------------------------------------- the pool's idle cost
@@ -525,7 +540,7 @@ async function removeScratch(scratch: string): Promise<void> {
 function poolNote(fill: number): string {
   if (opts.pool === 0) return "warm pool: off (--pool 0)";
   const source = opts.pool === undefined ? "the server's default" : `--pool ${opts.pool}`;
-  if (fill > 0) return `warm pool: ${fill} VMs (${source}), full before each sequential sample and each wave`;
+  if (fill > 0) return `warm pool: ${fill} VMs (${source}), full at the start of each mode${opts.waitPool ? " and before each sequential iteration (--wait-pool)" : "; sequential iterations follow each other, the pool refilling behind them"}`;
   return opts.pool === undefined ? "warm pool: none (the server has none by default)" : `warm pool: ${source} asked for, not waited on (no capsule_pool_ready)`;
 }
 
@@ -546,6 +561,8 @@ function printTable(modes: Partial<Record<Mode, ModeResult>>, pool: string): voi
       line([name === "capsule" ? mode : "", TARGET_LABEL[name], String(x.n), `${(x.successRate * 100).toFixed(0)}%`, f(x.medianMs), f(x.p95Ms), f(x.p99Ms), f(x.maxMs), wall, ratio]);
     }
   }
+  const claims = MODES.flatMap((m) => (modes[m]?.pool ? [`${m} ${modes[m]!.pool!.warm} warm, ${modes[m]!.pool!.cold} booted`] : []));
+  if (claims.length > 0) console.log(`Capsule creates that claimed a warm VM: ${claims.join("; ")}`);
   console.log("\nmedian per step (ms, untrimmed): create / identity probe / second command");
   for (const mode of MODES) {
     const r = modes[mode];
@@ -625,19 +642,23 @@ async function main(): Promise<void> {
       checkStop();
       if (mode === "sequential") {
         log(`sequential: ${opts.iterations} iterations, Capsule and raw runsc interleaved${opts.paceMs ? `, ${opts.paceMs} ms apart` : ""}`);
-        modes.sequential = modeResult(await sequential(targets, quiet));
+        const before = await poolGauges(url, key);
+        modes.sequential = { ...modeResult(await sequential(targets, quiet)), ...poolDelta(before, await poolGauges(url, key)) };
         continue;
       }
       const [count, interval]: [number, number] = mode === "staggered" ? [opts.iterations, opts.staggerMs] : [opts.burst, 0];
       const samples: Samples = { capsule: [], raw: [] };
       const wall = { capsule: NaN, raw: NaN };
+      let pool: Pick<ModeResult, "pool"> = {};
       for (const target of targets) {
         log(`${mode}: ${count} ${TARGET_LABEL[target.name]} sandboxes${interval ? `, one every ${interval} ms` : " at once"}`);
+        const before = target.name === "capsule" ? await poolGauges(url, key) : undefined;
         const w = await wave(target, mode, count, interval, quiet);
+        if (before) pool = poolDelta(before, await poolGauges(url, key));
         samples[target.name] = w.samples;
         wall[target.name] = w.wallMs;
       }
-      modes[mode] = modeResult(samples, wall);
+      modes[mode] = { ...modeResult(samples, wall), ...pool };
     }
   } finally {
     log("clean-up: VMs, raw sandboxes, scratch dir");
