@@ -12,6 +12,9 @@
  *   --wait-pool (sequential: wait for a full warm pool before each iteration; by default iterations
  *   follow each other as a user's loop would, the pool refilling behind them)
  *   --pool N (the server's warm pool: N VMs, 0 off; default: the server's own) --json
+ * Mode `snapshot` (not ComputeSDK's): create from a snapshot booted before (so it has a warm VM,
+ * waited for before each iteration) -> the first command's result, which must show the snapshot's
+ * file; raw runsc's row is `runsc run` + one `runsc exec` of the base image, for reference.
  * Needs root and a set-up host (scripts/setup.sh). Leaves nothing behind, also after a failure
  * or Ctrl-C.
  */
@@ -55,7 +58,7 @@ const PUBLISHED = {
   medianMs: { declaw: 42, Daytona: 186, archil: 311, upstash: 386, E2B: 491, Vercel: 671, Modal: 1723 },
 };
 
-const MODES = ["sequential", "staggered", "burst"] as const;
+const MODES = ["sequential", "staggered", "burst", "snapshot"] as const;
 type Mode = (typeof MODES)[number];
 type TargetName = "capsule" | "raw";
 const TARGET_LABEL: Record<TargetName, string> = { capsule: "Capsule", raw: "raw runsc" };
@@ -145,11 +148,11 @@ interface Target {
   settle(): Promise<void>;
 }
 
-function capsuleTarget(client: Capsule, server: RunningServer): Target {
+function capsuleTarget(client: Capsule, server: RunningServer, snapshotId?: string): Target {
   return {
     name: "capsule",
     async create() {
-      const { vm } = await client.vms.create({ idleTimeoutSeconds: null });
+      const { vm } = await client.vms.create({ idleTimeoutSeconds: null, ...(snapshotId === undefined ? {} : { snapshotId }) });
       return {
         async exec(command) {
           const r = await vm.exec({ command, timeoutMs: EXEC_TIMEOUT_MS });
@@ -305,6 +308,32 @@ async function attempt(target: Target, label: string): Promise<{ sample: Sample;
   }
 }
 
+/** The file a snapshot mode's sandboxes must find, and the command that shows it and the boot id. */
+const SNAPSHOT_FILE = "/root/.tti-snapshot";
+const FIRST_COMMAND = `read -r token < ${SNAPSHOT_FILE}; read -r boot_id < /proc/sys/kernel/random/boot_id; echo "token=$token"; echo "boot_id=$boot_id"`;
+
+/** Snapshot mode: create -> one command (the snapshot's file and the boot id). `token`: what the file holds; undefined for raw runsc. */
+async function attemptFirst(target: Target, label: string, token: string | undefined): Promise<{ sample: Sample; sandbox?: Sandbox }> {
+  const t0 = performance.now();
+  let sandbox: Sandbox | undefined;
+  try {
+    sandbox = await within(target.create(), CREATE_TIMEOUT_MS, "create");
+    const t1 = performance.now();
+    const first = await within(sandbox.exec(token === undefined ? "read -r boot_id < /proc/sys/kernel/random/boot_id; echo \"boot_id=$boot_id\"" : FIRST_COMMAND), EXEC_TIMEOUT_MS, "first command");
+    const t2 = performance.now();
+    if (first.exitCode !== 0) throw new Error(`the first command exited ${first.exitCode}: ${first.stderr.trim().slice(0, 200)}`);
+    if (token !== undefined && !first.stdout.includes(`token=${token}\n`)) throw new Error(`the snapshot's file is not there: ${JSON.stringify(first.stdout.slice(0, 200))}`);
+    const { bootId } = parseIdentity(first.stdout);
+    const firstSeen = bootIds.get(bootId);
+    if (firstSeen === undefined) bootIds.set(bootId, label);
+    const sample: Sample = { label, ok: firstSeen === undefined, ttiMs: t2 - t0, stepsMs: { create: t1 - t0, probe: t2 - t1, second: NaN }, bootId };
+    if (firstSeen !== undefined) sample.error = `boot id ${bootId} repeated (first seen in ${firstSeen})`;
+    return { sample, sandbox };
+  } catch (err) {
+    return { sample: { label, ok: false, ttiMs: null, error: message(err) }, sandbox };
+  }
+}
+
 async function destroy(sandbox: Sandbox | undefined, label: string): Promise<void> {
   await sandbox?.destroy().catch((err: unknown) => warn(`destroying ${label}: ${message(err)} (the final sweep retries)`));
 }
@@ -339,6 +368,46 @@ async function sequential(targets: Target[], quiet: Quiet): Promise<Samples> {
       await target.settle();
     }
     if (opts.paceMs > 0 && i < opts.iterations - 1) await sleep(opts.paceMs, undefined, { signal: stop.signal });
+  }
+  return out;
+}
+
+/**
+ * Snapshot mode: a VM writes a file and is snapshotted; one untimed create from the snapshot makes
+ * it hot (the pool keeps a warm VM of it); then each iteration waits for that warm VM and times a
+ * create from the snapshot to its first command's result, raw runsc (run + one exec) interleaved.
+ */
+async function snapshotMode(client: Capsule, server: RunningServer, raw: Target, waitHot: () => Promise<void>): Promise<Samples> {
+  const token = `tti-${process.pid}-${Date.now()}`;
+  const { vm } = await client.vms.create({ idleTimeoutSeconds: null });
+  let snapshotId: string | undefined;
+  try {
+    const w = await vm.exec({ command: `echo ${token} > ${SNAPSHOT_FILE}`, timeoutMs: EXEC_TIMEOUT_MS });
+    if (w.statusCode !== 0) throw new Error(`writing the snapshot's file exited ${w.statusCode}`);
+    snapshotId = (await vm.snapshot()).snapshotId;
+  } finally {
+    await vm.delete().catch((err: unknown) => warn(`deleting the snapshot's source VM: ${message(err)}`));
+  }
+  const target = capsuleTarget(client, server, snapshotId);
+  const out: Samples = { capsule: [], raw: [] };
+  try {
+    for (let i = -1; i < opts.iterations; i++) {
+      for (const t of i % 2 === 0 ? [target, raw] : [raw, target]) {
+        checkStop();
+        if (t === target && i >= 0) await waitHot();
+        const { sample, sandbox } = await attemptFirst(t, `snapshot-${t.name}-${i < 0 ? "warmup" : i}`, t === target ? token : undefined);
+        await destroy(sandbox, sample.label);
+        await t.settle();
+        if (i < 0) {
+          if (!sample.ok) throw new Error(`snapshot mode's warm-up on ${TARGET_LABEL[t.name]} failed: ${sample.error}`);
+          continue;
+        }
+        report(t, "snapshot", sample);
+        out[t.name].push(sample);
+      }
+    }
+  } finally {
+    await client.snapshots.delete({ snapshotId }).catch((err: unknown) => warn(`deleting the bench's snapshot: ${message(err)}`));
   }
   return out;
 }
@@ -550,6 +619,7 @@ function printTable(modes: Partial<Record<Mode, ModeResult>>, pool: string): voi
   const widths = [11, 10, 4, 8, 7, 7, 7, 7, 7, 11];
   const line = (cells: string[]) => console.log(cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
   console.log(`TTI in ms: create -> identity probe -> \`${SECOND_COMMAND}\` result; median/p95/p99 drop the fastest and slowest ${TRIM * 100}%, max does not; Capsule ${pool}`);
+  if (modes.snapshot) console.log(`snapshot row: create from a snapshot booted before -> its first command's result (raw runsc: run + one exec of the base image)`);
   line(cols);
   for (const mode of MODES) {
     const r = modes[mode];
@@ -621,7 +691,8 @@ async function main(): Promise<void> {
     const url = server.url;
     fill = await poolFill(url, key);
     const quiet = () => waitForPool(url, key, fill);
-    const targets = [capsuleTarget(new Capsule({ apiUrl: url, apiKey: key }), server), rawTarget(raw)];
+    const capsule = new Capsule({ apiUrl: url, apiKey: key });
+    const targets = [capsuleTarget(capsule, server), rawTarget(raw)];
 
     log("warm-up: one untimed iteration each (page cache, the server's first requests)");
     for (const target of targets) {
@@ -644,6 +715,14 @@ async function main(): Promise<void> {
         log(`sequential: ${opts.iterations} iterations, Capsule and raw runsc interleaved${opts.paceMs ? `, ${opts.paceMs} ms apart` : ""}`);
         const before = await poolGauges(url, key);
         modes.sequential = { ...modeResult(await sequential(targets, quiet)), ...poolDelta(before, await poolGauges(url, key)) };
+        continue;
+      }
+      if (mode === "snapshot") {
+        log(`snapshot: ${opts.iterations} creates from a snapshot booted before, each after its warm VM is ready, raw runsc interleaved`);
+        const before = await poolGauges(url, key);
+        // The default kind's warm VMs plus the snapshot's one (hotSize 1 unless configured).
+        const waitHot = () => waitForPool(url, key, fill > 0 ? fill + 1 : 0);
+        modes.snapshot = { ...modeResult(await snapshotMode(capsule, server, targets[1]!, waitHot)), ...poolDelta(before, await poolGauges(url, key)) };
         continue;
       }
       const [count, interval]: [number, number] = mode === "staggered" ? [opts.iterations, opts.staggerMs] : [opts.burst, 0];
