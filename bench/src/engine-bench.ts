@@ -187,6 +187,7 @@ async function main(): Promise<void> {
 
     log("snapshot, and create from snapshot");
     const snapMs: Record<string, number> = {};
+    const snapPhases: Record<string, Record<string, number>> = {};
     let snapId = "";
     for (const mb of [10, 400]) {
       const vm = await engine.createVm();
@@ -194,10 +195,12 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const s = await engine.snapshotVm(vm.id);
       snapMs[`${mb}MB`] = performance.now() - t0;
+      snapPhases[`${mb}MB`] = engine.capturePhases(vm.id) ?? {};
       if (mb === 10) snapId = s.id;
       await engine.deleteVm(vm.id, { wait: true });
     }
     out.snapshotMs = snapMs;
+    out.snapshotPhasesMs = snapPhases;
     const fromSnap: number[] = [];
     const rawCreate2: number[] = [];
     for (let i = 0; i < SAMPLES; i++) {
@@ -265,6 +268,10 @@ async function main(): Promise<void> {
   row("API exec-await `true`", api.execAwaitTrueMs!, o.execTrueMs!.capsule);
   console.log("  (API rows: ratio is API vs the engine called in-process)");
   console.log(`snapshot 10 MB / 400 MB written      ${f(o.snapshotMs!["10MB"]!)} ms / ${f(o.snapshotMs!["400MB"]!)} ms`);
+  // resume runs beside flush, rename and record, so the phases add up to more than the total.
+  for (const [size, ph] of Object.entries(o.snapshotPhasesMs as unknown as Record<string, Record<string, number>>)) {
+    console.log(`  phases ${size.padEnd(27)} ${Object.entries(ph).map(([k, v]) => `${k} ${f(v)}`).join(", ")}`);
+  }
   console.log(`files 100 MB                         write ${f(o.files100MB!.writeMBps!)} MB/s, read ${f(o.files100MB!.readMBps!)} MB/s`);
   const m = o.idleVmPssMiB as unknown as Stat & { total: number };
   console.log(`idle VM memory (PSS, ${IDLE_VMS} VMs)         p50 ${f(m.p50)} MiB, total ${f(m.total)} MiB`);

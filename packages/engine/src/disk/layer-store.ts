@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import { newId } from "../ids.js";
 import type { Paths } from "../paths.js";
+import type { PhaseTimer } from "../phase-timer.js";
 import type { Records } from "../state/records.js";
 import { listDir } from "../state/store.js";
 import { PARTIAL_SUFFIX, copyLayer, removeTree, sealLayer } from "./layers.js";
@@ -43,9 +44,9 @@ export class LayerStore {
   }
 
   /** Makes the copied layer `id` durable and gives it its name. Resolves with its size in bytes. */
-  async seal(id: string): Promise<number> {
+  async seal(id: string, timer?: PhaseTimer): Promise<number> {
     try {
-      return await sealLayer(this.paths.layer(id));
+      return await sealLayer(this.paths.layer(id), timer);
     } catch (err) {
       await this.discard(id);
       throw err;

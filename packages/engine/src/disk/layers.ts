@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { run } from "../host/run.js";
+import type { PhaseTimer } from "../phase-timer.js";
 import { fsyncDir } from "../state/store.js";
 
 /** The suffix of a layer still being copied; such a directory is never a usable layer. */
@@ -22,14 +23,16 @@ export async function copyLayer(upperDir: string, layerDir: string): Promise<voi
  * Step two, with the VM running again: makes the copy durable, then gives it its final name.
  * `sync --file-system` flushes every file and directory of the copy (one syncfs, not one fsync
  * per file), then the rename is fsynced too. A record that names the layer is written only after
- * this resolves. Resolves with the layer's size in bytes.
+ * this resolves. Resolves with the layer's size in bytes, measured beside the flush.
  */
-export async function sealLayer(layerDir: string): Promise<number> {
+export async function sealLayer(layerDir: string, timer?: PhaseTimer): Promise<number> {
   const tmp = `${layerDir}${PARTIAL_SUFFIX}`;
-  await run("sync", ["--file-system", "--", tmp], { timeoutMs: 10 * 60_000 });
+  const [, size] = await Promise.all([run("sync", ["--file-system", "--", tmp], { timeoutMs: 10 * 60_000 }), diskUsageBytes(tmp)]);
+  timer?.end("flush");
   await fs.rename(tmp, layerDir);
   await fsyncDir(path.dirname(layerDir));
-  return diskUsageBytes(layerDir);
+  timer?.end("rename");
+  return size;
 }
 
 export async function diskUsageBytes(dir: string): Promise<number> {
