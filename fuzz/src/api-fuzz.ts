@@ -44,7 +44,13 @@ interface Operation {
 }
 
 /** Routes whose success on the caller's own resources would destroy, stop or create something. */
-const GUARDED = /^(DELETE \/v1\/vms\/\{vm_id\}|POST \/v1\/vms\/\{vm_id\}\/(start|stop|suspend|kill|await|optimize|snapshot|fork)|DELETE \/v1\/vms\/snapshots|PATCH \/v1\/vms\/snapshots|POST \/v1\/vms$)/;
+const GUARDED = new RegExp(
+  [
+    /^(DELETE \/v1\/vms\/\{vm_id\}|POST \/v1\/vms\/\{vm_id\}\/(start|stop|suspend|kill|await|optimize|snapshot|fork)|DELETE \/v1\/vms\/snapshots|PATCH \/v1\/vms\/snapshots|POST \/v1\/vms$)/.source,
+    // The same on /v5, and its file removal (a fuzzed path could be `/`).
+    /^(DELETE \/v5\/vms\/\{vm_id\}(\/fs\/remove)?$|POST \/v5\/vms\/\{vm_id\}\/(start|snapshot)$|(DELETE|PATCH) \/v5\/snapshots\/|POST \/v5\/vms$)/.source,
+  ].join("|"),
+);
 
 const WEIRD: unknown[] = ["", "x", -1, 0, 1.5, 1e308, -0, true, false, null, [], {}, [1, "a"], { a: { b: {} } }, "\u0000", "\ud800", "💥", "../../etc/passwd", "%2e%2e%2f", "<script>", "'; DROP TABLE vms; --", 2 ** 53, "1e999"];
 
@@ -251,11 +257,12 @@ export async function apiFuzz(srv: ServerProc, opts: { requests: number; seed: n
     } else if (op.body || rng.chance(0.1)) {
       let value: unknown = gen(op.body);
       if (rng.chance(0.6)) value = mutateValue(value);
-      if (route === "POST /v1/vms" && who !== "anon") {
+      const creates = route === "POST /v1/vms" || route === "POST /v5/vms";
+      if (creates && who !== "anon") {
         // Never a valid creation: a wrong type in a field the server must check.
         value = value && typeof value === "object" && !Array.isArray(value) ? { ...value, idleTimeoutSeconds: rng.pick(["soon", -5, 1.5, {}, [], 1e12]) } : value;
       }
-      if (route === "POST /v1/vms/{vm_id}/exec-await" && guardedOwn && value && typeof value === "object" && !Array.isArray(value)) {
+      if ((route === "POST /v1/vms/{vm_id}/exec-await" || route === "POST /v5/vms/{vm_id}/exec-await") && guardedOwn && value && typeof value === "object" && !Array.isArray(value)) {
         const v = value as Record<string, unknown>;
         if (typeof v.command === "string" && rng.chance(0.7)) v.command = rng.pick(["echo hi", "true", "cat /tmp/fuzz-secret.txt", "ls /tmp", "exit 7", "id -u"]);
         if (v.timeoutMs === undefined || typeof v.timeoutMs === "number") v.timeoutMs = 1 + rng.int(5000);
@@ -270,10 +277,10 @@ export async function apiFuzz(srv: ServerProc, opts: { requests: number; seed: n
       body = text;
       headers["content-type"] = rng.chance(0.85) ? "application/json" : rng.pick(["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=latin1", ""]);
       // Invalid UTF-8 (decoded as U+FFFD, so on POST /v1/vms it also carries a field that must fail).
-      if (m === 4) body = Buffer.concat([Buffer.from(`{${route === "POST /v1/vms" ? '"idleTimeoutSeconds":"soon",' : ""}"name":"`), Buffer.from([0xff, 0xfe, 0xc0, 0x80]), Buffer.from('"}')]);
+      if (m === 4) body = Buffer.concat([Buffer.from(`{${creates ? '"idleTimeoutSeconds":"soon",' : ""}"name":"`), Buffer.from([0xff, 0xfe, 0xc0, 0x80]), Buffer.from('"}')]);
       // Large (12 MiB, within the 64 MiB limit) and, rarely, over the limit; on POST /v1/vms with a
       // field that must fail, so neither creates a VM.
-      if (m === 5 && rng.chance(0.2)) body = `{${route === "POST /v1/vms" ? '"idleTimeoutSeconds":"soon",' : ""}"content":"${rng.chance(0.1) ? oversize() : "o".repeat(12 << 20)}"}`;
+      if (m === 5 && rng.chance(0.2)) body = `{${creates ? '"idleTimeoutSeconds":"soon",' : ""}"content":"${rng.chance(0.1) ? oversize() : "o".repeat(12 << 20)}"}`;
     }
     if (headers["content-type"] === "") delete headers["content-type"];
     sent.body = body;

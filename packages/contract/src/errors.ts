@@ -34,7 +34,7 @@ export const API_ERRORS = {
   BAD_REQUEST: { status: 400, retryable: false, description: "The request is invalid. With status 501: a Freestyle feature Capsule does not have (`unsupported: true`). With 426: a WebSocket route called without an upgrade. With 431 or 400: a request Node's HTTP parser refuses (headers over 16 KiB, malformed)." },
   VALIDATION_ERROR: { status: 400, retryable: false, description: "A field, header or query parameter failed validation (413: a body over the size limit)." },
   CREATE_VM_BAD_REQUEST: { status: 400, retryable: false, description: "`POST /v1/vms` with invalid options, an unknown base image or a feature Capsule lacks (413: a body over the limit)." },
-  FILES_BAD_REQUEST: { status: 400, retryable: false, description: "A file call with a bad path (relative, `..`, a directory where a file is expected), or one the guest refuses (`agentCode`); 413: a body over the limit." },
+  FILES_BAD_REQUEST: { status: 400, retryable: false, description: "A file call with a bad path (relative, `..`, a directory where a file is expected) or a bad `Range`, a v5 write whose body does not match its `sha256` (`reason` SHA256_MISMATCH; nothing is written), or one the guest refuses (`agentCode`); 413: a body over the limit." },
   INVALID_SESSION_ID: { status: 400, retryable: false, description: "A PTY session id that does not match `[a-zA-Z0-9._-]{1,64}`, or one chosen by the client." },
   VM_NOT_RUNNING: { status: 400, retryable: false, description: "The VM is stopped (by its owner or by the server) and the call needs it running." },
   SESSION_USER_MISMATCH: { status: 403, retryable: false, description: "The PTY session was opened as a different Linux user than the request's." },

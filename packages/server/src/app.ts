@@ -16,12 +16,15 @@ import { ROUTES } from "./routes/index.js";
 import { CONSOLE_HEADER, readCookie, SESSION_COOKIE } from "./console/auth.js";
 import { isConsolePath } from "./console/routes.js";
 import { RAW_FILES_PATH } from "./routes/vm-files-raw.js";
+import { V5_ROUTES, V5_WRITE_PATH, v5BadRequestCode } from "./routes/v5/index.js";
 
 /** Routes anyone may call: health checks and the API description. */
 const PUBLIC_PATHS = new Set(["/healthz", "/openapi.json"]);
 
 /** The route's own code for invalid input, so the client throws the matching typed error. */
 export function badRequestCode(method: string, path: string): ApiErrorCode {
+  const v5 = v5BadRequestCode(method, path);
+  if (v5) return v5;
   if (method === "POST" && path.replace(/\/+$/, "") === "/v1/vms") return "CREATE_VM_BAD_REQUEST";
   if (/^\/v1\/vms\/[^/]+\/files\//.test(path)) return "FILES_BAD_REQUEST";
   return "VALIDATION_ERROR";
@@ -85,9 +88,9 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
 
   const tooLarge = (c: Context) => renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `request body over the limit of ${deps.limits.maxBodyBytes} bytes`, 413));
   const limitBody = bodyLimit({ maxSize: deps.limits.maxBodyBytes, onError: tooLarge });
-  // Raw file uploads stream to the guest: the VM's disk is their only limit.
+  // Raw file uploads (v1 files-raw, v5 fs/write) stream to the guest: the VM's disk is their only limit.
   app.use("*", async (c, next) => {
-    if (RAW_FILES_PATH.test(c.req.path)) return next();
+    if (RAW_FILES_PATH.test(c.req.path) || V5_WRITE_PATH.test(c.req.path)) return next();
     // What bodyLimit decides from a Content-Length, decided without it: bodyLimit looks at the
     // body first, which makes @hono/node-server build a web Request and stream for every call.
     const length = c.req.header("content-length");
@@ -98,6 +101,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
   });
 
   for (const register of ROUTES) register(app, deps);
+  for (const register of V5_ROUTES) register(app, deps);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

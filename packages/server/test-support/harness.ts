@@ -40,7 +40,16 @@ export interface TestServer {
  * down. `skip()` gives the reason when the host cannot run sandboxes.
  */
 export function useServer(
-  opts: { defaultIdleTimeoutSeconds?: number | null; idleCheckMs?: number; allowedHostPorts?: () => number[]; quotas?: StartOptions["quotas"]; admission?: StartOptions["admission"]; pool?: StartOptions["pool"] } = {},
+  opts: {
+    defaultIdleTimeoutSeconds?: number | null;
+    idleCheckMs?: number;
+    allowedHostPorts?: () => number[];
+    quotas?: StartOptions["quotas"];
+    admission?: StartOptions["admission"];
+    pool?: StartOptions["pool"];
+    /** The server's egress (default none, see testServerOptions). */
+    egress?: StartOptions["egress"];
+  } = {},
 ): { get: () => TestServer; skip: () => string | false } {
   let current: TestServer | undefined;
   let gap: string | undefined;
@@ -59,6 +68,7 @@ export function useServer(
         ...(opts.quotas ? { quotas: opts.quotas } : {}),
         ...(opts.admission ? { admission: opts.admission } : {}),
         ...(opts.pool ? { pool: opts.pool } : {}),
+        ...(opts.egress ? { egress: opts.egress } : {}),
       }),
     );
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };

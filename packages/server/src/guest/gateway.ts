@@ -139,6 +139,15 @@ export class VmGuest {
   list(path: string, opts: Parameters<GuestOps["list"]>[2]): ReturnType<GuestOps["list"]> {
     return this.ops.list(this.vmId, path, opts);
   }
+  exists(path: string, opts: Parameters<GuestOps["exists"]>[2]): ReturnType<GuestOps["exists"]> {
+    return this.ops.exists(this.vmId, path, opts);
+  }
+  mkdir(path: string, opts: Parameters<GuestOps["mkdir"]>[2]): ReturnType<GuestOps["mkdir"]> {
+    return this.ops.mkdir(this.vmId, path, opts);
+  }
+  remove(path: string, opts: Parameters<GuestOps["remove"]>[2]): ReturnType<GuestOps["remove"]> {
+    return this.ops.remove(this.vmId, path, opts);
+  }
   readFile(path: string, opts: Parameters<GuestOps["readFile"]>[2]): ReturnType<GuestOps["readFile"]> {
     return this.ops.readFile(this.vmId, path, opts);
   }

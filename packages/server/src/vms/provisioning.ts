@@ -60,7 +60,13 @@ export class Provisioning {
 
   // ---------------------------------------------------------------- VMs
 
-  async create(account: Account, body: CreateVmRequest): Promise<{ id: string; domains: string[]; consoleUrl: null; snapshotId: string | null }> {
+  /**
+   * `egress` (the v5 API's firewall, mapped) may only narrow the server's own setting: a server run
+   * with `--egress none` gives no VM the internet.
+   */
+  async create(account: Account, body: CreateVmRequest, opts: { egress?: ProvisioningOptions["egress"] } = {}): Promise<{ id: string; domains: string[]; consoleUrl: null; snapshotId: string | null }> {
+    const egress = opts.egress ?? this.opts.egress;
+    if (egress === "internet" && this.opts.egress === "none") throw new ApiError("CREATE_VM_BAD_REQUEST", "this server gives VMs no network access (it runs with --egress none): create the VM with `firewall: {rules: []}`");
     for (const f of UNSUPPORTED_CREATE_FIELDS) {
       if (body[f] !== undefined && body[f] !== null) throw new ApiError("CREATE_VM_BAD_REQUEST", `${f} is not supported by Capsule; remove it from the request`);
     }
@@ -70,7 +76,7 @@ export class Provisioning {
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
     const limits = sizingToLimits({ ...body, ...stripNullish(body.template) });
     const full = this.quotas.fullLimits(limits);
-    const kind: PoolKind = { ...(snapshotId !== undefined ? { snapshotId } : {}), limits: full, egress: this.opts.egress };
+    const kind: PoolKind = { ...(snapshotId !== undefined ? { snapshotId } : {}), limits: full, egress };
     // A warm VM of this kind, if the pool has one: it already runs and counts on the host, so only
     // the account's caps are checked for it.
     let warm = this.pool?.take(kind);
@@ -96,7 +102,7 @@ export class Provisioning {
         ...(snapshotId !== undefined ? { snapshotId } : {}),
         ...(body.name ? { name: body.name } : {}),
         limits,
-        egress: this.opts.egress,
+        egress,
         owner,
       });
     } catch (err) {

@@ -1,0 +1,183 @@
+/**
+ * The `/v5` API driven by the official `freestyle@0.2.17` client (`new Freestyle({ baseUrl })`),
+ * on real sandboxes: create with a firewall, exec (root, the default uid-1000 user, linuxUser,
+ * env, stdin, timeout), files (1 KB and 5 MB round trips with equal sha256, Range, mode, dir,
+ * mkdir, exists, stat, remove), a disk snapshot and a VM booted from it, delete; and bad input
+ * answered `{code, message}` with codes the client passes on.
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { describe, it } from "node:test";
+import { Freestyle, FreestyleApiError } from "freestyle";
+import { useServer } from "@capsule/server/test-support";
+
+const INTERNET = { rules: [{ action: "allow" as const, source: {}, destination: { public: true as const } }] };
+const NOTHING = { rules: [] };
+
+function client(url: string, apiKey: string): Freestyle {
+  return new Freestyle({ baseUrl: url, apiKey });
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/** Rejects with the client's FreestyleApiError carrying this status and code. */
+async function rejectsApi(p: Promise<unknown>, status: number, code: string): Promise<FreestyleApiError> {
+  const err = await p.then(
+    () => assert.fail(`expected ${status} ${code}, got success`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof FreestyleApiError, `a FreestyleApiError, got ${String(err)}`);
+  assert.equal(err.status, status, err.message);
+  assert.equal(err.code, code, err.message);
+  assert.ok(err.message.length > 5);
+  return err;
+}
+
+describe("official client 0.2.17 on /v5", () => {
+  const t = useServer({ egress: "internet" });
+
+  it("create with a firewall, exec, files, snapshot and boot from it, delete", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, server } = t.get();
+    const fs = client(url, keyA);
+
+    const { vm, vmId, data, firewallRules, tlsRules } = await fs.vms.create({ firewall: INTERNET, displayName: "builder" });
+    let copyId: string | undefined;
+    try {
+      assert.equal(data.state, "running");
+      assert.equal(data.displayName, "builder");
+      assert.ok(data.resources.memory > 0 && data.resources.cpu > 0);
+      assert.deepEqual(tlsRules, []);
+      assert.equal(firewallRules.length, 1);
+      assert.deepEqual(firewallRules[0]?.destination, { public: true });
+      assert.equal((await server.engine.getVm(vmId)).egress, "internet");
+      assert.equal((await fs.vms.get(vmId)).id, vmId);
+      const listed = await fs.vms.list({ state: "running" });
+      assert.ok(listed.vms.some((v) => v.id === vmId) && listed.runningCount >= 1);
+
+      // exec: root by default while the image has no uid-1000 account, then that account.
+      const hi = await vm.exec("echo hi && echo oops >&2 && id -un");
+      assert.deepEqual([hi.stdout, hi.stderr, hi.statusCode], ["hi\nroot\n", "oops\n", 0]);
+      assert.equal((await vm.exec("exit 3")).statusCode, 3);
+      assert.equal((await vm.exec("useradd -m -u 1000 -s /bin/bash claude")).statusCode, 0);
+      assert.equal((await vm.exec("id -un")).stdout, "claude\n", "the default user is the uid-1000 account");
+      assert.equal((await vm.linuxUser("root").exec("id -u")).stdout, "0\n");
+      assert.equal((await vm.linuxUser("claude").exec({ command: "id -un; pwd", timeoutMs: 10_000 })).stdout?.split("\n")[0], "claude");
+      const piped = await vm.exec({ command: "cat; echo \" $FOO\"", env: { FOO: "bar" }, stdin: Buffer.from("hello stdin").toString("base64"), linuxUser: "root" });
+      assert.equal(piped.stdout, "hello stdin bar\n");
+      const slept = await vm.exec({ command: "sleep 5", timeoutMs: 500 });
+      assert.equal(slept.statusCode, null, "a timeout is 200 with statusCode null");
+      await rejectsApi(vm.linuxUser("nobody2").exec("id"), 404, "USER_NOT_FOUND");
+
+      // files: raw bytes, sha256, decimal mode, Range, and the REST calls.
+      const small = randomBytes(1024);
+      const big = randomBytes(5 * 1024 * 1024 + 123);
+      await vm.fs.writeFile("/root/small.bin", small);
+      await vm.fs.writeFile("/root/deep/dir/big.bin", big, { mode: 0o755 });
+      assert.equal(sha256(await vm.fs.readFile("/root/small.bin")), sha256(small));
+      assert.equal(sha256(await vm.fs.readFile("/root/deep/dir/big.bin")), sha256(big));
+      assert.equal((await vm.linuxUser("root").exec("sha256sum /root/deep/dir/big.bin")).stdout?.split(" ")[0], sha256(big), "the guest has the same bytes");
+      assert.deepEqual(Buffer.from(await vm.fs.readFile("/root/deep/dir/big.bin", { offset: 1_000_000, length: 4096 })), big.subarray(1_000_000, 1_004_096));
+      assert.deepEqual(Buffer.from(await vm.fs.readFile("/root/small.bin", { offset: 1000 })), small.subarray(1000));
+      const st = await vm.fs.stat("/root/deep/dir/big.bin");
+      assert.deepEqual([st.size, st.isFile, st.isDirectory, st.permissions, st.owner, st.group], [big.length, true, false, "0755", "root", "root"]);
+      assert.equal((await vm.fs.stat("/root/small.bin")).permissions, "0600", "a new file without a mode is 0o600");
+      await vm.fs.writeTextFile("/root/small.bin", "rewritten");
+      assert.equal(await vm.fs.readTextFile("/root/small.bin"), "rewritten");
+      assert.equal((await vm.fs.stat("/root/small.bin")).permissions, "0600", "a rewrite keeps the mode");
+      await vm.fs.mkdir("/root/made/a/b");
+      assert.equal(await vm.fs.exists("/root/made/a/b"), true);
+      assert.deepEqual(await vm.fs.readDir("/root/made"), [{ name: "a", kind: "directory" }]);
+      await vm.fs.remove("/root/made");
+      assert.equal(await vm.fs.exists("/root/made"), false);
+      await rejectsApi(vm.fs.readFile("/root/missing"), 404, "FILE_NOT_FOUND");
+
+      // a disk snapshot, and a VM with no network booted from it.
+      const { snapshotId, snapshot } = await vm.snapshot({ displayName: "with claude" });
+      assert.equal(snapshot.id, snapshotId);
+      assert.equal((snapshot as unknown as { contents: string }).contents, "disk");
+      assert.equal((await fs.vms.snapshots.get(snapshotId)).displayName, "with claude");
+      assert.deepEqual(
+        (await fs.vms.snapshots.list({ sourceVmId: vmId })).snapshots.map((s) => s.id),
+        [snapshotId],
+      );
+      const booted = await fs.vms.create({ snapshotId, firewall: NOTHING, idleTimeoutSeconds: -1 });
+      copyId = booted.vmId;
+      assert.deepEqual(booted.firewallRules, []);
+      assert.equal((await server.engine.getVm(copyId)).egress, "none");
+      assert.equal(booted.data.snapshotId, snapshotId);
+      assert.equal(booted.data.idleTimeoutSeconds, null);
+      assert.equal(sha256(await booted.vm.fs.readFile("/root/deep/dir/big.bin")), sha256(big));
+      assert.equal((await booted.vm.exec("id -un")).stdout, "claude\n");
+      await fs.vms.snapshots.delete(snapshotId);
+      await rejectsApi(fs.vms.snapshots.get(snapshotId), 404, "SNAPSHOT_NOT_FOUND");
+      assert.equal((await booted.vm.exec("true")).statusCode, 0, "a VM outlives the snapshot it booted from");
+    } finally {
+      await vm.delete();
+      if (copyId) await fs.vms.delete(copyId);
+    }
+    await rejectsApi(fs.vms.get(vmId), 404, "VM_NOT_FOUND");
+    await rejectsApi(vm.exec("true"), 404, "VM_NOT_FOUND");
+  });
+
+  it("bad input answers {code, message} with the status and code the client passes on", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB } = t.get();
+    const fs = client(url, keyA);
+    // Finer rules than "nothing" or "the public internet" are refused, not widened or ignored.
+    const https = { rules: [{ action: "allow" as const, source: {}, destination: { public: true as const, port: 443, protocol: "tcp" as const } }] };
+    const refused = await rejectsApi(fs.vms.create({ firewall: https }), 501, "BAD_REQUEST");
+    assert.match(refused.message, /per-VM firewall rules are not supported/);
+    await rejectsApi(fs.vms.create({ firewall: NOTHING, slug: "my-vm" }), 501, "BAD_REQUEST");
+    const raw = (path: string, init: RequestInit) => fs.fetch(path, init).then(async (r) => ({ status: r.status, body: (await r.json()) as { code: string; message: string } }));
+    const noFirewall = await raw("/v5/vms", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    assert.equal(noFirewall.status, 400);
+    assert.equal(noFirewall.body.code, "CREATE_VM_BAD_REQUEST");
+    assert.match(noFirewall.body.message, /firewall/);
+    await rejectsApi(client(url, "cap_wrong").vms.list(), 401, "UNAUTHORIZED");
+
+    const { vm, vmId } = await fs.vms.create({ firewall: NOTHING });
+    try {
+      await rejectsApi(client(url, keyB).vms.get(vmId), 404, "VM_NOT_FOUND");
+      await rejectsApi(client(url, keyB).vms.ref(vmId).exec("true"), 404, "VM_NOT_FOUND");
+      await rejectsApi(vm.exec({ command: "env", env: { "BAD-NAME": "x" } }), 400, "VALIDATION_ERROR");
+      await rejectsApi(vm.exec({ command: "cat", stdin: "not base64!" }), 400, "VALIDATION_ERROR");
+      await rejectsApi(vm.fs.readFile("relative.txt"), 400, "FILES_BAD_REQUEST");
+      await rejectsApi(vm.fs.readFile("/root/../etc/passwd"), 400, "FILES_BAD_REQUEST");
+      await rejectsApi(vm.fs.readFile("/etc/hostname", { offset: 1_000_000 }), 416, "FILES_BAD_REQUEST");
+      await rejectsApi(vm.fs.readFile("/root"), 400, "FILES_BAD_REQUEST");
+      await rejectsApi(vm.pause(), 501, "BAD_REQUEST");
+
+      // A body that does not match its sha256 writes nothing.
+      await vm.fs.writeTextFile("/root/kept.txt", "old");
+      const wrong = await raw(`/v5/vms/${vmId}/fs/write?path=%2Froot%2Fkept.txt&sha256=${"0".repeat(64)}`, { method: "PUT", headers: { "content-type": "application/octet-stream" }, body: "new bytes" });
+      assert.equal(wrong.status, 400);
+      assert.equal(wrong.body.code, "FILES_BAD_REQUEST");
+      assert.match(wrong.body.message, /sha256/);
+      assert.equal(await vm.fs.readTextFile("/root/kept.txt"), "old");
+      assert.equal((await vm.exec("ls -a /root | grep -c capsule-write || true")).stdout, "0\n", "no temp file is left behind");
+      const octal = await raw(`/v5/vms/${vmId}/fs/write?path=%2Froot%2Fm.txt&mode=0o755`, { method: "PUT", body: "x" });
+      assert.equal(octal.status, 400);
+      assert.equal(octal.body.code, "FILES_BAD_REQUEST");
+    } finally {
+      await vm.delete();
+    }
+  });
+});
+
+describe("official client 0.2.17 on a server without egress", () => {
+  const t = useServer();
+
+  it("a firewall that allows the internet is refused, one that allows nothing is served", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const fs = client(t.get().url, t.get().keyA);
+    const err = await rejectsApi(fs.vms.create({ firewall: INTERNET }), 400, "CREATE_VM_BAD_REQUEST");
+    assert.match(err.message, /no network access/);
+    const { vm } = await fs.vms.create({ firewall: NOTHING });
+    try {
+      assert.equal((await vm.exec("echo ok")).stdout, "ok\n");
+    } finally {
+      await vm.delete();
+    }
+  });
+});

@@ -1,0 +1,293 @@
+/**
+ * The `/v5` HTTP API: the routes the official `freestyle@0.2.x` client calls (wire contract:
+ * docs of that client, captured in ../shared/spec/freestyle-0.2-wire.md). Request and response
+ * schemas (zod v4) and their types; the server validates with them and documents them in its
+ * OpenAPI document under `V5…` component names. Errors are the one registry's
+ * (`@capsule/contract/errors`): 0.2.x reads `code` and `message` only.
+ *
+ * What Capsule does not have yet is accepted by the schema and refused by the server with a
+ * coded 501, never silently ignored (slugs, metadata, TTLs, VPCs, TLS rules, per-VM firewall
+ * rules finer than "nothing" or "the public internet").
+ * @module
+ */
+import { z } from "zod";
+import { MAX_IDLE_TIMEOUT_SECONDS } from "../schemas.js";
+
+/** The longest exec `timeoutMs` (0.2's "up to 86400000 with native-agent support"). */
+export const MAX_EXEC_TIMEOUT_MS = 24 * 3600 * 1000;
+/** The exec timeout when the request has none (0.2 documents 30 s). */
+export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
+/** Largest decoded `stdin` of an exec (0.2: "up to 1 MiB decoded"). */
+export const MAX_EXEC_STDIN_BYTES = 1024 * 1024;
+/** Rules in one create's firewall block. */
+export const MAX_FIREWALL_RULES = 64;
+/** A rule's `description`, as the client's own validator allows. */
+export const MAX_FIREWALL_DESCRIPTION = 256;
+
+const LinuxName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}\$?$/, "must be a Linux user name");
+/** 0.2 sends `-1` (or nothing) for "never"; `null` is taken to mean the same. */
+const Seconds = z.number().int().min(-1).nullish();
+
+// ---------------------------------------------------------------- firewall
+
+export const FirewallEndpoint = z
+  .strictObject({
+    vmId: z.string().min(1).optional(),
+    vpcId: z.string().min(1).optional(),
+    tunnelId: z.string().min(1).optional(),
+    cidr: z.string().min(1).optional(),
+    public: z.literal(true).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    protocol: z.enum(["tcp", "udp", "icmp"]).optional(),
+  })
+  .meta({ id: "V5FirewallEndpoint", description: "One end of a rule. An end with no identity (no vmId, vpcId, tunnelId, cidr or public) is the VM being created." });
+export type FirewallEndpoint = z.infer<typeof FirewallEndpoint>;
+
+/** True when the endpoint names a party (anything but "the VM being created"). */
+export function hasIdentity(e: FirewallEndpoint): boolean {
+  return e.vmId !== undefined || e.vpcId !== undefined || e.tunnelId !== undefined || e.cidr !== undefined || e.public === true;
+}
+
+export const InlineFirewallRule = z
+  .strictObject({
+    action: z.literal("allow"),
+    source: FirewallEndpoint,
+    destination: FirewallEndpoint,
+    description: z.string().max(MAX_FIREWALL_DESCRIPTION).optional(),
+  })
+  .refine((r) => hasIdentity(r.source) !== hasIdentity(r.destination), "exactly one end of a rule must be the VM being created (an end with no vmId, vpcId, tunnelId, cidr or public)")
+  .meta({ id: "V5InlineFirewallRule" });
+export type InlineFirewallRule = z.infer<typeof InlineFirewallRule>;
+
+export const FirewallSpec = z
+  .strictObject({ rules: z.array(InlineFirewallRule).max(MAX_FIREWALL_RULES) })
+  .meta({
+    id: "V5FirewallSpec",
+    description:
+      "Required on create: a VM gets nothing implicitly. Capsule serves two rule sets today: `{rules: []}` (no network) and one rule `{action: \"allow\", source: {}, destination: {public: true}}` (outbound to public IPv4 addresses). Any other rule set answers 501 BAD_REQUEST (`unsupported: true`, `reason: FIREWALL_RULES`).",
+  });
+export type FirewallSpec = z.infer<typeof FirewallSpec>;
+
+export const FirewallRuleData = z
+  .object({
+    id: z.string(),
+    action: z.literal("allow"),
+    source: FirewallEndpoint,
+    destination: FirewallEndpoint,
+    description: z.string().nullable().optional(),
+    dependencies: z.array(z.object({ kind: z.string(), id: z.string() })),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: "V5FirewallRule" });
+export type FirewallRuleData = z.infer<typeof FirewallRuleData>;
+
+// ---------------------------------------------------------------- VMs
+
+export const V5_VM_STATES = ["starting", "running", "pausing", "paused", "stopped"] as const;
+export const VmState = z.enum(V5_VM_STATES).meta({ id: "V5VmState" });
+export type VmState = z.infer<typeof VmState>;
+
+/** `POST /v5/vms`. Unknown keys are dropped (0.2 sends the caller's object as given). */
+export const CreateVmRequest = z
+  .object({
+    firewall: FirewallSpec,
+    /** A Capsule snapshot id; absent or null: the base image. */
+    snapshotId: z.string().min(1).nullish(),
+    /** Kept as the VM's name. */
+    displayName: z.string().max(256).nullish(),
+    idleTimeoutSeconds: z
+      .number()
+      .int()
+      .min(-1)
+      .max(MAX_IDLE_TIMEOUT_SECONDS)
+      .refine((n) => n !== 0, "must be -1 (never) or at least 1")
+      .nullish()
+      .meta({ description: "Stop the VM's processes after this many seconds without activity (it wakes on the next call). -1, null or absent: never." }),
+    // Accepted so the server can refuse them by name (501) instead of ignoring them.
+    slug: z.string().nullish(),
+    reassignSlug: z.boolean().optional(),
+    autoDeleteSeconds: Seconds,
+    ttlSeconds: Seconds,
+    maxRunSeconds: Seconds,
+    maxRunTotalSeconds: Seconds,
+    automaticRestart: z.boolean().optional(),
+    vpcs: z.array(z.unknown()).optional(),
+    networks: z.array(z.unknown()).optional(),
+    metadata: z.record(z.string(), z.string()).optional(),
+    placement: z.unknown().optional(),
+    tls: z.looseObject({ rules: z.array(z.unknown()) }).optional(),
+  })
+  .meta({ id: "V5CreateVmRequest" });
+export type CreateVmRequest = z.infer<typeof CreateVmRequest>;
+
+export const VmResources = z.object({ cpu: z.number(), memory: z.number().meta({ description: "MiB" }), storage: z.number().meta({ description: "MiB" }) });
+
+export const VmData = z
+  .object({
+    id: z.string(),
+    state: VmState,
+    slug: z.null(),
+    displayName: z.string().nullable(),
+    resources: VmResources,
+    snapshotId: z.string().nullable(),
+    idleTimeoutSeconds: z.number().nullable(),
+    metadata: z.record(z.string(), z.string()),
+    vpcs: z.array(z.unknown()).meta({ description: "Always empty in Capsule" }),
+    networks: z.array(z.unknown()).meta({ description: "Always empty in Capsule" }),
+    createdAt: z.string(),
+    /** Capsule keeps no update time: the creation time. */
+    updatedAt: z.string(),
+    /** Capsule extension: why start-up recovery stopped the VM (its guest misbehaved). */
+    lostReason: z.string().optional(),
+  })
+  .meta({ id: "V5VmData" });
+export type VmData = z.infer<typeof VmData>;
+
+export const CreateVmResponse = VmData.extend({ firewallRules: z.array(FirewallRuleData), tlsRules: z.array(z.unknown()).meta({ description: "Always empty in Capsule" }) }).meta({ id: "V5CreateVmResponse" });
+export type CreateVmResponse = z.infer<typeof CreateVmResponse>;
+
+export const ListVmsQuery = z.object({
+  state: VmState.optional(),
+  slug: z.string().optional(),
+  snapshotId: z.string().optional(),
+  metadata: z.string().optional(),
+  limit: z.coerce.number().int().min(0).max(10_000).optional(),
+  offset: z.coerce.number().int().min(0).optional(),
+});
+export type ListVmsQuery = z.infer<typeof ListVmsQuery>;
+
+export const VmList = z
+  .object({
+    vms: z.array(VmData),
+    totalCount: z.number(),
+    runningCount: z.number(),
+    startingCount: z.number(),
+    pausingCount: z.number(),
+    pausedCount: z.number(),
+    stoppedCount: z.number(),
+  })
+  .meta({ id: "V5VmList" });
+export type VmList = z.infer<typeof VmList>;
+
+// ---------------------------------------------------------------- exec
+
+/** A POSIX environment variable name. */
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a POSIX environment variable name");
+
+export const ExecRequest = z
+  .object({
+    command: z.string().min(1).max(1024 * 1024),
+    linuxUser: LinuxName.optional().meta({ description: "Run as this Linux user. Absent: the VM's uid-1000 account, or root when it has none." }),
+    timeoutMs: z.number().int().positive().max(MAX_EXEC_TIMEOUT_MS).optional().meta({ description: `Kill the command after this long; default ${DEFAULT_EXEC_TIMEOUT_MS}. A timeout answers 200 with statusCode null.` }),
+    env: z.record(EnvName, z.string().max(128 * 1024)).optional(),
+    stdin: z
+      .base64()
+      .max(Math.ceil(MAX_EXEC_STDIN_BYTES / 3) * 4)
+      .optional()
+      .meta({ description: `The command's stdin, base64 (at most ${MAX_EXEC_STDIN_BYTES} bytes decoded); absent: stdin is at EOF.` }),
+  })
+  .meta({ id: "V5ExecRequest" });
+export type ExecRequest = z.infer<typeof ExecRequest>;
+
+export const ExecResult = z
+  .object({
+    stdout: z.string().nullable(),
+    stderr: z.string().nullable(),
+    statusCode: z.number().nullable().meta({ description: "Exit status (128+n for signal n); null when the timeout killed the command." }),
+    truncated: z.boolean().optional(),
+  })
+  .meta({ id: "V5ExecResult" });
+export type ExecResult = z.infer<typeof ExecResult>;
+
+// ---------------------------------------------------------------- files
+
+export const PathQuery = z.object({ path: z.string().min(1).meta({ description: "Absolute path in the VM (no `..`, at most 4096 bytes)" }) });
+
+/** The largest permission bits a mode may carry (setuid, setgid, sticky, rwx×3). */
+const MAX_MODE = 0o7777;
+
+export const WriteFileQuery = PathQuery.extend({
+  mode: z
+    .string()
+    .regex(/^\d{1,4}$/, "must be a decimal number (0o755 is 493)")
+    .refine((m) => Number(m) <= MAX_MODE, `must be at most ${MAX_MODE} (0o7777)`)
+    .optional()
+    .meta({ description: "Permission bits as a DECIMAL number (493 = 0o755). Default: the file's current mode, or 0o600 for a new file." }),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex digits")
+    .optional()
+    .meta({ description: "SHA-256 of the body; on a mismatch nothing is written (400 FILES_BAD_REQUEST, reason SHA256_MISMATCH)." }),
+});
+export type WriteFileQuery = z.infer<typeof WriteFileQuery>;
+
+export const MkdirRequest = z.object({ path: z.string().min(1) }).meta({ id: "V5MkdirRequest" });
+
+export const DirEntry = z.object({ name: z.string(), kind: z.enum(["file", "directory", "symlink", "other"]) }).meta({ id: "V5DirEntry" });
+export const DirListing = z.object({ entries: z.array(DirEntry) }).meta({ id: "V5DirListing" });
+export type DirListing = z.infer<typeof DirListing>;
+
+export const PathExists = z.object({ exists: z.boolean() }).meta({ id: "V5PathExists" });
+
+export const FileStat = z
+  .object({
+    size: z.number(),
+    isFile: z.boolean(),
+    isDirectory: z.boolean(),
+    isSymlink: z.boolean(),
+    permissions: z.string().meta({ description: "Octal, e.g. `0644`" }),
+    owner: z.string().meta({ description: "User name, or the uid when /etc/passwd has none" }),
+    group: z.string().meta({ description: "Group name, or the gid when /etc/group has none" }),
+    modified: z.string().meta({ description: "ISO 8601" }),
+  })
+  .meta({ id: "V5FileStat" });
+export type FileStat = z.infer<typeof FileStat>;
+
+// ---------------------------------------------------------------- snapshots
+
+export const SnapshotRequest = z
+  .object({
+    /** Kept as the snapshot's name. */
+    displayName: z.string().max(256).nullish(),
+    slug: z.string().nullish(),
+    autoDeleteSeconds: Seconds,
+    ttlSeconds: Seconds,
+  })
+  .meta({ id: "V5SnapshotRequest" });
+export type SnapshotRequest = z.infer<typeof SnapshotRequest>;
+
+export const SnapshotData = z
+  .object({
+    id: z.string(),
+    sourceVmId: z.string().nullable(),
+    slug: z.null(),
+    displayName: z.string().nullable(),
+    accountId: z.string(),
+    public: z.literal(false),
+    autoDeleteSeconds: z.null(),
+    ttlSeconds: z.null(),
+    lastUsedAt: z.null(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    /** Capsule extension: what the snapshot holds. Always `disk`: memory is not captured yet. */
+    contents: z.literal("disk"),
+    /** Capsule extension: the bytes of the disk layer it added. */
+    sizeBytes: z.number(),
+  })
+  .meta({ id: "V5SnapshotData", description: "A disk snapshot. Freestyle's v5 snapshots hold memory and disk; Capsule's hold the disk only (`contents: \"disk\"`): a VM booted from one starts its processes afresh." });
+export type SnapshotData = z.infer<typeof SnapshotData>;
+
+export const SnapshotCreated = z.object({ snapshotId: z.string(), sourceVmId: z.string(), snapshot: SnapshotData }).meta({ id: "V5SnapshotCreated" });
+export type SnapshotCreated = z.infer<typeof SnapshotCreated>;
+
+export const ListSnapshotsQuery = z.object({
+  sourceVmId: z.string().optional(),
+  limit: z.coerce.number().int().min(0).max(10_000).optional(),
+  offset: z.coerce.number().int().min(0).optional(),
+});
+
+export const SnapshotList = z.object({ snapshots: z.array(SnapshotData), totalCount: z.number() }).meta({ id: "V5SnapshotList" });
+export type SnapshotList = z.infer<typeof SnapshotList>;
+
+export const PatchSnapshotRequest = SnapshotRequest.meta({ id: "V5PatchSnapshotRequest" });

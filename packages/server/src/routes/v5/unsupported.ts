@@ -1,0 +1,53 @@
+/**
+ * v5 calls Capsule does not serve yet answer at once with a known code (BAD_REQUEST, status 501,
+ * `unsupported: true`) naming the feature, instead of a 404 `no route`. VM-scoped ones check
+ * ownership first, so another account's VM is a 404.
+ * @module
+ */
+import type { Context } from "hono";
+import type { App, AppEnv, Deps } from "../../context.js";
+import { ApiError } from "../../errors.js";
+import { account } from "../common.js";
+
+const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
+  ["PATCH", "/v5/vms/:vm_id", "updating a VM (slugs, metadata, timeouts)"],
+  ["POST", "/v5/vms/:vm_id/pause", "pause (keeping memory)"],
+  ["POST", "/v5/vms/:vm_id/resize", "resizing a VM"],
+  ["*", "/v5/vms/:vm_id/fs/uploads", "chunked uploads (files over 8 MiB through the client)"],
+  ["*", "/v5/vms/:vm_id/fs/uploads/*", "chunked uploads (files over 8 MiB through the client)"],
+  ["*", "/v5/vms/:vm_id/pty", "v5 PTY sessions"],
+  ["*", "/v5/vms/:vm_id/pty/*", "v5 PTY sessions"],
+];
+
+const GLOBAL: Array<[path: string, feature: string]> = [
+  ["/v5/firewall/*", "per-VM firewall rules"],
+  ["/v5/identities/*", "identities and identity tokens"],
+  ["/v5/background-requests/*", "background requests"],
+  ["/v5/vpcs/*", "VPCs"],
+  ["/v5/vpc/*", "VPCs"],
+  ["/v5/tunnels/*", "tunnels"],
+  ["/v5/domains/*", "domains"],
+  ["/v5/tls/*", "TLS rules"],
+];
+
+function unsupported(feature: string): ApiError {
+  return new ApiError("BAD_REQUEST", `${feature} is not supported by Capsule yet`, 501, { unsupported: true });
+}
+
+export function register(app: App, { svc }: Deps): void {
+  for (const [method, path, feature] of VM_SCOPED) {
+    const handler = async (c: Context<AppEnv>): Promise<never> => {
+      await svc.views.get(account(c), c.req.param("vm_id") ?? "");
+      throw unsupported(feature);
+    };
+    if (method === "*") app.all(path, handler);
+    else app.on(method, path, handler);
+  }
+  for (const [path, feature] of GLOBAL) {
+    const handler = (): never => {
+      throw unsupported(feature);
+    };
+    app.all(path, handler);
+    app.all(path.slice(0, -2), handler);
+  }
+}
