@@ -13,10 +13,18 @@ const LIMITS: VmLimits = { memoryMb: 512, cpus: 1, pids: 512, diskMb: 1024 };
 const KIND: PoolKind = { limits: LIMITS, egress: "none" };
 const realImmediate = setImmediate;
 
-/** createVm and deleteVm, each call counted; a boot is a VM record, ready at once. */
+/** createVm, deleteVm and the readiness check's exec, each call counted; a boot is a VM record, ready at once. */
 class EngineStandIn {
   boots = 0;
   deletes = 0;
+  checks = 0;
+  checkExit = 0;
+  readonly guest = {
+    exec: async () => {
+      this.checks++;
+      return { exitCode: this.checkExit, signal: null, timedOut: false, stdout: "", stderr: "", truncated: false };
+    },
+  };
   async createVm(opts: { limits: VmLimits; owner: string }): Promise<VmInfo> {
     this.boots++;
     return { id: `vm${this.boots}`, state: "running", runtime: "runsc", image: "trixie", limits: opts.limits, egress: "none", owner: opts.owner, createdAt: new Date().toISOString() };
@@ -63,6 +71,7 @@ describe("warm pool refill policy", () => {
     pool.start();
     await settle();
     assert.equal(pool.stats().ready, 4, "the pool fills at start");
+    assert.equal(engine.checks, 4, "each warm VM ran its readiness check");
   });
 
   afterEach(async () => {
@@ -102,5 +111,17 @@ describe("warm pool refill policy", () => {
     assert.equal(engine.boots, 4, "no boot while commands run, 1.5 s after the claims");
     await advance(700);
     assert.equal(engine.boots, 8);
+  });
+
+  it("a VM that fails its readiness check is deleted, never handed out, and its kind backs off", async () => {
+    engine.checkExit = 1;
+    for (let i = 0; i < 4; i++) assert.ok(pool.take(KIND));
+    await advance(200);
+    assert.equal(engine.boots, 8, "the dry pool booted 4");
+    assert.equal(pool.stats().ready, 0, "none of them joined the pool");
+    assert.equal(engine.deletes, 4, "each was deleted");
+    assert.equal(pool.take(KIND), undefined);
+    await advance(3000);
+    assert.equal(engine.boots, 8, "no boot during the back-off");
   });
 });
