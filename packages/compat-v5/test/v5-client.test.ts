@@ -166,7 +166,8 @@ describe("official client 0.2.17 on /v5", () => {
 });
 
 describe("official client 0.2.17 on a server without egress", () => {
-  const t = useServer();
+  // Keep-alive after 300 ms (not 25 s), so a long exec's early-headers answer is exercised quickly.
+  const t = useServer({ limits: { execKeepaliveAfterMs: 300, execKeepaliveEveryMs: 200 } });
 
   it("a firewall that allows the internet is refused, one that allows nothing is served", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
@@ -176,6 +177,13 @@ describe("official client 0.2.17 on a server without egress", () => {
     const { vm } = await fs.vms.create({ firewall: NOTHING });
     try {
       assert.equal((await vm.exec("echo ok")).stdout, "ok\n");
+      // A timeout past the client's 300 s header wait: 200 headers early, spaces, then the JSON.
+      const long = await vm.exec({ command: "sleep 1; echo done", timeoutMs: 600_000 });
+      assert.deepEqual([long.stdout, long.statusCode], ["done\n", 0]);
+      const r = await fs.fetch(`/v5/vms/${vm.id}/exec-await`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ command: "sleep 1; exit 4", timeoutMs: 600_000 }) });
+      const text = await r.text();
+      assert.match(text, /^ +\{/, "keep-alive spaces before the JSON");
+      assert.equal(JSON.parse(text).statusCode, 4);
     } finally {
       await vm.delete();
     }

@@ -49,6 +49,7 @@ export function useServer(
     pool?: StartOptions["pool"];
     /** The server's egress (default none, see testServerOptions). */
     egress?: StartOptions["egress"];
+    limits?: StartOptions["limits"];
   } = {},
 ): { get: () => TestServer; skip: () => string | false } {
   let current: TestServer | undefined;
@@ -69,6 +70,7 @@ export function useServer(
         ...(opts.admission ? { admission: opts.admission } : {}),
         ...(opts.pool ? { pool: opts.pool } : {}),
         ...(opts.egress ? { egress: opts.egress } : {}),
+        ...(opts.limits ? { limits: opts.limits } : {}),
       }),
     );
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };
