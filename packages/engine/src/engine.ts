@@ -251,25 +251,49 @@ export class Engine {
     return out;
   }
 
-  /** Stops the VM's processes and releases its runtime resources; the disk is kept. */
+  /** Stops the VM's processes and releases its runtime resources; the disk is kept. A paused VM's memory is dropped. */
   async stopVm(id: string): Promise<VmInfo> {
     return this.#lock.run(id, async () => {
       const rec = await this.#record(id);
       if (rec.state === "stopped" || rec.state === "lost") return this.#info(rec); // a lost VM is already stopped
-      requireState(id, rec.state, "stop", ["running"]);
+      requireState(id, rec.state, "stop", ["running", "paused"]);
+      const paused = rec.state === "paused";
       await this.#setState(rec, "stopping");
-      await this.#host.agent(id).call({ op: "sync" }, "ok", 10_000).catch(() => undefined);
+      // A paused guest cannot answer; its completed writes are in the host's files already.
+      if (!paused) await this.#host.agent(id).call({ op: "sync" }, "ok", 10_000).catch(() => undefined);
       await this.#host.tearDown(rec);
       await this.#setState(rec, "stopped");
       return this.#info(rec);
     });
   }
 
-  /** Boots a stopped (or lost) VM again on the disk it had, with a fresh agent. */
+  /**
+   * Freezes a running VM with its memory kept (the runtime's `pause`): its processes stop where
+   * they are until {@link startVm} resumes them. It keeps its host resources. A paused VM stays so.
+   */
+  async pauseVm(id: string): Promise<VmInfo> {
+    return this.#lock.run(id, async () => {
+      const rec = await this.#record(id);
+      if (rec.state === "paused") return this.#info(rec);
+      requireState(id, rec.state, "pause", ["running"]);
+      // The record follows the sandbox: a crash between the two leaves a `running` record on a
+      // paused sandbox, which recovery resumes.
+      await this.#runtimes[rec.runtime].pause(id);
+      await this.#setState(rec, "paused");
+      return this.#info(rec);
+    });
+  }
+
+  /** Resumes a paused VM where it was; boots a stopped (or lost) VM again on the disk it had, with a fresh agent. */
   async startVm(id: string): Promise<VmInfo> {
     return this.#lock.run(id, async () => {
       const rec = await this.#record(id);
       if (rec.state === "running") return this.#info(rec);
+      if (rec.state === "paused") {
+        await this.#runtimes[rec.runtime].resume(id);
+        await this.#setState(rec, "running");
+        return this.#info(rec);
+      }
       requireState(id, rec.state, "start", ["stopped", "lost"]);
       await this.#setState(rec, "starting");
       try {

@@ -10,8 +10,14 @@ import { EngineError, ErrorCode } from "./errors.js";
  *                            │   ▲
  *                            ▼   └──── lost ──► starting
  *                         deleted       ▲
- *                                       └── running, starting, stopping, stopped
+ *                                       └── running, starting, stopping, stopped, paused
+ *
+ *  running ──pause──► paused ──start──► running        paused ──► stopping | deleting
  * ```
+ * `paused`: the sandbox is frozen by its runtime (`runsc pause`) with its memory kept; `start`
+ * resumes it where it was. It holds its host memory and network like a running VM, but its guest
+ * cannot be reached (it answers nothing until resumed). A stop or delete of a paused VM tears the
+ * sandbox down as it is.
  * `creating` and `starting` fall back on failure: a failed create is rolled back and deleted, a
  * failed start leaves the VM `stopped` with its disk intact.
  *
@@ -19,14 +25,16 @@ import { EngineError, ErrorCode } from "./errors.js";
  * within the per-VM budget), stopped it and kept its disk; the record says why (`lostReason`).
  * A lost VM can be started again (on a fresh agent) or deleted. Recovery also moves VMs a crash
  * left in `starting`, `running` or `stopping` straight to `stopped`; that is not in this table,
- * which is for operations of a live engine.
+ * which is for operations of a live engine. A `paused` VM stays paused across an engine restart
+ * (recovery checks the runtime still has it paused).
  */
-export type VmState = "creating" | "starting" | "running" | "stopping" | "stopped" | "lost" | "deleting" | "deleted";
+export type VmState = "creating" | "starting" | "running" | "stopping" | "stopped" | "paused" | "lost" | "deleting" | "deleted";
 
 const transitions: Record<VmState, readonly VmState[]> = {
   creating: ["running", "deleting"],
   starting: ["running", "stopped", "lost", "deleting"],
-  running: ["stopping", "lost", "deleting"],
+  running: ["stopping", "paused", "lost", "deleting"],
+  paused: ["running", "stopping", "lost", "deleting"],
   stopping: ["stopped", "lost", "deleting"],
   stopped: ["starting", "lost", "deleting"],
   lost: ["starting", "deleting"],
@@ -48,7 +56,7 @@ export function requireState(id: string, actual: VmState, action: string, allowe
   if (!allowed.includes(actual)) {
     throw new EngineError(
       ErrorCode.InvalidState,
-      `cannot ${action} VM ${id}: it is ${actual} (needs ${allowed.join(" or ")})${actual === "stopped" || actual === "lost" ? "; start it first" : ""}`,
+      `cannot ${action} VM ${id}: it is ${actual} (needs ${allowed.join(" or ")})${actual === "stopped" || actual === "lost" || actual === "paused" ? "; start it first" : ""}`,
     );
   }
 }

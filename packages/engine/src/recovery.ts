@@ -28,6 +28,8 @@ const ORPHAN_COMMAND_GRACE_MS = 30_000;
 export interface RecoveryReport {
   /** Running VMs whose agent answered: adopted as they are. */
   adopted: string[];
+  /** Paused VMs whose sandbox the runtime still holds paused: kept paused, memory and all. */
+  paused: string[];
   /** Running VMs whose agent was of an older protocol (booted before an upgrade): restarted with the current bundle. */
   restarted: string[];
   /** VMs brought down to `stopped`, disk intact (their sandbox was gone, or a crash caught them mid-start or mid-stop). */
@@ -56,16 +58,17 @@ export interface RecoveryDeps {
 
 /**
  * Makes the data dir consistent after any crash: VMs that were running and still answer are
- * adopted; VMs whose guest misbehaves are stopped and marked `lost`; half-made or half-deleted
- * VMs are torn down and removed; anything else that was up is brought down to `stopped` with its
- * disk intact. Runtime containers, processes, network claims, half-written layers, layers no
- * record names and temp files that no record explains are removed. Nothing one VM does can make
- * this throw or hang: each VM's probe has a deadline and each VM's errors stay with that VM.
+ * adopted; paused VMs whose sandbox is still paused stay paused; VMs whose guest misbehaves are
+ * stopped and marked `lost`; half-made or half-deleted VMs are torn down and removed; anything
+ * else that was up is brought down to `stopped` with its disk intact. Runtime containers,
+ * processes, network claims, half-written layers, layers no record names and temp files that no
+ * record explains are removed. Nothing one VM does can make this throw or hang: each VM's probe
+ * has a deadline and each VM's errors stay with that VM.
  */
 export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
   const t0 = performance.now();
   const { paths, records, host, runtimes } = deps;
-  const report: RecoveryReport = { adopted: [], restarted: [], stopped: [], lost: [], removed: [], failed: [], durationMs: 0 };
+  const report: RecoveryReport = { adopted: [], paused: [], restarted: [], stopped: [], lost: [], removed: [], failed: [], durationMs: 0 };
   await fs.mkdir(paths.vmsDir, { recursive: true, mode: 0o700 });
   await settleRuntimeCommands(paths.runtimeRoot);
   await records.removeTempFiles();
@@ -153,7 +156,10 @@ async function probe(rec: VmRecord, deps: RecoveryDeps): Promise<boolean> {
   const deadline = Date.now() + budget;
   const left = () => Math.max(1, deadline - Date.now());
   const state = await withDeadline(deps.runtimes[rec.runtime].state(rec.id), left(), `the runtime did not report the sandbox's state within ${budget} ms`);
-  if (state !== "running") return false;
+  // Paused with a `running` record: a crash between a pause and its record, or during a
+  // snapshot's copy. Resumed, it answers like any other.
+  if (state === "paused") await withDeadline(deps.runtimes[rec.runtime].resume(rec.id), left(), `the sandbox could not be resumed within ${budget} ms`);
+  else if (state !== "running") return false;
   // hello() checks the reply's shape and protocol version; anything else is a coded error.
   await withDeadline(deps.host.agent(rec.id).hello(left()), left(), `the agent did not answer version within ${budget} ms`);
   return true;
@@ -201,6 +207,9 @@ async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: R
         await records.saveVm(rec);
         report.stopped.push(rec.id);
         return;
+      case "paused":
+        await recoverPaused(rec, deps, report);
+        return;
       case "starting":
       case "stopping":
       case "stopped":
@@ -225,6 +234,27 @@ async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: R
       report.failed.push({ id: rec.id, reason: `${reason}; marking it lost failed too: ${(e as Error)?.message ?? String(e)}` });
     });
   }
+}
+
+/**
+ * A paused VM stays paused if its sandbox still is (an engine restart does not touch it). One the
+ * runtime runs was resumed by a start the crash cut short, before its record was written: the
+ * record is what its owner was last told, so it is paused again. One whose sandbox is gone (a
+ * host reboot) lost its memory: it is stopped, disk intact.
+ */
+async function recoverPaused(rec: VmRecord, deps: RecoveryDeps, report: RecoveryReport): Promise<void> {
+  const runtime = deps.runtimes[rec.runtime];
+  const budget = deps.probeBudgetMs ?? RECOVERY_PROBE_BUDGET_MS;
+  const state = await withDeadline(runtime.state(rec.id), budget, `the runtime did not report the sandbox's state within ${budget} ms`);
+  if (state === "running") await withDeadline(runtime.pause(rec.id), budget, `the sandbox could not be paused again within ${budget} ms`);
+  if (state === "running" || state === "paused") {
+    report.paused.push(rec.id);
+    return;
+  }
+  await deps.host.tearDown(rec);
+  rec.state = "stopped";
+  await deps.records.saveVm(rec);
+  report.stopped.push(rec.id);
 }
 
 /** Stops the VM (best effort: the reason says if that failed) and records it as `lost`. */

@@ -4,13 +4,14 @@ import { describe, it } from "node:test";
 import { EngineError, ErrorCode, isEngineError, type VmState } from "@capsule/engine";
 import { assertTransition, canTransition, requireState } from "../src/lifecycle.js";
 
-const STATES: readonly VmState[] = ["creating", "starting", "running", "stopping", "stopped", "lost", "deleting", "deleted"];
+const STATES: readonly VmState[] = ["creating", "starting", "running", "stopping", "stopped", "paused", "lost", "deleting", "deleted"];
 
 /** The documented diagram in lifecycle.ts, written out: every allowed move, nothing else. */
 const ALLOWED: Record<VmState, readonly VmState[]> = {
   creating: ["running", "deleting"],
   starting: ["running", "stopped", "lost", "deleting"],
-  running: ["stopping", "lost", "deleting"],
+  running: ["stopping", "paused", "lost", "deleting"],
+  paused: ["running", "stopping", "lost", "deleting"],
   stopping: ["stopped", "lost", "deleting"],
   stopped: ["starting", "lost", "deleting"],
   lost: ["starting", "deleting"],
@@ -34,7 +35,7 @@ function reachable(from: VmState): Set<VmState> {
 }
 
 describe("VM lifecycle", () => {
-  it("allows exactly the documented transitions (all 64 pairs)", () => {
+  it("allows exactly the documented transitions (all 81 pairs)", () => {
     for (const from of STATES) {
       for (const to of STATES) assert.equal(canTransition(from, to), ALLOWED[from].includes(to), `${from} -> ${to}`);
     }
@@ -76,5 +77,6 @@ describe("VM lifecycle", () => {
     assert.match(refused("deleting"), /cannot snapshot VM vm1: it is deleting \(needs running or stopped\)$/);
     assert.throws(() => requireState("vm1", "stopped", "exec in", ["running"]), /start it first/);
     assert.throws(() => requireState("vm1", "lost", "exec in", ["running"]), /start it first/);
+    assert.throws(() => requireState("vm1", "paused", "exec in", ["running"]), /start it first/);
   });
 });
