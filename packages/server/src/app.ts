@@ -16,7 +16,7 @@ import { ROUTES } from "./routes/index.js";
 import { CONSOLE_HEADER, readCookie, SESSION_COOKIE } from "./console/auth.js";
 import { isConsolePath } from "./console/routes.js";
 import { RAW_FILES_PATH } from "./routes/vm-files-raw.js";
-import { V5_ROUTES, V5_WRITE_PATH, v5BadRequestCode } from "./routes/v5/index.js";
+import { isV5StreamedBody, V5_ROUTES, v5BadRequestCode } from "./routes/v5/index.js";
 
 /** Routes anyone may call: health checks and the API description. */
 const PUBLIC_PATHS = new Set(["/healthz", "/openapi.json"]);
@@ -88,9 +88,9 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
 
   const tooLarge = (c: Context) => renderError(c, new ApiError(badRequestCode(c.req.method, c.req.path), `request body over the limit of ${deps.limits.maxBodyBytes} bytes`, 413));
   const limitBody = bodyLimit({ maxSize: deps.limits.maxBodyBytes, onError: tooLarge });
-  // Raw file uploads (v1 files-raw, v5 fs/write) stream to the guest: the VM's disk is their only limit.
+  // Raw file uploads (v1 files-raw, v5 fs/write and upload chunks) stream to the guest: the VM's disk is their only limit.
   app.use("*", async (c, next) => {
-    if (RAW_FILES_PATH.test(c.req.path) || V5_WRITE_PATH.test(c.req.path)) return next();
+    if (RAW_FILES_PATH.test(c.req.path) || isV5StreamedBody(c.req.path)) return next();
     // What bodyLimit decides from a Content-Length, decided without it: bodyLimit looks at the
     // body first, which makes @hono/node-server build a web Request and stream for every call.
     const length = c.req.header("content-length");

@@ -49,6 +49,12 @@ export interface ServerLimits {
   wsHeartbeatMs: number;
   /** How often the keys and console sessions of open WebSockets are re-checked (revoked or signed out: closed). */
   wsAuthCheckMs: number;
+  /** v5 chunked uploads open at once per account (each holds its chunks on the VM's disk until commit or abort). */
+  maxUploadSessionsPerAccount: number;
+  /** The declared sizes of an account's open v5 uploads, summed, bytes: what they may hold at once. */
+  maxUploadHeldBytesPerAccount: number;
+  /** A v5 upload no chunk, status or commit touched for this long is aborted and its chunks removed. */
+  uploadIdleMs: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -60,6 +66,9 @@ export const DEFAULT_LIMITS: ServerLimits = {
   unreadBodyDrainMs: 10_000,
   wsHeartbeatMs: 30_000,
   wsAuthCheckMs: 2_000,
+  maxUploadSessionsPerAccount: 8,
+  maxUploadHeldBytesPerAccount: 32 * 1024 ** 3,
+  uploadIdleMs: 15 * 60_000,
 };
 
 /** The Linux user of a request (`X-Freestyle-Vm-Linux-User-Id`), or undefined for root. */

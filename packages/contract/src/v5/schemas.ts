@@ -291,3 +291,7 @@ export const SnapshotList = z.object({ snapshots: z.array(SnapshotData), totalCo
 export type SnapshotList = z.infer<typeof SnapshotList>;
 
 export const PatchSnapshotRequest = SnapshotRequest.meta({ id: "V5PatchSnapshotRequest" });
+
+// ---------------------------------------------------------------- more, in their own modules
+
+export * from "./uploads.js";

@@ -23,7 +23,7 @@ export const V5_WRITE_PATH = /^\/v5\/vms\/[^/]+\/fs\/write$/;
 const NEW_FILE_MODE = 0o600;
 
 /** Passes the bytes through and fails at their end if their SHA-256 is not `expected`. */
-class Sha256Check extends Transform {
+export class Sha256Check extends Transform {
   readonly #hash = createHash("sha256");
   /** Set when the digest did not match; the write's own error then names the connection, not this. */
   mismatch: ApiError | undefined;

@@ -11,9 +11,13 @@ import * as fsRead from "./fs-read.js";
 import * as fsWrite from "./fs-write.js";
 import * as snapshots from "./snapshots.js";
 import * as unsupported from "./unsupported.js";
+import * as uploads from "./uploads.js";
 import * as vms from "./vms.js";
 
-export { V5_WRITE_PATH } from "./fs-write.js";
+/** v5 routes whose raw body streams to the guest (app.ts exempts them from the JSON body limit). */
+export function isV5StreamedBody(path: string): boolean {
+  return fsWrite.V5_WRITE_PATH.test(path) || uploads.V5_UPLOAD_CHUNK_PATH.test(path);
+}
 
 export const V5_ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   snapshots.register,
@@ -22,6 +26,7 @@ export const V5_ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   fsRead.register,
   fsWrite.register,
   fsOps.register,
+  uploads.register,
   unsupported.register,
 ];
 

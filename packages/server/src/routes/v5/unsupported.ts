@@ -13,8 +13,6 @@ const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
   ["PATCH", "/v5/vms/:vm_id", "updating a VM (slugs, metadata, timeouts)"],
   ["POST", "/v5/vms/:vm_id/pause", "pause (keeping memory)"],
   ["POST", "/v5/vms/:vm_id/resize", "resizing a VM"],
-  ["*", "/v5/vms/:vm_id/fs/uploads", "chunked uploads (files over 8 MiB through the client)"],
-  ["*", "/v5/vms/:vm_id/fs/uploads/*", "chunked uploads (files over 8 MiB through the client)"],
   ["*", "/v5/vms/:vm_id/pty", "v5 PTY sessions"],
   ["*", "/v5/vms/:vm_id/pty/*", "v5 PTY sessions"],
 ];

@@ -1,0 +1,213 @@
+/**
+ * The v5 chunked, resumable upload through the official `freestyle@0.2.17` client (its
+ * `fs.writeFile` of more than 8 MiB), on real sandboxes: a 50 MB round trip with equal sha256, a
+ * chunk cut off half-way by the client and resumed, a tampered sha256 refused with the old file
+ * kept; and a hostile tenant's requests (gaps, overlaps, replays, a chunk past the declared size,
+ * another account's upload, too many uploads, one never finished) answered `{code, message}`.
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, it } from "node:test";
+import { Freestyle, FreestyleApiError } from "freestyle";
+import { useServer } from "@capsule/server/test-support";
+
+const NOTHING = { rules: [] };
+const MiB = 1024 * 1024;
+/** Where the server keeps a VM's chunks (routes/v5/upload-sessions.ts). */
+const UPLOAD_ROOT = "/var/tmp/.capsule-uploads";
+/** The test server's upload idle expiry. */
+const IDLE_MS = 3_000;
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+interface Status {
+  uploadId: string;
+  path: string;
+  size: number;
+  receivedBytes: number;
+}
+
+/** Rejects with the client's FreestyleApiError carrying this status and code. */
+async function rejectsApi(p: Promise<unknown>, status: number, code: string): Promise<FreestyleApiError> {
+  const err = await p.then(
+    () => assert.fail(`expected ${status} ${code}, got success`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof FreestyleApiError, `a FreestyleApiError, got ${String(err)}`);
+  assert.equal(err.status, status, err.message);
+  assert.equal(err.code, code, err.message);
+  assert.ok(err.message.length > 5);
+  return err;
+}
+
+/** A fetch for the client that can cut one request's body half-way or rewrite one JSON body. */
+function meddlingFetch(plan: { cutChunkAt?: number; tamperSha256?: boolean }) {
+  const log: Array<{ method: string; url: string; status: number; received?: number }> = [];
+  let cut = false;
+  const impl = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const url = String(input);
+    const method = init.method ?? "GET";
+    let req = init;
+    let abort: AbortController | undefined;
+    if (method === "PUT" && plan.cutChunkAt !== undefined && !cut && url.includes(`/fs/uploads/`) && url.endsWith(`offset=${plan.cutChunkAt}`)) {
+      cut = true;
+      // Half of the chunk goes out, then the request is aborted: the server sees a body that stops.
+      const bytes = init.body as Uint8Array;
+      abort = new AbortController();
+      const body = new ReadableStream<Uint8Array>({
+        start(ctrl) {
+          ctrl.enqueue(bytes.subarray(0, bytes.length >> 1));
+        },
+        async pull() {
+          await sleep(500);
+          abort?.abort(new Error("cut mid-chunk by the test"));
+        },
+      });
+      req = { ...init, body, signal: abort.signal, duplex: "half" } as RequestInit;
+    }
+    if (method === "POST" && plan.tamperSha256 && url.endsWith("/fs/uploads")) {
+      const body = JSON.parse(String(init.body)) as { sha256?: string };
+      assert.ok(body.sha256, "the client sends the file's sha256");
+      req = { ...init, body: JSON.stringify({ ...body, sha256: body.sha256.replace(/^./, (c) => (c === "0" ? "1" : "0")) }) };
+    }
+    try {
+      const res = await fetch(url, req);
+      const entry: (typeof log)[number] = { method, url, status: res.status };
+      if (method === "GET" && url.includes("/fs/uploads/") && res.ok) entry.received = ((await res.clone().json()) as Status).receivedBytes;
+      log.push(entry);
+      return res;
+    } catch (err) {
+      log.push({ method, url, status: 0 });
+      throw err;
+    }
+  };
+  return { fetch: impl as typeof fetch, log };
+}
+
+describe("official client 0.2.17: the chunked, resumable upload", () => {
+  const t = useServer({ limits: { maxUploadSessionsPerAccount: 3, uploadIdleMs: IDLE_MS } });
+
+  it("50 MB round trip with equal sha256; a chunk cut half-way is resumed; a tampered sha256 keeps the old file", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA } = t.get();
+    const fs = new Freestyle({ baseUrl: url, apiKey: keyA });
+    const { vm, vmId } = await fs.vms.create({ firewall: NOTHING });
+    try {
+      const big = randomBytes(50 * 1000 * 1000);
+      const progress: number[] = [];
+      const started = Date.now();
+      await vm.fs.writeFile("/root/big.bin", big, { mode: 0o640, onProgress: (p) => progress.push(p.completedBytes) });
+      ctx.diagnostic(`50 MB through the resumable upload (16 MiB chunks): ${Date.now() - started} ms`);
+      assert.deepEqual(progress, [16 * MiB, 32 * MiB, big.length], "chunks of 16 MiB");
+      assert.equal(sha256(await vm.fs.readFile("/root/big.bin")), sha256(big));
+      assert.equal((await vm.exec("sha256sum /root/big.bin")).stdout?.split(" ")[0], sha256(big), "the guest has the same bytes");
+      assert.equal((await vm.fs.stat("/root/big.bin")).permissions, "0640");
+      assert.equal((await vm.exec(`ls -A ${UPLOAD_ROOT}`)).stdout, "", "the chunks are gone after the commit");
+
+      // The second chunk's request is cut half-way; the client asks where the upload stands and resends it.
+      const cutter = meddlingFetch({ cutChunkAt: 4 * MiB });
+      const interrupted = new Freestyle({ baseUrl: url, apiKey: keyA, fetch: cutter.fetch });
+      const file = randomBytes(10 * MiB + 17);
+      await interrupted.vms.ref(vmId).fs.writeFile("/root/resumed.bin", file, { chunkSize: 4 * MiB });
+      const calls = cutter.log.map((e) => `${e.method} ${e.url.replace(/^.*\/fs\/uploads/, "uploads").replace(/up-[0-9a-f]+/, "ID")} ${e.status}${e.received !== undefined ? ` @${e.received}` : ""}`);
+      const trace = calls.join("\n");
+      const cutAt = calls.indexOf(`PUT uploads/ID?offset=${4 * MiB} 0`);
+      assert.ok(cutAt > 0, `the cut chunk failed on the client's side:\n${trace}`);
+      // Between the cut and the resent chunk: status polls, all at the cut chunk's start (the half that
+      // arrived is not counted), and perhaps a 409 while the server still finished the cut request.
+      const resent = calls.indexOf(`PUT uploads/ID?offset=${4 * MiB} 200`);
+      assert.ok(resent > cutAt, trace);
+      const between = calls.slice(cutAt + 1, resent);
+      assert.ok(between.includes(`GET uploads/ID 200 @${4 * MiB}`), trace);
+      assert.deepEqual(between.filter((c) => c !== `GET uploads/ID 200 @${4 * MiB}` && c !== `PUT uploads/ID?offset=${4 * MiB} 409`), [], trace);
+      assert.deepEqual(calls.filter((c) => / 200$/.test(c) && c.startsWith("PUT")), [0, 4, 8].map((m) => `PUT uploads/ID?offset=${m * MiB} 200`), trace);
+      assert.equal(calls.at(-1), "POST uploads/ID/commit 204", trace);
+      assert.equal(sha256(await vm.fs.readFile("/root/resumed.bin")), sha256(file));
+      assert.equal((await vm.fs.stat("/root/resumed.bin")).permissions, "0600", "a new file without a mode is 0o600");
+      assert.equal((await vm.exec(`ls -A ${UPLOAD_ROOT}; ls -A /root | grep -c capsule-write || true`)).stdout, "0\n", "nothing left of the cut chunk");
+
+      // A sha256 that is not the file's: refused at the commit, the old file kept, the chunks removed.
+      const tamper = meddlingFetch({ tamperSha256: true });
+      const lying = new Freestyle({ baseUrl: url, apiKey: keyA, fetch: tamper.fetch });
+      const err = await rejectsApi(lying.vms.ref(vmId).fs.writeFile("/root/big.bin", randomBytes(9 * MiB)), 400, "FILES_BAD_REQUEST");
+      assert.match(err.message, /sha256/);
+      assert.deepEqual(tamper.log.map((e) => `${e.method} ${e.status}`).slice(-2), ["POST 400", "DELETE 404"], "the commit is refused; the client's abort finds the upload ended");
+      assert.equal(sha256(await vm.fs.readFile("/root/big.bin")), sha256(big), "the old file is kept");
+      assert.equal((await vm.exec(`ls -A ${UPLOAD_ROOT}; ls -A /root | grep -c capsule-write || true`)).stdout, "0\n");
+    } finally {
+      await vm.delete();
+    }
+  });
+
+  it("a hostile tenant's requests answer {code, message}: gaps, overlaps, past the size, another account's upload, caps, expiry", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB } = t.get();
+    const alice = new Freestyle({ baseUrl: url, apiKey: keyA });
+    const bob = new Freestyle({ baseUrl: url, apiKey: keyB });
+    const call = async (who: Freestyle, path: string, init: RequestInit = {}) => {
+      const r = await who.fetch(path, init);
+      const text = await r.text();
+      return { status: r.status, body: (text ? JSON.parse(text) : undefined) as (Status & { code: string; message: string; reason?: string }) | undefined };
+    };
+    const json = (body: unknown): RequestInit => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const put = (bytes: Uint8Array | string): RequestInit => ({ method: "PUT", headers: { "content-type": "application/octet-stream" }, body: bytes });
+    const expectError = (r: Awaited<ReturnType<typeof call>>, status: number, code: string, reason?: string) => {
+      assert.equal(r.status, status, JSON.stringify(r.body));
+      assert.equal(r.body?.code, code, JSON.stringify(r.body));
+      assert.ok((r.body?.message.length ?? 0) > 10, JSON.stringify(r.body));
+      if (reason) assert.equal(r.body?.reason, reason, JSON.stringify(r.body));
+    };
+
+    const a = await alice.vms.create({ firewall: NOTHING });
+    const b = await bob.vms.create({ firewall: NOTHING });
+    try {
+      const base = `/v5/vms/${a.vmId}/fs/uploads`;
+      await rejectsApi(a.vm.fs.writeFile("relative.bin", randomBytes(9 * MiB)), 400, "FILES_BAD_REQUEST");
+      expectError(await call(alice, base, json({ path: "/root/x", size: 17 * 1024 ** 3 })), 400, "FILES_BAD_REQUEST");
+      expectError(await call(alice, base, json({ path: "/root/x", size: 10, mode: 0o10000 })), 400, "FILES_BAD_REQUEST");
+
+      const open = await call(alice, base, json({ path: "/root/x.bin", size: 10 }));
+      assert.equal(open.status, 200);
+      assert.deepEqual(open.body, { uploadId: open.body?.uploadId, path: "/root/x.bin", size: 10, receivedBytes: 0 });
+      const up = `${base}/${open.body?.uploadId}`;
+      expectError(await call(alice, `${up}?offset=4`, put("abcd")), 409, "FILES_BAD_REQUEST", "OFFSET_MISMATCH");
+      expectError(await call(alice, `${up}?offset=0`, put("0123456789ABC")), 400, "FILES_BAD_REQUEST", "CHUNK_PAST_SIZE");
+      expectError(await call(alice, `${up}?offset=0`, put("")), 400, "FILES_BAD_REQUEST", "EMPTY_CHUNK");
+      expectError(await call(alice, `${up}?offset=-1`, put("a")), 400, "FILES_BAD_REQUEST");
+      assert.equal((await call(alice, `${up}?offset=0`, put("0123"))).body?.receivedBytes, 4);
+      expectError(await call(alice, `${up}?offset=0`, put("0123")), 409, "FILES_BAD_REQUEST", "OFFSET_MISMATCH"); // a replay
+      expectError(await call(alice, `${up}?offset=2`, put("23456")), 409, "FILES_BAD_REQUEST", "OFFSET_MISMATCH"); // an overlap
+      expectError(await call(alice, `${up}/commit`, json({})), 409, "FILES_BAD_REQUEST", "UPLOAD_INCOMPLETE");
+      // Bob: Alice's VM is not his (404 VM_NOT_FOUND), and her upload id on his own VM is no upload of his.
+      expectError(await call(bob, `${up}?offset=4`, put("456789")), 404, "VM_NOT_FOUND");
+      const stolen = `/v5/vms/${b.vmId}/fs/uploads/${open.body?.uploadId}`;
+      expectError(await call(bob, stolen), 404, "SESSION_NOT_FOUND", "UPLOAD_NOT_FOUND");
+      expectError(await call(bob, `${stolen}?offset=4`, put("456789")), 404, "SESSION_NOT_FOUND");
+      expectError(await call(bob, `${stolen}/commit`, json({})), 404, "SESSION_NOT_FOUND");
+      expectError(await call(bob, stolen, { method: "DELETE" }), 404, "SESSION_NOT_FOUND");
+      assert.equal((await call(alice, up)).body?.receivedBytes, 4, "untouched by all of that");
+      assert.equal((await call(alice, `${up}?offset=4`, put("456789"))).body?.receivedBytes, 10);
+      expectError(await call(alice, `${up}?offset=10`, put("x")), 400, "FILES_BAD_REQUEST", "CHUNK_PAST_SIZE");
+      assert.equal((await call(alice, `${up}/commit`, json({}))).status, 204);
+      assert.equal(await a.vm.fs.readTextFile("/root/x.bin"), "0123456789");
+      expectError(await call(alice, up), 404, "SESSION_NOT_FOUND");
+
+      // At most 3 open uploads per account (this server's limit); an unused one expires and takes its chunks with it.
+      const opened: string[] = [];
+      for (let i = 0; i < 3; i++) opened.push(String((await call(alice, base, json({ path: `/root/n${i}`, size: 5 }))).body?.uploadId));
+      expectError(await call(alice, base, json({ path: "/root/n3", size: 5 })), 429, "SESSION_CAP_REACHED", "UPLOAD_SESSIONS");
+      assert.equal((await call(bob, `/v5/vms/${b.vmId}/fs/uploads`, json({ path: "/root/n", size: 5 }))).status, 200, "the cap is per account");
+      assert.equal((await call(alice, `${base}/${opened[0]}?offset=0`, put("ab"))).status, 200);
+      assert.equal((await a.vm.exec(`ls ${UPLOAD_ROOT}`)).stdout, `${opened[0]}\n`);
+      assert.equal((await call(alice, `${base}/${opened[1]}`, { method: "DELETE" })).status, 204);
+      await sleep(IDLE_MS * 2);
+      for (const id of opened) expectError(await call(alice, `${base}/${id}`), 404, "SESSION_NOT_FOUND");
+      assert.equal((await a.vm.exec(`ls -A ${UPLOAD_ROOT}`)).stdout, "", "the expired upload's chunks are removed");
+      assert.equal((await call(alice, base, json({ path: "/root/n3", size: 5 }))).status, 200, "expired uploads no longer count");
+    } finally {
+      await a.vm.delete();
+      await b.vm.delete();
+    }
+  });
+});
