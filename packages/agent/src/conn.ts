@@ -34,7 +34,8 @@ export type RequestHandler = (request: unknown, conn: Conn) => Promise<void>;
  */
 export class Conn {
   readonly #sock: net.Socket;
-  readonly #decoder = new FrameDecoder();
+  // Data frames in pieces, as they arrive: an upload goes to its file without being joined first.
+  readonly #decoder = new FrameDecoder({ streamData: true });
   readonly #onRequest: RequestHandler;
   #requested = false;
   #handler: FrameHandler | undefined;
@@ -81,6 +82,15 @@ export class Conn {
       ok = this.#sock.write(encodeFrame(type, data.subarray(off, off + MAX_FRAME_PAYLOAD)));
     }
     return ok;
+  }
+
+  /**
+   * Sends one frame whose header the caller wrote into its first bytes; resolves once the socket
+   * has taken it (or the connection is gone), when the caller may reuse the buffer.
+   */
+  sendFrame(frame: Buffer): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((resolve) => this.#sock.write(frame, () => resolve()));
   }
 
   sendJson(reply: Reply): boolean {

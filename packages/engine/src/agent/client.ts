@@ -4,6 +4,7 @@ import { EventEmitter } from "node:events";
 import { PassThrough, Readable, Writable } from "node:stream";
 import {
   AGENT_PROTOCOL_VERSION,
+  FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameType,
   MAX_FRAME_PAYLOAD,
@@ -12,6 +13,7 @@ import {
   encodeJson,
   parseJson,
   parseReply,
+  writeFrameHeader,
   type Frame,
   type Reply,
   type Request,
@@ -104,7 +106,9 @@ function timeoutError(message: string): EngineError {
  */
 export class AgentConn extends EventEmitter {
   readonly #sock: net.Socket;
-  readonly #decoder = new FrameDecoder();
+  // Data frames in pieces as they arrive (views of the socket's reads): a file or a command's
+  // output moves on without each 1 MiB frame being joined into a buffer of its own first.
+  readonly #decoder = new FrameDecoder({ streamData: true });
   #closed = false;
   #paused = false;
   #failure: EngineError | undefined;
@@ -223,7 +227,7 @@ export class AgentConn extends EventEmitter {
   async sendData(data: Buffer, drainMs?: number): Promise<void> {
     for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) {
       if (this.#closed) throw this.closeError("agent connection closed");
-      const ok = this.#sock.write(encodeFrame(FrameType.Stdin, data.subarray(off, off + MAX_FRAME_PAYLOAD)));
+      const ok = this.#writeFrame(FrameType.Stdin, data.subarray(off, off + MAX_FRAME_PAYLOAD));
       if (ok) continue;
       const cancel = drainMs === undefined ? undefined : this.deadline(drainMs, `the VM's agent took no data for ${drainMs} ms`);
       await new Promise<void>((r) => {
@@ -237,6 +241,17 @@ export class AgentConn extends EventEmitter {
       });
       cancel?.();
     }
+  }
+
+  /** Header and payload go out in one writev: the payload (up to 1 MiB) is not copied to join them. */
+  #writeFrame(type: FrameType, payload: Buffer): boolean {
+    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+    writeFrameHeader(header, type, payload.length);
+    this.#sock.cork();
+    this.#sock.write(header);
+    const ok = this.#sock.write(payload);
+    this.#sock.uncork();
+    return ok;
   }
 
   sendEof(): void {
