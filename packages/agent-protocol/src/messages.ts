@@ -34,6 +34,14 @@ export interface PtyOpenRequest extends AsUser {
   env?: Record<string, string>;
   /** TERM for the session; default `xterm-256color`. */
   term?: string;
+  /**
+   * Get-or-create by name ({@link PTY_SLUG_RE}): a running session of that name is attached
+   * instead (the reply's `created` is false, nothing is started). A new session takes the name
+   * from an exited one.
+   */
+  slug?: string;
+  /** Respawn the command in place (same session, number, name and scrollback) when it exits, unless it died within a second of its start. */
+  replaceOnExit?: boolean;
 }
 
 export interface PtyAttachRequest extends AsUser {
@@ -171,8 +179,20 @@ export interface DirEntry {
   kind: FileKind;
 }
 
+/** A PTY session's name: lower-case letters, digits and inner hyphens, not all digits (a number is a session's `number`). */
+export const PTY_SLUG_RE = /^(?![0-9]+$)[a-z0-9](?:-?[a-z0-9])*$/;
+export const MAX_PTY_SLUG_LENGTH = 63;
+
 export interface PtySessionInfo {
   sessionId: string;
+  /**
+   * Small per-VM number, from 1 in the order sessions were opened since the agent started (the
+   * Freestyle 0.2 session id). Absent from agents older than it.
+   */
+  number?: number;
+  /** Its name, while it holds one. */
+  slug?: string;
+  replaceOnExit?: boolean;
   user: string;
   command: string[];
   cols: number;
@@ -190,7 +210,7 @@ export type Reply =
   | VersionReply
   | ExitReply
   | { type: "started"; pid: number }
-  | { type: "session"; session: PtySessionInfo }
+  | { type: "session"; session: PtySessionInfo; /** false when a `pty.open` found its slug's running session. */ created?: boolean }
   | { type: "sessions"; sessions: PtySessionInfo[] }
   | { type: "closed"; sessionId: string; exitCode: number | null }
   | { type: "stat"; stat: StatInfo }

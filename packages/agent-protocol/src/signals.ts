@@ -14,6 +14,18 @@ export function isSignalName(value: unknown): value is SignalName {
   return typeof value === "string" && Object.hasOwn(SIGNALS, value);
 }
 
+/**
+ * The table's signal a client named, in any case and with or without the `SIG` prefix
+ * (`sigkill`, `SIGKILL`, `kill` and `Kill` are all SIGKILL: freestyle 0.2 sends lower case, 0.1
+ * upper case); undefined for anything else.
+ */
+export function parseSignalName(text: unknown): SignalName | undefined {
+  if (typeof text !== "string" || text.length > 16) return undefined;
+  const upper = text.toUpperCase();
+  const name = upper.startsWith("SIG") ? upper : `SIG${upper}`;
+  return isSignalName(name) ? name : undefined;
+}
+
 const BY_NUMBER = new Map<number, NodeJS.Signals>(Object.entries(os.constants.signals).map(([name, num]) => [num, name as NodeJS.Signals]));
 
 /** `SIGSEGV` for 11; undefined for a number that is no signal. */

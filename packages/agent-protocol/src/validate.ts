@@ -11,6 +11,8 @@ import { ProtocolError } from "./errors.js";
 import {
   AGENT_ERROR_CODES,
   FILE_KINDS,
+  MAX_PTY_SLUG_LENGTH,
+  PTY_SLUG_RE,
   type AgentErrorCode,
   type DirEntry,
   type ExecControl,
@@ -187,6 +189,12 @@ function optArgv(o: Fields, key: string): string[] | undefined {
   return argv;
 }
 
+function optSlug(o: Fields): string | undefined {
+  const v = optStr(o, "slug");
+  if (v !== undefined && (v.length > MAX_PTY_SLUG_LENGTH || !PTY_SLUG_RE.test(v))) fail(`"slug" must be 1 to ${MAX_PTY_SLUG_LENGTH} lower-case letters, digits and inner hyphens, not all digits`);
+  return v;
+}
+
 function optUser(o: Fields): string | undefined {
   return optStr(o, "user");
 }
@@ -214,6 +222,8 @@ export function parseRequest(raw: unknown): Request {
         cwd: optAbsPath(o, "cwd"),
         env: optEnv(o, "env"),
         term: optStr(o, "term"),
+        slug: optSlug(o),
+        replaceOnExit: optBool(o, "replaceOnExit"),
       };
     case "pty.attach":
       return { op, user: optUser(o), sessionId: str(o, "sessionId"), cols: optDimension(o, "cols"), rows: optDimension(o, "rows") };
@@ -261,8 +271,14 @@ export function parsePtyControl(payload: Buffer): PtyControl {
 
 function sessionInfo(raw: unknown): PtySessionInfo {
   const o = object(raw, "a PTY session");
+  const number = optUint(o, "number");
+  const slug = optSlug(o);
+  const replaceOnExit = optBool(o, "replaceOnExit");
   return {
     sessionId: str(o, "sessionId"),
+    ...(number !== undefined ? { number } : {}),
+    ...(slug !== undefined ? { slug } : {}),
+    ...(replaceOnExit !== undefined ? { replaceOnExit } : {}),
     user: str(o, "user"),
     command: strings(o, "command"),
     cols: uint(o, "cols", MAX_TERMINAL_DIMENSION),
@@ -308,7 +324,10 @@ export function parseReply(raw: unknown): Reply {
     case "started":
       return { type, pid: uint(o, "pid") };
     case "session":
-      return { type, session: sessionInfo(o.session) };
+    {
+      const created = optBool(o, "created");
+      return { type, session: sessionInfo(o.session), ...(created !== undefined ? { created } : {}) };
+    }
     case "sessions":
       return { type, sessions: array(o, "sessions").map(sessionInfo) };
     case "closed":

@@ -25,12 +25,21 @@ const HANGUP_GRACE_MS = 1_000;
 const TERMINATE_WAIT_MS = 2_000;
 /** Longest a new session holds early input while waiting for the program's first output. */
 const INPUT_HOLD_MS = 1_500;
+/** A `replaceOnExit` command that exits sooner than this after its start is left dead (it keeps dying at startup). */
+const RESPAWN_MIN_RUN_MS = 1_000;
 
 export interface PtySpawnOptions {
   cols: number;
   rows: number;
   cwd: string;
   env: Record<string, string>;
+}
+
+/** What the API knows a session by besides its id: its per-agent number, name, and respawn rule. */
+export interface PtyNaming {
+  number: number;
+  slug?: string;
+  replaceOnExit?: boolean;
 }
 
 interface Client {
@@ -53,8 +62,15 @@ export class PtySession {
   readonly id = randomUUID();
   readonly createdAt = new Date();
   readonly user: string;
-  readonly pid: number;
-  readonly #pty: IPty;
+  readonly number: number;
+  /** Its name until a new session takes it (only an exited session loses it). */
+  slug: string | undefined;
+  readonly #replaceOnExit: boolean;
+  readonly #spawnArgs: { file: string; args: string[]; options: PtySpawnOptions };
+  readonly #nodePty: NodePty;
+  #pty!: IPty;
+  #startedAt = 0;
+  #terminating = false;
   readonly #scrollback = new ByteRing(SCROLLBACK_BYTES);
   readonly #clients = new Set<Client>();
   readonly #blocked = new Set<Client>();
@@ -77,25 +93,48 @@ export class PtySession {
     user: UserInfo,
     readonly command: string[],
     options: PtySpawnOptions,
-    onExit: (session: PtySession) => void,
+    naming: PtyNaming,
+    private readonly onExit: (session: PtySession) => void,
   ) {
     this.user = user.name;
-    const { file, args } = helperCommand(user, command);
+    this.number = naming.number;
+    this.slug = naming.slug;
+    this.#replaceOnExit = naming.replaceOnExit === true;
+    this.#nodePty = pty;
     // capsule-spawn sets the user's groups; node-pty's own uid/gid options would keep root's.
-    this.#pty = pty.spawn(file, args, { name: options.env.TERM, cols: options.cols, rows: options.rows, cwd: options.cwd, env: options.env, encoding: null });
-    this.pid = this.#pty.pid;
+    this.#spawnArgs = { ...helperCommand(user, command), options };
     this.#cols = options.cols;
     this.#rows = options.rows;
+    this.#spawn();
+    setTimeout(() => this.#releaseInput(), INPUT_HOLD_MS).unref();
+  }
+
+  /** Starts the command on a new terminal (again, for `replaceOnExit`, at the session's current size). */
+  #spawn(): void {
+    const { file, args, options } = this.#spawnArgs;
+    const pty = this.#nodePty.spawn(file, args, { name: options.env.TERM, cols: this.#cols, rows: this.#rows, cwd: options.cwd, env: options.env, encoding: null });
+    this.#pty = pty;
+    this.#startedAt = Date.now();
     // With `encoding: null` node-pty hands out raw Buffers; its typings only know strings.
-    (this.#pty.onData as unknown as IEvent<Buffer>)((data) => {
+    (pty.onData as unknown as IEvent<Buffer>)((data) => {
       this.#releaseInput();
       this.#output(data);
     });
-    setTimeout(() => this.#releaseInput(), INPUT_HOLD_MS).unref();
-    this.#pty.onExit(({ exitCode, signal }) => {
+    pty.onExit(({ exitCode, signal }) => {
+      if (this.#replaceOnExit && !this.#terminating && Date.now() - this.#startedAt >= RESPAWN_MIN_RUN_MS) {
+        try {
+          return this.#spawn();
+        } catch {
+          // cannot start it again: the session ends with this exit
+        }
+      }
       this.#exited(exitCode, signal);
-      onExit(this);
+      this.onExit(this);
     });
+  }
+
+  get pid(): number {
+    return this.#pty.pid;
   }
 
   get running(): boolean {
@@ -105,6 +144,9 @@ export class PtySession {
   info(): PtySessionInfo {
     return {
       sessionId: this.id,
+      number: this.number,
+      ...(this.slug !== undefined ? { slug: this.slug } : {}),
+      replaceOnExit: this.#replaceOnExit,
       user: this.user,
       command: this.command,
       cols: this.#cols,
@@ -117,17 +159,18 @@ export class PtySession {
     };
   }
 
-  /** Replies `session`, replays the scrollback, then streams live output to `conn`. */
-  attach(conn: Conn, size: { cols?: number; rows?: number }): void {
+  /** Replies `session` (`created` as given), replays the scrollback, then streams live output to `conn`. */
+  attach(conn: Conn, size: { cols?: number; rows?: number }, created?: boolean): void {
     const client: Client = { conn, ...size };
+    const reply = { type: "session" as const, session: this.info(), ...(created !== undefined ? { created } : {}) };
     if (this.#exit) {
-      conn.sendJson({ type: "session", session: this.info() });
+      conn.sendJson(reply);
       conn.sendJson(this.#exit);
       conn.finish();
       return;
     }
     this.#clients.add(client);
-    conn.sendJson({ type: "session", session: this.info() });
+    conn.sendJson(reply);
     const scrollback = this.#scrollback.snapshot();
     if (scrollback.length > 0) conn.send(FrameType.Stdout, scrollback);
     this.#applySize();
@@ -138,6 +181,7 @@ export class PtySession {
   /** Hangs up on the session, escalating to SIGKILL; resolves once it exited or gave up waiting. */
   terminate(): Promise<void> {
     if (!this.running) return Promise.resolve();
+    this.#terminating = true;
     killGroup(this.pid, "SIGHUP");
     const escalate = setTimeout(() => {
       if (this.running) killGroup(this.pid, "SIGKILL");

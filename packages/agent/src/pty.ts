@@ -13,6 +13,8 @@ const MAX_EXITED_SESSIONS = 100;
 
 const sessions = new Map<string, PtySession>();
 const exitedOrder: string[] = [];
+/** The next session's number (the Freestyle 0.2 session id): 1, 2, ... for this agent's life. */
+let nextNumber = 1;
 
 function forget(id: string): void {
   sessions.delete(id);
@@ -42,7 +44,15 @@ export function hangUpSessions(): void {
   for (const session of sessions.values()) if (session.running) killGroup(session.pid, "SIGHUP");
 }
 
+/** The running session named `slug`, if any. */
+function runningNamed(slug: string): PtySession | undefined {
+  for (const s of sessions.values()) if (s.running && s.slug === slug) return s;
+  return undefined;
+}
+
 export async function openPty(conn: Conn, req: PtyOpenRequest): Promise<void> {
+  // Get-or-create: decided again after the awaits below, where another open may have made it.
+  if (req.slug !== undefined && attachNamed(conn, req, req.slug)) return;
   assertCapacity();
   const user = await resolveUser(req.user);
   const cwd = await resolveCwd(user, req.cwd);
@@ -52,15 +62,30 @@ export async function openPty(conn: Conn, req: PtyOpenRequest): Promise<void> {
   env.TERM = req.term ?? req.env?.TERM ?? "xterm-256color";
   await assertRunnable(command[0] as string, cwd, env.PATH);
   const pty = await loadNodePty();
+  if (req.slug !== undefined && attachNamed(conn, req, req.slug)) return;
   assertCapacity(); // again: other opens may have raced through the awaits above
   let session: PtySession;
   try {
-    session = new PtySession(pty, user, command, { cols: req.cols, rows: req.rows, cwd, env }, retire);
+    const naming = { number: nextNumber, ...(req.slug !== undefined ? { slug: req.slug } : {}), ...(req.replaceOnExit ? { replaceOnExit: true } : {}) };
+    session = new PtySession(pty, user, command, { cols: req.cols, rows: req.rows, cwd, env }, naming, retire);
   } catch (err) {
     throw new AgentError("SPAWN_FAILED", `cannot start a terminal: ${(err as Error).message}`);
   }
+  nextNumber++;
+  // The name moves to the new session: an exited one keeps its number, output and exit code.
+  if (req.slug !== undefined) for (const s of sessions.values()) if (s.slug === req.slug) s.slug = undefined;
   sessions.set(session.id, session);
-  session.attach(conn, { cols: req.cols, rows: req.rows });
+  session.attach(conn, { cols: req.cols, rows: req.rows }, true);
+}
+
+/** Attaches `conn` to the running session of the open's slug, if there is one (it must be the same user's). */
+function attachNamed(conn: Conn, req: PtyOpenRequest, slug: string): boolean {
+  const named = runningNamed(slug);
+  if (!named) return false;
+  const user = req.user ?? "root";
+  if (named.user !== user) throw new AgentError("SESSION_USER_MISMATCH", `session ${slug} belongs to ${named.user}, not ${user}`);
+  named.attach(conn, { cols: req.cols, rows: req.rows }, false);
+  return true;
 }
 
 export async function attachPty(conn: Conn, req: PtyAttachRequest): Promise<void> {

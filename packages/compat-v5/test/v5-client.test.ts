@@ -146,7 +146,7 @@ describe("official client 0.2.17 on /v5", () => {
       await rejectsApi(vm.fs.readFile("/root/../etc/passwd"), 400, "FILES_BAD_REQUEST");
       await rejectsApi(vm.fs.readFile("/etc/hostname", { offset: 1_000_000 }), 416, "FILES_BAD_REQUEST");
       await rejectsApi(vm.fs.readFile("/root"), 400, "FILES_BAD_REQUEST");
-      await rejectsApi(vm.pause(), 501, "BAD_REQUEST");
+      await rejectsApi(client(url, keyB).vms.ref(vmId).pause(), 404, "VM_NOT_FOUND");
 
       // A body that does not match its sha256 writes nothing.
       await vm.fs.writeTextFile("/root/kept.txt", "old");

@@ -22,13 +22,21 @@ import { API_ERROR_CODES, type ApiErrorCode } from "./errors.js";
 import { ENV_NAME_RE, LINUX_USER_RE, MAX_PTY_SIZE, WS_SIGNALS } from "./wire.js";
 
 const PtySize = z.number().int().min(1).max(MAX_PTY_SIZE);
-const Signal = z.enum(WS_SIGNALS);
+/**
+ * A signal name in any case, with or without the `SIG` prefix (`sigkill`, `SIGKILL`, `kill`):
+ * freestyle 0.2 sends lower case, 0.1 upper case. The server maps it onto WS_SIGNALS through the
+ * agent protocol's one signal table (`parseSignalName`); a name outside it is unknown.
+ */
+const Signal = z
+  .string()
+  .max(16)
+  .meta({ description: `One of ${WS_SIGNALS.join(", ")}, in any case, the SIG prefix optional.`, examples: ["SIGINT", "sigkill"] });
 
 // ---- PTY socket ----
 
 /** Client → server: a new terminal size. */
 export const PtyResize = z.object({ type: z.literal("resize"), cols: PtySize, rows: PtySize });
-/** Client → server: SIGINT writes 0x03 (the line discipline signals the foreground group); SIGKILL kills the session. */
+/** Client → server: SIGINT writes 0x03 (the line discipline signals the foreground group); SIGKILL kills the session. An unknown name is ignored (/v1) or answered with an `error` frame (/v5). */
 export const PtySignal = z.object({ type: z.literal("signal"), signal: Signal });
 export const PtyClientMessage = z.discriminatedUnion("type", [PtyResize, PtySignal]);
 export type PtyClientMessage = z.infer<typeof PtyClientMessage>;
@@ -63,9 +71,7 @@ export const ExecEof = z.object({ type: z.literal("eof") });
 export const ExecKill = z.object({
   type: z.literal("kill"),
   // `.catch` has no JSON Schema of its own: the meta gives the one a sender should follow.
-  signal: Signal.optional()
-    .catch(undefined)
-    .meta({ type: "string", enum: [...WS_SIGNALS], description: "Default SIGKILL (also for an unknown signal)." }),
+  signal: Signal.optional().meta({ description: `One of ${WS_SIGNALS.join(", ")}, in any case, the SIG prefix optional. Default SIGKILL (also for an unknown signal).` }),
 });
 export const ExecClientMessage = z.discriminatedUnion("type", [ExecStart, ExecEof, ExecKill]);
 export type ExecClientMessage = z.infer<typeof ExecClientMessage>;

@@ -54,6 +54,10 @@ export interface PtyOpenOpts {
   env?: Record<string, string>;
   /** Default `xterm-256color`. */
   term?: string;
+  /** Get-or-create by this name: a running session of it is attached instead ({@link PtyAttachment.created} false). */
+  slug?: string;
+  /** Respawn the command in place when it exits (see the agent protocol's `pty.open`). */
+  replaceOnExit?: boolean;
 }
 
 /**
@@ -71,6 +75,8 @@ export class PtyAttachment extends EventEmitter {
   constructor(
     readonly session: PtySessionInfo,
     readonly conn: AgentConn,
+    /** False when an open by slug found that session running (an attach is never a creation). */
+    readonly created = false,
   ) {
     super();
     conn.on("stdout", (b: Buffer) => this.#deliver("data", [b]));
@@ -223,6 +229,8 @@ export class GuestOps {
       ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
       ...(opts.env !== undefined ? { env: opts.env } : {}),
       ...(opts.term !== undefined ? { term: opts.term } : {}),
+      ...(opts.slug !== undefined ? { slug: opts.slug } : {}),
+      ...(opts.replaceOnExit ? { replaceOnExit: true } : {}),
     });
     return this.#attachment(conn);
   }
@@ -249,7 +257,7 @@ export class GuestOps {
         if (err || r.type !== "session") {
           conn.close();
           reject(err ?? protocolError(`it answered ${r.type} to a PTY request`));
-        } else resolve(new PtyAttachment(r.session, conn));
+        } else resolve(new PtyAttachment(r.session, conn, r.created ?? false));
       });
       conn.once("close", () => reject(conn.closeError("agent closed the PTY connection")));
     });

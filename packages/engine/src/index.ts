@@ -13,3 +13,5 @@ export type { VmState } from "./lifecycle.js";
 export { GuestOps, PtyAttachment } from "./guest-ops.js";
 export type { BufferedExecOpts, ExecOpts, ExecResult, ExitInfo, GuestProcess, PtyOpenOpts } from "./guest-ops.js";
 export type { DirEntry, PtySessionInfo, StatInfo } from "@capsule/agent-protocol";
+export { parseSignalName } from "@capsule/agent-protocol";
+export type { SignalName } from "@capsule/agent-protocol";

@@ -29,7 +29,7 @@ import type { Rows } from "./vms/rows.js";
 export interface AccountQuotas {
   /** VMs the account owns, in any state. */
   vms: number | null;
-  /** VMs of the account the engine runs (creating, starting, running, stopping). */
+  /** VMs of the account the engine runs (creating, starting, running, stopping) or holds paused. */
   runningVms: number | null;
   /** Snapshots the account owns. */
   snapshots: number | null;
@@ -75,8 +75,8 @@ export function defaultAdmission(): AdmissionConfig {
   return { memoryMb: Math.min(16 * 1024, hostMemoryMb), vcpus: hostCpus, diskMb: 64 * 1024, memoryOvercommit: 2, cpuOvercommit: 16, hostMemoryMb, hostCpus };
 }
 
-/** Engine states in which a VM holds (or is about to hold) host memory and CPU. */
-const ACTIVE: ReadonlySet<VmState> = new Set<VmState>(["creating", "starting", "running", "stopping"]);
+/** Engine states in which a VM holds (or is about to hold) host memory and CPU; a paused VM keeps its memory. */
+const ACTIVE: ReadonlySet<VmState> = new Set<VmState>(["creating", "starting", "running", "stopping", "paused"]);
 
 export function isActive(state: VmState): boolean {
   return ACTIVE.has(state);

@@ -295,3 +295,5 @@ export const PatchSnapshotRequest = SnapshotRequest.meta({ id: "V5PatchSnapshotR
 // ---------------------------------------------------------------- more, in their own modules
 
 export * from "./uploads.js";
+
+export * from "./pty.js";

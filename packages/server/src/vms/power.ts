@@ -5,7 +5,9 @@
  * sees the newest intent:
  *
  * - wake writes `running` first, then boots (restoring the old value if the boot fails);
- * - suspend/stop write `suspended`/`stopped` first, then stop the sandbox.
+ * - suspend/stop write `suspended`/`stopped` first, then stop the sandbox;
+ * - pause (/v5) writes `suspended` first, then pauses the sandbox with its memory kept: like a
+ *   suspended VM it wakes on use (and on start), and the wake resumes it where it was.
  *
  * The engine serialises a VM's start and stop, so a stop that comes during a wake runs after it,
  * and a wake that comes during a stop boots the VM again once it is down.
@@ -14,7 +16,7 @@
 import type { Engine } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { ActivityTracker } from "../activity.js";
-import { toApiError } from "../errors.js";
+import { ApiError, toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
 import type { Quotas } from "../quotas.js";
 import type { Rows, VmRow } from "./rows.js";
@@ -84,6 +86,33 @@ export class Power {
       throw toApiError(err);
     }
     this.log.info({ vmId: id, how }, "vm halted");
+  }
+
+  /**
+   * Pauses the VM with its memory kept (/v5 `pause`); it keeps its host memory and its place in
+   * the account's running VMs (quotas.ts counts a paused VM as active). The first call that needs
+   * its guest, or a start, resumes it. Pausing a paused VM does nothing; a stopped (or
+   * idle-suspended) one has no processes to keep: VM_NOT_RUNNING.
+   */
+  async pause(account: Account, id: string): Promise<void> {
+    const row = this.rows.ownedVm(account, id);
+    await this.#waking.get(row.id)?.catch(() => undefined); // a wake in flight decides first
+    try {
+      const { state } = await this.engine.getVm(row.id);
+      if (state === "paused") return;
+      if (state !== "running") throw new ApiError("VM_NOT_RUNNING", `VM ${row.id} is not running (${state}); start it first`);
+      this.rows.setDesired(row.id, "suspended");
+      await this.engine.pauseVm(row.id);
+    } catch (err) {
+      this.rows.setDesiredIf(row.id, "suspended", row.desired);
+      throw toApiError(err);
+    }
+    this.log.info({ vmId: row.id }, "vm paused");
+  }
+
+  /** The VMs the engine holds paused (memory kept). */
+  async pausedIds(): Promise<Set<string>> {
+    return new Set((await this.engine.listVms()).filter((v) => v.state === "paused").map((v) => v.id));
   }
 
   /** Whether the engine has the VM running; undefined when it has no such VM. */

@@ -20,6 +20,9 @@ export function apiState(state: EngineState, desired: Desired): VmState {
       return desired === "stopped" ? "stopped" : "suspended";
     case "lost":
       return "lost";
+    case "paused":
+      // /v1 has no paused state: it is suspended (it wakes on use), and wakes where it was.
+      return "suspended";
     default:
       return "starting";
   }

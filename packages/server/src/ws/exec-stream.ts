@@ -9,7 +9,7 @@
  * Closing the socket kills the process. Stdin is flow-controlled: while the process does not take
  * it, the server stops reading the socket (`stdinGate`).
  */
-import type { GuestProcess } from "@capsule/engine";
+import { parseSignalName, type GuestProcess } from "@capsule/engine";
 import type { RawData, WebSocket } from "ws";
 import type { Readable } from "node:stream";
 import { toApiError } from "../errors.js";
@@ -84,7 +84,7 @@ export function bridgeExec(proc: GuestProcess, opts: ExecBridgeOpts): { bind: (w
       }
       const msg = parseWsMessage(ExecClientMessage, buf.toString("utf8"));
       if (msg?.type === "eof") proc.stdin.end();
-      else if (msg?.type === "kill") proc.kill(msg.signal ?? "SIGKILL");
+      else if (msg?.type === "kill") proc.kill(parseSignalName(msg.signal) ?? "SIGKILL");
     });
     ws.on("close", () => {
       if (!finished) proc.kill("SIGKILL");

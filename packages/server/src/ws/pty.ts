@@ -1,18 +1,22 @@
 /**
  * Bridges one PTY attachment (engine) to one WebSocket in the Freestyle PTY protocol: a
  * `sessionInfo` text frame first (on open), output as binary frames, binary frames in as stdin,
- * text frames in as `resize` / `signal` (SIGINT is the byte 0x03, so the line discipline signals
- * the foreground group; SIGKILL kills the session), `exited` then close 1000 when the process
- * ends. A client close detaches: the session keeps running in the guest. Stdin is written in order,
+ * text frames in as `resize` / `signal` (a name in any case, SIG prefix optional; SIGINT is the
+ * byte 0x03, so the line discipline signals the foreground group; SIGKILL kills the session),
+ * `exited` then close 1000 when the process ends. The /v5 dialect (freestyle 0.2) differs only in
+ * its `sessionInfo` (a number, slug and `created`, on attach too) and in answering an unknown
+ * signal with an `error` frame where /v1 ignores it. A client close detaches: the session keeps running in the guest. Stdin is written in order,
  * one frame after the other, and flow-controlled (`stdinGate`): while the guest does not take it,
  * the server stops reading the socket.
  */
-import type { PtyAttachment } from "@capsule/engine";
+import { parseSignalName, type PtyAttachment } from "@capsule/engine";
 import type { RawData, WebSocket } from "ws";
 import type { Logger } from "pino";
 import { exitStatus } from "../guest/exit-status.js";
 import { Deferred, flowControl, stdinGate } from "./bridge.js";
 import { PtyClientMessage, parseWsMessage, type PtyServerMessage } from "@capsule/contract/ws";
+import type { PtyErrorV5, PtySessionInfoV5 } from "@capsule/contract/v5";
+import { WS_SIGNALS } from "@capsule/contract/wire";
 
 /** A client text frame (`resize` / `signal`), or undefined for anything else (ignored, as the client does). */
 export function parseControl(text: string): PtyClientMessage | undefined {
@@ -20,8 +24,10 @@ export function parseControl(text: string): PtyClientMessage | undefined {
 }
 
 export interface PtyBridgeOpts {
-  /** Sent first on a new session; attach does not need it. */
-  sessionInfo?: string;
+  /** The `sessionInfo` message sent first, if any (/v1: on a new session only; /v5: always). */
+  sessionInfo?: PtyServerMessage | PtySessionInfoV5;
+  /** Answer an unknown signal with an `error` frame (/v5) instead of ignoring it (/v1). */
+  errorFrames?: boolean;
   log: Logger;
 }
 
@@ -55,7 +61,7 @@ export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws:
 
   const bind = (ws: WebSocket) => {
     throttle = flowControl(ws, () => att.pause(), () => att.resume());
-    if (opts.sessionInfo) ws.send(JSON.stringify({ type: "sessionInfo", sessionId: opts.sessionInfo } satisfies PtyServerMessage));
+    if (opts.sessionInfo) ws.send(JSON.stringify(opts.sessionInfo));
     const gate = stdinGate(ws);
     att.once("close", gate.release);
     // One write at a time: a frame is handed to the guest only after the one before it was taken.
@@ -72,9 +78,11 @@ export function bridgePty(att: PtyAttachment, opts: PtyBridgeOpts): { bind: (ws:
       if (isBinary) return write(buf);
       const ctl = parseControl(buf.toString("utf8"));
       if (!ctl) return; // unknown control frames are ignored, as the client does
-      if (ctl.type === "resize") att.resize(ctl.cols, ctl.rows);
-      else if (ctl.signal === "SIGINT") write(Buffer.from([0x03]));
-      else att.signal(ctl.signal);
+      if (ctl.type === "resize") return att.resize(ctl.cols, ctl.rows);
+      const signal = parseSignalName(ctl.signal);
+      if (signal === "SIGINT") write(Buffer.from([0x03]));
+      else if (signal) att.signal(signal);
+      else if (opts.errorFrames) ws.send(JSON.stringify({ type: "error", message: `unknown signal ${JSON.stringify(ctl.signal)}: use ${WS_SIGNALS.map((n) => n.toLowerCase()).join(", ")}` } satisfies PtyErrorV5));
     });
     ws.on("close", () => {
       if (!exited) att.detach();

@@ -23,13 +23,14 @@ import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { bearer } from "../app.js";
 import { LINUX_USER_HEADER, type Deps } from "../context.js";
 import { ApiError, toApiError } from "../errors.js";
-import type { VmGuest } from "../guest/gateway.js";
 import { keyIdOf, type Account } from "../keys.js";
 import { findSession, SESSION_ID_RE } from "../pty-sessions.js";
 import type { QuotaTicket } from "../quotas.js";
 import { bridgeExec } from "./exec-stream.js";
+import { holdVm, size } from "./hold.js";
 import { OpenSockets, type SocketOwner } from "./open-sockets.js";
 import { bridgePty } from "./pty.js";
+import { preparePtyV5 } from "./pty-v5.js";
 
 /** As `ws` checks it (RFC 6455 §4.2.1: 16 random bytes, base64). */
 const WS_KEY_RE = /^[+/0-9A-Za-z]{22}==$/;
@@ -45,6 +46,8 @@ interface Bridge {
 /** Step 2's result: the VM held (nothing started in it yet) and how to start the guest side. */
 interface Prepared {
   kind: "pty" | "exec";
+  /** The /v5 PTY protocol: failures after the handshake are `error` frames there too. */
+  v5?: boolean;
   owner: SocketOwner;
   release: () => void;
   /** Starts the guest side for the upgraded socket; `held` holds the client's messages so far. */
@@ -100,7 +103,7 @@ export function createUpgradeHandler(deps: Deps): { handle: (req: IncomingMessag
               bridge.bind(ws);
               held.replay();
             },
-            (err: unknown) => failSocket(ws, p.kind, toApiError(err)),
+            (err: unknown) => failSocket(ws, p.kind === "exec" || p.v5 === true, toApiError(err)),
           );
         });
       },
@@ -158,10 +161,10 @@ function holdMessages(ws: WebSocket): HeldMessages {
   };
 }
 
-/** A failure after the handshake: the exec-stream's error frame, or a PTY close with the reason. */
-function failSocket(ws: WebSocket, kind: "pty" | "exec", err: ApiError): void {
+/** A failure after the handshake: an error frame (exec-stream, /v5 PTY), then a close with the reason. */
+function failSocket(ws: WebSocket, errorFrame: boolean, err: ApiError): void {
   if (ws.readyState !== ws.OPEN) return;
-  if (kind === "exec") ws.send(JSON.stringify({ type: "error", code: err.code, message: err.message } satisfies ExecServerMessage));
+  if (errorFrame) ws.send(JSON.stringify({ type: "error", code: err.code, message: err.message } satisfies ExecServerMessage));
   ws.close(WS_CLOSE.FAILED, Buffer.from(err.message).subarray(0, 120).toString("utf8").replace(/\uFFFD$/, ""));
 }
 
@@ -180,11 +183,17 @@ async function prepare(deps: Deps, req: IncomingMessage): Promise<Prepared> {
   if (user !== undefined && !LINUX_USER_RE.test(user)) throw new ApiError("VALIDATION_ERROR", `${LINUX_USER_HEADER} must be a Linux user name`);
 
   const seg = url.pathname.split("/").map((s) => safeDecode(s));
-  // ["", "v1", "vms", id, ...rest]
-  if (seg[1] !== "v1" || seg[2] !== "vms" || !seg[3]) throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
+  // ["", "v1" | "v5", "vms", id, ...rest]
+  if ((seg[1] !== "v1" && seg[1] !== "v5") || seg[2] !== "vms" || !seg[3]) throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
   const vmId = seg[3];
   const rest = seg.slice(4).join("/");
   const quotas = deps.svc.quotas;
+  if (seg[1] === "v5") {
+    // freestyle 0.2 sends the user in the query; the v1 header has no meaning here.
+    const selector = seg[4] === "pty" && seg[5] === "sessions" && seg.length === 7 ? seg[6] : undefined;
+    if (rest !== "pty" && !selector) throw new ApiError("NOT_FOUND", `no WebSocket route ${url.pathname}`);
+    return { ...(await slotted(quotas.acquirePty(account), () => preparePtyV5(deps, account, vmId, url, selector))), kind: "pty", v5: true, owner };
+  }
   if (rest === "pty") return { ...(await slotted(quotas.acquirePty(account), () => openPty(deps, account, vmId, url, user))), kind: "pty", owner };
   if (seg[4] === "pty" && seg[5] === "sessions" && seg[6] !== undefined && seg.length === 7) {
     const sessionId = seg[6];
@@ -226,24 +235,6 @@ function safeDecode(s: string): string {
   }
 }
 
-function size(url: URL, name: "cols" | "rows", dflt: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null || raw === "") return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new ApiError("VALIDATION_ERROR", `${name} must be an integer from 1 to 10000, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-/** Ownership checked, the VM awake and held; nothing started in it yet. */
-function holdVm(deps: Deps, account: Account, vmId: string, check?: (guest: VmGuest) => Promise<void>): Promise<{ guest: VmGuest; release: () => void }> {
-  return deps.svc.gateway
-    .open(account, vmId, {}, async (_vm, guest) => {
-      await check?.(guest);
-      return guest;
-    })
-    .then((h) => ({ guest: h.value, release: h.release }));
-}
-
 async function openPty(deps: Deps, account: Account, vmId: string, url: URL, user: string | undefined): Promise<Omit<Prepared, "kind" | "owner">> {
   const cols = size(url, "cols", 80);
   const rows = size(url, "rows", 24);
@@ -259,7 +250,7 @@ async function openPty(deps: Deps, account: Account, vmId: string, url: URL, use
     start: async (ws) => {
       ws.pause(); // frames that come while the session opens wait in the socket
       const pty = await guest.ptyOpen({ cols, rows, ...(user ? { user } : {}), ...(exec ? { command: ["/bin/sh", "-c", exec] } : {}) });
-      return bridgePty(pty, { sessionInfo: pty.session.sessionId, log: deps.log });
+      return bridgePty(pty, { sessionInfo: { type: "sessionInfo", sessionId: pty.session.sessionId }, log: deps.log });
     },
   };
 }

@@ -12,6 +12,8 @@ import * as fsWrite from "./fs-write.js";
 import * as snapshots from "./snapshots.js";
 import * as unsupported from "./unsupported.js";
 import * as uploads from "./uploads.js";
+import * as ptySessions from "./pty-sessions.js";
+import * as vmPause from "./vm-pause.js";
 import * as vms from "./vms.js";
 
 /** v5 routes whose raw body streams to the guest (app.ts exempts them from the JSON body limit). */
@@ -22,6 +24,8 @@ export function isV5StreamedBody(path: string): boolean {
 export const V5_ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   snapshots.register,
   vms.register,
+  vmPause.register,
+  ptySessions.register,
   execAwait.register,
   fsRead.register,
   fsWrite.register,

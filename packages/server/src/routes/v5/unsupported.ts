@@ -11,10 +11,7 @@ import { account } from "../common.js";
 
 const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
   ["PATCH", "/v5/vms/:vm_id", "updating a VM (slugs, metadata, timeouts)"],
-  ["POST", "/v5/vms/:vm_id/pause", "pause (keeping memory)"],
   ["POST", "/v5/vms/:vm_id/resize", "resizing a VM"],
-  ["*", "/v5/vms/:vm_id/pty", "v5 PTY sessions"],
-  ["*", "/v5/vms/:vm_id/pty/*", "v5 PTY sessions"],
 ];
 
 const GLOBAL: Array<[path: string, feature: string]> = [

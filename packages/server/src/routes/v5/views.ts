@@ -21,10 +21,11 @@ const STATES: Record<V1State, VmState> = {
   lost: "stopped",
 };
 
-export function vmData(vm: VmInfo): VmData {
+/** `paused`: the engine holds the VM paused with its memory kept (v1 shows it as suspended). */
+export function vmData(vm: VmInfo, paused = false): VmData {
   return {
     id: vm.id,
-    state: STATES[vm.state],
+    state: paused ? "paused" : STATES[vm.state],
     slug: null,
     displayName: vm.name,
     resources: { cpu: vm.sizing.vcpuCount, memory: vm.sizing.memSizeMib, storage: vm.sizing.rootfsSizeMb },

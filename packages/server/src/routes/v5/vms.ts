@@ -10,6 +10,7 @@ import { ApiError } from "../../errors.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
 import { firewallEgress } from "./firewall.js";
+import { vmDataOf } from "./vm-pause.js";
 import { firewallRules, page, vmData } from "./views.js";
 
 /** Create fields for features Capsule does not have, with the value that asks for nothing. */
@@ -74,7 +75,8 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const all = (await svc.views.list(account(c))).map(vmData);
+      const paused = await svc.power.pausedIds();
+      const all = (await svc.views.list(account(c))).map((v) => vmData(v, paused.has(v.id)));
       const vms = all.filter((v) => (q.state === undefined || v.state === q.state) && (q.snapshotId === undefined || v.snapshotId === q.snapshotId) && q.slug === undefined && !q.metadata);
       const count = (s: VmState) => vms.filter((v) => v.state === s).length;
       return c.json(
@@ -94,7 +96,7 @@ export function register(app: App, { svc }: Deps): void {
 
   app.openapi(
     createRoute({ method: "get", path: "/v5/vms/{vm_id}", summary: "Get a VM (v5)", security, request: { params: VmParams }, responses: { 200: json(VmData), ...errors(404) } }),
-    async (c) => c.json(vmData(await svc.views.get(account(c), c.req.valid("param").vm_id)), 200),
+    async (c) => c.json(await vmDataOf(svc, account(c), c.req.valid("param").vm_id), 200),
   );
 
   app.openapi(
@@ -118,7 +120,7 @@ export function register(app: App, { svc }: Deps): void {
       method: "post",
       path: "/v5/vms/{vm_id}/start",
       summary: "Start a VM (v5)",
-      description: "Boots a stopped VM on the disk it had (its processes start afresh); a running VM is left as it is.",
+      description: "Resumes a paused VM where it was (memory kept); boots a stopped VM on the disk it had (its processes start afresh); a running VM is left as it is.",
       security,
       request: { params: VmParams, body: { content: { "application/json": { schema: z.object({}) } }, required: false } },
       responses: { 200: json(VmData), ...errors(404) },
@@ -126,7 +128,7 @@ export function register(app: App, { svc }: Deps): void {
     async (c) => {
       const { vm_id } = c.req.valid("param");
       await svc.power.start(account(c), vm_id);
-      return c.json(vmData(await svc.views.get(account(c), vm_id)), 200);
+      return c.json(await vmDataOf(svc, account(c), vm_id), 200);
     },
   );
 }

@@ -1,0 +1,200 @@
+/**
+ * `/v5` PTY sessions and pause through the official `freestyle@0.2.17` client, on real
+ * sandboxes: open, write, resize, detach and attach by number and by slug (get-or-create),
+ * signals in either case, an unknown signal as an `error` frame, replaceOnExit, list and close;
+ * `pause` then `start` keeps a shell counter's memory, also across a server restart.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Freestyle, type PtySession } from "freestyle";
+import { createKey, destroyDataDir, scratchDir, spawnServer, useServer } from "@capsule/server/test-support";
+
+const NOTHING = { rules: [] };
+/** A counter that lives only in the shell's memory, written out (atomically) every 50 ms. */
+const COUNTER = "nohup sh -c 'i=0; while true; do i=$((i+1)); echo $i > /root/count.new; mv /root/count.new /root/count; sleep 0.05; done' >/dev/null 2>&1 &";
+
+/** A session's output so far, and a wait for a pattern in it. */
+function terminal() {
+  let text = "";
+  const waiters = new Set<() => void>();
+  return {
+    onData: (b: Uint8Array) => {
+      text += Buffer.from(b).toString("utf8");
+      for (const w of waiters) w();
+    },
+    text: () => text,
+    async waitFor(re: RegExp, ms = 10_000): Promise<void> {
+      const deadline = Date.now() + ms;
+      while (!re.test(text)) {
+        if (Date.now() > deadline) throw new Error(`no ${re} in ${JSON.stringify(text.slice(-500))}`);
+        await new Promise<void>((resolve) => {
+          waiters.add(resolve);
+          setTimeout(resolve, 100);
+        }).finally(() => waiters.clear());
+      }
+    },
+  };
+}
+
+function exitPromise(): { onExit: (code: number) => void; exited: Promise<number> } {
+  let onExit!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => (onExit = resolve));
+  return { onExit, exited };
+}
+
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, sleep(ms).then(() => assert.fail(`${what} within ${ms} ms`))]);
+}
+
+describe("official client 0.2.17: /v5 PTY and pause", () => {
+  const t = useServer();
+
+  it("PTY: open, write, resize, detach, attach by id and slug, sigkill/SIGKILL, error frames, replaceOnExit, list, close", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB } = t.get();
+    const { vm, vmId } = await new Freestyle({ baseUrl: url, apiKey: keyA }).vms.create({ firewall: NOTHING });
+
+    const first = terminal();
+    const firstExit = exitPromise();
+    const s: PtySession = await vm.pty.open({ cols: 100, rows: 30, onData: first.onData, onExit: firstExit.onExit });
+    assert.equal(typeof s.sessionId, "number");
+    assert.ok(s.sessionId >= 1);
+    assert.equal(s.created, true);
+    s.write("echo hel''lo-$((6*7))\n");
+    await first.waitFor(/hello-42/);
+    s.resize({ cols: 120, rows: 40 });
+    s.write("stty size\n");
+    await first.waitFor(/40 120/);
+    s.detach();
+
+    const listed = await vm.pty.list();
+    const mine = listed.sessions.find((x) => x.sessionId === s.sessionId);
+    assert.equal(mine?.state, "running", "a detached session runs on");
+    assert.equal(mine?.linuxUser, "root");
+    assert.deepEqual([mine?.cols, mine?.rows], [120, 40]);
+
+    const again = terminal();
+    const againExit = exitPromise();
+    const att = await vm.pty.attach({ session: s.sessionId, onData: again.onData, onExit: againExit.onExit });
+    await again.waitFor(/hello-42/); // the scrollback
+    assert.equal(att.sessionId, s.sessionId);
+    att.write("echo back-$((2+3))\n");
+    await again.waitFor(/back-5/);
+    att.signal("sigkill");
+    assert.equal(await within(againExit.exited, 10_000, "exited after sigkill"), 137);
+
+    // Slugs: get-or-create, attach by name, upper-case signal names, an unknown one answered.
+    const named = await vm.pty.open({ exec: "sleep 600", slug: "main" });
+    assert.equal(named.created, true);
+    assert.equal(named.slug, "main");
+    const same = await vm.pty.open({ exec: "echo never-run", slug: "main" });
+    assert.deepEqual([same.created, same.sessionId], [false, named.sessionId]);
+    same.detach();
+    named.detach();
+    const errors: string[] = [];
+    const byName = exitPromise();
+    const bySlug = await vm.pty.attach({ session: "main", onExit: byName.onExit, onError: (e: unknown) => errors.push((e as Error).message) });
+    await within(
+      (async () => {
+        while (bySlug.sessionId !== named.sessionId) await sleep(20); // -1 until sessionInfo
+      })(),
+      5_000,
+      "sessionInfo on attach by slug",
+    );
+    (bySlug.signal as (s: string) => void)("sigfoo");
+    await within(
+      (async () => {
+        while (errors.length === 0) await sleep(20);
+      })(),
+      5_000,
+      "an error frame for an unknown signal",
+    );
+    assert.match(errors[0] ?? "", /unknown signal "sigfoo"/);
+    (bySlug.signal as (s: string) => void)("SIGKILL");
+    assert.equal(await within(byName.exited, 10_000, "exited after SIGKILL"), 137);
+
+    // replaceOnExit: the shell comes back in place (same number, scrollback kept).
+    const respawn = terminal();
+    const r = await vm.pty.open({ replaceOnExit: true, onData: respawn.onData });
+    r.write("echo before-exit\n");
+    await respawn.waitFor(/before-exit/);
+    await sleep(1_100); // ran long enough not to count as dying at startup
+    r.write("exit\n");
+    await sleep(500);
+    r.write("echo after-$((40+2))\n");
+    await respawn.waitFor(/after-42/);
+    const row = (await vm.pty.list()).sessions.find((x) => x.sessionId === r.sessionId);
+    assert.equal(row?.state, "running");
+    r.detach();
+    const closed = await vm.pty.close(r.sessionId);
+    assert.equal(closed.sessionId, r.sessionId);
+    assert.equal((await vm.pty.list()).sessions.find((x) => x.sessionId === r.sessionId)?.state, "exited");
+
+    // Refusals: an unknown session, another account's VM.
+    await assert.rejects(vm.pty.attach({ session: 999 }), /Unexpected server response: 404/);
+    await assert.rejects(new Freestyle({ baseUrl: url, apiKey: keyB }).vms.ref(vmId).pty.open({}), /Unexpected server response: 404/);
+    await vm.delete();
+  });
+
+  it("pause keeps memory: a shell counter goes on from where it was after start", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, dataDir } = t.get();
+    const { vm, vmId } = await new Freestyle({ baseUrl: url, apiKey: keyA }).vms.create({ firewall: NOTHING });
+    await vm.exec(COUNTER);
+    await sleep(600);
+    const paused = await vm.pause();
+    assert.equal(paused.state, "paused");
+    assert.equal((await vm.data()).state, "paused");
+    assert.equal((await vm.pause()).state, "paused", "pausing a paused VM leaves it so");
+    const onHost = path.join(dataDir, "vms", vmId, "disk", "upper", "root", "count");
+    const atPause = Number((await fs.readFile(onHost, "utf8")).trim());
+    assert.ok(atPause > 3, `the counter ran (${atPause})`);
+    await sleep(500);
+    assert.equal(Number((await fs.readFile(onHost, "utf8")).trim()), atPause, "nothing runs while paused");
+
+    assert.equal((await vm.start()).state, "running");
+    await sleep(300);
+    const after = Number((await vm.fs.readTextFile("/root/count")).trim());
+    assert.ok(after > atPause && after < atPause + 20, `counting on from ${atPause}, not from 0: ${after}`);
+
+    // A call that needs the guest resumes a paused VM too.
+    await vm.pause();
+    assert.equal((await vm.exec("echo awake")).stdout, "awake\n");
+    assert.equal((await vm.data()).state, "running");
+    await vm.delete();
+  });
+
+  it("a paused VM survives a server restart, stays paused, and start resumes it", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const dataDir = await scratchDir();
+    const key = createKey(dataDir, "carol");
+    let served = await spawnServer(dataDir);
+    try {
+      const client = () => new Freestyle({ baseUrl: served.url, apiKey: key });
+      const { vm, vmId } = await client().vms.create({ firewall: NOTHING });
+      await vm.exec(COUNTER);
+      await sleep(600);
+      await vm.pause();
+      const onHost = path.join(dataDir, "vms", vmId, "disk", "upper", "root", "count");
+      const atPause = Number((await fs.readFile(onHost, "utf8")).trim());
+
+      served.child.kill("SIGTERM");
+      await new Promise((resolve) => served.child.once("exit", resolve));
+      served = await spawnServer(dataDir);
+      const vm2 = client().vms.ref(vmId);
+      assert.equal((await vm2.data()).state, "paused", "still paused after the restart");
+      assert.equal(Number((await fs.readFile(onHost, "utf8")).trim()), atPause);
+      assert.equal((await vm2.start()).state, "running");
+      await sleep(300);
+      const after = Number((await vm2.fs.readTextFile("/root/count")).trim());
+      assert.ok(after > atPause && after < atPause + 20, `counting on from ${atPause}: ${after}`);
+    } finally {
+      served.child.kill("SIGTERM");
+      await new Promise((resolve) => served.child.once("exit", resolve));
+      await destroyDataDir(dataDir);
+    }
+  });
+});
