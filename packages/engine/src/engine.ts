@@ -8,6 +8,7 @@ import { newId } from "./ids.js";
 import { assertTransition, requireState, type VmState } from "./lifecycle.js";
 import { KeyedMutex } from "./mutex.js";
 import { PhaseTimer } from "./phase-timer.js";
+import { validatePolicy, type FirewallPolicy } from "./net/policy.js";
 import { hostIfName, Paths } from "./paths.js";
 import { checkHost } from "./preflight.js";
 import { recover, type RecoveryReport } from "./recovery.js";
@@ -31,6 +32,11 @@ export interface CreateVmOpts {
   limits?: Partial<VmLimits>;
   egress?: Egress;
   /**
+   * The VM's own firewall instead of `egress` and the engine's `allowedHostPorts`: nothing is
+   * reachable but what its rules allow (see net/policy.ts for what a rule can and cannot open).
+   */
+  firewall?: FirewallPolicy;
+  /**
    * Who this VM is for, written into its record before the VM exists: an opaque label of the
    * caller's (the API server's account and create intent, a pool, a build). Recovery keeps it; the
    * caller's reconcile uses it to tell its own garbage from VMs it cannot explain.
@@ -47,6 +53,8 @@ export interface VmInfo {
   snapshotId?: string;
   limits: VmLimits;
   egress: Egress;
+  /** The VM's own firewall, when it has one (then `egress` does not apply). */
+  firewall?: FirewallPolicy;
   /** The VM's address on its veth, while it runs. */
   ip?: string;
   /** The host's end of the veth: where the allowed host ports are reached. */
@@ -167,8 +175,10 @@ export class Engine {
     if (runtime !== "runsc" && runtime !== "runc") throw new EngineError(ErrorCode.InvalidArgument, `unknown runtime ${String(runtime)}; use runsc or runc`);
     const limits = validateLimits({ ...this.options.limits, ...opts.limits });
     const now = new Date().toISOString();
+    const id = newId();
+    const firewall = opts.firewall !== undefined ? await this.#checkPolicy(id, opts.firewall) : undefined;
     const rec: VmRecord = {
-      id: newId(),
+      id,
       state: "creating",
       runtime,
       image: opts.image,
@@ -177,6 +187,7 @@ export class Engine {
       egress: opts.egress ?? this.options.egress,
       createdAt: now,
       updatedAt: now,
+      ...(firewall !== undefined ? { firewall } : {}),
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       ...(opts.snapshotId !== undefined ? { snapshotId: opts.snapshotId } : {}),
       ...(opts.owner !== undefined ? { owner: checkOwner(opts.owner) } : {}),
@@ -204,10 +215,13 @@ export class Engine {
    * Hands a running VM from one owner to another: its owner label (and name) change, durably,
    * only if it still has owner `from` and runs. A warm pool's VM becomes a tenant's this way, so a
    * crash leaves it either the pool's or the tenant's create intent's, never both or neither.
+   * With `firewall`, the VM's network changes to that policy before the claim returns (the
+   * record first, so recovery re-applies it if a crash comes in between).
    */
-  async claimVm(id: string, opts: { from: string; owner: string; name?: string }): Promise<VmInfo> {
+  async claimVm(id: string, opts: { from: string; owner: string; name?: string; firewall?: FirewallPolicy }): Promise<VmInfo> {
     this.#assertOpen();
     checkOwner(opts.owner);
+    const firewall = opts.firewall !== undefined ? await this.#checkPolicy(id, opts.firewall) : undefined;
     return this.#lock.run(id, async () => {
       const rec = await this.#record(id);
       if (rec.owner !== opts.from || rec.state !== "running") {
@@ -215,9 +229,37 @@ export class Engine {
       }
       rec.owner = opts.owner;
       if (opts.name !== undefined) rec.name = opts.name;
+      if (firewall !== undefined) rec.firewall = firewall;
       await this.#records.saveVm(rec);
+      if (firewall !== undefined) await this.#host.changeFirewall(rec);
       return this.#info(rec);
     });
+  }
+
+  /**
+   * Replaces the VM's firewall policy (a VM without one gets one; none is ever removed, so a VM
+   * never falls back to the engine's egress switch). A running VM's ruleset changes in one
+   * transaction; a stopped one's is applied when it starts.
+   */
+  async setVmFirewall(id: string, policy: FirewallPolicy): Promise<VmInfo> {
+    this.#assertOpen();
+    const firewall = await this.#checkPolicy(id, policy);
+    return this.#lock.run(id, async () => {
+      const rec = await this.#record(id);
+      rec.firewall = firewall;
+      await this.#records.saveVm(rec);
+      if (rec.state === "running") await this.#host.changeFirewall(rec);
+      return this.#info(rec);
+    });
+  }
+
+  /** A validated copy of a policy for VM `id`; a `vm` rule must name a VM of this engine. */
+  async #checkPolicy(id: string, policy: FirewallPolicy): Promise<FirewallPolicy> {
+    const checked = validatePolicy(policy, { subnet: this.options.subnet, allowedHostPorts: this.options.allowedHostPorts, vmId: id });
+    for (const r of checked.rules) {
+      if (r.to === "vm" && !(await this.#records.readVm(r.vmId))) throw new EngineError(ErrorCode.InvalidArgument, `firewall rule names VM ${r.vmId}, which does not exist`);
+    }
+    return checked;
   }
 
   /**
@@ -394,6 +436,7 @@ export class Engine {
             runtime: rec.runtime,
             limits: rec.limits,
             egress: rec.egress,
+            ...(rec.firewall !== undefined ? { firewall: rec.firewall } : {}),
             ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
           }),
         );
@@ -511,6 +554,7 @@ export class Engine {
       limits: rec.limits,
       egress: rec.egress,
       createdAt: rec.createdAt,
+      ...(rec.firewall !== undefined ? { firewall: rec.firewall } : {}),
       ...(rec.name !== undefined ? { name: rec.name } : {}),
       ...(rec.snapshotId !== undefined ? { snapshotId: rec.snapshotId } : {}),
       ...(rec.net ? { ip: rec.net.guestIp, gatewayIp: rec.net.hostIp } : {}),

@@ -9,6 +9,8 @@ export type { RecoveryReport } from "./recovery.js";
 export { DEFAULT_LIMITS } from "./config.js";
 export type { EngineOptions, Egress, RuntimeName, VmLimits } from "./config.js";
 export { EngineError, ErrorCode, isEngineError } from "./errors.js";
+export { MAX_FIREWALL_RULES } from "./net/policy.js";
+export type { FirewallMatch, FirewallPolicy, FirewallProtocol, FirewallRule } from "./net/policy.js";
 export type { VmState } from "./lifecycle.js";
 export { GuestOps, PtyAttachment } from "./guest-ops.js";
 export type { BufferedExecOpts, ExecOpts, ExecResult, ExitInfo, GuestProcess, PtyOpenOpts } from "./guest-ops.js";

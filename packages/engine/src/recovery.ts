@@ -195,6 +195,9 @@ async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: R
           return;
         }
         if (probed?.ok && probed.alive) {
+          // Its ruleset is the kernel's and outlived the engine, unless a ruleset upgrade replaced
+          // the table since: applied again (idempotent), a policy VM's matches its record.
+          if (rec.firewall && rec.net) await host.applyFirewall(rec, rec.net);
           report.adopted.push(rec.id);
           return;
         }

@@ -5,9 +5,10 @@ import type { ResolvedOptions, RuntimeName } from "./config.js";
 import { mountGuestFiles, unmountGuestFiles } from "./disk/guest-files.js";
 import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
 import { EngineError, ErrorCode, isEngineError } from "./errors.js";
-import { allowVm, forgetVm } from "./net/firewall.js";
+import { allowVm, applyVmPolicy, forgetVm } from "./net/firewall.js";
 import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
+import { reachesPublic } from "./net/policy.js";
 import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
 import { buildSpec } from "./runtime/oci.js";
 import type { Runtime } from "./runtime/types.js";
@@ -78,8 +79,8 @@ export class VmHost {
       await this.records.saveVm(rec); // recovery must know the lease even if we crash right now
       await createNetns(ns, hostIf, lease);
       cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
-      await allowVm(hostIf, this.opts.allowedHostPorts, rec.egress === "internet");
       cleanup.add("forget firewall", () => forgetVm(hostIf));
+      await this.applyFirewall(rec, lease);
       phase("network");
 
       await this.writeGuestFiles(rec, lease);
@@ -108,6 +109,23 @@ export class VmHost {
         : new EngineError(ErrorCode.RuntimeFailed, `VM ${rec.id} failed to boot: ${(err as Error).message}`, { cause: err });
     });
     return phases;
+  }
+
+  /**
+   * Sets the VM's firewall from its record: its own policy if it has one, else the engine's host
+   * ports and egress switch. Idempotent; a policy replaces what was there in one transaction.
+   */
+  async applyFirewall(rec: VmRecord, lease: Lease): Promise<void> {
+    const hostIf = hostIfName(rec.id);
+    if (rec.firewall) await applyVmPolicy(hostIf, lease.hostIp, rec.firewall, hostIfName);
+    else await allowVm(hostIf, this.opts.allowedHostPorts, rec.egress === "internet");
+  }
+
+  /** A running VM's new firewall: the ruleset (one transaction), then its resolv.conf to match. */
+  async changeFirewall(rec: VmRecord): Promise<void> {
+    if (!rec.net) throw new EngineError(ErrorCode.InvalidState, `VM ${rec.id} has no network`);
+    await this.applyFirewall(rec, rec.net);
+    await this.writeResolvConf(rec);
   }
 
   /** Stops the sandbox and releases everything but the disk image. Idempotent. */
@@ -178,7 +196,13 @@ export class VmHost {
     ].join("\n");
     await fs.writeFile(`${p.etc}/hosts`, hosts);
     await fs.writeFile(`${p.etc}/hostname`, `${rec.id}\n`);
-    await fs.writeFile(`${p.etc}/resolv.conf`, rec.egress === "internet" ? await upstreamResolvers() : "# no egress: no DNS\n");
+    await this.writeResolvConf(rec);
+  }
+
+  /** The host's resolvers for a VM that reaches the internet; none for one that does not. */
+  private async writeResolvConf(rec: VmRecord): Promise<void> {
+    const internet = rec.firewall ? reachesPublic(rec.firewall) : rec.egress === "internet";
+    await fs.writeFile(`${this.paths.vm(rec.id).etc}/resolv.conf`, internet ? await upstreamResolvers() : "# no egress: no DNS\n");
   }
 }
 

@@ -1,59 +1,48 @@
 import fs from "node:fs/promises";
 import { run } from "../host/run.js";
+import { compilePolicy, EGRESS_DENIED_IPV4, forwards, vmChains, type FirewallPolicy } from "./policy.js";
+
+export { EGRESS_DENIED_IPV4 } from "./policy.js";
 
 /**
  * Host firewall for VM traffic, one nftables table shared by every engine on the host. VMs are
- * told apart by their host interface (`cv…`); per-VM policy is set membership, so adding or
- * removing a VM never rewrites rules.
+ * told apart by their host interface (`cv…`). Two kinds of VM:
  *
- * - input: a VM reaches the host only on (interface, port) pairs in `allowed` — everything
- *   else addressed to the host (any of its addresses, any port, the Capsule server too) is
- *   rejected (at once, so a blocked connect fails fast instead of hanging).
- * - forward: VM to VM is dropped; a VM whose interface is in `egress` may go out to public
- *   IPv4 addresses (none of RFC 6890's special-purpose ranges) and is masqueraded; all else dropped.
+ * - Without a policy (the engine's egress switch, /v1): membership in shared sets, so adding or
+ *   removing such a VM never rewrites rules. input: the host only on (interface, port) pairs in
+ *   `allowed`; forward: VM to VM rejected, a VM in `egress` may go out to public IPv4 addresses
+ *   (none of RFC 6890's special-purpose ranges) and is masqueraded.
+ * - With a policy (policy.ts): two chains of its own, `vm_in_<if>` and `vm_fwd_<if>`, reached
+ *   through the verdict maps `vm_in` / `vm_fwd` keyed by its interface before any shared rule,
+ *   each ending in a reject. A policy is written, replaced and removed in one `nft -f`
+ *   transaction, so the VM is never seen half-configured.
+ *
+ * Everything else from a VM is rejected (at once, so a blocked connect fails fast instead of
+ * hanging): the host on any of its addresses and ports, the Capsule server too, other VMs.
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced (its set elements are re-added on boot). */
-const RULESET_VERSION = 3;
-
-/**
- * IPv4 destinations an egress VM may never reach: every special-purpose range of RFC 6890 (and
- * its updates: 100.64/10 shared address space, 192.0.0.0/24 protocol assignments, 198.18/15
- * benchmarking, 240/4 reserved incl. 255.255.255.255), so "internet" means public unicast only.
- * IPv6 has no accept rule at all: it stays blocked.
- */
-export const EGRESS_DENIED_IPV4: readonly string[] = [
-  "0.0.0.0/8", // "this network"
-  "10.0.0.0/8", // private
-  "100.64.0.0/10", // shared address space (CGNAT)
-  "127.0.0.0/8", // loopback
-  "169.254.0.0/16", // link-local (cloud metadata lives here)
-  "172.16.0.0/12", // private
-  "192.0.0.0/24", // IETF protocol assignments
-  "192.0.2.0/24", // TEST-NET-1
-  "192.88.99.0/24", // 6to4 relay anycast (deprecated)
-  "192.168.0.0/16", // private
-  "198.18.0.0/15", // benchmarking
-  "198.51.100.0/24", // TEST-NET-2
-  "203.0.113.0/24", // TEST-NET-3
-  "224.0.0.0/4", // multicast
-  "240.0.0.0/4", // reserved, and the limited broadcast address
-];
+const RULESET_VERSION = 4;
 
 const RULESET = `
 table inet ${TABLE} {
   comment "capsule ruleset v${RULESET_VERSION}"
   set allowed { type ifname . inet_service; }
   set egress { type ifname; }
+  set public_denied { type ipv4_addr; flags interval; elements = { ${EGRESS_DENIED_IPV4.join(", ")} } }
+  map vm_in { type ifname : verdict; }
+  map vm_fwd { type ifname : verdict; }
   chain input {
     type filter hook input priority filter - 10; policy accept;
     iifname "cv*" ct state established,related accept
+    iifname "cv*" iifname vmap @vm_in
     iifname "cv*" meta l4proto tcp iifname . tcp dport @allowed accept
     iifname "cv*" counter reject with icmpx type admin-prohibited
   }
   chain forward {
     type filter hook forward priority filter - 10; policy accept;
     oifname "cv*" ct state established,related accept
+    iifname "cv*" iifname vmap @vm_fwd
     iifname "cv*" oifname "cv*" counter reject with icmpx type admin-prohibited
     iifname "cv*" iifname @egress ip daddr != { ${EGRESS_DENIED_IPV4.join(", ")} } accept
     iifname "cv*" counter reject with icmpx type admin-prohibited
@@ -68,12 +57,17 @@ table inet ${TABLE} {
 
 let ensured = false;
 
-/** Creates the table if it is missing (idempotent; other engines may have made it). */
 /** The whole ruleset as `nft -f` reads it (exported for checks). */
 export function firewallRuleset(): string {
   return RULESET;
 }
 
+/**
+ * Creates the table if it is missing (idempotent; other engines may have made it). An older
+ * ruleset is replaced, keeping the shared sets' elements; per-VM chains are not kept (they fail
+ * closed: the VM reaches nothing) until their engine applies them again, which its recovery does
+ * for every VM it adopts.
+ */
 export async function ensureFirewall(): Promise<void> {
   if (ensured) return;
   const current = await run("nft", ["list", "table", "inet", TABLE]).then(
@@ -103,7 +97,41 @@ export async function allowVm(hostIf: string, ports: number[], egress: boolean):
   if (cmds.length > 0) await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
 }
 
-/** Removes every element naming this interface. Never fails for "not there". */
+/**
+ * Gives a VM its policy, replacing whatever it had (an earlier policy, or the shared sets'
+ * membership of a VM booted without one, such as a warm pool's), in one transaction.
+ * `peerIf` maps a VM id to its host interface.
+ */
+export async function applyVmPolicy(hostIf: string, gatewayIp: string, policy: FirewallPolicy, peerIf: (vmId: string) => string): Promise<void> {
+  await ensureFirewall();
+  const chains = vmChains(hostIf);
+  const rules = compilePolicy(policy, gatewayIp, peerIf);
+  const cmds: string[] = [];
+  for (const [chain, lines] of [[chains.input, rules.input], [chains.forward, rules.forward]] as const) {
+    cmds.push(`add chain inet ${TABLE} ${chain}`, `flush chain inet ${TABLE} ${chain}`, ...lines.map((l) => `add rule inet ${TABLE} ${chain} ${l}`));
+  }
+  cmds.push(`add element inet ${TABLE} vm_in { "${hostIf}" : jump ${chains.input} }`, `add element inet ${TABLE} vm_fwd { "${hostIf}" : jump ${chains.forward} }`);
+  for (const set of ["allowed", "egress"]) {
+    const mine = (await elementsOf(set)).filter((e) => e.startsWith(`"${hostIf}"`));
+    if (mine.length > 0) cmds.push(`delete element inet ${TABLE} ${set} { ${mine.join(", ")} }`);
+  }
+  if (forwards(policy)) await fs.writeFile("/proc/sys/net/ipv4/ip_forward", "1");
+  await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
+}
+
+/** Removes a VM's policy chains and map entries, in one transaction that also holds when there are none. */
+async function forgetVmPolicy(hostIf: string): Promise<void> {
+  const chains = vmChains(hostIf);
+  const cmds = [`add chain inet ${TABLE} ${chains.input}`, `add chain inet ${TABLE} ${chains.forward}`];
+  // Added first so that deleting them cannot fail for "not there" (nft 1.0.6 has no `destroy`).
+  for (const [map, chain] of [["vm_in", chains.input], ["vm_fwd", chains.forward]] as const) {
+    cmds.push(`add element inet ${TABLE} ${map} { "${hostIf}" : jump ${chain} }`, `delete element inet ${TABLE} ${map} { "${hostIf}" }`);
+  }
+  for (const chain of [chains.input, chains.forward]) cmds.push(`flush chain inet ${TABLE} ${chain}`, `delete chain inet ${TABLE} ${chain}`);
+  await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
+}
+
+/** Removes every element and chain naming this interface. Never fails for "not there". */
 export async function forgetVm(hostIf: string): Promise<void> {
   for (const set of ["allowed", "egress"]) {
     const elems = await elementsOf(set);
@@ -111,6 +139,8 @@ export async function forgetVm(hostIf: string): Promise<void> {
     if (mine.length === 0) continue;
     await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { ${mine.join(", ")} }\n` }).catch(() => undefined);
   }
+  await ensureFirewall();
+  await forgetVmPolicy(hostIf);
 }
 
 /** Set elements as nft prints them (`"cvabc" . 8080`). */

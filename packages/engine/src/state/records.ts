@@ -3,6 +3,7 @@ import type { Egress, RuntimeName, VmLimits } from "../config.js";
 import { EngineError, ErrorCode } from "../errors.js";
 import type { VmState } from "../lifecycle.js";
 import type { Lease } from "../net/ipam.js";
+import type { FirewallPolicy } from "../net/policy.js";
 import type { Paths } from "../paths.js";
 import { TEMP_MARK, listDir, readJson, writeJsonAtomic } from "./store.js";
 
@@ -20,6 +21,8 @@ export interface VmRecord {
   snapshotId?: string;
   limits: VmLimits;
   egress: Egress;
+  /** The VM's own firewall (default deny plus its allow rules); when set, `egress` and the engine's host ports do not apply. */
+  firewall?: FirewallPolicy;
   /** Network lease while the VM is up. */
   net?: Lease;
   /** The agent bundle version directory mounted at /.capsule while the VM is up. */
