@@ -50,7 +50,7 @@ describe("official client 0.2.17 on /v5", () => {
       assert.deepEqual(tlsRules, []);
       assert.equal(firewallRules.length, 1);
       assert.deepEqual(firewallRules[0]?.destination, { public: true });
-      assert.equal((await server.engine.getVm(vmId)).egress, "internet");
+      assert.deepEqual((await server.engine.getVm(vmId)).firewall, { rules: [{ to: "public" }] });
       assert.equal((await fs.vms.get(vmId)).id, vmId);
       const listed = await fs.vms.list({ state: "running" });
       assert.ok(listed.vms.some((v) => v.id === vmId) && listed.runningCount >= 1);
@@ -104,7 +104,7 @@ describe("official client 0.2.17 on /v5", () => {
       const booted = await fs.vms.create({ snapshotId, firewall: NOTHING, idleTimeoutSeconds: -1 });
       copyId = booted.vmId;
       assert.deepEqual(booted.firewallRules, []);
-      assert.equal((await server.engine.getVm(copyId)).egress, "none");
+      assert.deepEqual((await server.engine.getVm(copyId)).firewall, { rules: [] });
       assert.equal(booted.data.snapshotId, snapshotId);
       assert.equal(booted.data.idleTimeoutSeconds, null);
       assert.equal(sha256(await booted.vm.fs.readFile("/root/deep/dir/big.bin")), sha256(big));
@@ -124,10 +124,10 @@ describe("official client 0.2.17 on /v5", () => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB } = t.get();
     const fs = client(url, keyA);
-    // Finer rules than "nothing" or "the public internet" are refused, not widened or ignored.
-    const https = { rules: [{ action: "allow" as const, source: {}, destination: { public: true as const, port: 443, protocol: "tcp" as const } }] };
-    const refused = await rejectsApi(fs.vms.create({ firewall: https }), 501, "BAD_REQUEST");
-    assert.match(refused.message, /per-VM firewall rules are not supported/);
+    // Rules the engine cannot express are refused, not widened or ignored.
+    const inbound = { rules: [{ action: "allow" as const, source: { public: true as const }, destination: { port: 443, protocol: "tcp" as const } }] };
+    const refused = await rejectsApi(fs.vms.create({ firewall: inbound }), 501, "BAD_REQUEST");
+    assert.match(refused.message, /inbound rules .* not supported/);
     await rejectsApi(fs.vms.create({ firewall: NOTHING, slug: "my-vm" }), 501, "BAD_REQUEST");
     const raw = (path: string, init: RequestInit) => fs.fetch(path, init).then(async (r) => ({ status: r.status, body: (await r.json()) as { code: string; message: string } }));
     const noFirewall = await raw("/v5/vms", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });

@@ -1,35 +1,70 @@
-/** The pure parts of the /v5 routes: the firewall → egress mapping, Range parsing, the contract's rule checks. */
+/** The pure parts of the /v5 routes: the firewall → engine policy mapping, Range parsing, the contract's rule checks. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { CreateVmRequest, ExecRequest, WriteFileQuery } from "@capsule/contract/v5";
 import { ApiError } from "../src/errors.js";
-import { firewallEgress } from "../src/routes/v5/firewall.js";
+import { firewallPolicy, firewallRules, HOST_VM_ID } from "../src/routes/v5/firewall.js";
 import { parseRange } from "../src/routes/v5/fs-read.js";
 
 const internet = { action: "allow" as const, source: {}, destination: { public: true as const } };
 
-describe("v5 firewall → egress", () => {
-  it("no rules is no network; the public-internet rule (once or repeated) is internet", () => {
-    assert.equal(firewallEgress({ rules: [] }), "none");
-    assert.equal(firewallEgress({ rules: [internet] }), "internet");
-    assert.equal(firewallEgress({ rules: [internet, { ...internet, description: "again" }] }), "internet");
+describe("v5 firewall → engine policy", () => {
+  it("maps outbound rules by destination, narrowing and descriptions kept", () => {
+    assert.deepEqual(firewallPolicy({ rules: [] }), { rules: [] });
+    assert.deepEqual(
+      firewallPolicy({
+        rules: [
+          internet,
+          { ...internet, destination: { public: true, port: 443, protocol: "tcp" }, description: "https" },
+          { ...internet, destination: { cidr: "192.168.7.0/24", protocol: "udp" } },
+          { ...internet, destination: { vmId: HOST_VM_ID, port: 8080, protocol: "tcp" } },
+          { ...internet, destination: { vmId: "abcdefabcdef", protocol: "icmp" } },
+        ],
+      }),
+      {
+        rules: [
+          { to: "public" },
+          { to: "public", protocol: "tcp", port: 443, description: "https" },
+          { to: "cidr", cidr: "192.168.7.0/24", protocol: "udp" },
+          { to: "host", protocol: "tcp", port: 8080 },
+          { to: "vm", vmId: "abcdefabcdef", protocol: "icmp" },
+        ],
+      },
+    );
   });
 
-  it("anything finer is a coded 501, never widened or narrowed", () => {
-    const finer = [
-      { ...internet, destination: { public: true as const, port: 443, protocol: "tcp" as const } },
-      { ...internet, destination: { cidr: "203.0.113.0/24" } },
-      { ...internet, destination: { vmId: "other" } },
-      { action: "allow" as const, source: { public: true as const }, destination: { port: 8080, protocol: "tcp" as const } },
-      { action: "allow" as const, source: { public: true as const }, destination: {} },
+  it("answers the rules back as the client sent them", () => {
+    const spec = { rules: [internet, { ...internet, destination: { vmId: HOST_VM_ID, port: 8080, protocol: "tcp" as const }, description: "api" }] };
+    const rules = firewallRules("vm1", { egress: "none", firewall: firewallPolicy(spec), createdAt: "t" });
+    assert.deepEqual(
+      rules.map((r) => ({ source: r.source, destination: r.destination, description: r.description })),
+      [
+        { source: {}, destination: { public: true }, description: null },
+        { source: {}, destination: { vmId: "host", port: 8080, protocol: "tcp" }, description: "api" },
+      ],
+    );
+    // A /v1 VM shows what its egress switch amounts to.
+    assert.deepEqual(firewallRules("vm1", { egress: "internet", createdAt: "t" }).map((r) => r.destination), [{ public: true }]);
+    assert.deepEqual(firewallRules("vm1", { egress: "none", createdAt: "t" }), []);
+  });
+
+  it("what the engine cannot express is a coded 501 saying what", () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ action: "allow", source: { public: true }, destination: { port: 8080, protocol: "tcp" } }, /inbound rules/],
+      [{ action: "allow", source: { port: 1000, protocol: "tcp" }, destination: { public: true } }, /source port or protocol/],
+      [{ ...internet, destination: { vpcId: "vpc-1" } }, /VPC destinations/],
+      [{ ...internet, destination: { tunnelId: "tun-1" } }, /tunnel destinations/],
+      [{ ...internet, destination: { cidr: "2001:db8::/32" } }, /IPv6/],
+      [{ ...internet, destination: { public: true, cidr: "203.0.113.0/24" } }, /combining public and cidr|combining cidr and public/],
     ];
-    for (const rule of finer) {
+    for (const [rule, pattern] of cases) {
       assert.throws(
-        () => firewallEgress({ rules: [internet, rule] }),
-        (e: unknown) => e instanceof ApiError && e.status === 501 && e.code === "BAD_REQUEST" && e.extra.reason === "FIREWALL_RULES" && e.extra.unsupported === true,
+        () => firewallPolicy({ rules: [internet, rule as typeof internet] }),
+        (e: unknown) => e instanceof ApiError && e.status === 501 && e.code === "BAD_REQUEST" && e.extra.reason === "FIREWALL_RULES" && e.extra.unsupported === true && pattern.test(e.message) && /rules\[1\]/.test(e.message),
         JSON.stringify(rule),
       );
     }
+    assert.throws(() => firewallPolicy({ rules: [{ ...internet, destination: { vmId: HOST_VM_ID } }] }), (e: unknown) => e instanceof ApiError && e.status === 400);
   });
 
   it("the contract refuses rules the client itself would refuse", () => {

@@ -6,12 +6,15 @@
  * (`@capsule/contract/errors`): 0.2.x reads `code` and `message` only.
  *
  * What Capsule does not have yet is accepted by the schema and refused by the server with a
- * coded 501, never silently ignored (slugs, metadata, TTLs, VPCs, TLS rules, per-VM firewall
- * rules finer than "nothing" or "the public internet").
+ * coded 501, never silently ignored (slugs, metadata, TTLs, VPCs, TLS rules, inbound firewall
+ * rules).
  * @module
  */
 import { z } from "zod";
 import { MAX_IDLE_TIMEOUT_SECONDS } from "../schemas.js";
+import { FirewallRuleData, FirewallSpec } from "./firewall.js";
+
+export * from "./firewall.js";
 
 /** The longest exec `timeoutMs` (0.2's "up to 86400000 with native-agent support"). */
 export const MAX_EXEC_TIMEOUT_MS = 24 * 3600 * 1000;
@@ -19,68 +22,10 @@ export const MAX_EXEC_TIMEOUT_MS = 24 * 3600 * 1000;
 export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
 /** Largest decoded `stdin` of an exec (0.2: "up to 1 MiB decoded"). */
 export const MAX_EXEC_STDIN_BYTES = 1024 * 1024;
-/** Rules in one create's firewall block. */
-export const MAX_FIREWALL_RULES = 64;
-/** A rule's `description`, as the client's own validator allows. */
-export const MAX_FIREWALL_DESCRIPTION = 256;
 
 const LinuxName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}\$?$/, "must be a Linux user name");
 /** 0.2 sends `-1` (or nothing) for "never"; `null` is taken to mean the same. */
 const Seconds = z.number().int().min(-1).nullish();
-
-// ---------------------------------------------------------------- firewall
-
-export const FirewallEndpoint = z
-  .strictObject({
-    vmId: z.string().min(1).optional(),
-    vpcId: z.string().min(1).optional(),
-    tunnelId: z.string().min(1).optional(),
-    cidr: z.string().min(1).optional(),
-    public: z.literal(true).optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    protocol: z.enum(["tcp", "udp", "icmp"]).optional(),
-  })
-  .meta({ id: "V5FirewallEndpoint", description: "One end of a rule. An end with no identity (no vmId, vpcId, tunnelId, cidr or public) is the VM being created." });
-export type FirewallEndpoint = z.infer<typeof FirewallEndpoint>;
-
-/** True when the endpoint names a party (anything but "the VM being created"). */
-export function hasIdentity(e: FirewallEndpoint): boolean {
-  return e.vmId !== undefined || e.vpcId !== undefined || e.tunnelId !== undefined || e.cidr !== undefined || e.public === true;
-}
-
-export const InlineFirewallRule = z
-  .strictObject({
-    action: z.literal("allow"),
-    source: FirewallEndpoint,
-    destination: FirewallEndpoint,
-    description: z.string().max(MAX_FIREWALL_DESCRIPTION).optional(),
-  })
-  .refine((r) => hasIdentity(r.source) !== hasIdentity(r.destination), "exactly one end of a rule must be the VM being created (an end with no vmId, vpcId, tunnelId, cidr or public)")
-  .meta({ id: "V5InlineFirewallRule" });
-export type InlineFirewallRule = z.infer<typeof InlineFirewallRule>;
-
-export const FirewallSpec = z
-  .strictObject({ rules: z.array(InlineFirewallRule).max(MAX_FIREWALL_RULES) })
-  .meta({
-    id: "V5FirewallSpec",
-    description:
-      "Required on create: a VM gets nothing implicitly. Capsule serves two rule sets today: `{rules: []}` (no network) and one rule `{action: \"allow\", source: {}, destination: {public: true}}` (outbound to public IPv4 addresses). Any other rule set answers 501 BAD_REQUEST (`unsupported: true`, `reason: FIREWALL_RULES`).",
-  });
-export type FirewallSpec = z.infer<typeof FirewallSpec>;
-
-export const FirewallRuleData = z
-  .object({
-    id: z.string(),
-    action: z.literal("allow"),
-    source: FirewallEndpoint,
-    destination: FirewallEndpoint,
-    description: z.string().nullable().optional(),
-    dependencies: z.array(z.object({ kind: z.string(), id: z.string() })),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .meta({ id: "V5FirewallRule" });
-export type FirewallRuleData = z.infer<typeof FirewallRuleData>;
 
 // ---------------------------------------------------------------- VMs
 

@@ -5,7 +5,7 @@
  * fork and snapshot take the row the guest gateway already checked.
  * @module
  */
-import type { Engine, SnapshotRecord, VmInfo, VmLimits } from "@capsule/engine";
+import { ErrorCode, isEngineError, type Engine, type FirewallPolicy, type SnapshotRecord, type VmInfo, type VmLimits } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { ActivityTracker } from "../activity.js";
 import { ApiError, toApiError } from "../errors.js";
@@ -61,12 +61,17 @@ export class Provisioning {
   // ---------------------------------------------------------------- VMs
 
   /**
-   * `egress` (the v5 API's firewall, mapped) may only narrow the server's own setting: a server run
-   * with `--egress none` gives no VM the internet.
+   * `firewall` (the v5 API's, mapped) gives the VM its own policy instead of the server's egress;
+   * it may only narrow the server's own setting: a server run with `--egress none` lets no VM
+   * past the host (no public or CIDR rules). A warm VM of the server's default kind serves either:
+   * its claim replaces its network with the policy.
    */
-  async create(account: Account, body: CreateVmRequest, opts: { egress?: ProvisioningOptions["egress"] } = {}): Promise<{ id: string; domains: string[]; consoleUrl: null; snapshotId: string | null }> {
-    const egress = opts.egress ?? this.opts.egress;
-    if (egress === "internet" && this.opts.egress === "none") throw new ApiError("CREATE_VM_BAD_REQUEST", "this server gives VMs no network access (it runs with --egress none): create the VM with `firewall: {rules: []}`");
+  async create(account: Account, body: CreateVmRequest, opts: { firewall?: FirewallPolicy } = {}): Promise<{ id: string; domains: string[]; consoleUrl: null; snapshotId: string | null }> {
+    const egress = this.opts.egress;
+    const firewall = opts.firewall;
+    if (egress === "none" && firewall?.rules.some((r) => r.to === "public" || r.to === "cidr")) {
+      throw new ApiError("CREATE_VM_BAD_REQUEST", "this server gives VMs no network access beyond the host (it runs with --egress none): leave public and CIDR rules out of the firewall");
+    }
     for (const f of UNSUPPORTED_CREATE_FIELDS) {
       if (body[f] !== undefined && body[f] !== null) throw new ApiError("CREATE_VM_BAD_REQUEST", `${f} is not supported by Capsule; remove it from the request`);
     }
@@ -91,7 +96,12 @@ export class Provisioning {
     let vm: VmInfo | undefined;
     try {
       if (warm) {
-        vm = await this.engine.claimVm(warm.id, { from: this.pool!.ownerOf(warm), owner, ...(body.name ? { name: body.name } : {}) }).catch((err: unknown) => {
+        vm = await this.engine.claimVm(warm.id, { from: this.pool!.ownerOf(warm), owner, ...(body.name ? { name: body.name } : {}), ...(firewall ? { firewall } : {}) }).catch((err: unknown) => {
+          // A firewall the engine refuses is the request's fault, not the warm VM's (which is untouched).
+          if (isEngineError(err, ErrorCode.InvalidArgument)) {
+            this.pool?.putBack(warm!);
+            throw err;
+          }
           this.log.warn({ err, vmId: warm!.id }, "pool: a warm VM could not be claimed; booting one instead");
           this.pool?.discard(warm!);
           warm = undefined;
@@ -103,6 +113,7 @@ export class Provisioning {
         ...(body.name ? { name: body.name } : {}),
         limits,
         egress,
+        ...(firewall ? { firewall } : {}),
         owner,
       });
     } catch (err) {

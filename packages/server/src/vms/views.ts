@@ -52,6 +52,17 @@ export class Views {
     }
   }
 
+  /** The VM's network as the engine has it: the egress switch, or its own firewall policy. */
+  async network(account: Account, id: string): Promise<Pick<EngineVm, "egress" | "firewall" | "createdAt">> {
+    const row = this.rows.ownedVm(account, id);
+    try {
+      const { egress, firewall, createdAt } = await this.engine.getVm(row.id);
+      return { egress, createdAt, ...(firewall !== undefined ? { firewall } : {}) };
+    } catch (err) {
+      throw toApiError(err);
+    }
+  }
+
   async listSnapshots(account: Account): Promise<SnapshotInfo[]> {
     const rows = this.rows.snapshotsOf(account);
     const byId = new Map((await this.engine.listSnapshots()).map((s) => [s.id, s]));

@@ -6,6 +6,7 @@
 import type { ApiErrorCode } from "@capsule/contract/errors";
 import type { App, Deps } from "../../context.js";
 import * as execAwait from "./exec-await.js";
+import * as firewallRules from "./firewall-rules.js";
 import * as fsOps from "./fs-ops.js";
 import * as fsRead from "./fs-read.js";
 import * as fsWrite from "./fs-write.js";
@@ -30,6 +31,7 @@ export const V5_ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   fsRead.register,
   fsWrite.register,
   fsOps.register,
+  firewallRules.register,
   uploads.register,
   unsupported.register,
 ];

@@ -15,7 +15,7 @@ const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
 ];
 
 const GLOBAL: Array<[path: string, feature: string]> = [
-  ["/v5/firewall/*", "per-VM firewall rules"],
+  ["/v5/firewall/*", "standalone firewall rules (rules are made with their VM, in its create's `firewall`)"],
   ["/v5/identities/*", "identities and identity tokens"],
   ["/v5/background-requests/*", "background requests"],
   ["/v5/vpcs/*", "VPCs"],

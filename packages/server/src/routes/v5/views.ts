@@ -4,8 +4,7 @@
  * @module
  */
 import type { SnapshotInfo, VmInfo, VmState as V1State } from "@capsule/contract/schemas";
-import type { FirewallRuleData, SnapshotData, VmData, VmState } from "@capsule/contract/v5";
-import type { Egress } from "./firewall.js";
+import type { SnapshotData, VmData, VmState } from "@capsule/contract/v5";
 
 /**
  * v5 has no suspended state: a Capsule VM stopped by its idle timeout has lost its processes (it
@@ -38,12 +37,6 @@ export function vmData(vm: VmInfo, paused = false): VmData {
     updatedAt: vm.createdAt,
     ...(vm.lostReason !== undefined ? { lostReason: vm.lostReason } : {}),
   };
-}
-
-/** The rules a VM's egress amounts to, as v5 rule records (derived, so their ids are too). */
-export function firewallRules(vmId: string, egress: Egress, createdAt: string): FirewallRuleData[] {
-  if (egress === "none") return [];
-  return [{ id: `${vmId}-public-egress`, action: "allow", source: {}, destination: { public: true }, description: null, dependencies: [{ kind: "vm", id: vmId }], createdAt, updatedAt: createdAt }];
 }
 
 export function snapshotData(s: SnapshotInfo): SnapshotData {

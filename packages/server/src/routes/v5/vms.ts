@@ -9,9 +9,9 @@ import type { App, Deps } from "../../context.js";
 import { ApiError } from "../../errors.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
-import { firewallEgress } from "./firewall.js";
+import { checkVmTargets, firewallPolicy, firewallRules } from "./firewall.js";
 import { vmDataOf } from "./vm-pause.js";
-import { firewallRules, page, vmData } from "./views.js";
+import { page, vmData } from "./views.js";
 
 /** Create fields for features Capsule does not have, with the value that asks for nothing. */
 function unsupportedCreateField(body: CreateVmRequest): string | undefined {
@@ -37,7 +37,7 @@ export function register(app: App, { svc }: Deps): void {
       path: "/v5/vms",
       summary: "Create a VM (v5)",
       description: [
-        "Boots a VM from the base image or a Capsule snapshot and answers when exec works. `firewall` is required: `{rules: []}` gives the VM no network, the one rule `{action: \"allow\", source: {}, destination: {public: true}}` the public internet (refused with CREATE_VM_BAD_REQUEST on a server run with `--egress none`); any other rule set answers 501 (per-VM rules are not supported yet).",
+        "Boots a VM from the base image or a Capsule snapshot and answers when exec works. `firewall` is required: the VM reaches nothing but what its allow rules name (`{rules: []}`: nothing). Outbound rules by destination: `{public: true}` (public IPv4), `{cidr}` (an IPv4 range; never loopback, link-local, multicast or the VM network), `{vmId: \"host\", protocol: \"tcp\", port}` (a host port the server lists, at `host.capsule.internal`), `{vmId}` (another of the account's VMs), each narrowed by `protocol`/`port`. Public and CIDR rules are refused (CREATE_VM_BAD_REQUEST) on a server run with `--egress none`. Inbound rules, VPCs, tunnels and IPv6 answer 501 (`reason: FIREWALL_RULES`).",
         "`idleTimeoutSeconds` -1, null or absent: never idle-stopped. `displayName` is kept as the VM's name.",
         "Not supported yet, answered 501 `BAD_REQUEST` (`unsupported: true`) when asked for: slugs, auto-delete, TTL, run limits, automaticRestart, VPCs, metadata, placement, TLS rules.",
         "Admission as for `POST /v1/vms` (403 *_OVER_PLAN_LIMIT / VM_LIMIT_EXCEEDED, 503 SERVICE_UNAVAILABLE).",
@@ -48,18 +48,19 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const body = c.req.valid("json");
-      const egress = firewallEgress(body.firewall);
+      const firewall = firewallPolicy(body.firewall);
       const feature = unsupportedCreateField(body);
       if (feature) throw new ApiError("BAD_REQUEST", `${feature} ${feature.endsWith("s") ? "are" : "is"} not supported by Capsule yet; leave it out of the request`, 501, { unsupported: true });
       const idle = body.idleTimeoutSeconds === undefined || body.idleTimeoutSeconds === -1 ? null : body.idleTimeoutSeconds;
       const acc = account(c);
+      await checkVmTargets(firewall, (vmId) => svc.views.get(acc, vmId).then(() => true, () => false));
       const { id } = await svc.provisioning.create(
         acc,
         { ...(body.snapshotId ? { snapshotId: body.snapshotId } : {}), ...(body.displayName ? { name: body.displayName } : {}), idleTimeoutSeconds: idle },
-        { egress },
+        { firewall },
       );
       const vm = vmData(await svc.views.get(acc, id));
-      return c.json({ ...vm, firewallRules: firewallRules(id, egress, vm.createdAt), tlsRules: [] }, 200);
+      return c.json({ ...vm, firewallRules: firewallRules(id, await svc.views.network(acc, id)), tlsRules: [] }, 200);
     },
   );
 
