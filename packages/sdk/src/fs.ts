@@ -33,6 +33,7 @@ export class VmFs {
 
   /** Streams a file out of the VM. */
   async createReadStream(path: string): Promise<Readable> {
+    if (this.t.nodeStreams) return this.t.stream("GET", this.#raw(path), { user: this.user });
     const res = await this.t.send("GET", this.#raw(path), { user: this.user });
     if (!res.body) return Readable.from([]);
     return Readable.fromWeb(res.body as unknown as NodeWebReadableStream<Uint8Array>);
@@ -40,8 +41,10 @@ export class VmFs {
 
   /** Reads a whole file. */
   async readFile(path: string): Promise<Buffer> {
-    const res = await this.t.send("GET", this.#raw(path), { user: this.user });
-    return Buffer.from(await res.arrayBuffer());
+    if (!this.t.nodeStreams) return Buffer.from(await (await this.t.send("GET", this.#raw(path), { user: this.user })).arrayBuffer());
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.t.stream("GET", this.#raw(path), { user: this.user })) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
   }
 
   /** Reads a whole file as text. `encoding` defaults to UTF-8. */
@@ -54,11 +57,14 @@ export class VmFs {
    * `content` may be a Node stream of any size (it is streamed, not buffered).
    */
   async writeFile(path: string, content: Buffer | Uint8Array | string | Readable, opts: WriteFileOptions = {}): Promise<void> {
-    let raw: RawBody;
-    if (content instanceof Readable) raw = Readable.toWeb(content) as unknown as ReadableStream<Uint8Array>;
-    else if (typeof content === "string") raw = Buffer.from(content, "utf8");
-    else raw = content;
+    const body = typeof content === "string" ? Buffer.from(content, "utf8") : content;
     const mode = opts.mode !== undefined ? opts.mode.toString(8).padStart(4, "0") : undefined;
+    if (this.t.nodeStreams) {
+      const res = await this.t.stream("PUT", this.#raw(path), { body, user: this.user, query: { mode } });
+      res.resume(); // the answer is {bytes}; nothing in it is needed
+      return;
+    }
+    const raw: RawBody = body instanceof Readable ? (Readable.toWeb(body) as unknown as ReadableStream<Uint8Array>) : body;
     await this.t.json("PUT", this.#raw(path), { raw, user: this.user, query: { mode } });
   }
 

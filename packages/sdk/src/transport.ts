@@ -8,7 +8,8 @@
  * fetch.
  * @module
  */
-import type { IncomingMessage } from "node:http";
+import type { ClientRequest, IncomingMessage } from "node:http";
+import { pipeline, type Readable } from "node:stream";
 import type WebSocket from "ws";
 import { errorFromResponse, makeError, type CapsuleError } from "./errors.js";
 
@@ -132,6 +133,44 @@ export class Transport {
     }
     if (answer.status < 200 || answer.status > 299) throw errorFromResponse(answer.status, answer.text, what);
     return answer.text;
+  }
+
+  /** Whether raw bytes go over `node:http` ({@link stream}) rather than fetch: unless the caller brought its own fetch. */
+  get nodeStreams(): boolean {
+    return this.fetchImpl === globalFetch;
+  }
+
+  /**
+   * A raw request over node:http(s): `body` (bytes, or a Node stream sent chunked with its
+   * backpressure) out, the answer's body as the IncomingMessage, which is a Node stream already.
+   * Fetch would put both through web streams and undici's parser, which cost more CPU than the
+   * bytes (4x the client's CPU on a 100 MB download here). Non-2xx answers become typed errors
+   * and stop the upload. No idle timeout: a reader that stops reading stops the transfer too.
+   */
+  async stream(method: string, path: string, opts: { user?: string | undefined; query?: RequestOpts["query"]; body?: Uint8Array | Readable } = {}): Promise<IncomingMessage> {
+    const what = `${method} ${path}`;
+    const url = this.url(path, opts.query);
+    const { body } = opts;
+    const extra: Record<string, string> = body === undefined ? {} : { "content-type": "application/octet-stream" };
+    if (body instanceof Uint8Array) extra["content-length"] = String(body.byteLength);
+    const request: typeof import("node:http").request = url.startsWith("https:") ? (await import("node:https")).request : (await import("node:http")).request;
+    let req: ClientRequest | undefined;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      req = request(url, { method, headers: this.headers(opts.user, extra) }, resolve);
+      req.on("error", (err: Error & { code?: string }) => reject(makeError("NETWORK_ERROR", `${what}: cannot reach ${this.baseUrl} (${err.code ?? err.message})`, { cause: err })));
+      if (body === undefined || body instanceof Uint8Array) req.end(body);
+      else pipeline(body, req, () => undefined); // a failed upload surfaces as the request's error or the answer
+    });
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status <= 299) return res;
+    const chunks: Buffer[] = [];
+    const text = await new Promise<string>((resolve) => {
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+      res.once("error", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    });
+    req?.destroy(); // an upload the server refused goes no further
+    throw errorFromResponse(status, text, what);
   }
 
   /** Opens an authenticated WebSocket; handshake refusals reject with the server's typed error. */
