@@ -155,6 +155,9 @@ async function probe(rec: VmRecord, deps: RecoveryDeps): Promise<boolean> {
   const budget = deps.probeBudgetMs ?? RECOVERY_PROBE_BUDGET_MS;
   const deadline = Date.now() + budget;
   const left = () => Math.max(1, deadline - Date.now());
+  // A crash during a snapshot's copy can leave the sandbox frozen in its cgroup, where it answers
+  // neither the runtime's `state` nor its agent: thawed first. Nothing else leaves a VM frozen.
+  await withDeadline(deps.runtimes[rec.runtime].thaw(rec.id), left(), `the sandbox's cgroup could not be thawed within ${budget} ms`);
   const state = await withDeadline(deps.runtimes[rec.runtime].state(rec.id), left(), `the runtime did not report the sandbox's state within ${budget} ms`);
   // Paused with a `running` record: a crash between a pause and its record, or during a
   // snapshot's copy. Resumed, it answers like any other.

@@ -106,7 +106,13 @@ export async function countResources(dataDir: string, vmIds?: string[]): Promise
   const loops = execFileSync("losetup", ["-l", "-n", "-O", "BACK-FILE"], { encoding: "utf8" })
     .split("\n")
     .filter((l) => l.includes(dataDir) && ours(l)).length;
-  return { mounts, vmDirs, netns, veths, runtimeProcs, nftElements, loops };
+  // A sandbox's cgroups are named after its VM id, in every hierarchy (v1) or once (v2).
+  let cgroups = 0;
+  for (const id of vmIds ?? []) {
+    const hierarchies = await fs.readdir("/sys/fs/cgroup").catch(() => [] as string[]);
+    for (const h of ["", ...hierarchies]) if (await fs.stat(path.join("/sys/fs/cgroup", h, id)).then((st) => st.isDirectory(), () => false)) cgroups++;
+  }
+  return { mounts, vmDirs, netns, veths, runtimeProcs, nftElements, loops, cgroups };
 }
 
 /** Runs a small server on the host for reachability tests; returns its port and a close(). */

@@ -62,6 +62,6 @@ describe("guest-writable host files", () => {
 
     await engine.deleteVm(vm.id, { wait: true });
     const left = await countResources(dataDir, [vm.id]);
-    assert.deepEqual(left, { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0 });
+    assert.deepEqual(left, { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
   });
 });

@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import { Engine } from "../src/index.js";
 import { AGENT_BUNDLE, IMAGES_DIR, countResources, destroyAll, hostGap } from "../test-support/harness.js";
 
-const zero = { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0 };
+const zero = { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 };
 
 async function scratch(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), "capsule-life-"));

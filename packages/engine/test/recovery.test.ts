@@ -5,6 +5,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Engine, RECOVERY_PROBE_BUDGET_MS, type EngineOptions } from "../src/index.js";
 import { AGENT_BUNDLE, IMAGES_DIR, RUNTIME, countResources, destroyAll, hostGap } from "../test-support/harness.js";
+import { freezeContainer } from "../src/runtime/cgroups.js";
 import { turnHostile } from "../test-support/hostile-agent.js";
 
 describe("recovery at start-up", () => {
@@ -70,7 +71,7 @@ describe("recovery at start-up", () => {
     assert.match(reasons[wrongProtocol]?.lostReason ?? "", /protocol 999/);
     // Lost VMs are stopped: no sandbox process, no netns, no veth, no firewall element, no mount, no loop device.
     const held = await countResources(dataDir, [garbage, silent, wrongProtocol]);
-    assert.deepEqual({ ...held, vmDirs: 0 }, { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0 });
+    assert.deepEqual({ ...held, vmDirs: 0 }, { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
     await assert.rejects(second.guest.exec(garbage, { command: "true" }), { code: "VM_INVALID_STATE" });
 
     // The healthy VM was adopted as it was and still runs commands.
@@ -106,6 +107,23 @@ describe("recovery at start-up", () => {
     // The current agent answers (the old one and everything it ran are gone); the disk is kept.
     assert.equal((await engine.guest.exec(vm, { command: "cat /srv/keep" })).stdout, "older-data");
     assert.equal((await engine.guest.exec(vm, { command: "pgrep -x sleep || echo none" })).stdout, "none\n");
+    await engine.deleteVm(vm, { wait: true });
+  });
+
+  it("a VM a crash left frozen during a snapshot's copy is thawed and adopted, its processes still running", async (ctx) => {
+    if (gap) return ctx.skip(gap);
+    let engine = engines.at(-1) ?? (await open());
+    const vm = (await engine.createVm()).id;
+    await engine.guest.exec(vm, { command: "sleep 1000 >/dev/null 2>&1 &" });
+    // What the snapshot's copy does, left undone as a crash would leave it.
+    if (!(await freezeContainer(vm))) {
+      await engine.deleteVm(vm, { wait: true });
+      return ctx.skip(`${RUNTIME} put this VM's sandbox in no freezer cgroup at /sys/fs/cgroup/freezer/${vm} (snapshots use the runtime's pause there)`);
+    }
+    engine = await open();
+    assert.deepEqual(engine.recovery.lost.filter((l) => l.id === vm), []);
+    assert.equal((await engine.getVm(vm)).state, "running");
+    assert.match((await engine.guest.exec(vm, { command: "pgrep -x sleep" })).stdout, /^\d+\n$/, "adopted, not restarted: its process lives");
     await engine.deleteVm(vm, { wait: true });
   });
 

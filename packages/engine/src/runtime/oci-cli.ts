@@ -1,5 +1,6 @@
 import fs from "node:fs/promises";
 import { run, runDetachedTo } from "../host/run.js";
+import { freezeContainer, removeContainerCgroups, thawContainer } from "./cgroups.js";
 import type { Runtime } from "./types.js";
 
 /**
@@ -48,11 +49,21 @@ export abstract class OciCliRuntime implements Runtime {
     await run(this.bin, [...this.globalArgs(), "resume", id]);
   }
 
+  freeze(id: string): Promise<boolean> {
+    return freezeContainer(id);
+  }
+
+  thaw(id: string): Promise<void> {
+    return thawContainer(id);
+  }
+
   async destroy(id: string): Promise<void> {
-    if ((await this.state(id)) === "absent") return;
-    await run(this.bin, [...this.globalArgs(), "delete", "--force", id], { timeoutMs: 60_000 }).catch(async (err) => {
-      if ((await this.state(id)) !== "absent") throw err;
-    });
+    if ((await this.state(id)) !== "absent") {
+      await run(this.bin, [...this.globalArgs(), "delete", "--force", id], { timeoutMs: 60_000 }).catch(async (err) => {
+        if ((await this.state(id)) !== "absent") throw err;
+      });
+    }
+    await removeContainerCgroups(id);
   }
 
   async list(): Promise<string[]> {

@@ -7,6 +7,13 @@ export interface Runtime {
   state(id: string): Promise<string>;
   pause(id: string): Promise<void>;
   resume(id: string): Promise<void>;
+  /**
+   * Stops every process of the container at once through its freezer cgroup, for a hold of
+   * milliseconds (a snapshot's copy); false when it has none here (use pause then).
+   */
+  freeze(id: string): Promise<boolean>;
+  /** Undoes freeze; a container that is not frozen is left alone. */
+  thaw(id: string): Promise<void>;
   /** Kills and removes the container; resolves when it is gone. Idempotent. */
   destroy(id: string): Promise<void>;
   /** Container ids known to this runtime root. */
