@@ -240,5 +240,6 @@ export const PatchSnapshotRequest = SnapshotRequest.meta({ id: "V5PatchSnapshotR
 // ---------------------------------------------------------------- more, in their own modules
 
 export * from "./uploads.js";
+export * from "./vm-update.js";
 
 export * from "./pty.js";

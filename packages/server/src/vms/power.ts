@@ -71,6 +71,21 @@ export class Power {
     await this.wake(row);
   }
 
+  /**
+   * Raises the VM's vCPUs and memory, within the per-VM maximums. They apply from its next start:
+   * a running sandbox keeps the limits it started with (Engine.resizeVm).
+   */
+  async resize(account: Account, id: string, grow: { cpus?: number; memoryMb?: number }): Promise<void> {
+    const row = this.rows.ownedVm(account, id);
+    try {
+      const { limits } = await this.engine.getVm(row.id);
+      this.quotas?.checkSizing({ ...limits, ...grow });
+      await this.engine.resizeVm(row.id, grow);
+    } catch (err) {
+      throw toApiError(err, "VALIDATION_ERROR");
+    }
+  }
+
   /** stop, kill and suspend all stop the sandbox (processes end, the disk stays); they differ in how it wakes. */
   async halt(account: Account, id: string, how: "stopped" | "suspended"): Promise<void> {
     const row = this.rows.ownedVm(account, id);

@@ -77,6 +77,10 @@ export class Rows {
     this.db.prepare("UPDATE vms SET desired = ? WHERE id = ? AND desired = ?").run(to, id, from);
   }
 
+  renameVm(id: string, name: string | null): void {
+    this.db.prepare("UPDATE vms SET name = ? WHERE id = ?").run(name, id);
+  }
+
   setIdleTimeout(id: string, seconds: number | null): void {
     this.db.prepare("UPDATE vms SET idle_timeout_seconds = ? WHERE id = ?").run(seconds, id);
   }

@@ -13,6 +13,7 @@ import * as fsWrite from "./fs-write.js";
 import * as snapshots from "./snapshots.js";
 import * as unsupported from "./unsupported.js";
 import * as uploads from "./uploads.js";
+import * as vmUpdate from "./vm-update.js";
 import * as ptySessions from "./pty-sessions.js";
 import * as vmPause from "./vm-pause.js";
 import * as vms from "./vms.js";
@@ -33,6 +34,7 @@ export const V5_ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   fsOps.register,
   firewallRules.register,
   uploads.register,
+  vmUpdate.register,
   unsupported.register,
 ];
 

@@ -10,8 +10,6 @@ import { ApiError } from "../../errors.js";
 import { account } from "../common.js";
 
 const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
-  ["PATCH", "/v5/vms/:vm_id", "updating a VM (slugs, metadata, timeouts)"],
-  ["POST", "/v5/vms/:vm_id/resize", "resizing a VM"],
 ];
 
 const GLOBAL: Array<[path: string, feature: string]> = [
