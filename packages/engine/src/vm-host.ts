@@ -10,7 +10,7 @@ import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
 import { reachesPublic } from "./net/policy.js";
 import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
-import { buildSpec } from "./runtime/oci.js";
+import { AGENT_SNAPSHOT, buildSpec } from "./runtime/oci.js";
 import type { Runtime } from "./runtime/types.js";
 import type { Records, VmRecord } from "./state/records.js";
 import { writeJsonAtomic } from "./state/store.js";
@@ -65,23 +65,35 @@ export class VmHost {
       mark = now;
     };
     await withRollback(async (cleanup) => {
-      await mountDisk(p);
-      cleanup.add("unmount disk", () => unmountDisk(p));
-      await mountRootfs(p, this.lowerDirs(rec));
-      cleanup.add("unmount rootfs", () => unmountRootfs(p));
-      await mountGuestFiles(p);
-      cleanup.add("unmount guest files", () => unmountGuestFiles(p));
-      phase("mounts");
-
-      const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
-      cleanup.add("release address", () => release(lease.slot, rec.id));
-      rec.net = lease;
-      await this.records.saveVm(rec); // recovery must know the lease even if we crash right now
-      await createNetns(ns, hostIf, lease);
-      cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
-      cleanup.add("forget firewall", () => forgetVm(hostIf));
-      await this.applyFirewall(rec, lease);
-      phase("network");
+      // Mounts and network share nothing, so they run side by side; each registers its own
+      // undos, and a failure waits for the other half, so the rollback sees everything acquired.
+      const mounts = timed(async () => {
+        await mountDisk(p);
+        cleanup.add("unmount disk", () => unmountDisk(p));
+        await mountRootfs(p, this.lowerDirs(rec));
+        cleanup.add("unmount rootfs", () => unmountRootfs(p));
+        await mountGuestFiles(p);
+        cleanup.add("unmount guest files", () => unmountGuestFiles(p));
+      });
+      const network = timed(async () => {
+        const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
+        cleanup.add("release address", () => release(lease.slot, rec.id));
+        rec.net = lease;
+        await this.records.saveVm(rec); // recovery must know the lease even if we crash right now
+        await createNetns(ns, hostIf, lease);
+        cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
+        cleanup.add("forget firewall", () => forgetVm(hostIf));
+        await this.applyFirewall(rec, lease);
+        return lease;
+      });
+      const [m, n] = await Promise.allSettled([mounts, network]);
+      if (m.status === "rejected") throw m.reason;
+      if (n.status === "rejected") throw n.reason;
+      // Each half's own duration; together they took the longer of the two.
+      phases.mounts = m.value.ms;
+      phases.network = n.value.ms;
+      mark = performance.now();
+      const lease = n.value.result;
 
       await this.writeGuestFiles(rec, lease);
       rec.agentBundle = await resolveBundle(this.opts.agentBundleDir);
@@ -89,6 +101,7 @@ export class VmHost {
         hostname: rec.id,
         rootfs: p.rootfs,
         agentBundleDir: rec.agentBundle,
+        agentSnapshot: await exists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`),
         runDir: p.run,
         etcDir: p.etc,
         limits: rec.limits,
@@ -204,6 +217,20 @@ export class VmHost {
     const internet = rec.firewall ? reachesPublic(rec.firewall) : rec.egress === "internet";
     await fs.writeFile(`${this.paths.vm(rec.id).etc}/resolv.conf`, internet ? await upstreamResolvers() : "# no egress: no DNS\n");
   }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Runs `body` and reports how long it took (ms). */
+async function timed<T>(body: () => Promise<T>): Promise<{ result: T; ms: number }> {
+  const t0 = performance.now();
+  const result = await body();
+  return { result, ms: performance.now() - t0 };
 }
 
 /**

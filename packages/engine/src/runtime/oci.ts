@@ -19,23 +19,33 @@ const CAPS = [
   "CAP_SETFCAP",
 ];
 
-/** The agent runs under tini (-s: subreaper, -g: signal the whole group) as PID 1's child. */
-export const AGENT_ARGS = [
-  "/.capsule/bin/tini",
-  "-s",
-  "-g",
-  "--",
-  "/.capsule/lib/ld-linux-x86-64.so.2",
-  "--library-path",
-  "/.capsule/lib",
-  "/.capsule/bin/node",
-  "/.capsule/agent/main.js",
-];
+/** The agent's startup snapshot in the bundle (agent/scripts/bundle.mjs), beside main.js. */
+export const AGENT_SNAPSHOT = "agent/main.blob";
+
+/**
+ * The agent runs under tini (-s: subreaper, -g: signal the whole group) as PID 1's child, from
+ * its startup snapshot when the bundle has one (a bundle built before snapshots has main.js only).
+ */
+export function agentArgs(fromSnapshot: boolean): string[] {
+  return [
+    "/.capsule/bin/tini",
+    "-s",
+    "-g",
+    "--",
+    "/.capsule/lib/ld-linux-x86-64.so.2",
+    "--library-path",
+    "/.capsule/lib",
+    "/.capsule/bin/node",
+    ...(fromSnapshot ? ["--snapshot-blob", `/.capsule/${AGENT_SNAPSHOT}`] : ["/.capsule/agent/main.js"]),
+  ];
+}
 
 export interface SpecInput {
   hostname: string;
   rootfs: string;
   agentBundleDir: string;
+  /** The bundle has {@link AGENT_SNAPSHOT}. */
+  agentSnapshot: boolean;
   runDir: string;
   etcDir: string;
   limits: VmLimits;
@@ -72,7 +82,7 @@ export function buildSpec(input: SpecInput): object {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: AGENT_ARGS,
+      args: agentArgs(input.agentSnapshot),
       env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
       cwd: "/",
       capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
