@@ -14,6 +14,7 @@ import { Readable } from "node:stream";
 import { Engine } from "@capsule/engine";
 import { KeyStore, dbPath, openDb, startServer } from "@capsule/server";
 import { RawRunsc } from "./raw-runsc.js";
+import { pssKiB, vmProcesses } from "./vm-procs.js";
 
 const argv = process.argv.slice(2);
 const asJson = argv.includes("--json");
@@ -46,20 +47,6 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
 const log = (...a: unknown[]) => {
   if (!asJson) console.error(...a);
 };
-
-/** Proportional set size (KiB) of every process whose command line mentions `needle`. */
-function pssKb(needle: string): number {
-  let total = 0;
-  for (const pid of execFileSync("pgrep", ["-f", needle], { encoding: "utf8" }).split("\n").filter(Boolean)) {
-    try {
-      const txt = execFileSync("cat", [`/proc/${pid}/smaps_rollup`], { encoding: "utf8" });
-      total += Number(/^Pss:\s+(\d+)/m.exec(txt)?.[1] ?? 0);
-    } catch {
-      /* exited */
-    }
-  }
-  return total;
-}
 
 /**
  * The same operations through the HTTP API (the server in this process, on its own data dir),
@@ -236,7 +223,7 @@ async function main(): Promise<void> {
     const idle: string[] = [];
     for (let i = 0; i < IDLE_VMS; i++) idle.push((await engine.createVm()).id);
     await new Promise((r) => setTimeout(r, 3000));
-    const perVm = idle.map((id) => pssKb(`vms/${id}/bundle`) / 1024);
+    const perVm = idle.map((id) => pssKiB(vmProcesses([id])) / 1024);
     out.idleVmPssMiB = { ...stats(perVm), total: perVm.reduce((a, b) => a + b, 0) };
     // What the kernel charges the sandbox's memory cgroup (runsc names it after the VM id):
     // its processes' memory plus the guest memory file, less page cache.

@@ -19,7 +19,7 @@
  * or Ctrl-C.
  */
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -28,6 +28,7 @@ import { Engine } from "@capsule/engine";
 import { Capsule } from "@capsule/sdk";
 import { KeyStore, dbPath, openDb, startServer, type RunningServer, type StartOptions } from "@capsule/server";
 import { RawRunsc } from "./raw-runsc.js";
+import { pssKiB, vmProcesses } from "./vm-procs.js";
 
 const DATA = process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule";
 const IMAGES = path.join(DATA, "images");
@@ -528,20 +529,6 @@ interface PoolIdle {
 }
 
 /** The host processes of a sandbox: every process whose command line names the VM's id. */
-function processesOf(ids: string[]): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8");
-      if (ids.some((id) => cmd.includes(id))) pids.push(Number(d));
-    } catch {
-      /* exited */
-    }
-  }
-  return pids;
-}
-
 function cpuTicks(pids: number[]): number {
   let t = 0;
   for (const pid of pids) {
@@ -558,20 +545,13 @@ function cpuTicks(pids: number[]): number {
 
 async function poolIdleCost(server: RunningServer, ms: number): Promise<PoolIdle> {
   const ids = (await server.engine.listVms()).filter((v) => v.owner?.startsWith("pool:")).map((v) => v.id);
-  const pids = processesOf(ids);
+  const pids = vmProcesses(ids);
   const before = cpuTicks(pids);
   await sleep(ms, undefined, { signal: stop.signal });
   const ticks = cpuTicks(pids) - before;
-  let pssKiB = 0;
-  for (const pid of pids) {
-    try {
-      pssKiB += Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
-    } catch {
-      /* exited */
-    }
-  }
+  const pss = pssKiB(pids);
   const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  return { vms: ids.length, pssMiB: pssKiB / 1024, cpuCores: ticks / hz / (ms / 1000) };
+  return { vms: ids.length, pssMiB: pss / 1024, cpuCores: ticks / hz / (ms / 1000) };
 }
 
 // ---------------------------------------------------------------- set-up and clean-up
