@@ -51,7 +51,8 @@ heavy() {
   done | sort
 }
 # compat-v5: the /v5 API through the official freestyle@0.2.x client (its own workspace, so its
-# `freestyle` is 0.2 while the server's tests keep 0.1.63).
+# `freestyle` is 0.2 while the server's tests keep 0.1.63); its v5-node22 suite runs the client
+# on a Node 22 that scripts/node22.sh fetches from the npm registry once (cached per version).
 mapfile -t server_suites < <(heavy agent engine server compat-v5)
 mapfile -t client_suites < <(heavy sdk cli)
 for dir in packages/*/; do

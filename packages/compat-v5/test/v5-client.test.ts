@@ -6,32 +6,10 @@
  * answered `{code, message}` with codes the client passes on.
  */
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
-import { Freestyle, FreestyleApiError } from "freestyle";
 import { useServer } from "@capsule/server/test-support";
-
-const INTERNET = { rules: [{ action: "allow" as const, source: {}, destination: { public: true as const } }] };
-const NOTHING = { rules: [] };
-
-function client(url: string, apiKey: string): Freestyle {
-  return new Freestyle({ baseUrl: url, apiKey });
-}
-
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
-/** Rejects with the client's FreestyleApiError carrying this status and code. */
-async function rejectsApi(p: Promise<unknown>, status: number, code: string): Promise<FreestyleApiError> {
-  const err = await p.then(
-    () => assert.fail(`expected ${status} ${code}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof FreestyleApiError, `a FreestyleApiError, got ${String(err)}`);
-  assert.equal(err.status, status, err.message);
-  assert.equal(err.code, code, err.message);
-  assert.ok(err.message.length > 5);
-  return err;
-}
+import { client, INTERNET, NOTHING, rejectsApi, sha256 } from "../test-support/v5.js";
 
 describe("official client 0.2.17 on /v5", () => {
   const t = useServer({ egress: "internet" });

@@ -9,8 +9,9 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
-import { Freestyle, FreestyleApiError, type FirewallEndpoint, type FirewallSpec, type Vm } from "freestyle";
+import { FreestyleApiError, type FirewallEndpoint, type FirewallSpec, type Vm } from "freestyle";
 import { useServer } from "@capsule/server/test-support";
+import { client } from "../test-support/v5.js";
 
 const NODE = "/.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node";
 const probe = (host: string, port: number) => `timeout 3 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`;
@@ -43,7 +44,7 @@ describe("official client 0.2.17: per-VM firewall rules", () => {
   it("nothing allowed reaches nothing; a host port rule reaches that port only; a VM rule that VM's port only", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB, server } = t.get();
-    const fs = new Freestyle({ baseUrl: url, apiKey: keyA });
+    const fs = client(url, keyA);
     const made: string[] = [];
     try {
       const closed = await fs.vms.create({ firewall: { rules: [] } });
@@ -77,7 +78,7 @@ describe("official client 0.2.17: per-VM firewall rules", () => {
       assert.deepEqual((await fs.firewall.rules.list({ vpcId: "vpc-1" })).rules, []);
 
       // Another account can neither name these VMs in its rules nor read their rules.
-      const b = new Freestyle({ baseUrl: url, apiKey: keyB });
+      const b = client(url, keyB);
       const named = await b.vms.create({ firewall: { rules: [peerRule] } }).then(
         () => assert.fail("another account's VM was accepted as a rule target"),
         (e: unknown) => e as FreestyleApiError,

@@ -9,45 +9,12 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Freestyle, type PtySession } from "freestyle";
+import type { PtySession } from "freestyle";
 import { createKey, destroyDataDir, scratchDir, spawnServer, useServer } from "@capsule/server/test-support";
+import { client, exitPromise, NOTHING, terminal, within } from "../test-support/v5.js";
 
-const NOTHING = { rules: [] };
 /** A counter that lives only in the shell's memory, written out (atomically) every 50 ms. */
 const COUNTER = "nohup sh -c 'i=0; while true; do i=$((i+1)); echo $i > /root/count.new; mv /root/count.new /root/count; sleep 0.05; done' >/dev/null 2>&1 &";
-
-/** A session's output so far, and a wait for a pattern in it. */
-function terminal() {
-  let text = "";
-  const waiters = new Set<() => void>();
-  return {
-    onData: (b: Uint8Array) => {
-      text += Buffer.from(b).toString("utf8");
-      for (const w of waiters) w();
-    },
-    text: () => text,
-    async waitFor(re: RegExp, ms = 10_000): Promise<void> {
-      const deadline = Date.now() + ms;
-      while (!re.test(text)) {
-        if (Date.now() > deadline) throw new Error(`no ${re} in ${JSON.stringify(text.slice(-500))}`);
-        await new Promise<void>((resolve) => {
-          waiters.add(resolve);
-          setTimeout(resolve, 100);
-        }).finally(() => waiters.clear());
-      }
-    },
-  };
-}
-
-function exitPromise(): { onExit: (code: number) => void; exited: Promise<number> } {
-  let onExit!: (code: number) => void;
-  const exited = new Promise<number>((resolve) => (onExit = resolve));
-  return { onExit, exited };
-}
-
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, sleep(ms).then(() => assert.fail(`${what} within ${ms} ms`))]);
-}
 
 describe("official client 0.2.17: /v5 PTY and pause", () => {
   const t = useServer();
@@ -55,7 +22,7 @@ describe("official client 0.2.17: /v5 PTY and pause", () => {
   it("PTY: open, write, resize, detach, attach by id and slug, sigkill/SIGKILL, error frames, replaceOnExit, list, close", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB } = t.get();
-    const { vm, vmId } = await new Freestyle({ baseUrl: url, apiKey: keyA }).vms.create({ firewall: NOTHING });
+    const { vm, vmId } = await client(url, keyA).vms.create({ firewall: NOTHING });
 
     const first = terminal();
     const firstExit = exitPromise();
@@ -135,14 +102,14 @@ describe("official client 0.2.17: /v5 PTY and pause", () => {
 
     // Refusals: an unknown session, another account's VM.
     await assert.rejects(vm.pty.attach({ session: 999 }), /Unexpected server response: 404/);
-    await assert.rejects(new Freestyle({ baseUrl: url, apiKey: keyB }).vms.ref(vmId).pty.open({}), /Unexpected server response: 404/);
+    await assert.rejects(client(url, keyB).vms.ref(vmId).pty.open({}), /Unexpected server response: 404/);
     await vm.delete();
   });
 
   it("pause keeps memory: a shell counter goes on from where it was after start", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, dataDir } = t.get();
-    const { vm, vmId } = await new Freestyle({ baseUrl: url, apiKey: keyA }).vms.create({ firewall: NOTHING });
+    const { vm, vmId } = await client(url, keyA).vms.create({ firewall: NOTHING });
     await vm.exec(COUNTER);
     await sleep(600);
     const paused = await vm.pause();
@@ -173,8 +140,8 @@ describe("official client 0.2.17: /v5 PTY and pause", () => {
     const key = createKey(dataDir, "carol");
     let served = await spawnServer(dataDir);
     try {
-      const client = () => new Freestyle({ baseUrl: served.url, apiKey: key });
-      const { vm, vmId } = await client().vms.create({ firewall: NOTHING });
+      const carol = () => client(served.url, key);
+      const { vm, vmId } = await carol().vms.create({ firewall: NOTHING });
       await vm.exec(COUNTER);
       await sleep(600);
       await vm.pause();
@@ -184,7 +151,7 @@ describe("official client 0.2.17: /v5 PTY and pause", () => {
       served.child.kill("SIGTERM");
       await new Promise((resolve) => served.child.once("exit", resolve));
       served = await spawnServer(dataDir);
-      const vm2 = client().vms.ref(vmId);
+      const vm2 = carol().vms.ref(vmId);
       assert.equal((await vm2.data()).state, "paused", "still paused after the restart");
       assert.equal(Number((await fs.readFile(onHost, "utf8")).trim()), atPause);
       assert.equal((await vm2.start()).state, "running");

@@ -6,39 +6,24 @@
  * another account's upload, too many uploads, one never finished) answered `{code, message}`.
  */
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
-import { Freestyle, FreestyleApiError } from "freestyle";
+import type { Freestyle } from "freestyle";
 import { useServer } from "@capsule/server/test-support";
+import { client, NOTHING, rejectsApi, sha256 } from "../test-support/v5.js";
 
-const NOTHING = { rules: [] };
 const MiB = 1024 * 1024;
 /** Where the server keeps a VM's chunks (routes/v5/upload-sessions.ts). */
 const UPLOAD_ROOT = "/var/tmp/.capsule-uploads";
 /** The test server's upload idle expiry. */
 const IDLE_MS = 3_000;
 
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
 interface Status {
   uploadId: string;
   path: string;
   size: number;
   receivedBytes: number;
-}
-
-/** Rejects with the client's FreestyleApiError carrying this status and code. */
-async function rejectsApi(p: Promise<unknown>, status: number, code: string): Promise<FreestyleApiError> {
-  const err = await p.then(
-    () => assert.fail(`expected ${status} ${code}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof FreestyleApiError, `a FreestyleApiError, got ${String(err)}`);
-  assert.equal(err.status, status, err.message);
-  assert.equal(err.code, code, err.message);
-  assert.ok(err.message.length > 5);
-  return err;
 }
 
 /** A fetch for the client that can cut one request's body half-way or rewrite one JSON body. */
@@ -91,7 +76,7 @@ describe("official client 0.2.17: the chunked, resumable upload", () => {
   it("50 MB round trip with equal sha256; a chunk cut half-way is resumed; a tampered sha256 keeps the old file", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA } = t.get();
-    const fs = new Freestyle({ baseUrl: url, apiKey: keyA });
+    const fs = client(url, keyA);
     const { vm, vmId } = await fs.vms.create({ firewall: NOTHING });
     try {
       const big = randomBytes(50 * 1000 * 1000);
@@ -107,7 +92,7 @@ describe("official client 0.2.17: the chunked, resumable upload", () => {
 
       // The second chunk's request is cut half-way; the client asks where the upload stands and resends it.
       const cutter = meddlingFetch({ cutChunkAt: 4 * MiB });
-      const interrupted = new Freestyle({ baseUrl: url, apiKey: keyA, fetch: cutter.fetch });
+      const interrupted = client(url, keyA, cutter.fetch);
       const file = randomBytes(10 * MiB + 17);
       await interrupted.vms.ref(vmId).fs.writeFile("/root/resumed.bin", file, { chunkSize: 4 * MiB });
       const calls = cutter.log.map((e) => `${e.method} ${e.url.replace(/^.*\/fs\/uploads/, "uploads").replace(/up-[0-9a-f]+/, "ID")} ${e.status}${e.received !== undefined ? ` @${e.received}` : ""}`);
@@ -129,7 +114,7 @@ describe("official client 0.2.17: the chunked, resumable upload", () => {
 
       // A sha256 that is not the file's: refused at the commit, the old file kept, the chunks removed.
       const tamper = meddlingFetch({ tamperSha256: true });
-      const lying = new Freestyle({ baseUrl: url, apiKey: keyA, fetch: tamper.fetch });
+      const lying = client(url, keyA, tamper.fetch);
       const err = await rejectsApi(lying.vms.ref(vmId).fs.writeFile("/root/big.bin", randomBytes(9 * MiB)), 400, "FILES_BAD_REQUEST");
       assert.match(err.message, /sha256/);
       assert.deepEqual(tamper.log.map((e) => `${e.method} ${e.status}`).slice(-2), ["POST 400", "DELETE 404"], "the commit is refused; the client's abort finds the upload ended");
@@ -143,8 +128,8 @@ describe("official client 0.2.17: the chunked, resumable upload", () => {
   it("a hostile tenant's requests answer {code, message}: gaps, overlaps, past the size, another account's upload, caps, expiry", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB } = t.get();
-    const alice = new Freestyle({ baseUrl: url, apiKey: keyA });
-    const bob = new Freestyle({ baseUrl: url, apiKey: keyB });
+    const alice = client(url, keyA);
+    const bob = client(url, keyB);
     const call = async (who: Freestyle, path: string, init: RequestInit = {}) => {
       const r = await who.fetch(path, init);
       const text = await r.text();

@@ -13,25 +13,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, it } from "node:test";
-import { Freestyle, FreestyleApiError } from "freestyle";
 import { useServer } from "@capsule/server/test-support";
+import { client, NOTHING, rejectsApi } from "../test-support/v5.js";
 
-const NOTHING = { rules: [] };
 /** The CLI the package installs as `freestyle` (its package.json `bin`). */
 const FREESTYLE_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../node_modules/freestyle/dist/cli/index.js");
-
-/** Rejects with the client's FreestyleApiError carrying this status and code. */
-async function rejectsApi(p: Promise<unknown>, status: number, code: string): Promise<FreestyleApiError> {
-  const err = await p.then(
-    () => assert.fail(`expected ${status} ${code}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof FreestyleApiError, `a FreestyleApiError, got ${String(err)}`);
-  assert.equal(err.status, status, err.message);
-  assert.equal(err.code, code, err.message);
-  assert.ok(err.message.length > 5);
-  return err;
-}
 
 describe("official client 0.2.17: update and resize", () => {
   const t = useServer();
@@ -39,7 +25,7 @@ describe("official client 0.2.17: update and resize", () => {
   it("vm.update changes the name and idle timeout; what Capsule lacks is refused by name", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB } = t.get();
-    const fsA = new Freestyle({ baseUrl: url, apiKey: keyA });
+    const fsA = client(url, keyA);
     const { vm, vmId } = await fsA.vms.create({ firewall: NOTHING, displayName: "first" });
     try {
       const renamed = await vm.update({ displayName: "second", idleTimeoutSeconds: 600 });
@@ -54,7 +40,7 @@ describe("official client 0.2.17: update and resize", () => {
       await rejectsApi(vm.update({ autoDeleteSeconds: 60 }), 501, "BAD_REQUEST");
       assert.equal((await vm.data()).displayName, null, "a refused update changes nothing");
       await rejectsApi(vm.update({ idleTimeoutSeconds: 0 }), 400, "VALIDATION_ERROR");
-      await rejectsApi(new Freestyle({ baseUrl: url, apiKey: keyB }).vms.ref(vmId).update({ displayName: "bob's" }), 404, "VM_NOT_FOUND");
+      await rejectsApi(client(url, keyB).vms.ref(vmId).update({ displayName: "bob's" }), 404, "VM_NOT_FOUND");
       assert.equal((await vm.exec("echo still here")).stdout, "still here\n");
     } finally {
       await vm.delete();
@@ -64,7 +50,7 @@ describe("official client 0.2.17: update and resize", () => {
   it("vm.resize grows vCPUs and memory from the next boot; shrinks, disk growth and over-maximum sizes are refused", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB, server } = t.get();
-    const fsA = new Freestyle({ baseUrl: url, apiKey: keyA });
+    const fsA = client(url, keyA);
     const { vm, vmId, data } = await fsA.vms.create({ firewall: NOTHING });
     try {
       const { cpu, memory, storage } = data.resources;
@@ -81,7 +67,7 @@ describe("official client 0.2.17: update and resize", () => {
       assert.match(disk.message, /disk/);
       await rejectsApi(vm.resize({ memory: 64 * 1024 * 1024 }), 403, "MEM_OVER_PLAN_LIMIT");
       await rejectsApi(vm.resize({ cpu: 4096 }), 403, "VCPU_OVER_PLAN_LIMIT");
-      await rejectsApi(new Freestyle({ baseUrl: url, apiKey: keyB }).vms.ref(vmId).resize({ memory: memory + 512 }), 404, "VM_NOT_FOUND");
+      await rejectsApi(client(url, keyB).vms.ref(vmId).resize({ memory: memory + 512 }), 404, "VM_NOT_FOUND");
       assert.equal((await server.engine.getVm(vmId)).limits.memoryMb, memory + 256, "no refused resize changed anything");
 
       // The next boot has the new limit: stopped (the v1 route; v5 has no stop) and started again.
@@ -120,9 +106,9 @@ describe("the freestyle CLI of 0.2.17 (--proxy) against Capsule", () => {
       assert.deepEqual(listed.vms.map((v) => v.id), [id]);
       assert.equal(listed.totalCount, 1);
       assert.equal((await cli("vm", "get", id)).displayName, "from-cli");
-      assert.equal((await new Freestyle({ baseUrl: url, apiKey: keyA }).vms.ref(id).exec("echo via sdk")).stdout, "via sdk\n");
+      assert.equal((await client(url, keyA).vms.ref(id).exec("echo via sdk")).stdout, "via sdk\n");
     } finally {
-      if (id) await new Freestyle({ baseUrl: url, apiKey: keyA }).vms.delete(id);
+      if (id) await client(url, keyA).vms.delete(id);
       await fs.rm(home, { recursive: true, force: true });
     }
   });
