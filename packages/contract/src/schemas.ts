@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import { API_ERROR_CODES, API_ERROR_DETAILS, API_ERRORS, type ApiErrorBody, type ApiErrorCode } from "./errors.js";
+import { ENV_NAME_RE } from "./wire.js";
 
 /** The body of every error answer (see `@capsule/contract/errors` and docs/errors.md). */
 export const ErrorBody = z
@@ -165,7 +166,15 @@ export const VmList = z
   .meta({ id: "VmList" });
 export type VmList = z.infer<typeof VmList>;
 
-/** `POST /v1/vms/{vm_id}/exec-await`. */
+/** Largest decoded `stdin` of an exec-await, `/v1` and `/v5` alike (0.2: "up to 1 MiB decoded"). */
+export const MAX_EXEC_STDIN_BYTES = 1024 * 1024;
+
+/** How many bytes padded base64 (as `z.base64()` requires) decodes to. No Buffer: browsers load the contract too. */
+function base64Bytes(b64: string): number {
+  return (b64.length / 4) * 3 - (b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0);
+}
+
+/** `POST /v1/vms/{vm_id}/exec-await`. `env` and `stdin` are Capsule extensions the freestyle 0.1 client never sends. */
 export const ExecRequest = z
   .object({
     /** Command line, run through `/bin/sh -c` (multi-line scripts, pipes and `&&` work). */
@@ -174,6 +183,15 @@ export const ExecRequest = z
     terminal: z.string().nullish(),
     /** Kill the command after this many milliseconds (EXEC_TIMED_OUT). Absent or null: no limit. */
     timeoutMs: z.number().int().positive().max(24 * 3600 * 1000).nullish(),
+    env: z
+      .record(z.string().regex(ENV_NAME_RE), z.string(), { error: (issue) => (issue.code === "invalid_key" ? "must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)" : undefined) })
+      .optional()
+      .meta({ description: "Capsule extension: variables added to the command's environment (names as exec-stream's `env`)." }),
+    stdin: z
+      .base64()
+      .refine((b64) => base64Bytes(b64) <= MAX_EXEC_STDIN_BYTES, `over the limit of ${MAX_EXEC_STDIN_BYTES} bytes (decoded)`)
+      .optional()
+      .meta({ description: `Capsule extension: the command's stdin, base64 (at most ${MAX_EXEC_STDIN_BYTES} bytes decoded); absent: stdin is at EOF.` }),
   })
   .meta({ id: "ExecRequest" });
 export type ExecRequest = z.infer<typeof ExecRequest>;

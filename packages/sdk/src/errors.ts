@@ -49,7 +49,7 @@ export const HINTS: Readonly<Record<ErrorCode, string>> = {
   STILL_CREATING: "wait for the VM to finish starting and retry",
   SESSION_CAP_REACHED: "close terminal sessions you no longer need with vm.pty.close({ sessionId })",
   CREATE_VM_BAD_REQUEST: "fix the create options as the message says",
-  FILES_BAD_REQUEST: "use an absolute path without '..'; for directories use readDir",
+  FILES_BAD_REQUEST: "use an absolute path without '..' (a directory is read with readDir) and a byte range that starts inside the file",
   VALIDATION_ERROR: "fix the request as the message says",
   BAD_REQUEST: "fix the request as the message says",
   FORBIDDEN: "use a key of the account that owns the resource",

@@ -1,8 +1,8 @@
 /**
  * `vm.fs`: files in the VM, as the handle's Linux user. File bytes travel raw and streamed
- * (Capsule's `/files-raw/` routes), so size is bounded only by the VM's disk; directory listings
- * use the Freestyle JSON route; mkdir/remove/exists/stat run shell commands, as the freestyle
- * client does (with proper quoting).
+ * (Capsule's `/files-raw/` routes), so size is bounded only by the VM's disk; part of a file is
+ * read with an HTTP `Range`. Directory listings use the Freestyle JSON route; mkdir/remove/
+ * exists/stat run shell commands, as the freestyle client does (with proper quoting).
  * @module
  */
 import { Readable } from "node:stream";
@@ -11,6 +11,18 @@ import { shq } from "@capsule/contract/shell";
 import { makeError } from "./errors.js";
 import { seg, type RawBody, type Transport } from "./transport.js";
 import type { DirEntry, ExecResult, FileStat } from "./types.js";
+
+/**
+ * Options of `fs.readFile()` and `fs.createReadStream()`: a byte range (an HTTP `Range` on the raw
+ * file route). A range starting at or past the end of the file is an error (FILES_BAD_REQUEST,
+ * status 416); one running past the end stops there.
+ */
+export interface ReadFileOptions {
+  /** First byte to read. Default 0. */
+  offset?: number;
+  /** How many bytes at most (at least 1). Default: to the end of the file. */
+  length?: number;
+}
 
 /** Options of `fs.writeFile()`. */
 export interface WriteFileOptions {
@@ -31,19 +43,21 @@ export class VmFs {
     return `/v1/vms/${seg(this.vmId)}/files-raw/${seg(path)}`;
   }
 
-  /** Streams a file out of the VM. */
-  async createReadStream(path: string): Promise<Readable> {
-    if (this.t.nodeStreams) return this.t.stream("GET", this.#raw(path), { user: this.user });
-    const res = await this.t.send("GET", this.#raw(path), { user: this.user });
+  /** Streams a file (or, with `offset` / `length`, part of it) out of the VM. */
+  async createReadStream(path: string, opts: ReadFileOptions = {}): Promise<Readable> {
+    const req = { user: this.user, headers: rangeHeader(opts) };
+    if (this.t.nodeStreams) return this.t.stream("GET", this.#raw(path), req);
+    const res = await this.t.send("GET", this.#raw(path), req);
     if (!res.body) return Readable.from([]);
     return Readable.fromWeb(res.body as unknown as NodeWebReadableStream<Uint8Array>);
   }
 
-  /** Reads a whole file. */
-  async readFile(path: string): Promise<Buffer> {
-    if (!this.t.nodeStreams) return Buffer.from(await (await this.t.send("GET", this.#raw(path), { user: this.user })).arrayBuffer());
+  /** Reads a whole file, or with `offset` / `length` the bytes of that range. */
+  async readFile(path: string, opts: ReadFileOptions = {}): Promise<Buffer> {
+    const req = { user: this.user, headers: rangeHeader(opts) };
+    if (!this.t.nodeStreams) return Buffer.from(await (await this.t.send("GET", this.#raw(path), req)).arrayBuffer());
     const chunks: Buffer[] = [];
-    for await (const chunk of await this.t.stream("GET", this.#raw(path), { user: this.user })) chunks.push(chunk as Buffer);
+    for await (const chunk of await this.t.stream("GET", this.#raw(path), req)) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
   }
 
@@ -114,4 +128,14 @@ export class VmFs {
       modified,
     };
   }
+}
+
+/** The `Range` header of a read; none without `offset` and `length`, so such reads stay plain GETs. */
+function rangeHeader({ offset, length }: ReadFileOptions): Record<string, string> {
+  if (offset === undefined && length === undefined) return {};
+  const start = offset ?? 0;
+  if (!Number.isSafeInteger(start) || start < 0) throw makeError("VALIDATION_ERROR", `offset must be a whole number of bytes, 0 or more, got ${offset}`);
+  if (length === undefined) return { range: `bytes=${start}-` };
+  if (!Number.isSafeInteger(length) || length < 1) throw makeError("VALIDATION_ERROR", `length must be a whole number of bytes, 1 or more, got ${length}`);
+  return { range: `bytes=${start}-${start + length - 1}` };
 }

@@ -9,7 +9,7 @@ export type { CapsuleOptions, CreateVmResult } from "./client.js";
 export { Vm } from "./vm.js";
 export type { ForkOptions, SnapshotOptions, StartVmOptions } from "./vm.js";
 export { VmFs } from "./fs.js";
-export type { WriteFileOptions } from "./fs.js";
+export type { ReadFileOptions, WriteFileOptions } from "./fs.js";
 export { PtySession, VmPty } from "./pty.js";
 export type { PtyAttachOptions, PtyListeners, PtyOpenOptions, ReconnectOptions } from "./pty.js";
 export type { SpawnedProcess, SpawnExit, SpawnOptions, SpawnSignal } from "./spawn.js";

@@ -34,6 +34,8 @@ export interface RequestOpts {
   user?: string | undefined;
   /** Query parameters; undefined values are left out. */
   query?: Record<string, string | number | undefined>;
+  /** More request headers (e.g. `Range`). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -71,7 +73,7 @@ export class Transport {
   /** Sends a request; non-2xx answers become typed errors. Answers the raw Response. */
   async send(method: string, path: string, opts: RequestOpts = {}): Promise<Response> {
     const what = `${method} ${path}`;
-    const extra: Record<string, string> = {};
+    const extra: Record<string, string> = { ...opts.headers };
     let body: string | RawBody | undefined;
     if (opts.json !== undefined) {
       extra["content-type"] = "application/json";
@@ -147,11 +149,11 @@ export class Transport {
    * bytes (4x the client's CPU on a 100 MB download here). Non-2xx answers become typed errors
    * and stop the upload. No idle timeout: a reader that stops reading stops the transfer too.
    */
-  async stream(method: string, path: string, opts: { user?: string | undefined; query?: RequestOpts["query"]; body?: Uint8Array | Readable } = {}): Promise<IncomingMessage> {
+  async stream(method: string, path: string, opts: { user?: string | undefined; query?: RequestOpts["query"]; headers?: RequestOpts["headers"]; body?: Uint8Array | Readable } = {}): Promise<IncomingMessage> {
     const what = `${method} ${path}`;
     const url = this.url(path, opts.query);
     const { body } = opts;
-    const extra: Record<string, string> = body === undefined ? {} : { "content-type": "application/octet-stream" };
+    const extra: Record<string, string> = { ...opts.headers, ...(body === undefined ? {} : { "content-type": "application/octet-stream" }) };
     if (body instanceof Uint8Array) extra["content-length"] = String(body.byteLength);
     const request: typeof import("node:http").request = url.startsWith("https:") ? (await import("node:https")).request : (await import("node:http")).request;
     let req: ClientRequest | undefined;

@@ -26,8 +26,17 @@ export type CreateVmOptions = Pick<
   "snapshotId" | "name" | "idleTimeoutSeconds" | "users" | "groups" | "vcpuCount" | "memSizeGb" | "rootfsSizeGb" | "additionalFiles"
 >;
 
-/** Options of `vm.exec()`: the exec request. */
-export type ExecOptions = ExecRequest;
+/**
+ * Options of `vm.exec()`: the exec request, with `stdin` as bytes or text (the SDK sends it
+ * base64). `env` and `stdin` are Capsule extensions of Freestyle's exec.
+ */
+export type ExecOptions = Omit<ExecRequest, "stdin"> & {
+  /**
+   * The command's whole input (a string is sent as UTF-8), then EOF; at most 1 MiB (the server's
+   * `MAX_EXEC_STDIN_BYTES`). Absent: stdin is at EOF from the start.
+   */
+  stdin?: string | Uint8Array;
+};
 
 /** `fs.stat()`'s result (same fields as the freestyle client; computed from `stat` in the VM). */
 export interface FileStat {

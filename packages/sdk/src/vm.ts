@@ -68,13 +68,21 @@ export class Vm {
     return new Vm(this.#t, this.vmId, username, this.#ref);
   }
 
-  /** Runs a command through `/bin/sh -c` and waits for it; a non-zero exit is a result, not an error. */
+  /**
+   * Runs a command through `/bin/sh -c` and waits for it; a non-zero exit is a result, not an
+   * error. `env` adds variables to its environment; `stdin` is its input (text or bytes).
+   */
   async exec(command: string | ExecOptions): Promise<ExecResult> {
-    const o = typeof command === "string" ? { command } : command;
-    const r = await this.#t.json<ExecResult & { code?: string; message?: string }>("POST", this.#path("/exec-await"), {
-      json: { command: o.command, terminal: o.terminal ?? null, timeoutMs: o.timeoutMs ?? null },
-      user: this.#user,
-    });
+    const o: ExecOptions = typeof command === "string" ? { command } : command;
+    const json = {
+      command: o.command,
+      terminal: o.terminal ?? null,
+      timeoutMs: o.timeoutMs ?? null,
+      // Sent only when given: the request stays the freestyle client's without them.
+      ...(o.env !== undefined ? { env: o.env } : {}),
+      ...(o.stdin !== undefined ? { stdin: Buffer.from(o.stdin).toString("base64") } : {}),
+    };
+    const r = await this.#t.json<ExecResult & { code?: string; message?: string }>("POST", this.#path("/exec-await"), { json, user: this.#user });
     // A long exec gets early 200 headers; its timeout then arrives in the body.
     if (typeof r.code === "string" && r.statusCode === null) throw makeError(r.code, r.message ?? "exec failed", { status: 200, body: { ...r } });
     return { stdout: r.stdout ?? null, stderr: r.stderr ?? null, statusCode: r.statusCode ?? null };

@@ -20,6 +20,7 @@ export {
   FileContent,
   ForkRequest,
   GroupSpec,
+  MAX_EXEC_STDIN_BYTES,
   MAX_IDLE_TIMEOUT_SECONDS,
   PatchSnapshotRequest,
   PtySessionInfo,

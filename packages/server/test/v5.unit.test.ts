@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { CreateVmRequest, ExecRequest, WriteFileQuery } from "@capsule/contract/v5";
+import { parseRange } from "../src/byte-range.js";
 import { ApiError } from "../src/errors.js";
 import { firewallPolicy, firewallRules, HOST_VM_ID } from "../src/routes/v5/firewall.js";
-import { parseRange } from "../src/routes/v5/fs-read.js";
 
 const internet = { action: "allow" as const, source: {}, destination: { public: true as const } };
 
@@ -79,7 +79,7 @@ describe("v5 firewall → engine policy", () => {
   });
 });
 
-describe("v5 Range", () => {
+describe("Range (v1 files-raw and v5 fs/read)", () => {
   it("one range of three forms; none without the header", () => {
     assert.equal(parseRange(undefined), undefined);
     assert.deepEqual(parseRange("bytes=6-10"), { start: 6, end: 10 });
@@ -88,7 +88,7 @@ describe("v5 Range", () => {
   });
 
   it("anything else is FILES_BAD_REQUEST, not a silent whole file", () => {
-    for (const h of ["bytes=10-6", "bytes=-", "bytes=0-1,4-5", "items=0-1", "bytes=a-b", ""]) {
+    for (const h of ["bytes=10-6", "bytes=-", "bytes=0-1,4-5", "items=0-1", "bytes=a-b", "", "bytes=99999999999999999999-", "bytes=-99999999999999999999"]) {
       assert.throws(() => parseRange(h), (e: unknown) => e instanceof ApiError && e.code === "FILES_BAD_REQUEST", h);
     }
   });

@@ -11,7 +11,7 @@
  * @module
  */
 import { z } from "zod";
-import { MAX_IDLE_TIMEOUT_SECONDS } from "../schemas.js";
+import { MAX_EXEC_STDIN_BYTES, MAX_IDLE_TIMEOUT_SECONDS } from "../schemas.js";
 import { FirewallRuleData, FirewallSpec } from "./firewall.js";
 
 export * from "./firewall.js";
@@ -20,8 +20,6 @@ export * from "./firewall.js";
 export const MAX_EXEC_TIMEOUT_MS = 24 * 3600 * 1000;
 /** The exec timeout when the request has none (0.2 documents 30 s). */
 export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
-/** Largest decoded `stdin` of an exec (0.2: "up to 1 MiB decoded"). */
-export const MAX_EXEC_STDIN_BYTES = 1024 * 1024;
 
 const LinuxName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}\$?$/, "must be a Linux user name");
 /** 0.2 sends `-1` (or nothing) for "never"; `null` is taken to mean the same. */

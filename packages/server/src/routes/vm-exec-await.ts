@@ -3,7 +3,8 @@ import type { Context } from "hono";
 import type { ExecResult as EngineExecResult } from "@capsule/engine";
 import { LINUX_USER_HEADER, type App, type AppEnv, type Deps } from "../context.js";
 import { ApiError, toApiError } from "../errors.js";
-import { ExecRequest, ExecResult, LinuxUserHeader, VmParams } from "../schemas.js";
+import { ExecRequest, ExecResult, LinuxUserHeader, MAX_EXEC_STDIN_BYTES, VmParams } from "../schemas.js";
+import { bufferedExec } from "../guest/buffered-exec.js";
 import { exitStatus } from "../guest/exit-status.js";
 import { check, jsonBody } from "../validate.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
@@ -30,6 +31,7 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
       description: [
         "Runs `command` through `/bin/sh -c` as root, or as the `X-Freestyle-Vm-Linux-User-Id` user, and answers `{stdout, stderr, statusCode}`: HTTP 200 even for a non-zero exit (a signal gives 128+n).",
         "`timeoutMs` kills the command's process group: 408 EXEC_TIMED_OUT. `timeoutMs: null` means no timeout.",
+        `Capsule extensions (the freestyle 0.1 client never sends them; \`/v5\` has the same two): \`env\` adds variables to the command's environment (shell variable names); \`stdin\` (base64, at most ${MAX_EXEC_STDIN_BYTES} bytes decoded) is written to the command's input, then closed. Without \`stdin\` the command's input is at EOF.`,
         `An exec with no timeout or one over ${HEADERS_DEADLINE_MS / 1000} s that is still running after ${limits.execKeepaliveAfterMs / 1000} s gets its 200 headers at once and a space every ${limits.execKeepaliveEveryMs / 1000} s until the JSON follows, because the client's fetch gives up after 300 s without headers. In that mode a timeout is reported in the 200 body: \`{statusCode: null, timedOut: true, code: "EXEC_TIMED_OUT", message}\`.`,
         `Output past ${limits.maxExecOutputBytes} bytes per stream is dropped, and the answer then carries \`truncated: true\`.`,
         "A client that hangs up before the answer ends its command (SIGKILL to its process group).",
@@ -55,12 +57,14 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
     const run: Promise<ExecAnswer> = svc.gateway
       .withVm(account(c), vm_id, {}, (_vm, guest) => {
         started = true;
-        return guest.exec({
+        return bufferedExec(guest, {
           command: body.command,
+          user,
+          env: body.env,
+          timeoutMs: body.timeoutMs ?? undefined,
+          stdin: body.stdin === undefined ? undefined : Buffer.from(body.stdin, "base64"),
           maxOutputBytes: limits.maxExecOutputBytes,
           signal,
-          ...(user ? { user } : {}),
-          ...(body.timeoutMs ? { timeoutMs: body.timeoutMs } : {}),
         });
       })
       .then((r) => answer(r, body.timeoutMs))

@@ -1,6 +1,7 @@
-import { pipeline, Readable, Transform } from "node:stream";
+import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { createRoute, z } from "@hono/zod-openapi";
+import { fileResponse, parseRange, readWindow } from "../byte-range.js";
 import type { App, Deps } from "../context.js";
 import { ApiError } from "../errors.js";
 import { guestPath } from "../guest-path.js";
@@ -22,40 +23,32 @@ export function register(app: App, { svc }: Deps): void {
       method: "get",
       path: "/v1/vms/{vm_id}/files-raw/{filepath}",
       summary: "Download a file's bytes (Capsule extension)",
-      description: "Streams the file as `application/octet-stream` with its `Content-Length`. The path is one percent-encoded segment (`/` as `%2F`). Read as the Linux-user header's user.",
+      description:
+        "Streams the file as `application/octet-stream` with its `Content-Length`. The path is one percent-encoded segment (`/` as `%2F`). Read as the Linux-user header's user. `Range: bytes=a-b | a- | -n` (one range) answers 206 with `Content-Range`; a range starting past the end answers 416 FILES_BAD_REQUEST (`reason: RANGE_NOT_SATISFIABLE`); a malformed Range, or several ranges, 400 FILES_BAD_REQUEST.",
       security,
       request: { params: FileParams, headers: LinuxUserHeader },
-      responses: { 200: { description: "The file's bytes", content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } } }, ...errors(400, 404) },
+      responses: {
+        200: { description: "The file's bytes", content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } } },
+        206: { description: "The range's bytes", content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } } },
+        ...errors(400, 404, 416),
+      },
     }),
     async (c) => {
       const { vm_id, filepath } = c.req.valid("param");
       const path = guestPath(filepath);
+      const range = parseRange(c.req.header("range"));
       const user = linuxUser(c);
       const as = user ? { user } : {};
       // The hold lasts as long as the download: released when the guest stream closes or fails.
       const file = await svc.gateway.open(account(c), vm_id, { badRequest: "FILES_BAD_REQUEST" }, async (_vm, guest) => {
         const st = await guest.stat(path, as);
         if (st.kind === "directory") throw new ApiError("FILES_BAD_REQUEST", `${path} is a directory; list it with GET /v1/vms/{vm_id}/files/{path}`);
-        return guest.readFileStream(path, as);
+        const window = range === undefined ? { offset: 0 } : await readWindow(range, () => Promise.resolve(st.size));
+        return { ...(await guest.readFileStream(path, { ...as, ...window })), offset: window.offset };
       });
-      const { size, stream } = file.value;
-      stream.once("close", file.release);
-      stream.once("error", file.release);
-      // The body is cut at the Content-Length the stat gave: a file that reads longer than its size
-      // (/proc files stat as 0 bytes, a file still growing) would otherwise put guest bytes on the
-      // connection after the response, read by the client as the next response (found by the fuzzer).
-      let sent = 0;
-      const capped = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          const room = size - sent;
-          const part = chunk.length > room ? chunk.subarray(0, Math.max(0, room)) : chunk;
-          sent += part.length;
-          done(null, part.length > 0 ? part : undefined);
-        },
-      });
-      pipeline(stream, capped, () => undefined);
-      const body = Readable.toWeb(capped) as unknown as ReadableStream<Uint8Array>;
-      return new Response(body, { status: 200, headers: { "content-type": "application/octet-stream", "content-length": String(size) } });
+      file.value.stream.once("close", file.release);
+      file.value.stream.once("error", file.release);
+      return fileResponse(file.value, range);
     },
   );
   app.openapi(

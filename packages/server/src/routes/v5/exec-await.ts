@@ -11,11 +11,12 @@ import { DEFAULT_EXEC_TIMEOUT_MS, ExecRequest, ExecResult } from "@capsule/contr
 import type { ExecResult as EngineExecResult } from "@capsule/engine";
 import type { App, AppEnv, Deps } from "../../context.js";
 import { toApiError } from "../../errors.js";
+import { bufferedExec } from "../../guest/buffered-exec.js";
 import { exitStatus } from "../../guest/exit-status.js";
 import { VmParams } from "../../schemas.js";
 import { check, jsonBody } from "../../validate.js";
 import { account, errors, json, security } from "../common.js";
-import { defaultUser, execInGuest } from "./guest-exec.js";
+import { defaultUser } from "./guest-exec.js";
 
 /**
  * Past this timeout an exec may outlive undici's 300 s wait for response headers (the client's
@@ -54,7 +55,7 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
       .withVm(account(c), vmId, {}, async (_vm, guest) => {
         const user = body.linuxUser ?? (await defaultUser(guest));
         started = true;
-        return execInGuest(guest, {
+        return bufferedExec(guest, {
           command: body.command,
           user,
           env: body.env,
