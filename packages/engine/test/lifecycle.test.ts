@@ -69,16 +69,21 @@ describe("lifecycle", () => {
       const finished: string[] = [];
       for (const delayMs of [20, 150, 400]) {
         const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+        // Listened for at once: a create that finishes before the kill ends the child by itself.
+        const exited = new Promise((r) => child.once("exit", r));
         let out = "";
-        await new Promise<void>((resolve) =>
+        const opened = new Promise<void>((resolve) =>
           child.stdout.on("data", (d: Buffer) => {
             out += d.toString();
             if (out.includes("open")) resolve();
           }),
         );
+        const exitedFirst = exited.then(() => Promise.reject(new Error(`the child engine exited before it opened: ${out}`)));
+        exitedFirst.catch(() => undefined); // the usual case: it exits later, after the kill
+        await Promise.race([opened, exitedFirst]);
         await new Promise((r) => setTimeout(r, delayMs));
         child.kill("SIGKILL");
-        await new Promise((r) => child.once("exit", r));
+        await exited;
         const done = /created (\S+)/.exec(out)?.[1];
         if (done) finished.push(done);
         for (const d of await fs.readdir(path.join(dataDir, "vms"))) if (d !== running && d !== stopped && !finished.includes(d)) seen.add(d);
