@@ -163,3 +163,28 @@ test("the frame decoder throws ProtocolError for unknown types and oversized fra
   assert.deepEqual(d.push(encodeFrame(FrameType.Stdout, "abc").subarray(0, 6)), []);
   assert.equal(d.pending, 6);
 });
+
+test("PTY slugs, numbers and replaceOnExit: what a guest replies and what a client asks are checked both ways", () => {
+  // A hostile guest's session replies.
+  const named = { ...session, number: 3, slug: "main-1", replaceOnExit: true };
+  assert.deepEqual(parseReply({ type: "session", session: named, created: false }), { type: "session", session: named, created: false });
+  for (const [reply, reason] of [
+    [{ type: "session", session: { ...session, slug: "Main" } }, /"slug" must be 1 to 63 lower-case letters/],
+    [{ type: "session", session: { ...session, slug: "123" } }, /"slug" must be/],
+    [{ type: "session", session: { ...session, slug: "a".repeat(64) } }, /"slug" must be/],
+    [{ type: "session", session: { ...session, slug: "../etc" } }, /"slug" must be/],
+    [{ type: "session", session: { ...session, number: -1 } }, /"number" must be an integer/],
+    [{ type: "session", session: { ...session, number: 1.5 } }, /"number" must be an integer/],
+    [{ type: "session", session: { ...session, replaceOnExit: "yes" } }, /"replaceOnExit" must be a boolean/],
+    [{ type: "session", session, created: 1 }, /"created" must be a boolean/],
+  ] as const) {
+    rejects(() => parseReply(reply), reason, JSON.stringify(reply));
+  }
+  // A hostile API client's pty.open, as the server forwards it.
+  const open = { op: "pty.open", cols: 80, rows: 24 };
+  assert.equal((parseRequest({ ...open, slug: "dev", replaceOnExit: true }) as { slug?: string }).slug, "dev");
+  for (const slug of ["", "-a", "a-", "a--b", "A", "42", "x".repeat(64), "a b", "a/b"]) {
+    rejects(() => parseRequest({ ...open, slug }), /"slug" must be/, `slug ${JSON.stringify(slug)}`);
+  }
+  rejects(() => parseRequest({ ...open, replaceOnExit: "true" }), /"replaceOnExit" must be a boolean/, "replaceOnExit string");
+});
