@@ -174,6 +174,9 @@ function base64Bytes(b64: string): number {
   return (b64.length / 4) * 3 - (b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0);
 }
 
+/** An exec's stdin: padded base64 of at most MAX_EXEC_STDIN_BYTES decoded (`/v1` and `/v5`). */
+export const ExecStdin = z.base64().refine((b64) => base64Bytes(b64) <= MAX_EXEC_STDIN_BYTES, `over the limit of ${MAX_EXEC_STDIN_BYTES} bytes (decoded)`);
+
 /** `POST /v1/vms/{vm_id}/exec-await`. `env` and `stdin` are Capsule extensions the freestyle 0.1 client never sends. */
 export const ExecRequest = z
   .object({
@@ -187,10 +190,7 @@ export const ExecRequest = z
       .record(z.string().regex(ENV_NAME_RE), z.string(), { error: (issue) => (issue.code === "invalid_key" ? "must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)" : undefined) })
       .optional()
       .meta({ description: "Capsule extension: variables added to the command's environment (names as exec-stream's `env`)." }),
-    stdin: z
-      .base64()
-      .refine((b64) => base64Bytes(b64) <= MAX_EXEC_STDIN_BYTES, `over the limit of ${MAX_EXEC_STDIN_BYTES} bytes (decoded)`)
-      .optional()
+    stdin: ExecStdin.optional()
       .meta({ description: `Capsule extension: the command's stdin, base64 (at most ${MAX_EXEC_STDIN_BYTES} bytes decoded); absent: stdin is at EOF.` }),
   })
   .meta({ id: "ExecRequest" });

@@ -36,6 +36,8 @@ describe("/v1 ExecRequest env and stdin", () => {
 
   it("/v5 uses the same limit", () => {
     assert.ok(V5ExecRequest.safeParse({ command: "cat", stdin: stdinOf(MAX_EXEC_STDIN_BYTES) }).success);
-    assert.ok(!V5ExecRequest.safeParse({ command: "cat", stdin: stdinOf(MAX_EXEC_STDIN_BYTES + 3) }).success);
+    for (const n of [MAX_EXEC_STDIN_BYTES + 1, MAX_EXEC_STDIN_BYTES + 2, MAX_EXEC_STDIN_BYTES + 3]) {
+      assert.ok(!V5ExecRequest.safeParse({ command: "cat", stdin: stdinOf(n) }).success, String(n));
+    }
   });
 });

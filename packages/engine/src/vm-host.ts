@@ -13,7 +13,7 @@ import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
 import { AGENT_SNAPSHOT, buildSpec } from "./runtime/oci.js";
 import type { Runtime } from "./runtime/types.js";
 import type { Records, VmRecord } from "./state/records.js";
-import { writeJsonAtomic } from "./state/store.js";
+import { pathExists, writeJsonAtomic } from "./state/store.js";
 
 export type { VmRecord } from "./state/records.js";
 
@@ -101,7 +101,7 @@ export class VmHost {
         hostname: rec.id,
         rootfs: p.rootfs,
         agentBundleDir: rec.agentBundle,
-        agentSnapshot: await exists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`),
+        agentSnapshot: await pathExists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`),
         runDir: p.run,
         etcDir: p.etc,
         limits: rec.limits,
@@ -219,12 +219,6 @@ export class VmHost {
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  return fs.access(file).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** Runs `body` and reports how long it took (ms). */
 async function timed<T>(body: () => Promise<T>): Promise<{ result: T; ms: number }> {

@@ -11,7 +11,9 @@
  * @module
  */
 import { z } from "zod";
-import { MAX_EXEC_STDIN_BYTES, MAX_IDLE_TIMEOUT_SECONDS } from "../schemas.js";
+import { ENV_NAME_RE } from "../wire.js";
+import { ExecStdin, MAX_EXEC_STDIN_BYTES } from "../schemas.js";
+import { IdleTimeoutSeconds, LinuxName, MAX_MODE, Seconds, Sha256Hex, UnsupportedVmFields } from "./common.js";
 import { FirewallRuleData, FirewallSpec } from "./firewall.js";
 
 export * from "./firewall.js";
@@ -21,9 +23,6 @@ export const MAX_EXEC_TIMEOUT_MS = 24 * 3600 * 1000;
 /** The exec timeout when the request has none (0.2 documents 30 s). */
 export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
 
-const LinuxName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}\$?$/, "must be a Linux user name");
-/** 0.2 sends `-1` (or nothing) for "never"; `null` is taken to mean the same. */
-const Seconds = z.number().int().min(-1).nullish();
 
 // ---------------------------------------------------------------- VMs
 
@@ -39,25 +38,10 @@ export const CreateVmRequest = z
     snapshotId: z.string().min(1).nullish(),
     /** Kept as the VM's name. */
     displayName: z.string().max(256).nullish(),
-    idleTimeoutSeconds: z
-      .number()
-      .int()
-      .min(-1)
-      .max(MAX_IDLE_TIMEOUT_SECONDS)
-      .refine((n) => n !== 0, "must be -1 (never) or at least 1")
-      .nullish()
-      .meta({ description: "Stop the VM's processes after this many seconds without activity (it wakes on the next call). -1, null or absent: never." }),
-    // Accepted so the server can refuse them by name (501) instead of ignoring them.
-    slug: z.string().nullish(),
-    reassignSlug: z.boolean().optional(),
-    autoDeleteSeconds: Seconds,
-    ttlSeconds: Seconds,
-    maxRunSeconds: Seconds,
-    maxRunTotalSeconds: Seconds,
-    automaticRestart: z.boolean().optional(),
+    idleTimeoutSeconds: IdleTimeoutSeconds.meta({ description: "Stop the VM's processes after this many seconds without activity (it wakes on the next call). -1, null or absent: never." }),
+    ...UnsupportedVmFields,
     vpcs: z.array(z.unknown()).optional(),
     networks: z.array(z.unknown()).optional(),
-    metadata: z.record(z.string(), z.string()).optional(),
     placement: z.unknown().optional(),
     tls: z.looseObject({ rules: z.array(z.unknown()) }).optional(),
   })
@@ -116,7 +100,7 @@ export type VmList = z.infer<typeof VmList>;
 // ---------------------------------------------------------------- exec
 
 /** A POSIX environment variable name. */
-const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a POSIX environment variable name");
+const EnvName = z.string().regex(ENV_NAME_RE, "must be a POSIX environment variable name");
 
 export const ExecRequest = z
   .object({
@@ -124,10 +108,7 @@ export const ExecRequest = z
     linuxUser: LinuxName.optional().meta({ description: "Run as this Linux user. Absent: the VM's uid-1000 account, or root when it has none." }),
     timeoutMs: z.number().int().positive().max(MAX_EXEC_TIMEOUT_MS).optional().meta({ description: `Kill the command after this long; default ${DEFAULT_EXEC_TIMEOUT_MS}. A timeout answers 200 with statusCode null.` }),
     env: z.record(EnvName, z.string().max(128 * 1024)).optional(),
-    stdin: z
-      .base64()
-      .max(Math.ceil(MAX_EXEC_STDIN_BYTES / 3) * 4)
-      .optional()
+    stdin: ExecStdin.optional()
       .meta({ description: `The command's stdin, base64 (at most ${MAX_EXEC_STDIN_BYTES} bytes decoded); absent: stdin is at EOF.` }),
   })
   .meta({ id: "V5ExecRequest" });
@@ -147,9 +128,6 @@ export type ExecResult = z.infer<typeof ExecResult>;
 
 export const PathQuery = z.object({ path: z.string().min(1).meta({ description: "Absolute path in the VM (no `..`, at most 4096 bytes)" }) });
 
-/** The largest permission bits a mode may carry (setuid, setgid, sticky, rwx×3). */
-const MAX_MODE = 0o7777;
-
 export const WriteFileQuery = PathQuery.extend({
   mode: z
     .string()
@@ -157,10 +135,7 @@ export const WriteFileQuery = PathQuery.extend({
     .refine((m) => Number(m) <= MAX_MODE, `must be at most ${MAX_MODE} (0o7777)`)
     .optional()
     .meta({ description: "Permission bits as a DECIMAL number (493 = 0o755). Default: the file's current mode, or 0o600 for a new file." }),
-  sha256: z
-    .string()
-    .regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex digits")
-    .optional()
+  sha256: Sha256Hex.optional()
     .meta({ description: "SHA-256 of the body; on a mismatch nothing is written (400 FILES_BAD_REQUEST, reason SHA256_MISMATCH)." }),
 });
 export type WriteFileQuery = z.infer<typeof WriteFileQuery>;

@@ -4,33 +4,15 @@
  * @module
  */
 import { z } from "zod";
-import { MAX_IDLE_TIMEOUT_SECONDS } from "../schemas.js";
-
-/** 0.2 sends `-1` (or nothing) for "never"; `null` is taken to mean the same. */
-const Seconds = z.number().int().min(-1).nullish();
+import { IdleTimeoutSeconds, UnsupportedVmFields } from "./common.js";
 
 /** `PATCH /v5/vms/{id}`. Unknown keys are dropped (0.2 sends the caller's object as given). */
 export const PatchVmRequest = z
   .object({
     displayName: z.string().max(256).nullish().meta({ description: "The VM's name; an empty string or null clears it." }),
-    idleTimeoutSeconds: z
-      .number()
-      .int()
-      .min(-1)
-      .max(MAX_IDLE_TIMEOUT_SECONDS)
-      .refine((n) => n !== 0, "must be -1 (never) or at least 1")
-      .nullish()
-      .meta({ description: "-1 or null: never idle-stopped; absent: unchanged." }),
-    // Accepted so the server can refuse them by name (501) instead of ignoring them; their
-    // "clear" values (an empty slug, -1, empty metadata) are no-ops, since Capsule has none.
-    slug: z.string().nullish(),
-    reassignSlug: z.boolean().optional(),
-    autoDeleteSeconds: Seconds,
-    ttlSeconds: Seconds,
-    maxRunSeconds: Seconds,
-    maxRunTotalSeconds: Seconds,
-    automaticRestart: z.boolean().optional(),
-    metadata: z.record(z.string(), z.string()).optional(),
+    idleTimeoutSeconds: IdleTimeoutSeconds.meta({ description: "-1 or null: never idle-stopped; absent: unchanged." }),
+    // Their "clear" values (an empty slug, -1, empty metadata) are no-ops, since Capsule has none.
+    ...UnsupportedVmFields,
   })
   .meta({ id: "V5PatchVmRequest" });
 export type PatchVmRequest = z.infer<typeof PatchVmRequest>;

@@ -1,5 +1,6 @@
 import fs from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
+import { pathExists } from "../state/store.js";
 
 /**
  * A container's cgroups, as the engine touches them directly.
@@ -30,22 +31,16 @@ interface Freezer {
   isFrozen(): Promise<boolean>;
 }
 
-async function exists(file: string): Promise<boolean> {
-  return fs.access(file).then(
-    () => true,
-    () => false,
-  );
-}
 
 async function freezerOf(id: string, root: string): Promise<Freezer | undefined> {
   if (!ID.test(id)) return undefined;
   const v1 = `${root}/freezer/${id}/freezer.state`;
-  if (await exists(v1)) {
+  if (await pathExists(v1)) {
     return { control: v1, frozen: "FROZEN", thawed: "THAWED", isFrozen: async () => (await fs.readFile(v1, "utf8")).trim() === "FROZEN" };
   }
   const v2 = `${root}/${id}/cgroup.freeze`;
   const events = `${root}/${id}/cgroup.events`;
-  if (await exists(v2)) {
+  if (await pathExists(v2)) {
     return { control: v2, frozen: "1", thawed: "0", isFrozen: async () => /^frozen 1$/m.test(await fs.readFile(events, "utf8")) };
   }
   return undefined;

@@ -49,6 +49,14 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   }
 }
 
+/** Whether anything is at `file` (a stat this process may make). */
+export async function pathExists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
 export async function listDir(dir: string): Promise<string[]> {
   try {
     return (await fs.readdir(dir)).sort();

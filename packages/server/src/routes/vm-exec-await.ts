@@ -6,15 +6,10 @@ import { ApiError, toApiError } from "../errors.js";
 import { ExecRequest, ExecResult, LinuxUserHeader, MAX_EXEC_STDIN_BYTES, VmParams } from "../schemas.js";
 import { bufferedExec } from "../guest/buffered-exec.js";
 import { exitStatus } from "../guest/exit-status.js";
+import { HEADERS_DEADLINE_MS, sleep, spacesThenJson } from "../guest/keepalive.js";
 import { check, jsonBody } from "../validate.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
 
-/**
- * Past this timeout an exec may outlive undici's 300 s wait for response headers (the client's
- * fetch), so such execs switch to early headers + keep-alive spaces (seed-calls S11). Shorter
- * ones keep the plain protocol, so their timeout still arrives as a real 408 EXEC_TIMED_OUT.
- */
-const HEADERS_DEADLINE_MS = 280_000;
 
 type ExecAnswer = { stdout: string | null; stderr: string | null; statusCode: number | null } & Record<string, unknown>;
 
@@ -80,7 +75,7 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
       if (early.timedOut) throw new ApiError("EXEC_TIMED_OUT", String(early.message));
       return c.json(plain(early), 200);
     }
-    return new Response(keepAlive(run, limits.execKeepaliveEveryMs), { status: 200, headers: { "content-type": "application/json" } });
+    return new Response(spacesThenJson(run, limits.execKeepaliveEveryMs, errorAnswer), { status: 200, headers: { "content-type": "application/json" } });
   });
 }
 
@@ -94,37 +89,7 @@ function plain(a: ExecAnswer): { stdout: string | null; stderr: string | null; s
   return { stdout: a.stdout, stderr: a.stderr, statusCode: a.statusCode, ...(a.truncated ? { truncated: true as const } : {}) };
 }
 
-function sleep(ms: number): Promise<undefined> {
-  return new Promise((r) => setTimeout(() => r(undefined), ms).unref());
-}
-
-/** A body of spaces (which JSON.parse skips) until the result, which ends it. */
-function keepAlive(run: Promise<ExecAnswer>, everyMs: number): ReadableStream<Uint8Array> {
-  const space = new TextEncoder().encode(" ");
-  let timer: NodeJS.Timeout | undefined;
-  let cancelled = false;
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(space);
-      timer = setInterval(() => controller.enqueue(space), everyMs);
-      run
-        .then(
-          (a) => a,
-          (err: unknown) => {
-            const e = toApiError(err);
-            return { stdout: null, stderr: null, statusCode: null, ...e.body() };
-          },
-        )
-        .then((a) => {
-          clearInterval(timer);
-          if (cancelled) return; // the client went away; the command ran to its end regardless
-          controller.enqueue(new TextEncoder().encode(JSON.stringify(a)));
-          controller.close();
-        });
-    },
-    cancel() {
-      cancelled = true;
-      clearInterval(timer);
-    },
-  });
+/** A failure after the early headers, in the 200 body. */
+function errorAnswer(err: unknown): ExecAnswer {
+  return { stdout: null, stderr: null, statusCode: null, ...toApiError(err).body() };
 }

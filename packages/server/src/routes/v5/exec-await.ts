@@ -13,6 +13,7 @@ import type { App, AppEnv, Deps } from "../../context.js";
 import { toApiError } from "../../errors.js";
 import { bufferedExec } from "../../guest/buffered-exec.js";
 import { exitStatus } from "../../guest/exit-status.js";
+import { HEADERS_DEADLINE_MS, sleep, spacesThenJson } from "../../guest/keepalive.js";
 import { VmParams } from "../../schemas.js";
 import { check, jsonBody } from "../../validate.js";
 import { account, errors, json, security } from "../common.js";
@@ -23,7 +24,6 @@ import { defaultUser } from "./guest-exec.js";
  * fetch, which 0.2 gives no timeout of its own), so such execs get early headers and keep-alive
  * spaces, which the client's JSON.parse skips. Shorter ones answer plainly.
  */
-const HEADERS_DEADLINE_MS = 280_000;
 
 type Answer = ExecResult & { code?: string; message?: string };
 
@@ -73,7 +73,7 @@ export function register(app: App, { svc, metrics, limits }: Deps): void {
     );
     const early = timeoutMs > HEADERS_DEADLINE_MS ? await Promise.race([run, sleep(limits.execKeepaliveAfterMs)]) : await run;
     if (early) return c.json(early, 200);
-    return new Response(spacesThenJson(run, limits.execKeepaliveEveryMs), { status: 200, headers: { "content-type": "application/json" } });
+    return new Response(spacesThenJson(run, limits.execKeepaliveEveryMs, errorAnswer), { status: 200, headers: { "content-type": "application/json" } });
   });
 }
 
@@ -81,34 +81,8 @@ function answer(r: EngineExecResult): Answer {
   return { stdout: r.stdout, stderr: r.stderr, statusCode: r.timedOut ? null : exitStatus(r.exitCode, r.signal), ...(r.truncated ? { truncated: true } : {}) };
 }
 
-function sleep(ms: number): Promise<undefined> {
-  return new Promise((r) => setTimeout(() => r(undefined), ms).unref());
-}
-
-/** A body of spaces (which JSON.parse skips) until the answer, which ends it. */
-function spacesThenJson(run: Promise<Answer>, everyMs: number): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
-  let timer: NodeJS.Timeout | undefined;
-  let cancelled = false;
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(encoder.encode(" "));
-      timer = setInterval(() => controller.enqueue(encoder.encode(" ")), everyMs);
-      void run
-        .catch((err: unknown): Answer => {
-          const { code, message } = toApiError(err).body();
-          return { stdout: null, stderr: null, statusCode: null, code, message };
-        })
-        .then((a) => {
-          clearInterval(timer);
-          if (cancelled) return; // the client went away; its command was ended through the request's signal
-          controller.enqueue(encoder.encode(JSON.stringify(a)));
-          controller.close();
-        });
-    },
-    cancel() {
-      cancelled = true;
-      clearInterval(timer);
-    },
-  });
+/** A failure after the early headers, in the 200 body (0.2 reads `code` and `message`). */
+function errorAnswer(err: unknown): Answer {
+  const { code, message } = toApiError(err).body();
+  return { stdout: null, stderr: null, statusCode: null, code, message };
 }

@@ -7,18 +7,17 @@
 import { createRoute } from "@hono/zod-openapi";
 import { ListSnapshotsQuery, PatchSnapshotRequest, SnapshotCreated, SnapshotData, SnapshotList, SnapshotRequest } from "@capsule/contract/v5";
 import type { App, Deps } from "../../context.js";
-import { ApiError } from "../../errors.js";
 import { SnapshotParams, VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
 import { page, snapshotData } from "./views.js";
+import { isNever, unsupportedField } from "./unsupported.js";
 
 const DISK_ONLY = "Capsule snapshots hold the VM's disk only, not its memory: a VM created from one starts its processes afresh.";
 
 /** Refuses the snapshot options Capsule does not have (a slug, auto-delete, a TTL). */
 function refuseUnsupported(o: SnapshotRequest): void {
-  const never = (n: number | null | undefined) => n === undefined || n === null || n === -1;
-  const feature = o.slug ? "snapshot slugs" : !never(o.autoDeleteSeconds) ? "autoDeleteSeconds" : !never(o.ttlSeconds) ? "ttlSeconds" : undefined;
-  if (feature) throw new ApiError("BAD_REQUEST", `${feature} ${feature.endsWith("s") ? "are" : "is"} not supported by Capsule yet; leave it out of the request`, 501, { unsupported: true });
+  const feature = o.slug ? "snapshot slugs" : !isNever(o.autoDeleteSeconds) ? "autoDeleteSeconds" : !isNever(o.ttlSeconds) ? "ttlSeconds" : undefined;
+  if (feature) throw unsupportedField(feature);
 }
 
 export function register(app: App, { svc }: Deps): void {

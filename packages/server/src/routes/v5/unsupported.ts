@@ -1,16 +1,10 @@
 /**
  * v5 calls Capsule does not serve yet answer at once with a known code (BAD_REQUEST, status 501,
- * `unsupported: true`) naming the feature, instead of a 404 `no route`. VM-scoped ones check
- * ownership first, so another account's VM is a 404.
+ * `unsupported: true`) naming the feature, instead of a 404 `no route`.
  * @module
  */
-import type { Context } from "hono";
-import type { App, AppEnv, Deps } from "../../context.js";
+import type { App } from "../../context.js";
 import { ApiError } from "../../errors.js";
-import { account } from "../common.js";
-
-const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
-];
 
 const GLOBAL: Array<[path: string, feature: string]> = [
   ["/v5/firewall/*", "standalone firewall rules (rules are made with their VM, in its create's `firewall`)"],
@@ -27,15 +21,17 @@ function unsupported(feature: string): ApiError {
   return new ApiError("BAD_REQUEST", `${feature} is not supported by Capsule yet`, 501, { unsupported: true });
 }
 
-export function register(app: App, { svc }: Deps): void {
-  for (const [method, path, feature] of VM_SCOPED) {
-    const handler = async (c: Context<AppEnv>): Promise<never> => {
-      await svc.views.get(account(c), c.req.param("vm_id") ?? "");
-      throw unsupported(feature);
-    };
-    if (method === "*") app.all(path, handler);
-    else app.on(method, path, handler);
-  }
+/** A request field (or option) Capsule does not have, set: refused by name, not ignored. */
+export function unsupportedField(feature: string): ApiError {
+  return new ApiError("BAD_REQUEST", `${feature} ${feature.endsWith("s") ? "are" : "is"} not supported by Capsule yet; leave it out of the request`, 501, { unsupported: true });
+}
+
+/** 0.2's "never" for a seconds field: absent, null or -1. */
+export function isNever(n: number | null | undefined): boolean {
+  return n === undefined || n === null || n === -1;
+}
+
+export function register(app: App): void {
   for (const [path, feature] of GLOBAL) {
     const handler = (): never => {
       throw unsupported(feature);

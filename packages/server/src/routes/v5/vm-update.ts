@@ -10,22 +10,18 @@ import type { App, Deps } from "../../context.js";
 import { ApiError } from "../../errors.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
+import { isNever, unsupportedField } from "./unsupported.js";
 import { vmData } from "./views.js";
-
-function unsupported(feature: string): ApiError {
-  return new ApiError("BAD_REQUEST", `${feature} not supported by Capsule yet; leave it out of the request`, 501, { unsupported: true });
-}
 
 /** A field Capsule does not have, set to something other than its "clear" value (0.2: "" / -1 / an empty metadata value). */
 function unsupportedPatchField(body: PatchVmRequest): string | undefined {
-  const cleared = (n: number | null | undefined) => n === undefined || n === null || n === -1;
-  if (body.slug) return "slugs are";
-  if (!cleared(body.autoDeleteSeconds)) return "autoDeleteSeconds is";
-  if (!cleared(body.ttlSeconds)) return "ttlSeconds is";
-  if (!cleared(body.maxRunSeconds)) return "maxRunSeconds is";
-  if (!cleared(body.maxRunTotalSeconds)) return "maxRunTotalSeconds is";
-  if (body.automaticRestart === true) return "automaticRestart is";
-  if (body.metadata && Object.values(body.metadata).some((v) => v !== "")) return "metadata is";
+  if (body.slug) return "slugs";
+  if (!isNever(body.autoDeleteSeconds)) return "autoDeleteSeconds";
+  if (!isNever(body.ttlSeconds)) return "ttlSeconds";
+  if (!isNever(body.maxRunSeconds)) return "maxRunSeconds";
+  if (!isNever(body.maxRunTotalSeconds)) return "maxRunTotalSeconds";
+  if (body.automaticRestart === true) return "automaticRestart";
+  if (body.metadata && Object.values(body.metadata).some((v) => v !== "")) return "metadata";
   return undefined;
 }
 
@@ -48,7 +44,7 @@ export function register(app: App, { svc }: Deps): void {
       const acc = account(c);
       const row = svc.rows.ownedVm(acc, c.req.valid("param").vm_id);
       const feature = unsupportedPatchField(body);
-      if (feature) throw unsupported(feature);
+      if (feature) throw unsupportedField(feature);
       if (body.displayName !== undefined) svc.rows.renameVm(row.id, body.displayName || null);
       if (body.idleTimeoutSeconds !== undefined) svc.rows.setIdleTimeout(row.id, body.idleTimeoutSeconds === -1 ? null : body.idleTimeoutSeconds);
       return c.json(vmData(await svc.views.get(acc, row.id)), 200);
@@ -80,7 +76,7 @@ export function register(app: App, { svc }: Deps): void {
       if (body.storage !== undefined && body.storage < sizing.rootfsSizeMb) {
         throw new ApiError("VALIDATION_ERROR", `a resize only grows: the VM's disk is ${sizing.rootfsSizeMb} MiB, not ${body.storage}`);
       }
-      if (body.storage !== undefined && body.storage > sizing.rootfsSizeMb) throw unsupported("growing the disk is");
+      if (body.storage !== undefined && body.storage > sizing.rootfsSizeMb) throw unsupportedField("growing the disk");
       await svc.power.resize(acc, vmId, { ...(body.cpu !== undefined ? { cpus: body.cpu } : {}), ...(body.memory !== undefined ? { memoryMb: body.memory } : {}) });
       return c.json(vmData(await svc.views.get(acc, vmId)), 200);
     },

@@ -6,22 +6,21 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { CreateVmRequest, CreateVmResponse, ListVmsQuery, VmData, VmList, type VmState } from "@capsule/contract/v5";
 import type { App, Deps } from "../../context.js";
-import { ApiError } from "../../errors.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
 import { checkVmTargets, firewallPolicy, firewallRules } from "./firewall.js";
 import { vmDataOf } from "./vm-pause.js";
+import { isNever, unsupportedField } from "./unsupported.js";
 import { page, vmData } from "./views.js";
 
 /** Create fields for features Capsule does not have, with the value that asks for nothing. */
 function unsupportedCreateField(body: CreateVmRequest): string | undefined {
-  const never = (n: number | null | undefined) => n === undefined || n === null || n === -1;
   if (body.slug) return "slugs";
   if (body.reassignSlug) return "reassignSlug";
-  if (!never(body.autoDeleteSeconds)) return "autoDeleteSeconds";
-  if (!never(body.ttlSeconds)) return "ttlSeconds";
-  if (!never(body.maxRunSeconds)) return "maxRunSeconds";
-  if (!never(body.maxRunTotalSeconds)) return "maxRunTotalSeconds";
+  if (!isNever(body.autoDeleteSeconds)) return "autoDeleteSeconds";
+  if (!isNever(body.ttlSeconds)) return "ttlSeconds";
+  if (!isNever(body.maxRunSeconds)) return "maxRunSeconds";
+  if (!isNever(body.maxRunTotalSeconds)) return "maxRunTotalSeconds";
   if (body.automaticRestart === true) return "automaticRestart";
   if (body.vpcs?.length || body.networks?.length) return "VPCs";
   if (body.metadata && Object.keys(body.metadata).length > 0) return "metadata";
@@ -50,7 +49,7 @@ export function register(app: App, { svc }: Deps): void {
       const body = c.req.valid("json");
       const firewall = firewallPolicy(body.firewall);
       const feature = unsupportedCreateField(body);
-      if (feature) throw new ApiError("BAD_REQUEST", `${feature} ${feature.endsWith("s") ? "are" : "is"} not supported by Capsule yet; leave it out of the request`, 501, { unsupported: true });
+      if (feature) throw unsupportedField(feature);
       const idle = body.idleTimeoutSeconds === undefined || body.idleTimeoutSeconds === -1 ? null : body.idleTimeoutSeconds;
       const acc = account(c);
       await checkVmTargets(firewall, (vmId) => svc.views.get(acc, vmId).then(() => true, () => false));
