@@ -116,6 +116,7 @@ describe("official client 0.2.17: /v5 PTY and pause", () => {
     assert.equal(paused.state, "paused");
     assert.equal((await vm.data()).state, "paused");
     assert.equal((await vm.pause()).state, "paused", "pausing a paused VM leaves it so");
+    assert.equal((await vm.update({ displayName: "while-paused" })).state, "paused", "a PATCH answers the VM as it is");
     const onHost = path.join(dataDir, "vms", vmId, "disk", "upper", "root", "count");
     const atPause = Number((await fs.readFile(onHost, "utf8")).trim());
     assert.ok(atPause > 3, `the counter ran (${atPause})`);

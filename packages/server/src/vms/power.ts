@@ -130,6 +130,14 @@ export class Power {
     return new Set((await this.engine.listVms()).filter((v) => v.state === "paused").map((v) => v.id));
   }
 
+  /** Whether the engine holds this VM paused (one record read, not a listing). */
+  async isPaused(id: string): Promise<boolean> {
+    return this.engine.getVm(id).then(
+      (v) => v.state === "paused",
+      () => false,
+    );
+  }
+
   /** Whether the engine has the VM running; undefined when it has no such VM. */
   async isRunning(id: string): Promise<boolean | undefined> {
     return this.engine.getVm(id).then(

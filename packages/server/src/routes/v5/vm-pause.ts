@@ -17,7 +17,7 @@ import { vmData } from "./views.js";
 /** The VM as v5 shows it, `paused` included. */
 export async function vmDataOf(svc: VmService, acc: Account, id: string): Promise<VmData> {
   const vm = await svc.views.get(acc, id);
-  return vmData(vm, (await svc.power.pausedIds()).has(vm.id));
+  return vmData(vm, await svc.power.isPaused(vm.id));
 }
 
 export function register(app: App, { svc }: Deps): void {

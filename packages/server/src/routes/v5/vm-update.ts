@@ -11,7 +11,7 @@ import { ApiError } from "../../errors.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
 import { isNever, unsupportedField } from "./unsupported.js";
-import { vmData } from "./views.js";
+import { vmDataOf } from "./vm-pause.js";
 
 /** A field Capsule does not have, set to something other than its "clear" value (0.2: "" / -1 / an empty metadata value). */
 function unsupportedPatchField(body: PatchVmRequest): string | undefined {
@@ -47,7 +47,7 @@ export function register(app: App, { svc }: Deps): void {
       if (feature) throw unsupportedField(feature);
       if (body.displayName !== undefined) svc.rows.renameVm(row.id, body.displayName || null);
       if (body.idleTimeoutSeconds !== undefined) svc.rows.setIdleTimeout(row.id, body.idleTimeoutSeconds === -1 ? null : body.idleTimeoutSeconds);
-      return c.json(vmData(await svc.views.get(acc, row.id)), 200);
+      return c.json(await vmDataOf(svc, acc, row.id), 200);
     },
   );
 
@@ -78,7 +78,7 @@ export function register(app: App, { svc }: Deps): void {
       }
       if (body.storage !== undefined && body.storage > sizing.rootfsSizeMb) throw unsupportedField("growing the disk");
       await svc.power.resize(acc, vmId, { ...(body.cpu !== undefined ? { cpus: body.cpu } : {}), ...(body.memory !== undefined ? { memoryMb: body.memory } : {}) });
-      return c.json(vmData(await svc.views.get(acc, vmId)), 200);
+      return c.json(await vmDataOf(svc, acc, vmId), 200);
     },
   );
 }
