@@ -17,6 +17,8 @@ export const HOSTILE_CASES = [
   "oversized",
   "truncated-close",
   "truncated-stall",
+  "data-frame-close",
+  "data-frame-stall",
   "silent",
   "endless-stdout",
   "bad-stat",
@@ -39,6 +41,7 @@ const frame = (type, payload) => {
 };
 const json = (v) => frame(1, typeof v === "string" ? v : JSON.stringify(v));
 const partial = Buffer.concat([Buffer.from([1, 0, 0, 0, 100]), Buffer.from('{"type":')]);
+const dataHead = Buffer.from([3, 0, 16, 0, 0]);
 const cases = {
   "bad-json": (s) => s.end(json("{bad")),
   null: (s) => s.end(json("null")),
@@ -49,6 +52,10 @@ const cases = {
   oversized: (s) => s.write(Buffer.from([1, 0xff, 0xff, 0xff, 0xff])),
   "truncated-close": (s) => s.end(partial),
   "truncated-stall": (s) => s.write(partial),
+  // A stdout frame that claims 1 MiB and brings 10 bytes: the host streams data frames in pieces,
+  // so it holds nothing for it, and must still see the frame as begun and not finished.
+  "data-frame-close": (s) => s.end(Buffer.concat([json({ type: "started", pid: 4242 }), dataHead, Buffer.alloc(10, 0x78)])),
+  "data-frame-stall": (s) => s.write(Buffer.concat([json({ type: "started", pid: 4242 }), dataHead, Buffer.alloc(10, 0x78)])),
   silent: () => undefined,
   "endless-stdout": (s) => {
     s.write(json({ type: "started", pid: 4242 }));

@@ -50,6 +50,8 @@ describe("a hostile agent", () => {
       ["an oversized frame", exec("oversized"), "AGENT_PROTOCOL_ERROR", quick],
       ["a frame cut off by a hang-up", exec("truncated-close"), "AGENT_PROTOCOL_ERROR", quick],
       ["a frame that never finishes", exec("truncated-stall"), "AGENT_TIMEOUT", AGENT_DEADLINES.stalledFrameMs + SLACK_MS],
+      ["a streamed stdout frame cut off by a hang-up", exec("data-frame-close"), "AGENT_PROTOCOL_ERROR", quick],
+      ["a streamed stdout frame that never finishes", exec("data-frame-stall"), "AGENT_TIMEOUT", AGENT_DEADLINES.stalledFrameMs + SLACK_MS],
       ["nothing at all", exec("silent"), "AGENT_TIMEOUT", AGENT_DEADLINES.replyMs + SLACK_MS],
       ["endless stdout past the command's timeout", exec("endless-stdout", { timeoutMs: 1000 }), "AGENT_TIMEOUT", 1000 + AGENT_DEADLINES.execGraceMs + SLACK_MS],
       ["a stat of the wrong shape", () => engine.guest.stat(hostile.id, "/case/bad-stat"), "AGENT_PROTOCOL_ERROR", quick],
