@@ -18,6 +18,7 @@
  * | `pty.attach`  | as `pty.open`                                 | JSON `session`, scrollback then live `Stdout`, JSON `exit`    |
  * | `fs.read`     | –                                             | JSON `stat`, `Stdout` chunks, `Eof`, close                    |
  * | `fs.write`    | `Stdin` chunks, `Eof`                         | JSON `ok` (after the atomic rename), close                    |
+ * | `tcp.connect` | after `ok`: raw TCP bytes, unframed           | JSON `ok`, then raw TCP bytes, unframed, until either closes  |
  * | other ops     | –                                             | one JSON reply, close                                         |
  *
  * Any failure is a JSON {@link ErrorReply} (`type: "error"`), after which the agent closes.

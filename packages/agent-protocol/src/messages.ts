@@ -99,6 +99,20 @@ export interface SimpleRequest {
   op: "version" | "sync";
 }
 
+/** Lowest and highest TCP port a `tcp.connect` may name. */
+export const MIN_TCP_PORT = 1;
+export const MAX_TCP_PORT = 65535;
+
+/**
+ * Opens a TCP connection to a port of the VM's loopback (dev servers often listen on localhost
+ * only). After the agent's `ok` the connection stops being framed: it carries the TCP stream's
+ * raw bytes both ways, and a close or half-close on either side goes through.
+ */
+export interface TcpConnectRequest {
+  op: "tcp.connect";
+  port: number;
+}
+
 export type Request =
   | ExecRequest
   | PtyOpenRequest
@@ -110,6 +124,7 @@ export type Request =
   | FsPathRequest
   | FsMkdirRequest
   | FsRemoveRequest
+  | TcpConnectRequest
   | SimpleRequest;
 
 /** Host → agent control messages during an `exec`. */
@@ -141,6 +156,10 @@ export const AGENT_ERROR_CODES = [
   "SPAWN_FAILED",
   /** The guest is out of processes or memory (fork/exec got EAGAIN or ENOMEM): worth retrying later. */
   "RESOURCE_EXHAUSTED",
+  /** `tcp.connect`: nothing listens on that port in the VM. */
+  "CONNECTION_REFUSED",
+  /** `tcp.connect`: the connection was not established within the agent's connect limit. */
+  "CONNECT_TIMEOUT",
   "INTERNAL",
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];

@@ -12,6 +12,8 @@ import {
   AGENT_ERROR_CODES,
   FILE_KINDS,
   MAX_PTY_SLUG_LENGTH,
+  MAX_TCP_PORT,
+  MIN_TCP_PORT,
   PTY_SLUG_RE,
   type AgentErrorCode,
   type DirEntry,
@@ -241,6 +243,11 @@ export function parseRequest(raw: unknown): Request {
       return { op, user: optUser(o), path: absPath(o, "path"), recursive: optBool(o, "recursive"), mode: optMode(o, "mode") };
     case "fs.remove":
       return { op, user: optUser(o), path: absPath(o, "path"), recursive: optBool(o, "recursive") };
+    case "tcp.connect": {
+      const port = uint(o, "port", MAX_TCP_PORT);
+      if (port < MIN_TCP_PORT) fail(`"port" must be an integer from ${MIN_TCP_PORT} to ${MAX_TCP_PORT}`);
+      return { op, port };
+    }
     default:
       return fail(`unknown op ${JSON.stringify(op)}`);
   }

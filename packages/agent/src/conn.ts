@@ -43,12 +43,13 @@ export class Conn {
   #inputBlocked = false;
   #finished = false;
   readonly #requestTimer: NodeJS.Timeout;
+  readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
 
   constructor(sock: net.Socket, onRequest: RequestHandler) {
     this.#sock = sock;
     this.#onRequest = onRequest;
     this.#requestTimer = setTimeout(() => this.fail(badRequest("no request received")), REQUEST_TIMEOUT_MS);
-    sock.on("data", (chunk: Buffer) => this.#receive(chunk));
+    sock.on("data", this.#onData);
     // Resets and broken pipes surface as "close"; there is nothing more to do with them here.
     sock.on("error", () => undefined);
     sock.on("close", () => clearTimeout(this.#requestTimer));
@@ -150,6 +151,24 @@ export class Conn {
     this.#sock.resume();
     const linger = setTimeout(() => this.#sock.destroy(), LINGER_MS);
     this.#sock.once("close", () => clearTimeout(linger));
+  }
+
+  /**
+   * Ends the framed protocol and hands over the raw socket (paused), for an operation whose
+   * connection carries unframed bytes after its last reply (`tcp.connect`). The host sends
+   * nothing after its request until that reply, so bytes already decoded are a protocol
+   * violation: the operation fails and undefined is returned, as it is once the host is gone.
+   */
+  release(): net.Socket | undefined {
+    if (this.finished) return undefined;
+    if (this.#decoder.pending > 0 || this.#held.length > 0) {
+      this.fail(badRequest("data came before the connection was established"));
+      return undefined;
+    }
+    this.#finished = true;
+    this.#sock.off("data", this.#onData);
+    this.#sock.pause();
+    return this.#sock;
   }
 
   #receive(chunk: Buffer): void {

@@ -5,6 +5,7 @@ import { runExec } from "./exec.js";
 import { handleFs } from "./files.js";
 import { attachPty, closePty, listPty, openPty } from "./pty.js";
 import { replyVersion, syncFilesystems } from "./system.js";
+import { connectTcp } from "./tcp.js";
 
 async function dispatch(raw: unknown, conn: Conn): Promise<void> {
   const req = parseRequest(raw);
@@ -23,6 +24,8 @@ async function dispatch(raw: unknown, conn: Conn): Promise<void> {
       return listPty(conn);
     case "pty.close":
       return closePty(conn, req);
+    case "tcp.connect":
+      return connectTcp(conn, req);
     default:
       return handleFs(conn, req);
   }

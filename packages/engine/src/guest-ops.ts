@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import type net from "node:net";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import type { DirEntry, PtyControl, PtySessionInfo, Reply, SignalName, StatInfo } from "@capsule/agent-protocol";
 import { AGENT_DEADLINES, agentError, protocolError, stdinWritable, type AgentClient, type AgentConn } from "./agent/client.js";
@@ -300,6 +301,15 @@ export class GuestOps {
 
   async remove(vmId: string, path: string, opts: { user?: string; recursive?: boolean } = {}): Promise<void> {
     await (await this.agentOf(vmId)).call({ op: "fs.remove", path, ...opts }, "ok");
+  }
+
+  /**
+   * A TCP connection to `port` on the VM's loopback, through its agent (the host never dials the
+   * VM's network): a net.Socket carrying the stream's bytes, paused until read or piped. Nothing
+   * listening is an AGENT_ERROR with agentCode CONNECTION_REFUSED.
+   */
+  async connectTcp(vmId: string, port: number): Promise<net.Socket> {
+    return (await this.agentOf(vmId)).tunnel(port);
   }
 
   async agentVersion(vmId: string): Promise<{ version: string; protocol: number }> {

@@ -86,7 +86,12 @@ export const AGENT_DEADLINES = {
   replyMs: 30_000,
   stalledFrameMs: 10_000,
   execGraceMs: 10_000,
+  /** tcp.connect's answer: the agent's own connect limit (5 s) and some slack. */
+  tunnelReplyMs: 8_000,
 } as const;
+
+/** The largest reply to tcp.connect: `ok`, or an error with a short message. */
+const MAX_TUNNEL_REPLY_BYTES = 4096;
 
 /** An AGENT_PROTOCOL_ERROR: what the guest sent is not the protocol. */
 export function protocolError(message: string, cause?: unknown): EngineError {
@@ -344,6 +349,60 @@ export class AgentClient {
       throw new EngineError(ErrorCode.AgentProtocolError, `the VM's agent speaks protocol ${reply.protocol}, this host ${AGENT_PROTOCOL_VERSION}: restart the VM to give it the current agent`);
     }
     return reply;
+  }
+
+  /**
+   * `tcp.connect`: a raw TCP stream to a port of the VM's loopback, through the agent. Resolves
+   * with the unix socket (paused, half-close allowed) once the agent answered `ok`; from then on
+   * it carries the TCP bytes unframed. Rejects with the agent's refusal (agentCode
+   * CONNECTION_REFUSED when nothing listens, CONNECT_TIMEOUT) or, when the agent sent no valid
+   * reply within `replyMs`, AGENT_PROTOCOL_ERROR / AGENT_TIMEOUT.
+   */
+  async tunnel(port: number, replyMs: number = AGENT_DEADLINES.tunnelReplyMs): Promise<net.Socket> {
+    let sock: net.Socket;
+    try {
+      sock = await connectSafely(this.socketPath, AGENT_DEADLINES.connectMs);
+    } catch (err) {
+      if (err instanceof EngineError) throw err;
+      throw new EngineError(ErrorCode.AgentUnavailable, `cannot reach the VM's agent: ${(err as Error).message}`, { cause: err });
+    }
+    sock.write(encodeJson({ op: "tcp.connect", port } satisfies Request));
+    return new Promise((resolve, reject) => {
+      let buffered = Buffer.alloc(0);
+      const settle = (err: EngineError | undefined) => {
+        clearTimeout(timer);
+        sock.off("data", onData).off("close", onClose);
+        if (!err) return resolve(sock);
+        sock.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(() => settle(timeoutError(`the VM's agent did not answer tcp.connect within ${replyMs} ms`)), replyMs);
+      const onClose = () => settle(new EngineError(ErrorCode.AgentUnavailable, "the VM's agent closed the connection during tcp.connect"));
+      const onData = (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        if (buffered.length < FRAME_HEADER_BYTES) return;
+        const type = buffered.readUInt8(0);
+        const length = buffered.readUInt32BE(1);
+        if (type !== FrameType.Json || length > MAX_TUNNEL_REPLY_BYTES) return settle(protocolError(`it answered tcp.connect with a frame of type ${type} and ${length} bytes`));
+        if (buffered.length < FRAME_HEADER_BYTES + length) return;
+        let reply: Reply;
+        try {
+          reply = parseReply(parseJson(buffered.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length), "a reply"));
+        } catch (err) {
+          return settle(protocolError((err as Error).message, err));
+        }
+        const refused = agentError(reply);
+        if (refused || reply.type !== "ok") return settle(refused ?? protocolError(`it answered ${reply.type} to tcp.connect`));
+        // What followed the reply in the same read is the stream's first bytes.
+        const rest = buffered.subarray(FRAME_HEADER_BYTES + length);
+        sock.pause();
+        if (rest.length > 0) sock.unshift(rest);
+        sock.allowHalfOpen = true;
+        settle(undefined);
+      };
+      sock.on("data", onData).on("close", onClose);
+      sock.on("error", () => undefined); // surfaced through close; the caller adds its own once resolved
+    });
   }
 
   /** Streams a file out of the VM. The first `stat` reply is awaited so errors reject here. */
