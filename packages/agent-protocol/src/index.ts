@@ -21,6 +21,9 @@
  * | `tcp.connect` | after `ok`: raw TCP bytes, unframed           | JSON `ok`, then raw TCP bytes, unframed, until either closes  |
  * | other ops     | –                                             | one JSON reply, close                                         |
  *
+ * The `svc.*` ops (services the agent supervises) are each one JSON request and one reply: see
+ * `services.ts`.
+ *
  * Any failure is a JSON {@link ErrorReply} (`type: "error"`), after which the agent closes.
  *
  * Each side treats the other's bytes as hostile and checks them with the validators here
@@ -33,5 +36,7 @@
 export * from "./errors.js";
 export * from "./frames.js";
 export * from "./messages.js";
+export * from "./service-validate.js";
+export * from "./services.js";
 export * from "./signals.js";
 export * from "./validate.js";

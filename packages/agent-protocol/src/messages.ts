@@ -1,3 +1,4 @@
+import type { ServiceReply, ServiceRequest } from "./services.js";
 import type { SignalName } from "./signals.js";
 
 /** Bumped whenever the protocol changes in a way the host must know about. */
@@ -124,6 +125,7 @@ export type Request =
   | FsPathRequest
   | FsMkdirRequest
   | FsRemoveRequest
+  | ServiceRequest
   | TcpConnectRequest
   | SimpleRequest;
 
@@ -153,6 +155,8 @@ export const AGENT_ERROR_CODES = [
   "DIRECTORY_NOT_EMPTY",
   "SESSION_NOT_FOUND",
   "SESSION_USER_MISMATCH",
+  /** A `svc.*` op named a service the VM does not have. */
+  "SERVICE_NOT_FOUND",
   "SPAWN_FAILED",
   /** The guest is out of processes or memory (fork/exec got EAGAIN or ENOMEM): worth retrying later. */
   "RESOURCE_EXHAUSTED",
@@ -235,4 +239,5 @@ export type Reply =
   | { type: "stat"; stat: StatInfo }
   | { type: "list"; entries: DirEntry[] }
   | { type: "exists"; exists: boolean }
+  | ServiceReply
   | { type: "ok"; size?: number };

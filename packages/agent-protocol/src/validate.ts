@@ -6,8 +6,6 @@
  * the agent loads this at every VM start, and it must start fast.
  * @module
  */
-import path from "node:path";
-import { ProtocolError } from "./errors.js";
 import {
   AGENT_ERROR_CODES,
   FILE_KINDS,
@@ -25,9 +23,9 @@ import {
   type Request,
   type StatInfo,
 } from "./messages.js";
+import { parseServiceReply, parseServiceRequest } from "./service-validate.js";
 import { SIGNAL_NAMES, isSignalName, type SignalName } from "./signals.js";
-
-type Fields = Record<string, unknown>;
+import { absPath, array, bool, fail, finite, intOrNull, object, oneOf, optAbsPath, optBool, optEnv, optStr, optUint, str, strings, uint, type Fields } from "./fields.js";
 
 /** The kernel keeps terminal sizes in 16 bits. */
 const MAX_TERMINAL_DIMENSION = 0xffff;
@@ -35,10 +33,6 @@ const MAX_TERMINAL_DIMENSION = 0xffff;
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 /** A signal name in an exit reply: `SIGKILL`, or a number the runtime has no name for. */
 const SIGNAL_TEXT = /^[A-Z0-9+]{1,16}$/;
-
-const fail = (message: string): never => {
-  throw new ProtocolError(message);
-};
 
 /** Deepest nesting of arrays and objects a JSON frame may have; every message of the protocol has at most 4. */
 export const MAX_JSON_DEPTH = 32;
@@ -74,72 +68,6 @@ export function parseJson(payload: Buffer, what: string): unknown {
   }
 }
 
-function object(value: unknown, what: string): Fields {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) fail(`${what} must be a JSON object`);
-  return value as Fields;
-}
-
-function noNul(value: string, what: string): string {
-  if (value.includes("\0")) fail(`${what} must not contain NUL bytes`);
-  return value;
-}
-
-/** Every string ends up in a C string somewhere (argv, environ, a path), so none may hold NUL. */
-function str(o: Fields, key: string): string {
-  const v = o[key];
-  if (typeof v !== "string") fail(`"${key}" must be a string`);
-  return noNul(v as string, `"${key}"`);
-}
-
-function optStr(o: Fields, key: string): string | undefined {
-  return o[key] === undefined ? undefined : str(o, key);
-}
-
-function uint(o: Fields, key: string, max = Number.MAX_SAFE_INTEGER): number {
-  const v = o[key];
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v > max) fail(`"${key}" must be an integer from 0 to ${max}`);
-  return v as number;
-}
-
-function optUint(o: Fields, key: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
-  return o[key] === undefined ? undefined : uint(o, key, max);
-}
-
-function intOrNull(o: Fields, key: string): number | null {
-  const v = o[key];
-  if (v === null) return null;
-  if (typeof v !== "number" || !Number.isSafeInteger(v)) fail(`"${key}" must be an integer or null`);
-  return v as number;
-}
-
-function finite(o: Fields, key: string): number {
-  const v = o[key];
-  if (typeof v !== "number" || !Number.isFinite(v)) fail(`"${key}" must be a number`);
-  return v as number;
-}
-
-function bool(o: Fields, key: string): boolean {
-  const v = o[key];
-  if (typeof v !== "boolean") fail(`"${key}" must be a boolean`);
-  return v as boolean;
-}
-
-function optBool(o: Fields, key: string): boolean | undefined {
-  return o[key] === undefined ? undefined : bool(o, key);
-}
-
-function oneOf<T extends string>(o: Fields, key: string, allowed: readonly T[]): T {
-  const v = o[key];
-  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) fail(`"${key}" must be one of ${allowed.join(", ")}`);
-  return v as T;
-}
-
-function array(o: Fields, key: string): unknown[] {
-  const v = o[key];
-  if (!Array.isArray(v)) fail(`"${key}" must be an array`);
-  return v as unknown[];
-}
-
 function dimension(o: Fields, key: string): number {
   const v = uint(o, key, MAX_TERMINAL_DIMENSION);
   if (v === 0) fail(`"${key}" must be a positive integer`);
@@ -152,36 +80,6 @@ function optDimension(o: Fields, key: string): number | undefined {
 
 function optMode(o: Fields, key: string): number | undefined {
   return optUint(o, key, 0o7777);
-}
-
-/** Absolute, NUL-free, normalised (no `..`, no doubled or trailing slashes). */
-function absPath(o: Fields, key: string): string {
-  const v = str(o, key);
-  if (!path.posix.isAbsolute(v)) fail(`"${key}" must be an absolute path, got ${JSON.stringify(v)}`);
-  const normal = path.posix.normalize(v);
-  return normal.length > 1 && normal.endsWith("/") ? normal.slice(0, -1) : normal;
-}
-
-function optAbsPath(o: Fields, key: string): string | undefined {
-  return o[key] === undefined ? undefined : absPath(o, key);
-}
-
-function optEnv(o: Fields, key: string): Record<string, string> | undefined {
-  if (o[key] === undefined) return undefined;
-  const env = object(o[key], `"${key}"`);
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(env)) {
-    if (name === "" || name.includes("=") || name.includes("\0")) fail(`bad environment variable name ${JSON.stringify(name)}`);
-    if (typeof value !== "string") fail(`environment variable ${name} must be a string`);
-    out[name] = noNul(value as string, `environment variable ${name}`);
-  }
-  return out;
-}
-
-function strings(o: Fields, key: string): string[] {
-  const v = array(o, key);
-  if (!v.every((a): a is string => typeof a === "string")) fail(`"${key}" must be an array of strings`);
-  return (v as string[]).map((a) => noNul(a, `"${key}"`));
 }
 
 function optArgv(o: Fields, key: string): string[] | undefined {
@@ -207,6 +105,7 @@ function optUser(o: Fields): string | undefined {
 export function parseRequest(raw: unknown): Request {
   const o = object(raw, "the request");
   const op = o.op;
+  if (typeof op === "string" && op.startsWith("svc.")) return parseServiceRequest(o);
   switch (op) {
     case "version":
     case "sync":
@@ -318,6 +217,8 @@ function signalOrNull(o: Fields): string | null {
 /** Checks a JSON frame (already parsed) from the agent. Which types an operation expects is the caller's check. */
 export function parseReply(raw: unknown): Reply {
   const o = object(raw, "the agent's reply");
+  const service = parseServiceReply(o);
+  if (service) return service;
   const type = o.type;
   switch (type) {
     case "error":

@@ -14,6 +14,12 @@ export const config = {
    * sandbox's own tmpfs; the socket directory is a host mount, no place for FIFOs). Beside the
    * socket when tests run the agent on a host; `off` disables the fork server.
    */
+  /**
+   * Service definitions (root-only, one `<name>.json` each) and their logs: on the VM's own disk,
+   * so they survive a stop/start and travel with its snapshots.
+   */
+  servicesDir: process.env.CAPSULE_SERVICES_DIR ?? "/etc/capsule/services",
+  serviceLogDir: process.env.CAPSULE_SERVICE_LOG_DIR ?? "/var/log/capsule/services",
   fifoDir:
     process.env.CAPSULE_FIFO_DIR ??
     (process.env.CAPSULE_AGENT_SOCKET ? path.join(path.dirname(process.env.CAPSULE_AGENT_SOCKET), "fifo") : "/dev/.capsule-fifo"),

@@ -3,6 +3,7 @@ import { parseRequest } from "@capsule/agent-protocol";
 import { Conn } from "./conn.js";
 import { runExec } from "./exec.js";
 import { handleFs } from "./files.js";
+import { handleService } from "./services/index.js";
 import { attachPty, closePty, listPty, openPty } from "./pty.js";
 import { replyVersion, syncFilesystems } from "./system.js";
 import { connectTcp } from "./tcp.js";
@@ -10,6 +11,14 @@ import { connectTcp } from "./tcp.js";
 async function dispatch(raw: unknown, conn: Conn): Promise<void> {
   const req = parseRequest(raw);
   switch (req.op) {
+    case "svc.define":
+    case "svc.list":
+    case "svc.get":
+    case "svc.status":
+    case "svc.control":
+    case "svc.delete":
+    case "svc.logs":
+      return handleService(conn, req);
     case "version":
       return replyVersion(conn);
     case "sync":

@@ -7,11 +7,12 @@ import { serveConnection } from "./dispatch.js";
 import { killRunningCommands } from "./exec.js";
 import { log } from "./log.js";
 import { hangUpSessions } from "./pty.js";
+import { bootServices, killServices } from "./services/index.js";
 import { startZygote } from "./zygote.js";
 
 /**
- * The guest agent: serves the host's exec, PTY and file requests on a unix socket inside the
- * VM. It runs as root under tini, from the read-only bundle at /.capsule.
+ * The guest agent: serves the host's exec, PTY, file and service requests on a unix socket
+ * inside the VM, and supervises the VM's services. It runs as root under tini, from the read-only bundle at /.capsule.
  */
 function main(): void {
   // Children's files get the usual permissions whatever umask the runtime started us with.
@@ -26,12 +27,14 @@ function main(): void {
   // Starting the fork server forks this process, which inside gVisor stops us for ~35 ms. It
   // starts once the host's first request (its boot check) is answered, so the VM is ready that
   // much sooner and the fork runs while the host does its own work before sending a command. A
-  // command that came first would be started by Node's spawn.
+  // command that came first would be started by Node's spawn. The enabled services start then
+  // too, through the fork server, and never delay that first answer.
   let zygoteStarted = false;
   const startZygoteOnce = () => {
     if (zygoteStarted) return;
     zygoteStarted = true;
     startZygote();
+    bootServices();
   };
   const server = net.createServer((sock) => {
     serveConnection(sock);
@@ -50,6 +53,7 @@ function main(): void {
     log(`${signal}: exiting`);
     server.close();
     killRunningCommands();
+    killServices();
     hangUpSessions();
     process.exit(0);
   };

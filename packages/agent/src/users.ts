@@ -88,3 +88,12 @@ export async function resolveUser(name: string | undefined): Promise<UserInfo> {
   if (name === undefined) return ROOT_FALLBACK;
   throw new AgentError("USER_NOT_FOUND", `no user ${JSON.stringify(name)} in the VM's /etc/passwd`);
 }
+
+/** A group's gid from the VM's /etc/group (a service's `group`). */
+export async function resolveGroupId(name: string): Promise<number> {
+  for (const [group, , id] of await readTable("/etc/group")) {
+    const gid = parseId(id);
+    if (group === name && gid !== undefined) return gid;
+  }
+  throw new AgentError("USER_NOT_FOUND", `no group ${JSON.stringify(name)} in the VM's /etc/group`);
+}

@@ -20,7 +20,10 @@ import type { UserInfo } from "./users.js";
  * `S id pid` → … → `X pid code signal` when it ends.
  */
 
-/** The parts of a ChildProcess the exec code uses; `close` follows exit and the end of output. */
+/**
+ * The parts of a ChildProcess the exec and service code use: `exit` when the process ended,
+ * `close` after it and the end of output (which a process it left behind may hold open).
+ */
 export interface Spawned extends EventEmitter {
   readonly pid: number;
   readonly stdin: Writable;
@@ -173,6 +176,7 @@ class Zygote {
     const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
       exit = [code, signal];
       slot.closeStdin();
+      setImmediate(() => proc.emit("exit", code, signal)); // queued before maybeClose's close
       maybeClose();
     };
     const early = this.#early.get(pid);

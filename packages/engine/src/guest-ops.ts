@@ -1,7 +1,20 @@
 import { EventEmitter } from "node:events";
 import type net from "node:net";
 import { PassThrough, type Readable, type Writable } from "node:stream";
-import type { DirEntry, PtyControl, PtySessionInfo, Reply, SignalName, StatInfo } from "@capsule/agent-protocol";
+import {
+  MAX_SERVICE_STOP_GRACE_MS,
+  SERVICE_SETTLE_WAIT_MS,
+  type DirEntry,
+  type PtyControl,
+  type PtySessionInfo,
+  type Reply,
+  type ServiceAction,
+  type ServiceLogEntry,
+  type ServiceSpec,
+  type ServiceStatus,
+  type SignalName,
+  type StatInfo,
+} from "@capsule/agent-protocol";
 import { AGENT_DEADLINES, agentError, protocolError, stdinWritable, type AgentClient, type AgentConn } from "./agent/client.js";
 
 export interface ExecOpts {
@@ -123,7 +136,13 @@ export class PtyAttachment extends EventEmitter {
   }
 }
 
-/** Exec, PTY and file operations inside a running VM, through its agent. */
+/**
+ * How long a service op that starts or stops services may take to answer: a restart is a stop
+ * (at most its grace) and a start (at most the agent's settle wait), plus a margin.
+ */
+const SERVICE_REPLY_MS = MAX_SERVICE_STOP_GRACE_MS + SERVICE_SETTLE_WAIT_MS + 10_000;
+
+/** Exec, PTY, file and service operations inside a running VM, through its agent. */
 export class GuestOps {
   constructor(private readonly agentOf: (vmId: string) => Promise<AgentClient>) {}
 
@@ -248,6 +267,41 @@ export class GuestOps {
   async ptyClose(vmId: string, sessionId: string): Promise<{ sessionId: string; exitCode: number | null }> {
     const r = await (await this.agentOf(vmId)).call({ op: "pty.close", sessionId }, "closed");
     return { sessionId: r.sessionId, exitCode: r.exitCode };
+  }
+
+  // ---------------------------------------------------------------- services
+
+  /**
+   * Stores service definitions in the VM (ALREADY_EXISTS for a name it has, unless `replace`);
+   * with `start`, starts the enabled ones and answers once they settled (or the agent's wait ran out).
+   */
+  async serviceDefine(vmId: string, services: ServiceSpec[], opts: { replace: boolean; start: boolean }): Promise<ServiceStatus[]> {
+    return (await (await this.agentOf(vmId)).call({ op: "svc.define", services, ...opts }, "services", SERVICE_REPLY_MS)).services;
+  }
+
+  async serviceSpec(vmId: string, name: string): Promise<ServiceSpec> {
+    return (await (await this.agentOf(vmId)).call({ op: "svc.get", name }, "service.spec")).service;
+  }
+
+  async serviceList(vmId: string): Promise<ServiceStatus[]> {
+    return (await (await this.agentOf(vmId)).call({ op: "svc.list" }, "services")).services;
+  }
+
+  async serviceStatus(vmId: string, name: string): Promise<ServiceStatus> {
+    return (await (await this.agentOf(vmId)).call({ op: "svc.status", name }, "service")).status;
+  }
+
+  async serviceControl(vmId: string, name: string, action: ServiceAction): Promise<ServiceStatus> {
+    return (await (await this.agentOf(vmId)).call({ op: "svc.control", name, action }, "service", SERVICE_REPLY_MS)).status;
+  }
+
+  /** Stops the service, then removes its definition and logs. */
+  async serviceDelete(vmId: string, name: string): Promise<void> {
+    await (await this.agentOf(vmId)).call({ op: "svc.delete", name }, "ok", SERVICE_REPLY_MS);
+  }
+
+  async serviceLogs(vmId: string, name: string, opts: { lines?: number; sinceMs?: number } = {}): Promise<ServiceLogEntry[]> {
+    return (await (await this.agentOf(vmId)).call({ op: "svc.logs", name, ...opts }, "logs")).entries;
   }
 
   /** The session reply arrives before any output, so it is read before handing the attachment out. */
