@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_QUOTAS, defaultAdmission, type AccountQuotas, type AdmissionConfig } from "./quotas.js";
+import { isHostname } from "./preview/host.js";
 import { DEFAULT_POOL, type PoolConfig } from "./vms/pool.js";
 
 export interface ServerConfig {
@@ -47,6 +48,12 @@ export interface ServerConfig {
    * set alone. Env CAPSULE_POOL (JSON object).
    */
   pool: PoolConfig;
+  /**
+   * Preview URLs are `http://<port>-<vmid>.<previewDomain>[:port]`. Env CAPSULE_PREVIEW_DOMAIN.
+   * Default `localhost` (browsers resolve every `*.localhost` to loopback, no DNS needed); for
+   * other hosts, a wildcard DNS name pointing at the server (or its TLS terminator).
+   */
+  previewDomain: string;
 }
 
 /** Settings as options, env or the file give them: any subset; `quotas` and `admission` key by key. */
@@ -100,6 +107,12 @@ function section<T extends object>(name: string, dflt: T, allow: { nullable?: bo
   return out as T;
 }
 
+function previewDomain(v: string): string {
+  const name = v.trim().toLowerCase().replace(/\.$/, "");
+  if (!isHostname(name)) throw new Error(`previewDomain must be a DNS name, got ${JSON.stringify(v)}`);
+  return name;
+}
+
 function idle(v: string | undefined): number | null | undefined {
   if (v === "none" || v === "null") return null;
   return num(v);
@@ -126,6 +139,7 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     allowedHostPorts: pick("allowedHostPorts", ports(env.CAPSULE_ALLOWED_HOST_PORTS), []),
     quotas: section<AccountQuotas>("quotas", DEFAULT_QUOTAS, { nullable: true }, fromFile.quotas as Record<string, unknown> | undefined, jsonObject("CAPSULE_QUOTAS", env.CAPSULE_QUOTAS), opts.quotas as Record<string, unknown> | undefined),
     admission: section<AdmissionConfig>("admission", defaultAdmission(), {}, fromFile.admission as Record<string, unknown> | undefined, jsonObject("CAPSULE_ADMISSION", env.CAPSULE_ADMISSION), opts.admission as Record<string, unknown> | undefined),
+    previewDomain: previewDomain(pick("previewDomain", env.CAPSULE_PREVIEW_DOMAIN, "localhost")),
     pool: section<PoolConfig>("pool", DEFAULT_POOL, { zero: true, integer: true }, fromFile.pool as Record<string, unknown> | undefined, jsonObject("CAPSULE_POOL", env.CAPSULE_POOL), opts.pool as Record<string, unknown> | undefined),
   };
 }

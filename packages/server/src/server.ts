@@ -1,13 +1,13 @@
 /**
  * Starts the API: opens the database and the engine, reconciles them, serves HTTP (Hono on
- * @hono/node-server) and WebSockets (`ws`, on the node server's `upgrade` event), and runs the
+ * @hono/node-server, behind the preview proxy's front for preview hosts) and WebSockets (`ws`, on the node server's `upgrade` event), and runs the
  * idle monitor. `close()` stops serving; running VMs keep running and are adopted next start.
  * @module
  */
 import fs from "node:fs";
 import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
+import http, { type Server } from "node:http";
+import { getRequestListener } from "@hono/node-server";
 import { Engine } from "@capsule/engine";
 import pino, { type Logger } from "pino";
 import { ActivityTracker } from "./activity.js";
@@ -18,6 +18,8 @@ import { dbPath, resolveConfig, type ConfigOptions, type ServerConfig } from "./
 import { DEFAULT_LIMITS, type Deps, type ServerLimits } from "./context.js";
 import { openDb } from "./db.js";
 import { IdleMonitor } from "./idle.js";
+import { OWN_CREDENTIALS, PreviewFront } from "./preview/front.js";
+import { PreviewProxy } from "./preview/proxy.js";
 import { KeyStore } from "./keys.js";
 import { Metrics } from "./metrics.js";
 import { VmService } from "./vm-service.js";
@@ -31,6 +33,8 @@ export interface RunningServer {
   engine: Engine;
   keys: KeyStore;
   svc: VmService;
+  /** The preview proxy (its open connections, for tests and metrics). */
+  proxy: PreviewProxy;
   /** The server's logger (pino). */
   log: Logger;
   close(): Promise<void>;
@@ -78,7 +82,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
   const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides }, console: new ConsoleAuth(db, keys) };
   const app = createApp(deps);
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  // Preview hosts go to the proxy before the API sees them (preview/front.ts).
+  const proxy = new PreviewProxy(svc.gateway, log, OWN_CREDENTIALS);
+  const preview = new PreviewFront(config.previewDomain, proxy, keys);
+  const server: Server = http.createServer(preview.requests(getRequestListener(app.fetch)));
   // A request Node's HTTP parser refuses (headers over its 16 KiB, broken framing) gets the API's
   // error body too, not Node's bare status line without one (found by the API fuzzer).
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
@@ -88,7 +95,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   const upgrade = createUpgradeHandler(deps);
-  server.on("upgrade", upgrade.handle);
+  server.on("upgrade", preview.upgrades(upgrade.handle));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -111,5 +118,5 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       await engine.close();
       db.close();
     })());
-  return { url, port, config, engine, keys, svc, log, close };
+  return { url, port, config, engine, keys, svc, log, proxy, close };
 }

@@ -157,4 +157,7 @@ export class VmGuest {
   writeFile(path: string, data: Parameters<GuestOps["writeFile"]>[2], opts: Parameters<GuestOps["writeFile"]>[3]): ReturnType<GuestOps["writeFile"]> {
     return this.ops.writeFile(this.vmId, path, data, opts);
   }
+  connectTcp(port: number): ReturnType<GuestOps["connectTcp"]> {
+    return this.ops.connectTcp(this.vmId, port);
+  }
 }

@@ -1,0 +1,62 @@
+/**
+ * Which of the server's host names a request is for: a preview URL
+ * (`<port>-<vmid>.<previewDomain>`), possibly a claimed domain, or the API. Pure functions, so
+ * the routing decision is unit-tested apart from the proxy.
+ * @module
+ */
+
+/** A VM id as the engine makes them (engine ids.ts): lower-case letters and digits. */
+const VM_ID = "[a-z0-9]{1,32}";
+/** 1..65535 without leading zeros. */
+const PORT = "[1-9][0-9]{0,4}";
+/** A DNS name: dot-separated labels of letters, digits and inner hyphens (RFC 1123), at most 253 characters. */
+const HOSTNAME_RE = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+export type HostTarget = { kind: "preview"; vmId: string; port: number } | { kind: "other"; hostname: string };
+
+/**
+ * The Host header's name, lower-cased, without the port and a trailing dot; undefined when it is
+ * absent or not a host name (an IPv6 literal, a bare IP or junk: those are the API's).
+ */
+export function hostnameOf(host: string | undefined): string | undefined {
+  if (!host) return undefined;
+  const name = host.trim().toLowerCase().replace(/:[0-9]{1,5}$/, "").replace(/\.$/, "");
+  return HOSTNAME_RE.test(name) ? name : undefined;
+}
+
+/** True for a name that is a valid DNS host name (what a claimed domain must be). */
+export function isHostname(name: string): boolean {
+  return HOSTNAME_RE.test(name);
+}
+
+/** True when `name` is `domain` or one of its subdomains. */
+export function isWithin(name: string, domain: string): boolean {
+  return name === domain || name.endsWith(`.${domain}`);
+}
+
+export class HostRouter {
+  readonly #preview: RegExp;
+
+  constructor(readonly previewDomain: string) {
+    this.#preview = new RegExp(`^(${PORT})-(${VM_ID})\\.${previewDomain.replace(/[.]/g, "\\.")}$`);
+  }
+
+  /** A preview host's VM and port; any other name for a domain lookup; undefined: the API. */
+  route(host: string | undefined): HostTarget | undefined {
+    const hostname = hostnameOf(host);
+    if (!hostname) return undefined;
+    const m = this.#preview.exec(hostname);
+    if (m) {
+      const port = Number(m[1]);
+      return port <= 65535 ? { kind: "preview", vmId: m[2] as string, port } : undefined;
+    }
+    // Under the preview domain but not a preview host (the bare domain, junk): the API's.
+    if (isWithin(hostname, this.previewDomain)) return undefined;
+    return { kind: "other", hostname };
+  }
+
+  /** The preview URL of a VM port, for a server reached at `origin` (its scheme and port are kept). */
+  previewUrl(origin: URL, vmId: string, port: number): string {
+    return `${origin.protocol}//${port}-${vmId}.${this.previewDomain}${origin.port ? `:${origin.port}` : ""}/`;
+  }
+}

@@ -1,0 +1,83 @@
+/** The preview proxy's pure parts: which host goes where, and what crosses to the VM and back. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { requestHeadersForVm, responseHeadersForClient, withoutCookies, withoutQueryParams } from "../src/preview/forward-headers.js";
+import { HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
+
+test("Host parsing: preview hosts, other names, and what stays the API's", () => {
+  const r = new HostRouter("localhost");
+  assert.deepEqual(r.route("5173-abc123.localhost:8080"), { kind: "preview", vmId: "abc123", port: 5173 });
+  assert.deepEqual(r.route("5173-ABC123.LOCALHOST."), { kind: "preview", vmId: "abc123", port: 5173 }, "case and a trailing dot do not matter");
+  assert.deepEqual(r.route("1-a.localhost"), { kind: "preview", vmId: "a", port: 1 });
+  assert.deepEqual(r.route("65535-a.localhost"), { kind: "preview", vmId: "a", port: 65535 });
+  for (const h of ["65536-a.localhost", "0-a.localhost", "05173-a.localhost", "5173-.localhost", "5173-a_b.localhost", "x.5173-a.localhost", "localhost:8080", "localhost", "foo.localhost"]) {
+    assert.equal(r.route(h), undefined, `${h} is the API's`);
+  }
+  for (const h of [undefined, "", "127.0.0.1:8080", "[::1]:8080", "bad host", "a..b"]) {
+    const route = r.route(h);
+    assert.ok(route === undefined || (route.kind === "other" && h === "127.0.0.1:8080"), `${String(h)}: ${JSON.stringify(route)}`);
+  }
+  assert.deepEqual(r.route("app.example.com:8080"), { kind: "other", hostname: "app.example.com" });
+  const custom = new HostRouter("preview.example.com");
+  assert.deepEqual(custom.route("3000-vm1.preview.example.com"), { kind: "preview", vmId: "vm1", port: 3000 });
+  assert.equal(custom.route("3000-vm1.previewxexample.com")?.kind, "other", "dots in the domain are literal");
+  assert.equal(custom.route("3000-vm1.localhost")?.kind, "other");
+  assert.equal(hostnameOf("Example.COM:443"), "example.com");
+  assert.ok(isWithin("a.b.example.com", "example.com") && isWithin("example.com", "example.com") && !isWithin("badexample.com", "example.com"));
+  assert.equal(r.previewUrl(new URL("http://localhost:8080"), "abc", 5173), "http://5173-abc.localhost:8080/");
+  assert.equal(custom.previewUrl(new URL("https://api.example.com"), "abc", 80), "https://80-abc.preview.example.com/");
+});
+
+const ctx = { remoteAddress: "127.0.0.1", proto: "http", ownCookies: ["capsule_preview", "capsule_console"], upgrade: false };
+
+test("request headers: hop-by-hop and Capsule's credentials stay here; X-Forwarded-* are set", () => {
+  const out = requestHeadersForVm(
+    {
+      host: "5173-a.localhost:8080",
+      connection: "keep-alive, X-Secret-Hop",
+      "x-secret-hop": "1",
+      "keep-alive": "timeout=5",
+      te: "trailers",
+      "transfer-encoding": "chunked",
+      "proxy-authorization": "Basic x",
+      upgrade: "websocket",
+      authorization: "Bearer cap_abc123def456_SECRET",
+      cookie: "a=1; capsule_preview=p; b=2; capsule_console=c",
+      "x-forwarded-for": "203.0.113.9",
+      "x-forwarded-proto": "https",
+      accept: "text/html",
+    },
+    ctx,
+  );
+  assert.deepEqual(out, { host: "5173-a.localhost:8080", cookie: "a=1; b=2", accept: "text/html", "x-forwarded-for": "203.0.113.9, 127.0.0.1", "x-forwarded-host": "5173-a.localhost:8080", "x-forwarded-proto": "http" });
+  // The app's own Authorization (not a Capsule key) is the app's.
+  assert.equal(requestHeadersForVm({ authorization: "Bearer app-token" }, ctx).authorization, "Bearer app-token");
+  assert.equal(requestHeadersForVm({ authorization: "Basic dXNlcjpwdw==" }, ctx).authorization, "Basic dXNlcjpwdw==");
+  assert.equal(requestHeadersForVm({ cookie: "capsule_preview=x" }, ctx).cookie, undefined, "a Cookie of only Capsule's is dropped");
+  // An upgrade keeps its Connection and Upgrade.
+  const up = requestHeadersForVm({ connection: "Upgrade", upgrade: "websocket", "sec-websocket-key": "k" }, { ...ctx, upgrade: true });
+  assert.equal(up.connection, "upgrade");
+  assert.equal(up.upgrade, "websocket");
+  assert.equal(up["sec-websocket-key"], "k");
+});
+
+test("response headers: hop-by-hop dropped, repeated headers kept in order, Capsule's cookies never set by a VM", () => {
+  const out = responseHeadersForClient(
+    ["Content-Type", "text/html", "Connection", "close, X-Hop", "X-Hop", "1", "Transfer-Encoding", "chunked", "Set-Cookie", "a=1", "Set-Cookie", " capsule_preview=forged; Path=/", "Set-Cookie", "b=2", "Keep-Alive", "timeout=5"],
+    ["capsule_preview"],
+  );
+  assert.deepEqual(out, [
+    ["Content-Type", "text/html"],
+    ["Set-Cookie", "a=1"],
+    ["Set-Cookie", "b=2"],
+  ]);
+});
+
+test("cookie and query filtering", () => {
+  assert.equal(withoutCookies("x=1;capsule_preview=2;  y=3", ["capsule_preview"]), "x=1; y=3");
+  assert.equal(withoutCookies(undefined, ["a"]), undefined);
+  assert.equal(withoutQueryParams("/p?a=1&capsule_share=t&b=2", ["capsule_share"]), "/p?a=1&b=2");
+  assert.equal(withoutQueryParams("/p?capsule_share=t", ["capsule_share"]), "/p");
+  assert.equal(withoutQueryParams("/p?a=%2F", ["capsule_share"]), "/p?a=%2F", "a query without the token is left byte for byte");
+  assert.equal(withoutQueryParams("/p", ["capsule_share"]), "/p");
+});
