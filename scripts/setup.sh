@@ -9,7 +9,8 @@
 #   bash scripts/setup.sh --build-only    # host packages, npm ci and the build only
 #   CAPSULE_IMAGE=bookworm bash scripts/setup.sh
 #
-# Settings (environment): CAPSULE_DATA_DIR (default /var/lib/capsule), CAPSULE_IMAGE (trixie).
+# Settings (environment): CAPSULE_DATA_DIR (default /var/lib/capsule), CAPSULE_IMAGE (trixie);
+# the package caches' in scripts/package-caches.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=common.sh
@@ -19,14 +20,14 @@ BUILD_ONLY=
 case "${1:-}" in
   "") ;;
   --build-only) BUILD_ONLY=1 ;;
-  -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
   *) die "usage: bash scripts/setup.sh [--build-only]" ;;
 esac
 as_root "$ROOT/scripts/setup.sh" "$@"
 
 DATA_DIR=${CAPSULE_DATA_DIR:-/var/lib/capsule}
 IMAGE=${CAPSULE_IMAGE:-trixie}
-STEPS=$([ -n "$BUILD_ONLY" ] && echo 2 || echo 8)
+STEPS=$([ -n "$BUILD_ONLY" ] && echo 2 || echo 9)
 step=0
 CACHE="$ROOT/node_modules/.cache/capsule-setup"
 
@@ -120,6 +121,10 @@ else
   runsc_ok || die "installed runsc does not report a 2024+ version"
   note "$(runsc --version | head -1)"
 fi
+
+# ---------------------------------------------------------------------------------------------
+say "package caches for VMs (apt-cacher-ng, npm registry cache)"
+bash "$ROOT/scripts/package-caches.sh"
 
 # ---------------------------------------------------------------------------------------------
 say "guest agent bundle"

@@ -43,6 +43,14 @@ export interface EngineOptions {
    * Everything else on the host is unreachable from VMs. Default: none.
    */
   allowedHostPorts?: number[];
+  /**
+   * Whether VMs may use the host's package caches (apt-cacher-ng and the npm registry cache that
+   * scripts/package-caches.sh runs): their connections to `host.capsule.internal` on ports 3142
+   * and 4873 reach the caches, whatever their egress or firewall policy, and apt and npm in the
+   * VM are configured to use every cache that answers when the VM boots. The caches only fetch
+   * public Debian and npm registry files. Default true.
+   */
+  packageCaches?: boolean;
   /** IPv4 pool carved into one /30 per VM. Default `10.213.0.0/16`. */
   subnet?: string;
   /** The runsc binary. Default: `runsc` on PATH. */
@@ -68,6 +76,7 @@ export function resolveOptions(opts: EngineOptions): ResolvedOptions {
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     egress: opts.egress ?? "none",
     allowedHostPorts: [...(opts.allowedHostPorts ?? [])],
+    packageCaches: opts.packageCaches ?? true,
     subnet: opts.subnet ?? "10.213.0.0/16",
     runscPath: opts.runscPath ?? "runsc",
     runcPath: opts.runcPath ?? "runc",

@@ -1,11 +1,12 @@
 import fs from "node:fs/promises";
 import { AgentClient } from "./agent/client.js";
+import { answeringCaches, guestCacheFile, type GuestCacheFile } from "./caches/guest-config.js";
 import { withRollback } from "./cleanup.js";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
 import { mountGuestFiles, unmountGuestFiles } from "./disk/guest-files.js";
 import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
 import { EngineError, ErrorCode, isEngineError } from "./errors.js";
-import { allowVm, applyVmPolicy, forgetVm } from "./net/firewall.js";
+import { allowPackageCaches, allowVm, applyVmPolicy, forgetVm } from "./net/firewall.js";
 import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
 import { reachesPublic } from "./net/policy.js";
@@ -80,7 +81,7 @@ export class VmHost {
         cleanup.add("release address", () => release(lease.slot, rec.id));
         rec.net = lease;
         await this.records.saveVm(rec); // recovery must know the lease even if we crash right now
-        await createNetns(ns, hostIf, lease);
+        await createNetns(ns, hostIf, lease, this.opts.packageCaches);
         cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
         cleanup.add("forget firewall", () => forgetVm(hostIf));
         await this.applyFirewall(rec, lease);
@@ -95,7 +96,7 @@ export class VmHost {
       mark = performance.now();
       const lease = n.value.result;
 
-      await this.writeGuestFiles(rec, lease);
+      const cacheFiles = await this.writeGuestFiles(rec, lease);
       rec.agentBundle = await resolveBundle(this.opts.agentBundleDir);
       const spec = buildSpec({
         hostname: rec.id,
@@ -104,6 +105,7 @@ export class VmHost {
         agentSnapshot: await pathExists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`),
         runDir: p.run,
         etcDir: p.etc,
+        etcFiles: cacheFiles,
         limits: rec.limits,
         runtime: rec.runtime,
         ...(rec.runtime === "runc" ? { netnsPath: netnsPath(ns) } : {}),
@@ -132,6 +134,8 @@ export class VmHost {
     const hostIf = hostIfName(rec.id);
     if (rec.firewall) await applyVmPolicy(hostIf, lease.hostIp, rec.firewall, hostIfName);
     else await allowVm(hostIf, this.opts.allowedHostPorts, rec.egress === "internet");
+    // Apart from the policy or egress switch: the caches fetch only public registry files.
+    if (this.opts.packageCaches) await allowPackageCaches(hostIf, lease.hostIp);
   }
 
   /** A running VM's new firewall: the ruleset (one transaction), then its resolv.conf to match. */
@@ -195,9 +199,11 @@ export class VmHost {
   /**
    * /etc/hosts, resolv.conf and hostname are host-managed files bind-mounted into the VM, never
    * written into its rootfs by the host: the host must not follow links a VM planted there. They
-   * live on the VM's guest-files tmpfs, which caps what the VM can write into them.
+   * live on the VM's guest-files tmpfs, which caps what the VM can write into them. So do the
+   * apt and npm configs for the package caches that answer now; those are returned, for the spec
+   * to mount.
    */
-  private async writeGuestFiles(rec: VmRecord, lease: Lease): Promise<void> {
+  private async writeGuestFiles(rec: VmRecord, lease: Lease): Promise<GuestCacheFile[]> {
     const p = this.paths.vm(rec.id);
     await fs.rm(p.socket, { force: true });
     const hosts = [
@@ -210,6 +216,9 @@ export class VmHost {
     await fs.writeFile(`${p.etc}/hosts`, hosts);
     await fs.writeFile(`${p.etc}/hostname`, `${rec.id}\n`);
     await this.writeResolvConf(rec);
+    const cacheFiles = this.opts.packageCaches ? (await answeringCaches()).map(guestCacheFile) : [];
+    for (const f of cacheFiles) await fs.writeFile(`${p.etc}/${f.file}`, f.content);
+    return cacheFiles;
   }
 
   /** The host's resolvers for a VM that reaches the internet; none for one that does not. */

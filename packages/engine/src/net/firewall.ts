@@ -1,4 +1,5 @@
 import fs from "node:fs/promises";
+import { PACKAGE_CACHE_PORTS } from "../caches/ports.js";
 import { run } from "../host/run.js";
 import { compilePolicy, EGRESS_DENIED_IPV4, forwards, vmChains, type FirewallPolicy } from "./policy.js";
 
@@ -17,24 +18,40 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  *   each ending in a reject. A policy is written, replaced and removed in one `nft -f`
  *   transaction, so the VM is never seen half-configured.
  *
+ * Both kinds may also be members of `pkgcache` (interface . its gateway): their connections to
+ * their own gateway on a package cache's guest port are DNATed to that cache's loopback
+ * listener (caches/ports.ts). Accepting them needs `route_localnet` on the VM's interface
+ * (netns.ts); loopback is otherwise closed to VMs: only connections this DNAT made reach it.
+ *
  * Everything else from a VM is rejected (at once, so a blocked connect fails fast instead of
  * hanging): the host on any of its addresses and ports, the Capsule server too, other VMs.
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced (its set elements are re-added on boot). */
-const RULESET_VERSION = 4;
+const RULESET_VERSION = 5;
+/** The shared sets whose elements survive a ruleset upgrade. */
+const SHARED_SETS = ["allowed", "egress", "pkgcache"] as const;
+const { apt, npm } = PACKAGE_CACHE_PORTS;
 
 const RULESET = `
 table inet ${TABLE} {
   comment "capsule ruleset v${RULESET_VERSION}"
   set allowed { type ifname . inet_service; }
   set egress { type ifname; }
+  set pkgcache { type ifname . ipv4_addr; }
   set public_denied { type ipv4_addr; flags interval; elements = { ${EGRESS_DENIED_IPV4.join(", ")} } }
   map vm_in { type ifname : verdict; }
   map vm_fwd { type ifname : verdict; }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${apt.guest} dnat ip to 127.0.0.1:${apt.listen}
+    iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${npm.guest} dnat ip to 127.0.0.1:${npm.listen}
+  }
   chain input {
     type filter hook input priority filter - 10; policy accept;
     iifname "cv*" ct state established,related accept
+    iifname "cv*" ip daddr 127.0.0.1 ct status dnat tcp dport { ${apt.listen}, ${npm.listen} } accept
+    iifname "cv*" ip daddr 127.0.0.0/8 counter reject with icmpx type admin-prohibited
     iifname "cv*" iifname vmap @vm_in
     iifname "cv*" meta l4proto tcp iifname . tcp dport @allowed accept
     iifname "cv*" counter reject with icmpx type admin-prohibited
@@ -76,7 +93,8 @@ export async function ensureFirewall(): Promise<void> {
   );
   if (current === false) {
     // An older ruleset: replace the rules but keep the set elements of VMs that are up.
-    const keep = [...(await elementsOf("allowed")).map((e) => ["allowed", e]), ...(await elementsOf("egress")).map((e) => ["egress", e])];
+    const keep: Array<[string, string]> = [];
+    for (const set of SHARED_SETS) for (const e of await elementsOf(set)) keep.push([set, e]);
     await run("nft", ["delete", "table", "inet", TABLE]);
     await run("nft", ["-f", "-"], { input: RULESET });
     for (const [set, e] of keep) await run("nft", ["-f", "-"], { input: `add element inet ${TABLE} ${set} { ${e} }\n` });
@@ -95,6 +113,13 @@ export async function allowVm(hostIf: string, ports: number[], egress: boolean):
     await fs.writeFile("/proc/sys/net/ipv4/ip_forward", "1");
   }
   if (cmds.length > 0) await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
+}
+
+/** Lets the VM reach the package caches at its gateway (the DNAT above). */
+export async function allowPackageCaches(hostIf: string, gatewayIp: string): Promise<void> {
+  await ensureFirewall();
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(gatewayIp)) throw new Error(`not an IPv4 address: ${gatewayIp}`);
+  await run("nft", ["-f", "-"], { input: `add element inet ${TABLE} pkgcache { "${hostIf}" . ${gatewayIp} }\n` });
 }
 
 /**
@@ -133,7 +158,7 @@ async function forgetVmPolicy(hostIf: string): Promise<void> {
 
 /** Removes every element and chain naming this interface. Never fails for "not there". */
 export async function forgetVm(hostIf: string): Promise<void> {
-  for (const set of ["allowed", "egress"]) {
+  for (const set of SHARED_SETS) {
     const elems = await elementsOf(set);
     const mine = elems.filter((e) => e.startsWith(`"${hostIf}"`));
     if (mine.length === 0) continue;

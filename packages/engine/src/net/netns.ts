@@ -5,8 +5,11 @@ import type { Lease } from "./ipam.js";
 /**
  * One network namespace per VM with a veth pair: `cv…` on the host, `eth0` inside. The VM's
  * default route is the host end; what it may reach beyond that is decided by the firewall.
+ * `packageCaches`: the host end routes to loopback (`route_localnet`), so the firewall can DNAT
+ * the VM's connections to the package caches' loopback listeners; the firewall rejects every
+ * other packet from a VM to 127.0.0.0/8.
  */
-export async function createNetns(ns: string, hostIf: string, lease: Lease): Promise<void> {
+export async function createNetns(ns: string, hostIf: string, lease: Lease, packageCaches: boolean): Promise<void> {
   // Two `ip -batch` runs instead of eight processes: each ip start costs ~15 ms here.
   await run("ip", ["netns", "add", ns]);
   await run("ip", ["-batch", "-"], {
@@ -17,6 +20,7 @@ export async function createNetns(ns: string, hostIf: string, lease: Lease): Pro
       "",
     ].join("\n"),
   });
+  if (packageCaches) await fs.writeFile(`/proc/sys/net/ipv4/conf/${hostIf}/route_localnet`, "1");
   await run("ip", ["-n", ns, "-batch", "-"], {
     input: [
       `addr add ${lease.guestIp}/${lease.prefix} dev eth0`,

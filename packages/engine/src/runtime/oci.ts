@@ -48,6 +48,8 @@ export interface SpecInput {
   agentSnapshot: boolean;
   runDir: string;
   etcDir: string;
+  /** More host-managed files in `etcDir`, each bind-mounted at its destination (the package caches' configs). */
+  etcFiles?: ReadonlyArray<{ file: string; destination: string }>;
   limits: VmLimits;
   runtime: "runsc" | "runc";
   /** runc joins this namespace through the spec; runsc is started inside it instead. */
@@ -102,6 +104,7 @@ export function buildSpec(input: SpecInput): object {
       { destination: "/etc/hosts", type: "bind", source: `${input.etcDir}/hosts`, options: ["rbind", "rw"] },
       { destination: "/etc/resolv.conf", type: "bind", source: `${input.etcDir}/resolv.conf`, options: ["rbind", "rw"] },
       { destination: "/etc/hostname", type: "bind", source: `${input.etcDir}/hostname`, options: ["rbind", "rw"] },
+      ...(input.etcFiles ?? []).map((f) => ({ destination: f.destination, type: "bind", source: `${input.etcDir}/${f.file}`, options: ["rbind", "rw"] })),
     ],
     linux: {
       namespaces,
