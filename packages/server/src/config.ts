@@ -31,6 +31,12 @@ export interface ServerConfig {
   /** Host TCP ports VMs may reach at `host.capsule.internal` (the engine's allowedHostPorts). Env CAPSULE_ALLOWED_HOST_PORTS (comma-separated). Default none. */
   allowedHostPorts: number[];
   /**
+   * Whether VMs may use the host's package caches (apt and npm at `host.capsule.internal`, run by
+   * scripts/package-caches.sh) whatever their egress or firewall: the engine's packageCaches.
+   * Env CAPSULE_PACKAGE_CACHES (1 or 0). Default true.
+   */
+  packageCaches: boolean;
+  /**
    * Per-account caps (null = none): vms, runningVms, snapshots, snapshotBytes, concurrentExecs,
    * ptys. Each key may be set alone (the rest keep their defaults, `DEFAULT_QUOTAS`). Env
    * CAPSULE_QUOTAS (JSON object).
@@ -78,6 +84,12 @@ function ports(v: string | undefined): number[] | undefined {
     if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`expected a TCP port, got ${JSON.stringify(p)}`);
     return n;
   });
+}
+
+function flag(name: string, v: string | undefined): boolean | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (v === "1" || v === "0") return v === "1";
+  throw new Error(`${name} must be 1 or 0, got ${JSON.stringify(v)}`);
 }
 
 function jsonObject(name: string, v: string | undefined): Record<string, unknown> | undefined {
@@ -137,6 +149,7 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     egress,
     logLevel: pick("logLevel", env.CAPSULE_LOG_LEVEL, "info"),
     allowedHostPorts: pick("allowedHostPorts", ports(env.CAPSULE_ALLOWED_HOST_PORTS), []),
+    packageCaches: pick("packageCaches", flag("CAPSULE_PACKAGE_CACHES", env.CAPSULE_PACKAGE_CACHES), true),
     quotas: section<AccountQuotas>("quotas", DEFAULT_QUOTAS, { nullable: true }, fromFile.quotas as Record<string, unknown> | undefined, jsonObject("CAPSULE_QUOTAS", env.CAPSULE_QUOTAS), opts.quotas as Record<string, unknown> | undefined),
     admission: section<AdmissionConfig>("admission", defaultAdmission(), {}, fromFile.admission as Record<string, unknown> | undefined, jsonObject("CAPSULE_ADMISSION", env.CAPSULE_ADMISSION), opts.admission as Record<string, unknown> | undefined),
     previewDomain: previewDomain(pick("previewDomain", env.CAPSULE_PREVIEW_DOMAIN, "localhost")),

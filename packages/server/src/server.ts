@@ -58,7 +58,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const db = openDb(dbPath(config.dataDir));
   let engine: Engine;
   try {
-    engine = await Engine.open({ dataDir: config.dataDir, imagesDir: config.imagesDir, agentBundleDir: config.agentBundleDir, allowedHostPorts: config.allowedHostPorts });
+    engine = await Engine.open({ dataDir: config.dataDir, imagesDir: config.imagesDir, agentBundleDir: config.agentBundleDir, allowedHostPorts: config.allowedHostPorts, packageCaches: config.packageCaches });
   } catch (err) {
     db.close();
     throw err;

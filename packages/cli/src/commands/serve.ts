@@ -13,7 +13,8 @@ export function registerServe(program: Command): void {
     .option("--idle-timeout <seconds>", "default idle timeout, or none (env CAPSULE_IDLE_TIMEOUT_SECONDS; default 300)")
     .option("--egress <mode>", "VM egress: internet or none (env CAPSULE_EGRESS; default internet)")
     .option("--allow-host-port <port>", "a host TCP port VMs may reach at host.capsule.internal; repeatable (env CAPSULE_ALLOWED_HOST_PORTS, comma-separated)", (v: string, acc: number[] = []) => [...acc, Number(v)])
-    .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet"; allowHostPort?: number[] }) => {
+    .option("--no-package-caches", "VMs do not get the host's apt and npm caches at host.capsule.internal (env CAPSULE_PACKAGE_CACHES=0)")
+    .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet"; allowHostPort?: number[]; packageCaches?: boolean }) => {
       const { installLastResortGuard, startServer } = await import("@capsule/server"); // the server, engine and SQLite load only for `serve`
       const idle = o.idleTimeout === undefined ? undefined : o.idleTimeout === "none" ? null : Number(o.idleTimeout);
       const server = await startServer({
@@ -25,6 +26,8 @@ export function registerServe(program: Command): void {
         ...(idle !== undefined ? { defaultIdleTimeoutSeconds: idle } : {}),
         ...(o.egress !== undefined ? { egress: o.egress } : {}),
         ...(o.allowHostPort !== undefined ? { allowedHostPorts: o.allowHostPort } : {}),
+        // commander sets packageCaches true unless --no-package-caches: only the flag overrides env and file.
+        ...(o.packageCaches === false ? { packageCaches: false } : {}),
       });
       // From here on, nothing one request or connection throws may take the process down.
       installLastResortGuard(server.log);
