@@ -11,64 +11,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
 import type { Freestyle } from "freestyle";
 import { useServer } from "@capsule/server/test-support";
-import { client, NOTHING, rejectsApi, sha256 } from "../test-support/v5.js";
+import type { UploadStatus } from "@capsule/contract/v5";
+import { assertResumedOnce, client, meddlingFetch, NOTHING, rejectsApi, sha256 } from "../test-support/v5.js";
 
 const MiB = 1024 * 1024;
 /** Where the server keeps a VM's chunks (routes/v5/upload-sessions.ts). */
 const UPLOAD_ROOT = "/var/tmp/.capsule-uploads";
 /** The test server's upload idle expiry. */
 const IDLE_MS = 3_000;
-
-interface Status {
-  uploadId: string;
-  path: string;
-  size: number;
-  receivedBytes: number;
-}
-
-/** A fetch for the client that can cut one request's body half-way or rewrite one JSON body. */
-function meddlingFetch(plan: { cutChunkAt?: number; tamperSha256?: boolean }) {
-  const log: Array<{ method: string; url: string; status: number; received?: number }> = [];
-  let cut = false;
-  const impl = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
-    const url = String(input);
-    const method = init.method ?? "GET";
-    let req = init;
-    let abort: AbortController | undefined;
-    if (method === "PUT" && plan.cutChunkAt !== undefined && !cut && url.includes(`/fs/uploads/`) && url.endsWith(`offset=${plan.cutChunkAt}`)) {
-      cut = true;
-      // Half of the chunk goes out, then the request is aborted: the server sees a body that stops.
-      const bytes = init.body as Uint8Array;
-      abort = new AbortController();
-      const body = new ReadableStream<Uint8Array>({
-        start(ctrl) {
-          ctrl.enqueue(bytes.subarray(0, bytes.length >> 1));
-        },
-        async pull() {
-          await sleep(500);
-          abort?.abort(new Error("cut mid-chunk by the test"));
-        },
-      });
-      req = { ...init, body, signal: abort.signal, duplex: "half" } as RequestInit;
-    }
-    if (method === "POST" && plan.tamperSha256 && url.endsWith("/fs/uploads")) {
-      const body = JSON.parse(String(init.body)) as { sha256?: string };
-      assert.ok(body.sha256, "the client sends the file's sha256");
-      req = { ...init, body: JSON.stringify({ ...body, sha256: body.sha256.replace(/^./, (c) => (c === "0" ? "1" : "0")) }) };
-    }
-    try {
-      const res = await fetch(url, req);
-      const entry: (typeof log)[number] = { method, url, status: res.status };
-      if (method === "GET" && url.includes("/fs/uploads/") && res.ok) entry.received = ((await res.clone().json()) as Status).receivedBytes;
-      log.push(entry);
-      return res;
-    } catch (err) {
-      log.push({ method, url, status: 0 });
-      throw err;
-    }
-  };
-  return { fetch: impl as typeof fetch, log };
-}
 
 describe("official client 0.2.17: the chunked, resumable upload", () => {
   const t = useServer({ limits: { maxUploadSessionsPerAccount: 3, uploadIdleMs: IDLE_MS } });
@@ -95,19 +45,7 @@ describe("official client 0.2.17: the chunked, resumable upload", () => {
       const interrupted = client(url, keyA, cutter.fetch);
       const file = randomBytes(10 * MiB + 17);
       await interrupted.vms.ref(vmId).fs.writeFile("/root/resumed.bin", file, { chunkSize: 4 * MiB });
-      const calls = cutter.log.map((e) => `${e.method} ${e.url.replace(/^.*\/fs\/uploads/, "uploads").replace(/up-[0-9a-f]+/, "ID")} ${e.status}${e.received !== undefined ? ` @${e.received}` : ""}`);
-      const trace = calls.join("\n");
-      const cutAt = calls.indexOf(`PUT uploads/ID?offset=${4 * MiB} 0`);
-      assert.ok(cutAt > 0, `the cut chunk failed on the client's side:\n${trace}`);
-      // Between the cut and the resent chunk: status polls, all at the cut chunk's start (the half that
-      // arrived is not counted), and perhaps a 409 while the server still finished the cut request.
-      const resent = calls.indexOf(`PUT uploads/ID?offset=${4 * MiB} 200`);
-      assert.ok(resent > cutAt, trace);
-      const between = calls.slice(cutAt + 1, resent);
-      assert.ok(between.includes(`GET uploads/ID 200 @${4 * MiB}`), trace);
-      assert.deepEqual(between.filter((c) => c !== `GET uploads/ID 200 @${4 * MiB}` && c !== `PUT uploads/ID?offset=${4 * MiB} 409`), [], trace);
-      assert.deepEqual(calls.filter((c) => / 200$/.test(c) && c.startsWith("PUT")), [0, 4, 8].map((m) => `PUT uploads/ID?offset=${m * MiB} 200`), trace);
-      assert.equal(calls.at(-1), "POST uploads/ID/commit 204", trace);
+      assertResumedOnce(cutter.calls(), 4 * MiB, [0, 4 * MiB, 8 * MiB]);
       assert.equal(sha256(await vm.fs.readFile("/root/resumed.bin")), sha256(file));
       assert.equal((await vm.fs.stat("/root/resumed.bin")).permissions, "0600", "a new file without a mode is 0o600");
       assert.equal((await vm.exec(`ls -A ${UPLOAD_ROOT}; ls -A /root | grep -c capsule-write || true`)).stdout, "0\n", "nothing left of the cut chunk");
@@ -133,7 +71,7 @@ describe("official client 0.2.17: the chunked, resumable upload", () => {
     const call = async (who: Freestyle, path: string, init: RequestInit = {}) => {
       const r = await who.fetch(path, init);
       const text = await r.text();
-      return { status: r.status, body: (text ? JSON.parse(text) : undefined) as (Status & { code: string; message: string; reason?: string }) | undefined };
+      return { status: r.status, body: (text ? JSON.parse(text) : undefined) as (UploadStatus & { code: string; message: string; reason?: string }) | undefined };
     };
     const json = (body: unknown): RequestInit => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const put = (bytes: Uint8Array | string): RequestInit => ({ method: "PUT", headers: { "content-type": "application/octet-stream" }, body: bytes });

@@ -145,10 +145,11 @@ export function createKey(dataDir: string, account: string): string {
 }
 
 /** `capsule serve` as a child process; resolves once it prints its address. */
-export async function spawnServer(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+export async function spawnServer(dataDir: string, opts: { allowedHostPorts?: number[] } = {}): Promise<{ child: ChildProcess; url: string }> {
+  const hostPorts = (opts.allowedHostPorts ?? []).flatMap((p) => ["--allow-host-port", String(p)]);
   const child = spawn(
     process.execPath,
-    [CLI, "serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--images-dir", IMAGES_DIR, "--agent-dir", AGENT_BUNDLE, "--egress", "none", "--idle-timeout", "none"],
+    [CLI, "serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--images-dir", IMAGES_DIR, "--agent-dir", AGENT_BUNDLE, "--egress", "none", "--idle-timeout", "none", ...hostPorts],
     { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, CAPSULE_LOG_LEVEL: "warn", CAPSULE_POOL: process.env.CAPSULE_POOL ?? POOL_OFF } },
   );
   const url = await new Promise<string>((resolve, reject) => {
