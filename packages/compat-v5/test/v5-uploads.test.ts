@@ -3,14 +3,19 @@
  * `fs.writeFile` of more than 8 MiB), on real sandboxes: a 50 MB round trip with equal sha256, a
  * chunk cut off half-way by the client and resumed, a tampered sha256 refused with the old file
  * kept; and a hostile tenant's requests (gaps, overlaps, replays, a chunk past the declared size,
- * another account's upload, too many uploads, one never finished) answered `{code, message}`.
+ * another account's upload, too many uploads, one never finished) answered `{code, message}`;
+ * and a server that stops with an upload under way (a chunk stored, the next one mid-body) leaves
+ * nothing of it in the VM's disk.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import http from "node:http";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
 import type { Freestyle } from "freestyle";
-import { useServer } from "@capsule/server/test-support";
+import { createKey, destroyDataDir, scratchDir, spawnServer, useServer } from "@capsule/server/test-support";
 import type { UploadStatus } from "@capsule/contract/v5";
 import { assertResumedOnce, client, meddlingFetch, NOTHING, rejectsApi, sha256 } from "../test-support/v5.js";
 
@@ -131,6 +136,46 @@ describe("official client 0.2.17: the chunked, resumable upload", () => {
     } finally {
       await a.vm.delete();
       await b.vm.delete();
+    }
+  });
+
+  it("a server stopped mid-upload removes the upload's chunks and the cut chunk's temp file from the VM", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const dataDir = await scratchDir();
+    const key = createKey(dataDir, "erin");
+    const served = await spawnServer(dataDir);
+    let exited = false;
+    try {
+      const { vm, vmId } = await client(served.url, key).vms.create({ firewall: NOTHING });
+      const api = async (p: string, init: RequestInit) => fetch(`${served.url}/v5/vms/${vmId}/fs/uploads${p}`, { ...init, headers: { authorization: `Bearer ${key}`, ...init.headers } });
+      const open = (await (await api("", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ path: "/root/never.bin", size: 3 * MiB }) })).json()) as UploadStatus;
+      assert.equal((await api(`/${open.uploadId}?offset=0`, { method: "PUT", headers: { "content-type": "application/octet-stream" }, body: randomBytes(MiB) })).status, 200);
+      assert.equal((await vm.exec(`ls ${UPLOAD_ROOT}/${open.uploadId} | wc -l`)).stdout, "1\n", "one chunk stored in the VM");
+
+      // The second chunk: half its bytes, then nothing (a client that stalls mid-body).
+      const stalled = http.request(`${served.url}/v5/vms/${vmId}/fs/uploads/${open.uploadId}?offset=${MiB}`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/octet-stream", "content-length": MiB },
+      });
+      stalled.on("error", () => undefined); // the server's shutdown cuts it
+      stalled.write(randomBytes(MiB / 2));
+      const upper = path.join(dataDir, "vms", vmId, "disk", "upper");
+      const temps = async () => (await fs.readdir(path.join(upper, UPLOAD_ROOT, open.uploadId)).catch(() => [])).filter((n) => n.startsWith(".capsule-write-"));
+      for (let i = 0; i < 100 && (await temps()).length === 0; i++) await sleep(50);
+      assert.equal((await temps()).length, 1, "the chunk in flight is being written in the VM");
+
+      const stopping = Date.now();
+      served.child.kill("SIGTERM");
+      await new Promise((resolve) => served.child.once("exit", resolve));
+      exited = true;
+      ctx.diagnostic(`server stopped in ${Date.now() - stopping} ms`);
+      assert.deepEqual(await fs.readdir(path.join(upper, UPLOAD_ROOT)), [], "nothing of the upload is left on the VM's disk");
+    } finally {
+      if (!exited) {
+        served.child.kill("SIGTERM");
+        await new Promise((resolve) => served.child.once("exit", resolve));
+      }
+      await destroyDataDir(dataDir);
     }
   });
 });

@@ -24,6 +24,7 @@ import { KeyStore } from "./keys.js";
 import { Metrics } from "./metrics.js";
 import { VmService } from "./vm-service.js";
 import { START_WITH_UNOWNED_ENV } from "./vms/provisioning.js";
+import { UploadSessions } from "./routes/v5/upload-sessions.js";
 import { createUpgradeHandler } from "./ws/upgrade.js";
 
 export interface RunningServer {
@@ -80,7 +81,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     db.close();
     throw err;
   }
-  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits: { ...DEFAULT_LIMITS, ...limitOverrides }, console: new ConsoleAuth(db, keys) };
+  const limits = { ...DEFAULT_LIMITS, ...limitOverrides };
+  const uploads = new UploadSessions(svc.gateway, limits, log);
+  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits, console: new ConsoleAuth(db, keys), uploads };
   const app = createApp(deps);
   // Preview hosts go to the proxy before the API sees them (preview/front.ts).
   const proxy = new PreviewProxy(svc.gateway, log, OWN_CREDENTIALS);
@@ -111,9 +114,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const close = () =>
     (closing ??= (async () => {
       idle.stop();
+      // Ended before the connections are cut, so a chunk cut mid-body removes its upload's chunks.
+      const uploadsClosed = uploads.close();
       for (const ws of upgrade.wss.clients) ws.terminate();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      await uploadsClosed;
       await svc.pool.close();
       await engine.close();
       db.close();

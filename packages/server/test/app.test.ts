@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS } from "../src/context.js";
 import { openDb, type Db } from "../src/db.js";
 import { KeyStore } from "../src/keys.js";
 import { Metrics } from "../src/metrics.js";
+import { UploadSessions } from "../src/routes/v5/upload-sessions.js";
 import { VmService } from "../src/vm-service.js";
 import { scratchDir } from "../test-support/harness.js";
 
@@ -33,7 +34,8 @@ describe("app without sandboxes", () => {
     key = keys.createKey("alice").key;
     const log = pino({ level: "silent" });
     const svc = new VmService(noVms, db, new ActivityTracker(), log, { defaultIdleTimeoutSeconds: 300, egress: "none" });
-    app = createApp({ svc, keys, log, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), limits: { ...DEFAULT_LIMITS, maxBodyBytes: 1024 } });
+    const limits = { ...DEFAULT_LIMITS, maxBodyBytes: 1024 };
+    app = createApp({ svc, keys, log, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), limits, uploads: new UploadSessions(svc.gateway, limits, log) });
   });
   after(async () => {
     db.close();

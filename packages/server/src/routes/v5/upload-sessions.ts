@@ -12,11 +12,12 @@
  *
  * Bounds: sessions and declared bytes per account (`ServerLimits`), the file size and chunk size
  * of the contract, a chunk count per session, and an idle expiry. A session ends on commit,
- * abort (DELETE), a failed verification or expiry, and its chunk directory goes with it. The
- * store lives in this process: after a restart every session is gone (the client's next chunk
- * gets a 404 and it starts over), and the first upload into a VM afterwards removes what the
- * old process left under `UPLOAD_ROOT`, as does the next upload after a cleanup that could not
- * reach its VM (stopped or suspended at the time: it is not woken for this).
+ * abort (DELETE), a failed verification, expiry or the server's shutdown (`close`, which cuts a
+ * chunk in flight and removes every session's chunks from the VMs that run), and its chunk
+ * directory goes with it. The store lives in this process: after a restart every session is gone
+ * (the client's next chunk gets a 404 and it starts over), and the first upload into a VM
+ * afterwards removes what an old process could not (one that crashed, or whose cleanup found
+ * the VM stopped or suspended: it is not woken for this) under `UPLOAD_ROOT`.
  * @module
  */
 import { createHash, randomBytes, type Hash } from "node:crypto";
@@ -35,6 +36,8 @@ export const UPLOAD_ROOT = "/var/tmp/.capsule-uploads";
 export const MAX_UPLOAD_CHUNKS = 16_384;
 /** 0.2's default mode for a file that does not exist yet. */
 const NEW_FILE_MODE = 0o600;
+/** How long a shutdown waits for chunks in flight to end and chunk dirs to go; the rest is the next upload's sweep. */
+const UPLOAD_CLOSE_BUDGET_MS = 5_000;
 
 export type UploadLimits = Pick<ServerLimits, "maxUploadSessionsPerAccount" | "maxUploadHeldBytesPerAccount" | "uploadIdleMs">;
 
@@ -92,6 +95,8 @@ export class UploadSessions {
   /** VMs whose UPLOAD_ROOT this process has cleared of other processes' (or failed cleanups') leftovers. */
   readonly #swept = new Set<string>();
   #expiry: NodeJS.Timeout | undefined;
+  /** Chunks, commits and cleanups under way: a shutdown waits for them. */
+  readonly #running = new Set<Promise<unknown>>();
 
   constructor(
     private readonly gateway: GuestGateway,
@@ -205,20 +210,52 @@ export class UploadSessions {
   /** Ends the session (DELETE). A chunk in flight finishes first and then removes the chunks. */
   async abort(s: UploadSession): Promise<void> {
     s.ended = true;
-    if (!s.busy) await this.#discard(s);
+    if (!s.busy) await this.#track(this.#discard(s));
+  }
+
+  /**
+   * Ends every session, for the server's shutdown: from this call on each one answers 404, so the
+   * chunk a client still sends fails, and each session's chunks are removed from its VM (a busy
+   * one's when its operation ends, which the caller's cutting of the connections hastens). Waits
+   * for that at most UPLOAD_CLOSE_BUDGET_MS; what is left is the next upload's sweep.
+   */
+  async close(): Promise<void> {
+    clearInterval(this.#expiry);
+    this.#expiry = undefined;
+    for (const s of this.#sessions.values()) {
+      if (s.ended) continue;
+      s.ended = true;
+      if (!s.busy) void this.#track(this.#discard(s));
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<void>((resolve) => (timer = setTimeout(resolve, UPLOAD_CLOSE_BUDGET_MS)));
+    await Promise.race([Promise.allSettled([...this.#running]), budget]);
+    clearTimeout(timer);
+  }
+
+  /** Counts `p` among the operations a shutdown waits for. */
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#running.add(p);
+    const done = () => void this.#running.delete(p);
+    p.then(done, done);
+    return p;
   }
 
   /** Runs `fn` as the session's one operation; removes the chunks when it ends the session. */
   async #exclusive<T>(s: UploadSession, guest: VmGuest, fn: () => Promise<T>): Promise<T> {
     if (s.busy) throw filesError("another chunk or the commit of this upload is in progress; retry when it has ended", "UPLOAD_BUSY", 409);
     s.busy = true;
-    try {
-      return await fn();
-    } finally {
-      s.busy = false;
-      s.lastUsed = Date.now();
-      if (s.ended) await this.#discard(s, guest);
-    }
+    return this.#track(
+      (async () => {
+        try {
+          return await fn();
+        } finally {
+          s.busy = false;
+          s.lastUsed = Date.now();
+          if (s.ended) await this.#discard(s, guest);
+        }
+      })(),
+    );
   }
 
   /** Forgets the session and removes its chunks, through `guest` or (not waking the VM) the gateway. */
@@ -261,7 +298,7 @@ export class UploadSessions {
     for (const s of this.#sessions.values()) {
       if (s.busy || s.lastUsed > cutoff) continue;
       s.ended = true;
-      void this.#discard(s);
+      void this.#track(this.#discard(s));
     }
   }
 }

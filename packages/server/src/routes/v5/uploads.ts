@@ -12,7 +12,7 @@ import type { App, Deps } from "../../context.js";
 import { guestPath } from "../../guest-path.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
-import { MAX_UPLOAD_CHUNKS, UPLOAD_ROOT, UploadSessions } from "./upload-sessions.js";
+import { MAX_UPLOAD_CHUNKS, UPLOAD_ROOT } from "./upload-sessions.js";
 
 /** The chunk route's path: app.ts exempts it from the JSON body limit (a chunk has its own). */
 export const V5_UPLOAD_CHUNK_PATH = /^\/v5\/vms\/[^/]+\/fs\/uploads\/[^/]+$/;
@@ -20,10 +20,7 @@ export const V5_UPLOAD_CHUNK_PATH = /^\/v5\/vms\/[^/]+\/fs\/uploads\/[^/]+$/;
 const UploadParams = VmParams.extend({ upload_id: z.string().max(64).openapi({ param: { name: "upload_id", in: "path" } }) });
 const FILES = { badRequest: "FILES_BAD_REQUEST" } as const;
 
-export function register(app: App, { svc, limits, log }: Deps): void {
-  // Made on first use: the OpenAPI document is built from an app whose services are inert.
-  let store: UploadSessions | undefined;
-  const sessions = () => (store ??= new UploadSessions(svc.gateway, limits, log));
+export function register(app: App, { svc, uploads }: Deps): void {
 
   app.openapi(
     createRoute({
@@ -32,7 +29,7 @@ export function register(app: App, { svc, limits, log }: Deps): void {
       summary: "Open a chunked upload (v5)",
       description: [
         `Opens an upload of \`size\` bytes (at most ${MAX_UPLOAD_BYTES}) to \`path\`; the file appears only on the commit. The chunks wait in the VM (under \`${UPLOAD_ROOT}\`, on its disk quota).`,
-        "Bounds (server limits): `maxUploadSessionsPerAccount` open uploads per account and `maxUploadHeldBytesPerAccount` declared bytes among them (429 SESSION_CAP_REACHED, reason UPLOAD_SESSIONS / UPLOAD_BYTES); an upload unused for `uploadIdleMs` is aborted. Uploads live in the server process: a restart ends them (404, the client starts over) and the VM's next upload removes their chunks.",
+        "Bounds (server limits): `maxUploadSessionsPerAccount` open uploads per account and `maxUploadHeldBytesPerAccount` declared bytes among them (429 SESSION_CAP_REACHED, reason UPLOAD_SESSIONS / UPLOAD_BYTES); an upload unused for `uploadIdleMs` is aborted. Uploads live in the server process: a restart ends them (404, the client starts over); a server that stops removes their chunks from the VMs that run, and the VM's next upload removes any left (after a crash, or from a VM that was stopped).",
       ].join("\n\n"),
       security,
       request: { params: VmParams, body: { content: { "application/json": { schema: CreateUploadRequest } }, required: true } },
@@ -42,8 +39,8 @@ export function register(app: App, { svc, limits, log }: Deps): void {
       const body = c.req.valid("json");
       const path = guestPath(body.path);
       const acc = account(c);
-      const s = await svc.gateway.withVm(acc, c.req.valid("param").vm_id, FILES, (vm, guest) => sessions().create(acc, guest, vm.id, body, path));
-      return c.json(sessions().status(s), 200);
+      const s = await svc.gateway.withVm(acc, c.req.valid("param").vm_id, FILES, (vm, guest) => uploads.create(acc, guest, vm.id, body, path));
+      return c.json(uploads.status(s), 200);
     },
   );
 
@@ -66,10 +63,10 @@ export function register(app: App, { svc, limits, log }: Deps): void {
       const length = c.req.header("content-length");
       const acc = account(c);
       const status = await svc.gateway.withVm(acc, vm_id, FILES, (vm, guest) => {
-        const s = sessions().get(acc, vm.id, upload_id);
+        const s = uploads.get(acc, vm.id, upload_id);
         const raw = c.req.raw.body;
         const body = raw ? Readable.fromWeb(raw as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
-        return sessions().putChunk(s, guest, offset, length !== undefined ? Number(length) : undefined, body);
+        return uploads.putChunk(s, guest, offset, length !== undefined ? Number(length) : undefined, body);
       });
       return c.json(status, 200);
     },
@@ -88,7 +85,7 @@ export function register(app: App, { svc, limits, log }: Deps): void {
     (c) => {
       const { vm_id, upload_id } = c.req.valid("param");
       const row = svc.rows.ownedVm(account(c), vm_id);
-      return c.json(sessions().status(sessions().get(account(c), row.id, upload_id)), 200);
+      return c.json(uploads.status(uploads.get(account(c), row.id, upload_id)), 200);
     },
   );
 
@@ -106,7 +103,7 @@ export function register(app: App, { svc, limits, log }: Deps): void {
     async (c) => {
       const { vm_id, upload_id } = c.req.valid("param");
       const acc = account(c);
-      await svc.gateway.withVm(acc, vm_id, FILES, (vm, guest) => sessions().commit(sessions().get(acc, vm.id, upload_id), guest));
+      await svc.gateway.withVm(acc, vm_id, FILES, (vm, guest) => uploads.commit(uploads.get(acc, vm.id, upload_id), guest));
       return c.body(null, 204);
     },
   );
@@ -124,7 +121,7 @@ export function register(app: App, { svc, limits, log }: Deps): void {
     async (c) => {
       const { vm_id, upload_id } = c.req.valid("param");
       const row = svc.rows.ownedVm(account(c), vm_id);
-      await sessions().abort(sessions().get(account(c), row.id, upload_id));
+      await uploads.abort(uploads.get(account(c), row.id, upload_id));
       return c.body(null, 204);
     },
   );
