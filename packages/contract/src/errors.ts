@@ -44,6 +44,7 @@ export const API_ERRORS = {
   VCPU_OVER_PLAN_LIMIT: { status: 403, retryable: false, description: "The requested vCPU count is over the most this server allows per VM." },
   ROOTFS_OVER_PLAN_LIMIT: { status: 403, retryable: false, description: "The requested disk size (`rootfsSizeGb`) is over the most this server allows per VM." },
   EXEC_TIMED_OUT: { status: 408, retryable: false, description: "The command ran past its `timeoutMs` and was killed." },
+  DOMAIN_ALREADY_EXISTS: { status: 400, retryable: false, description: "A create's `domains` names a host name another account has claimed." },
   STILL_CREATING: { status: 409, retryable: true, description: "The VM is still being created." },
   SESSION_CAP_REACHED: { status: 429, retryable: false, description: "The VM has as many PTY sessions as it may hold, or the account as many open PTY connections (`reason` PTY_CONCURRENCY), or as many v5 uploads or declared upload bytes open (`reason` UPLOAD_SESSIONS / UPLOAD_BYTES)." },
   INTERNAL_ERROR: { status: 500, retryable: false, description: "Capsule itself failed; the server's log has the cause (the body may carry `engineCode`)." },

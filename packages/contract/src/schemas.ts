@@ -86,6 +86,9 @@ export const AdditionalFile = z.object({ content: z.string(), encoding: z.enum([
 export type AdditionalFile = z.infer<typeof AdditionalFile>;
 
 /** `POST /v1/vms`. Every field is optional; `{}` boots the base image. */
+/** Domains one create may claim. */
+export const MAX_DOMAINS_PER_VM = 16;
+
 export const CreateVmRequest = z
   .object({
     /** Boot from this snapshot instead of the base image. */
@@ -112,7 +115,12 @@ export const CreateVmRequest = z
     // Accepted by the schema so the service can reject them with a clear message.
     git: z.unknown().optional(),
     gitRepos: z.unknown().optional(),
-    domains: z.unknown().optional(),
+    /** Host names whose requests, on Capsule's port, go to a VM port (publicly). */
+    domains: z
+      .array(z.object({ domain: z.string().min(1).max(253), vmPort: z.number().int().min(1).max(65535).nullish() }))
+      .max(MAX_DOMAINS_PER_VM)
+      .nullish()
+      .meta({ description: "Host names whose HTTP requests, arriving on Capsule's port, are proxied (publicly) to `vmPort` (default 443) of the VM. A name another account holds answers DOMAIN_ALREADY_EXISTS; the API's host and the preview domain are reserved; the server may restrict the suffixes." }),
     systemd: z.unknown().optional(),
     nics: z.unknown().optional(),
     dockerCredentials: z.unknown().optional(),

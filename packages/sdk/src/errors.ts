@@ -46,6 +46,7 @@ export const HINTS: Readonly<Record<ErrorCode, string>> = {
   VCPU_OVER_PLAN_LIMIT: "ask for fewer vCPUs (vcpuCount): the server caps them per VM",
   ROOTFS_OVER_PLAN_LIMIT: "ask for a smaller disk (rootfsSizeGb): the server caps it per VM",
   EXEC_TIMED_OUT: "raise timeoutMs, or run long commands with vm.spawn()",
+  DOMAIN_ALREADY_EXISTS: "pick another domain: that one belongs to another account",
   STILL_CREATING: "wait for the VM to finish starting and retry",
   SESSION_CAP_REACHED: "close terminal sessions you no longer need with vm.pty.close({ sessionId })",
   CREATE_VM_BAD_REQUEST: "fix the create options as the message says",

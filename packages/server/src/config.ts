@@ -60,6 +60,16 @@ export interface ServerConfig {
    * other hosts, a wildcard DNS name pointing at the server (or its TLS terminator).
    */
   previewDomain: string;
+  /**
+   * Suffixes under which tenants may claim `domains` (each name itself or below it); empty: any
+   * name not reserved. Env CAPSULE_DOMAIN_SUFFIXES (comma-separated). Default none.
+   */
+  domainSuffixes: string[];
+  /**
+   * The API's own public host names (besides the listen host and localhost), which no tenant may
+   * claim as a domain. Env CAPSULE_API_HOSTNAMES (comma-separated). Default none.
+   */
+  apiHostnames: string[];
 }
 
 /** Settings as options, env or the file give them: any subset; `quotas` and `admission` key by key. */
@@ -119,10 +129,16 @@ function section<T extends object>(name: string, dflt: T, allow: { nullable?: bo
   return out as T;
 }
 
+/** A DNS name as the server compares them: lower case, no trailing dot. */
 function previewDomain(v: string): string {
   const name = v.trim().toLowerCase().replace(/\.$/, "");
-  if (!isHostname(name)) throw new Error(`previewDomain must be a DNS name, got ${JSON.stringify(v)}`);
+  if (!isHostname(name)) throw new Error(`expected a DNS name, got ${JSON.stringify(v)}`);
   return name;
+}
+
+function names(v: string | undefined): string[] | undefined {
+  if (v === undefined || v.trim() === "") return undefined;
+  return v.split(",").map((s) => s.trim());
 }
 
 function idle(v: string | undefined): number | null | undefined {
@@ -153,6 +169,8 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     quotas: section<AccountQuotas>("quotas", DEFAULT_QUOTAS, { nullable: true }, fromFile.quotas as Record<string, unknown> | undefined, jsonObject("CAPSULE_QUOTAS", env.CAPSULE_QUOTAS), opts.quotas as Record<string, unknown> | undefined),
     admission: section<AdmissionConfig>("admission", defaultAdmission(), {}, fromFile.admission as Record<string, unknown> | undefined, jsonObject("CAPSULE_ADMISSION", env.CAPSULE_ADMISSION), opts.admission as Record<string, unknown> | undefined),
     previewDomain: previewDomain(pick("previewDomain", env.CAPSULE_PREVIEW_DOMAIN, "localhost")),
+    domainSuffixes: pick("domainSuffixes", names(env.CAPSULE_DOMAIN_SUFFIXES), []).map(previewDomain),
+    apiHostnames: pick("apiHostnames", names(env.CAPSULE_API_HOSTNAMES), []).map(previewDomain),
     pool: section<PoolConfig>("pool", DEFAULT_POOL, { zero: true, integer: true }, fromFile.pool as Record<string, unknown> | undefined, jsonObject("CAPSULE_POOL", env.CAPSULE_POOL), opts.pool as Record<string, unknown> | undefined),
   };
 }

@@ -54,6 +54,15 @@ const MIGRATIONS: readonly string[] = [
      kind TEXT NOT NULL CHECK (kind IN ('vm', 'fork', 'snapshot')),
      created_at TEXT NOT NULL
    );`,
+  // 3: claimed domains (vms/domains.ts): one account's each, gone with their VM.
+  `CREATE TABLE domains (
+     domain TEXT PRIMARY KEY,
+     account_id TEXT NOT NULL REFERENCES accounts(id),
+     vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+     vm_port INTEGER NOT NULL CHECK (vm_port BETWEEN 1 AND 65535),
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX domains_vm ON domains(vm_id);`,
 ];
 
 export function openDb(file: string): Db {

@@ -73,6 +73,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     pool: config.pool,
     ...(poolBootGate ? { poolBootGate } : {}),
     startWithUnowned: opts.startWithUnowned ?? process.env[START_WITH_UNOWNED_ENV] === "1",
+    domains: { previewDomain: config.previewDomain, reservedHosts: [config.host.toLowerCase(), ...config.apiHostnames], allowedSuffixes: config.domainSuffixes },
   });
   try {
     await svc.reconcile();
@@ -87,7 +88,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const app = createApp(deps);
   // Preview hosts go to the proxy before the API sees them (preview/front.ts).
   const proxy = new PreviewProxy(svc.gateway, log, OWN_CREDENTIALS);
-  const preview = new PreviewFront(config.previewDomain, proxy, keys);
+  const preview = new PreviewFront(config.previewDomain, proxy, keys, svc.rows.domains);
   const server: Server = http.createServer(preview.requests(getRequestListener(app.fetch)));
   // A request Node's HTTP parser refuses (headers over its 16 KiB, broken framing) gets the API's
   // error body too, not Node's bare status line without one (found by the API fuzzer).

@@ -92,9 +92,12 @@ describe("app without sandboxes", () => {
     assert.match(String(wrongType.body.message), /idleTimeoutSeconds/);
     const badUser = await req("POST", "/v1/vms", { body: '{"users":[{"name":"Root; rm -rf /"}]}' });
     assert.equal(badUser.body.code, "CREATE_VM_BAD_REQUEST");
-    const unsupported = await req("POST", "/v1/vms", { body: '{"domains":[{"domain":"x.example"}]}' });
+    const unsupported = await req("POST", "/v1/vms", { body: '{"gitRepos":[{"repo":"x","path":"/x"}]}' });
     assert.equal(unsupported.body.code, "CREATE_VM_BAD_REQUEST");
-    assert.match(String(unsupported.body.message), /domains is not supported/);
+    assert.match(String(unsupported.body.message), /gitRepos is not supported/);
+    const badDomain = await req("POST", "/v1/vms", { body: '{"domains":[{"domain":"x.example","vmPort":0}]}' });
+    assert.equal(badDomain.body.code, "CREATE_VM_BAD_REQUEST");
+    assert.match(String(badDomain.body.message), /vmPort/);
     const relPath = await req("GET", "/v1/vms/abc/files/etc%2Fpasswd");
     assert.equal(relPath.body.code, "FILES_BAD_REQUEST");
     const dots = await req("PUT", "/v1/vms/abc/files/%2Ftmp%2F..%2Fetc%2Fx", { body: '{"content":"aGk=","encoding":"base64"}' });

@@ -4,7 +4,9 @@
  * `<port>-<vmid>.localhost`. Private by default (no key, another account's key and a VM that does
  * not exist get the same page); what the VM sees (no Capsule credentials, X-Forwarded-*); a
  * WebSocket both ways; server-sent events unbuffered; 100 MB each way with equal sha256 while the
- * server's RSS stays bounded; 502 when nothing listens; a suspended VM woken by a preview request.
+ * server's RSS stays bounded; 502 when nothing listens; a suspended VM woken by a preview request;
+ * Freestyle `domains` through the official client (public, one account's, reserved names, freed
+ * on delete, 502 once the VM's server stops).
  */
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
@@ -13,6 +15,7 @@ import { Readable } from "node:stream";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { PROXY_ERROR_HEADER } from "../src/preview/pages.js";
+import { client, rejectsWith } from "../test-support/client.js";
 import { call, useServer } from "../test-support/harness.js";
 import { APP_PATH, DEV_APP, SSE_GAP_MS, WS_GREETING, patternBlock, patternSha256, startAppCommand } from "../test-support/preview-app.js";
 
@@ -70,6 +73,13 @@ async function peakRss<T>(fn: () => Promise<T>): Promise<{ value: T; peak: numbe
   } finally {
     clearInterval(timer);
   }
+}
+
+type Freestyle = ReturnType<typeof client>;
+
+/** `vms.create({ domains })`: the client sends the field as given, though its public types leave it out. */
+function createWithDomains(fs: Freestyle, domains: Array<{ domain: string; vmPort: number }>): ReturnType<Freestyle["vms"]["create"]> {
+  return fs.vms.create({ domains } as Parameters<Freestyle["vms"]["create"]>[0]);
 }
 
 describe("preview proxy", () => {
@@ -216,5 +226,46 @@ describe("preview proxy", () => {
     assert.match(page.body.toString(), /dev app/);
     assert.equal((await call(url, keyA, "GET", `/v1/vms/${vmId}`)).body.state, "running");
     assert.equal(server.proxy.openConnections, 0, "every tunnel was released");
+  });
+
+  it("domains through freestyle@0.1.63: served publicly on Capsule's port, one account's, reserved names refused, 502 once the server stops, freed on delete", { timeout: 120_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB, server } = t.get();
+    const domain = "app.example.test";
+    const alice = client(url, keyA);
+    const bob = client(url, keyB);
+    const created = await createWithDomains(alice, [{ domain: "App.Example.Test", vmPort: APP_PORT }]);
+    assert.deepEqual(created.domains, [domain], "the create answer lists the (normalised) domain");
+    const id = created.vmId;
+    await server.engine.guest.writeFile(id, APP_PATH, DEV_APP);
+    const started = await server.engine.guest.exec(id, { command: startAppCommand(APP_PORT) });
+    assert.equal(started.exitCode, 0, started.stdout + started.stderr);
+
+    const page = await fetchHost(url, `${domain}:${server.port}`, "/");
+    assert.equal(page.status, 200, "a domain is public: no credentials needed");
+    assert.match(page.body.toString(), /dev app/);
+    const seen = JSON.parse((await fetchHost(url, domain, "/headers")).body.toString()) as { headers: Record<string, string> };
+    assert.equal(seen.headers.host, domain);
+
+    await rejectsWith(createWithDomains(bob, [{ domain, vmPort: 80 }]), "DomainAlreadyExistsError", "DOMAIN_ALREADY_EXISTS");
+    assert.equal((await call(url, keyB, "GET", "/v1/vms")).body.totalCount, 0, "a refused create makes nothing");
+    for (const reserved of ["localhost", `x.localhost`, "127.0.0.1"]) {
+      await rejectsWith(createWithDomains(bob, [{ domain: reserved, vmPort: 80 }]), "CreateVmBadRequestError", "CREATE_VM_BAD_REQUEST");
+    }
+
+    // The pattern's brackets keep it from matching this shell's own command line.
+    const stop = await server.engine.guest.exec(id, { command: `pkill -f 'dev-app[.]js'; for i in $(seq 100); do pgrep -f 'dev-app[.]js' >/dev/null || exit 0; sleep 0.05; done; exit 1` });
+    assert.equal(stop.exitCode, 0);
+    const down = await fetchHost(url, domain, "/");
+    assert.equal(down.status, 502);
+    assert.equal(down.headers[PROXY_ERROR_HEADER], "NOTHING_LISTENS");
+    assert.match(down.body.toString(), new RegExp(`Nothing listens on port ${APP_PORT}`));
+
+    await created.vm.delete();
+    const gone = await fetchHost(url, domain, "/healthz");
+    assert.equal(gone.status, 200, "a freed name is the API's again");
+    const taken = await createWithDomains(bob, [{ domain, vmPort: 80 }]);
+    assert.deepEqual(taken.domains, [domain], "deleting the VM freed the name");
+    await taken.vm.delete();
   });
 });

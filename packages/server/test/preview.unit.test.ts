@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { requestHeadersForVm, responseHeadersForClient, withoutCookies, withoutQueryParams } from "../src/preview/forward-headers.js";
 import { HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
+import { DEFAULT_DOMAIN_VM_PORT, checkDomains } from "../src/vms/domains.js";
 
 test("Host parsing: preview hosts, other names, and what stays the API's", () => {
   const r = new HostRouter("localhost");
@@ -80,4 +81,20 @@ test("cookie and query filtering", () => {
   assert.equal(withoutQueryParams("/p?capsule_share=t", ["capsule_share"]), "/p");
   assert.equal(withoutQueryParams("/p?a=%2F", ["capsule_share"]), "/p?a=%2F", "a query without the token is left byte for byte");
   assert.equal(withoutQueryParams("/p", ["capsule_share"]), "/p");
+});
+
+test("domains a create may claim: DNS names, not reserved, under an allowed suffix, each once", () => {
+  const policy = { previewDomain: "preview.example.com", reservedHosts: ["api.example.com"], allowedSuffixes: [] };
+  assert.deepEqual(checkDomains([{ domain: "App.Example.ORG." }, { domain: "b.example.org", vmPort: 3000 }], policy), [
+    { domain: "app.example.org", vmPort: DEFAULT_DOMAIN_VM_PORT },
+    { domain: "b.example.org", vmPort: 3000 },
+  ]);
+  for (const bad of ["localhost", "a.localhost", "preview.example.com", "5173-x.preview.example.com", "api.example.com", "10.0.0.1", "bad_name.com", "-a.com", "a..com"]) {
+    assert.throws(() => checkDomains([{ domain: bad }], policy), (e: Error & { code?: string }) => e.code === "CREATE_VM_BAD_REQUEST", bad);
+  }
+  assert.throws(() => checkDomains([{ domain: "a.org" }, { domain: "A.org" }], policy), /listed twice/);
+  const limited = { ...policy, allowedSuffixes: ["apps.example.net"] };
+  assert.equal(checkDomains([{ domain: "x.apps.example.net" }], limited).length, 1);
+  assert.equal(checkDomains([{ domain: "apps.example.net" }], limited).length, 1);
+  assert.throws(() => checkDomains([{ domain: "xapps.example.net" }], limited), /not under a domain/);
 });

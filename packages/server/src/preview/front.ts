@@ -1,9 +1,10 @@
 /**
  * The front of the server's HTTP listener: requests and upgrades whose Host is a preview host
  * (`<port>-<vmid>.<previewDomain>`) go to the preview proxy, after access is granted; everything
- * else goes to the API unchanged. Access to a preview is private: the VM owner's API key. Any
- * refusal (no credentials, another account's key, a VM that does not exist) is the same page,
- * so a preview host reveals nothing about other accounts' VMs.
+ * else goes to the API unchanged. A host name an account claimed as a domain goes to its VM
+ * port too, publicly (Freestyle's domains are public). Access to a preview is private: the VM
+ * owner's API key. Any refusal (no credentials, another account's key, a VM that does not exist)
+ * is the same page, so a preview host reveals nothing about other accounts' VMs.
  * @module
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
@@ -11,6 +12,7 @@ import type { Duplex } from "node:stream";
 import { bearer } from "../app.js";
 import { SESSION_COOKIE } from "../console/auth.js";
 import type { Account, KeyStore } from "../keys.js";
+import type { DomainRows } from "../vms/domains.js";
 import { HostRouter } from "./host.js";
 import { PAGES, sendPage, sendPageOnSocket, type ProxyPage } from "./pages.js";
 import type { OwnCredentials, PreviewProxy, ProxyTarget } from "./proxy.js";
@@ -32,6 +34,7 @@ export class PreviewFront {
     previewDomain: string,
     private readonly proxy: PreviewProxy,
     private readonly keys: KeyStore,
+    private readonly domains: DomainRows,
   ) {
     this.router = new HostRouter(previewDomain);
   }
@@ -64,7 +67,8 @@ export class PreviewFront {
   /** undefined: the API's request. Otherwise where it goes, or the page that refuses it. */
   #resolve(req: IncomingMessage): ProxyTarget | { page: ProxyPage } | undefined {
     const route = this.router.route(req.headers.host);
-    if (route?.kind !== "preview") return undefined;
+    if (!route) return undefined;
+    if (route.kind === "other") return this.domains.route(route.hostname);
     const account = this.#account(req);
     if (!account) return { page: PAGES.private() };
     return { owner: account, vmId: route.vmId, port: route.port };

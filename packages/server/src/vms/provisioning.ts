@@ -13,6 +13,7 @@ import type { Account } from "../keys.js";
 import type { CreateVmRequest, GroupSpec, UserSpec } from "../schemas.js";
 import { shq } from "@capsule/contract/shell";
 import type { QuotaTicket, Quotas } from "../quotas.js";
+import { checkDomains, type DomainMapping, type DomainPolicy } from "./domains.js";
 import { isPoolOwner, type PoolKind, type WarmPool } from "./pool.js";
 import type { Rows, VmRow } from "./rows.js";
 
@@ -25,6 +26,8 @@ export interface ProvisioningOptions {
    * replaced server.db): they are kept, quarantined, instead of refusing to start.
    */
   startWithUnowned?: boolean;
+  /** Which `domains` an account may claim; absent: none. */
+  domains?: DomainPolicy;
 }
 
 /** Environment switch for {@link ProvisioningOptions.startWithUnowned}, named in the refusal. */
@@ -45,7 +48,7 @@ function parseOwner(owner: string | undefined): { accountId: string; token: stri
 }
 
 /** Create fields for features Capsule does not have; rejected instead of silently ignored. */
-const UNSUPPORTED_CREATE_FIELDS = ["gitRepos", "domains", "systemd", "nics", "dockerCredentials", "udpHolePunchPorts", "spec"] as const;
+const UNSUPPORTED_CREATE_FIELDS = ["gitRepos", "systemd", "nics", "dockerCredentials", "udpHolePunchPorts", "spec"] as const;
 
 export class Provisioning {
   constructor(
@@ -79,6 +82,7 @@ export class Provisioning {
     if (body.template?.baseImage !== undefined) throw new ApiError("CREATE_VM_BAD_REQUEST", "template.baseImage (Dockerfile builds) is not supported by Capsule; create from a snapshot instead");
     const snapshotId = body.snapshotId ?? body.template?.snapshotId ?? undefined;
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
+    const domains = this.#checkDomains(account, body.domains ?? []);
     const limits = sizingToLimits({ ...body, ...stripNullish(body.template) });
     const full = this.quotas.fullLimits(limits);
     const kind: PoolKind = { ...(snapshotId !== undefined ? { snapshotId } : {}), limits: full, egress };
@@ -130,13 +134,14 @@ export class Provisioning {
     }
     this.activity.touch(vm.id);
     try {
+      this.rows.domains.claim(account, vm.id, domains);
       await this.#provision(vm.id, body.groups ?? [], body.users ?? [], body.additionalFiles ?? {});
     } catch (err) {
       await this.delete(account, vm.id).catch(() => undefined);
       throw toApiError(err, "CREATE_VM_BAD_REQUEST");
     }
     this.log.info({ vmId: vm.id, account: account.name, snapshotId }, "vm created");
-    return { id: vm.id, domains: [], consoleUrl: null, snapshotId: snapshotId ?? null };
+    return { id: vm.id, domains: domains.map((d) => d.domain), consoleUrl: null, snapshotId: snapshotId ?? null };
   }
 
   /**
@@ -314,6 +319,15 @@ export class Provisioning {
     // Every intent is settled now: its VM or snapshot was recorded, deleted, or never made.
     for (const token of intents) this.rows.endIntent(token);
     return { deleted, quarantined };
+  }
+
+  /** A create's domains, checked before anything is made: valid, allowed, and not another account's. */
+  #checkDomains(account: Account, entries: NonNullable<CreateVmRequest["domains"]>): DomainMapping[] {
+    if (entries.length === 0) return [];
+    if (!this.opts.domains) throw new ApiError("CREATE_VM_BAD_REQUEST", "domains are not enabled on this server");
+    const domains = checkDomains(entries, this.opts.domains);
+    this.rows.domains.checkFree(account, domains);
+    return domains;
   }
 
   /** Groups first (users may name them), then users, then files — all through the guest as root. */

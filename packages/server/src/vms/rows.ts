@@ -9,6 +9,7 @@ import crypto from "node:crypto";
 import type { Db } from "../db.js";
 import { ApiError } from "../errors.js";
 import type { Account } from "../keys.js";
+import { DomainRows } from "./domains.js";
 
 /** What the owner asked for last: a `suspended` VM wakes on use, a `stopped` one only on start. */
 export type Desired = "running" | "suspended" | "stopped";
@@ -39,7 +40,12 @@ export interface IdleSetting {
 }
 
 export class Rows {
-  constructor(private readonly db: Db) {}
+  /** The VMs' claimed domains (domains.ts). */
+  readonly domains: DomainRows;
+
+  constructor(private readonly db: Db) {
+    this.domains = new DomainRows(db);
+  }
 
   // ---------------------------------------------------------------- VMs
 
