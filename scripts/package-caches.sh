@@ -6,7 +6,7 @@
 #        /etc/capsule/apt-cacher-ng, as user apt-cacher-ng, on 127.0.0.1:13142. It serves only
 #        the Debian archive and debian-security (ForceManaged, no CONNECT tunnels) and fetches
 #        them from this host's own Debian mirror. Its cache is a fixed-size ext4 image, so it
-#        never takes more than CAPSULE_APT_CACHE_MB of disk.
+#        never takes more than CAPSULE_APT_CACHE_MB of disk; each run trims it when 80% full.
 #   npm: Capsule's caching proxy of registry.npmjs.org (packages/engine/src/caches/npm-cache.ts),
 #        installed into /usr/local/lib/capsule/npm-cache and run as user capsule-npm-cache on
 #        127.0.0.1:14873; it evicts least recently used files past CAPSULE_NPM_CACHE_MB.
@@ -92,7 +92,7 @@ security_mirror=${security_mirror:-http://security.debian.org/debian-security}
 
 install -d -m 0750 -g apt-cacher-ng "$ACNG_CONF"
 [ -f "$ACNG_CONF/security.conf" ] || {
-  # Guards the report page's maintenance actions (VMs can reach the page, never these).
+  # Guards the report page (statistics and maintenance): VMs reach the port, never the page.
   printf 'AdminAuth: capsule:%s\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >"$ACNG_CONF/security.conf.tmp"
   chgrp apt-cacher-ng "$ACNG_CONF/security.conf.tmp" && chmod 0640 "$ACNG_CONF/security.conf.tmp"
   mv "$ACNG_CONF/security.conf.tmp" "$ACNG_CONF/security.conf"
@@ -133,6 +133,16 @@ else
   wait_listening "$APT_LISTEN_PORT" || die "apt-cacher-ng did not start on 127.0.0.1:$APT_LISTEN_PORT (see $APT_DIR/log/apt-cacher.err)"
   stamp_write "$APT_DIR/run/.capsule-inputs" "$acng_key"
   note "apt cache started: 127.0.0.1:$APT_LISTEN_PORT (apt-cacher-ng, $debian_mirror)"
+fi
+
+# The image is the hard bound; apt-cacher-ng trims by size only when asked: once the image is
+# APT_TRIM_AT_PERCENT full, the least recently used files go until the cache is half its size.
+APT_TRIM_AT_PERCENT=80
+used=$(df --output=pcent "$APT_DIR" | tail -1 | tr -dc 0-9)
+if [ "${used:-0}" -ge "$APT_TRIM_AT_PERCENT" ]; then
+  setpriv --reuid=apt-cacher-ng --regid=apt-cacher-ng --init-groups \
+    /usr/lib/apt-cacher-ng/acngtool shrink "$((APT_CACHE_MB / 2))M" -f -c "$ACNG_CONF" >/dev/null
+  note "apt cache was ${used}% full: trimmed to $((APT_CACHE_MB / 2)) MiB"
 fi
 
 # --- npm registry cache ---------------------------------------------------------------------
