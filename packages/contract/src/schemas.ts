@@ -10,7 +10,12 @@
  */
 import { z } from "zod";
 import { API_ERROR_CODES, API_ERROR_DETAILS, API_ERRORS, type ApiErrorBody, type ApiErrorCode } from "./errors.js";
+import { SystemdConfig } from "./systemd.js";
 import { ENV_NAME_RE } from "./wire.js";
+
+export * from "./preview.js";
+
+export * from "./systemd.js";
 
 /** The body of every error answer (see `@capsule/contract/errors` and docs/errors.md). */
 export const ErrorBody = z
@@ -121,7 +126,8 @@ export const CreateVmRequest = z
       .max(MAX_DOMAINS_PER_VM)
       .nullish()
       .meta({ description: "Host names whose HTTP requests, arriving on Capsule's port, are proxied (publicly) to `vmPort` (default 443) of the VM. A name another account holds answers DOMAIN_ALREADY_EXISTS; the API's host and the preview domain are reserved; the server may restrict the suffixes." }),
-    systemd: z.unknown().optional(),
+    /** Services installed, and the enabled ones started, before the call returns. */
+    systemd: SystemdConfig.nullish(),
     nics: z.unknown().optional(),
     dockerCredentials: z.unknown().optional(),
     udpHolePunchPorts: z.unknown().optional(),

@@ -37,6 +37,8 @@ export const HINTS: Readonly<Record<ErrorCode, string>> = {
   FILE_NOT_FOUND: "check the path: absolute, inside the VM, and readable by the user the call runs as",
   USER_NOT_FOUND: "create the Linux user first, e.g. vm.exec(\"useradd -m NAME\") or vms.create({ users: [{ name }] })",
   SESSION_NOT_FOUND: "list the VM's terminal sessions with vm.pty.list()",
+  SERVICE_NOT_FOUND: "list the VM's services with vm.systemd.list()",
+  SERVICE_ALREADY_EXISTS: "pick another service name, or delete the service first with vm.systemd.delete({ serviceId })",
   SESSION_USER_MISMATCH: "attach as the session's own user: vm.user({ username }).pty.attach(...)",
   INVALID_SESSION_ID: "use a session id from vm.pty.list() or the one open() returned",
   VM_NOT_RUNNING: "start the VM with vm.start() (or `capsule vm start ID`)",

@@ -11,10 +11,10 @@ Capsule with \`FREESTYLE_API_URL=http://HOST:PORT\` and \`FREESTYLE_API_KEY=<cap
 snapshots and sessions answer 404, never 403.
 
 **Errors.** \`{code, message}\` (plus \`error\` = code), with codes the Freestyle client maps to its
-typed errors. Features Capsule lacks (git, domains, systemd, VPCs, identities, builds, watch-files,
+typed errors. Features Capsule lacks (git, domains, VPCs, identities, builds, watch-files,
 terminals, resize) answer \`BAD_REQUEST\` with status 501.
 
-**Linux users.** \`X-Freestyle-Vm-Linux-User-Id: <name>\` runs exec, file access and PTYs as that user.
+**Linux users.** \`X-Freestyle-Vm-Linux-User-Id: <name>\` runs exec, file access, PTYs and services as that user.
 
 **Idle timeout.** A VM with \`idleTimeoutSeconds\` (default 300 s; \`null\` = never) is suspended
 (processes stop, disk kept) after that long with no request in flight, no PTY or exec stream

@@ -29,6 +29,17 @@ export {
   SnapshotList,
   SnapshotRequest,
   SnapshotResult,
+  SystemdControlRequest,
+  SystemdControlResult,
+  SystemdCreateResult,
+  SystemdDeleteResult,
+  SystemdLogs,
+  SystemdPatchedService,
+  SystemdServiceList,
+  SystemdServiceSpec,
+  SystemdServiceStatus,
+  DEFAULT_SYSTEMD_LOG_LINES,
+  MAX_SYSTEMD_LOG_LINES,
   UserSpec,
   VmInfo,
   VmList,
@@ -51,3 +62,5 @@ export const FileParams = VmParams.extend({ filepath: z.string().openapi({ param
 export const SnapshotParams = z.object({ snapshot_id: z.string().openapi({ param: { name: "snapshot_id", in: "path" } }) });
 
 export const PtySessionParams = VmParams.extend({ session_id: z.string().openapi({ param: { name: "session_id", in: "path" } }) });
+
+export const ServiceParams = VmParams.extend({ service_id: z.string().max(256).openapi({ param: { name: "service_id", in: "path" }, description: "The service's name (a trailing .service is allowed)." }) });

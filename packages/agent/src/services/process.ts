@@ -5,12 +5,18 @@ import { helperCommand } from "../launch.js";
 import type { UserInfo } from "../users.js";
 import { OUT_OF_RESOURCES, zygoteSpawn } from "../zygote.js";
 
+/**
+ * After a command exits, how long its remaining output may take to arrive before its end is
+ * reported anyway: a process it left behind may hold the pipes open for as long as it lives.
+ */
+const OUTPUT_LINGER_MS = 1_000;
+
 /** A service's command, started like an exec: as the user, in its own session and process group. */
 export interface ServiceProcess {
   pid: number;
   stdout: Readable;
   stderr: Readable;
-  /** The process ended (output may go on while something it left behind holds the pipes). */
+  /** The process ended and its output was read (or OUTPUT_LINGER_MS passed: see there). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -24,7 +30,7 @@ export async function startServiceProcess(user: UserInfo, argv: string[], env: R
   if (fast) {
     const child = await fast;
     child.stdin.end();
-    return { pid: child.pid, stdout: child.stdout, stderr: child.stderr, exited: exitOf(child) };
+    return { pid: child.pid, stdout: child.stdout, stderr: child.stderr, exited: endOf(child, child.stdout, child.stderr) };
   }
   const { file, args } = helperCommand(user, argv);
   const child = spawn(file, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
@@ -34,9 +40,14 @@ export async function startServiceProcess(user: UserInfo, argv: string[], env: R
       reject(new AgentError(OUT_OF_RESOURCES.has(err.code ?? "") ? "RESOURCE_EXHAUSTED" : "SPAWN_FAILED", `cannot start ${file}: ${err.message}`)),
     );
   });
-  return { pid, stdout: child.stdout, stderr: child.stderr, exited: exitOf(child) };
+  return { pid, stdout: child.stdout, stderr: child.stderr, exited: endOf(child, child.stdout, child.stderr) };
 }
 
-function exitOf(child: NodeJS.EventEmitter): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((resolve) => child.once("exit", (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal })));
+async function endOf(child: NodeJS.EventEmitter, ...outputs: Readable[]): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const closed = Promise.all(outputs.map((o) => new Promise((resolve) => (o.closed ? resolve(undefined) : o.once("close", resolve)))));
+  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal })));
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, OUTPUT_LINGER_MS)))]);
+  clearTimeout(timer);
+  return exit;
 }

@@ -176,7 +176,7 @@ export class Unit {
     }
   }
 
-  #begin(): void {
+  #begin(opts: { restart: boolean } = { restart: false }): void {
     this.#stopping = false;
     if (!this.#limiter.allow(Date.now())) {
       this.#say("Start request repeated too quickly: the start limit was hit, no more restarts");
@@ -185,6 +185,7 @@ export class Unit {
       this.events.failed(this);
       return;
     }
+    if (opts.restart) this.#restarts++;
     this.#setPhase("activating");
     this.#run = this.#execute();
   }
@@ -248,8 +249,7 @@ export class Unit {
       this.#setPhase("auto-restart");
       this.#restartTimer = setTimeout(() => {
         this.#restartTimer = undefined;
-        this.#restarts++;
-        this.#begin();
+        this.#begin({ restart: true });
       }, restartDelayMs(spec.restart));
       return;
     }

@@ -108,6 +108,9 @@ export class GuestGateway {
   }
 }
 
+/** A tuple without its first element: a guest op's arguments after the VM id. */
+type Tail<T extends unknown[]> = T extends [unknown, ...infer R] ? R : never;
+
 /** Guest operations bound to one VM; the engine checks the VM runs before each reaches the agent. */
 export class VmGuest {
   constructor(
@@ -132,6 +135,27 @@ export class VmGuest {
   }
   ptyClose(sessionId: string): ReturnType<GuestOps["ptyClose"]> {
     return this.ops.ptyClose(this.vmId, sessionId);
+  }
+  serviceDefine(...args: Tail<Parameters<GuestOps["serviceDefine"]>>): ReturnType<GuestOps["serviceDefine"]> {
+    return this.ops.serviceDefine(this.vmId, ...args);
+  }
+  serviceSpec(name: string): ReturnType<GuestOps["serviceSpec"]> {
+    return this.ops.serviceSpec(this.vmId, name);
+  }
+  serviceList(): ReturnType<GuestOps["serviceList"]> {
+    return this.ops.serviceList(this.vmId);
+  }
+  serviceStatus(name: string): ReturnType<GuestOps["serviceStatus"]> {
+    return this.ops.serviceStatus(this.vmId, name);
+  }
+  serviceControl(...args: Tail<Parameters<GuestOps["serviceControl"]>>): ReturnType<GuestOps["serviceControl"]> {
+    return this.ops.serviceControl(this.vmId, ...args);
+  }
+  serviceDelete(name: string): ReturnType<GuestOps["serviceDelete"]> {
+    return this.ops.serviceDelete(this.vmId, name);
+  }
+  serviceLogs(...args: Tail<Parameters<GuestOps["serviceLogs"]>>): ReturnType<GuestOps["serviceLogs"]> {
+    return this.ops.serviceLogs(this.vmId, ...args);
   }
   stat(path: string, opts: Parameters<GuestOps["stat"]>[2]): ReturnType<GuestOps["stat"]> {
     return this.ops.stat(this.vmId, path, opts);

@@ -12,6 +12,12 @@ import * as snapshotDelete from "./snapshot-delete.js";
 import * as snapshotGet from "./snapshot-get.js";
 import * as snapshotPatch from "./snapshot-patch.js";
 import * as snapshotsList from "./snapshots-list.js";
+import * as systemdControl from "./systemd-control.js";
+import * as systemdServiceCreate from "./systemd-service-create.js";
+import * as systemdServiceDelete from "./systemd-service-delete.js";
+import * as systemdServiceLogs from "./systemd-service-logs.js";
+import * as systemdServiceStatus from "./systemd-service-status.js";
+import * as systemdServicesList from "./systemd-services-list.js";
 import { registerGlobal, registerVmScoped } from "./unsupported.js";
 import * as vmAwait from "./vm-await.js";
 import * as vmDelete from "./vm-delete.js";
@@ -23,6 +29,7 @@ import * as vmFork from "./vm-fork.js";
 import * as vmGet from "./vm-get.js";
 import * as vmKill from "./vm-kill.js";
 import * as vmOptimize from "./vm-optimize.js";
+import * as vmPorts from "./vm-ports.js";
 import * as vmSnapshot from "./vm-snapshot.js";
 import * as vmStart from "./vm-start.js";
 import * as vmStop from "./vm-stop.js";
@@ -56,8 +63,15 @@ export const ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   vmFilesRaw.register,
   vmSnapshot.register,
   vmFork.register,
+  vmPorts.register,
   ptySessionsList.register,
   ptySessionDelete.register,
+  systemdServicesList.register,
+  systemdServiceCreate.register,
+  systemdServiceDelete.register,
+  systemdServiceStatus.register,
+  systemdServiceLogs.register,
+  systemdControl.register,
   wsRoutes.register,
   registerVmScoped,
 ];

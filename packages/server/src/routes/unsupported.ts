@@ -27,7 +27,6 @@ const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
   ["POST", "/v1/vms/:vm_id/watch-files", "watch-files"],
   ["GET", "/v1/vms/:vm_id/terminals/*", "named terminals"],
   ["GET", "/v1/vms/:vm_id/terminals", "named terminals"],
-  ["*", "/v1/vms/:vm_id/systemd/*", "systemd services"],
   ["GET", "/v1/vms/:vm_id/build", "builds"],
   ["POST", "/v1/vms/:vm_id/resize", "resizing a VM"],
   ["GET", "/v1/vms/:vm_id/stats/stream", "VM stats streams"],

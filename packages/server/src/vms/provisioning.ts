@@ -1,16 +1,17 @@
 /**
  * The flows that make and remove VMs and snapshots: create (engine VM, then the owner row, then
- * groups, users and files through the guest), fork, snapshot, delete, and the reconcile of the
+ * groups, users, files and services through the guest), fork, snapshot, delete, and the reconcile of the
  * rows against the engine after a restart. Ownership is checked before the engine is touched;
  * fork and snapshot take the row the guest gateway already checked.
  * @module
  */
-import { ErrorCode, isEngineError, type Engine, type FirewallPolicy, type SnapshotRecord, type VmInfo, type VmLimits } from "@capsule/engine";
+import { ErrorCode, isEngineError, type Engine, type FirewallPolicy, type ServiceSpec, type SnapshotRecord, type VmInfo, type VmLimits } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { ActivityTracker } from "../activity.js";
 import { ApiError, toApiError } from "../errors.js";
 import type { Account } from "../keys.js";
-import type { CreateVmRequest, GroupSpec, UserSpec } from "../schemas.js";
+import type { CreateVmRequest, GroupSpec, SystemdPatchedService, UserSpec } from "../schemas.js";
+import { patchServiceSpec, serviceId, toServiceSpec } from "../services.js";
 import { shq } from "@capsule/contract/shell";
 import type { QuotaTicket, Quotas } from "../quotas.js";
 import { checkDomains, type DomainMapping, type DomainPolicy } from "./domains.js";
@@ -48,7 +49,7 @@ function parseOwner(owner: string | undefined): { accountId: string; token: stri
 }
 
 /** Create fields for features Capsule does not have; rejected instead of silently ignored. */
-const UNSUPPORTED_CREATE_FIELDS = ["gitRepos", "systemd", "nics", "dockerCredentials", "udpHolePunchPorts", "spec"] as const;
+const UNSUPPORTED_CREATE_FIELDS = ["gitRepos", "nics", "dockerCredentials", "udpHolePunchPorts", "spec"] as const;
 
 export class Provisioning {
   constructor(
@@ -83,6 +84,8 @@ export class Provisioning {
     const snapshotId = body.snapshotId ?? body.template?.snapshotId ?? undefined;
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
     const domains = this.#checkDomains(account, body.domains ?? []);
+    // Checked before any VM exists: a spec Capsule cannot run fails the create at once.
+    const services = (body.systemd?.services ?? []).map((s) => toServiceSpec(s, undefined));
     const limits = sizingToLimits({ ...body, ...stripNullish(body.template) });
     const full = this.quotas.fullLimits(limits);
     const kind: PoolKind = { ...(snapshotId !== undefined ? { snapshotId } : {}), limits: full, egress };
@@ -136,6 +139,7 @@ export class Provisioning {
     try {
       this.rows.domains.claim(account, vm.id, domains);
       await this.#provision(vm.id, body.groups ?? [], body.users ?? [], body.additionalFiles ?? {});
+      await this.#installServices(vm.id, services, body.systemd?.patchedServices ?? []);
     } catch (err) {
       await this.delete(account, vm.id).catch(() => undefined);
       throw toApiError(err, "CREATE_VM_BAD_REQUEST");
@@ -319,6 +323,19 @@ export class Provisioning {
     // Every intent is settled now: its VM or snapshot was recorded, deleted, or never made.
     for (const token of intents) this.rows.endIntent(token);
     return { deleted, quarantined };
+  }
+
+  /**
+   * After the files (a `bash` service's script is one): `patchedServices` change services the VM
+   * has from its snapshot, `services` add (or replace) others; the enabled ones are started, and
+   * the create answers once they are up (a oneshot: once it ran), or after the agent's settle wait.
+   */
+  async #installServices(id: string, services: ServiceSpec[], patches: SystemdPatchedService[]): Promise<void> {
+    const patched: ServiceSpec[] = [];
+    for (const patch of patches) patched.push(patchServiceSpec(await this.engine.guest.serviceSpec(id, serviceId(patch.name)), patch));
+    const named = new Set(services.map((s) => s.name));
+    const all = [...patched.filter((p) => !named.has(p.name)), ...services];
+    if (all.length > 0) await this.engine.guest.serviceDefine(id, all, { replace: true, start: true });
   }
 
   /** A create's domains, checked before anything is made: valid, allowed, and not another account's. */
