@@ -41,7 +41,7 @@ Connection: --api-url / --api-key, or CAPSULE_API_URL / CAPSULE_API_KEY
 
 // The SDK's codes (the contract's registry plus the SDK's client codes), checked at compile time.
 const codes = (...c: ErrorCode[]): ReadonlySet<string> => new Set(c);
-const NOT_FOUND = codes("VM_NOT_FOUND", "SNAPSHOT_NOT_FOUND", "FILE_NOT_FOUND", "USER_NOT_FOUND", "SESSION_NOT_FOUND", "NOT_FOUND");
+const NOT_FOUND = codes("VM_NOT_FOUND", "SNAPSHOT_NOT_FOUND", "FILE_NOT_FOUND", "USER_NOT_FOUND", "SESSION_NOT_FOUND", "SERVICE_NOT_FOUND", "NOT_FOUND");
 const AUTH = codes("UNAUTHORIZED", "CONFIG_MISSING", "FORBIDDEN");
 const CONNECTION = codes("NETWORK_ERROR", "CONNECTION_LOST");
 

@@ -99,6 +99,29 @@ describe("capsule CLI", () => {
     assert.equal((await run(["vm", "cp", src, path.join(dir, "y")])).code, 2);
   });
 
+  it("vm service create / list / status / logs / stop / start / restart / delete, as a user too", async (ctx) => {
+    if (t.skip() || !vmId) return ctx.skip(String(t.skip() || "no VM"));
+    const created = await run(["vm", "service", "create", vmId, "ticker", "--restart", "on-failure", "-e", "WORD=tick", "--", "while true; do echo $WORD; sleep 0.2; done"]);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /ticker created: active \(running\)/);
+    assert.match((await run(["vm", "service", "list", vmId])).stdout, /^NAME\s+ACTIVE\s+SUB[\s\S]*ticker\s+active\s+running\s+root\s+yes/m);
+    assert.match((await run(["vm", "service", "status", vmId, "ticker"])).stdout, /^ticker\.service {2}active \(running\)/);
+    await new Promise((r) => setTimeout(r, 500));
+    const logs = JSON.parse((await run(["vm", "service", "logs", vmId, "ticker", "--lines", "2", "--json"])).stdout) as { logs: Array<{ message: string }> };
+    assert.deepEqual(logs.logs.map((l) => l.message), ["tick", "tick"]);
+    assert.equal((await run(["vm", "service", "stop", vmId, "ticker"])).code, 0);
+    assert.match((await run(["vm", "service", "status", vmId, "ticker"])).stdout, /inactive \(dead\)/);
+    assert.equal((await run(["vm", "service", "restart", vmId, "ticker"])).code, 0);
+    const asClaude = await run(["vm", "service", "--user", "claude", "create", vmId, "mine", "--", "id -un; exec sleep 1000"]);
+    assert.equal(asClaude.code, 0, asClaude.stderr);
+    assert.match((await run(["vm", "service", "--user", "claude", "list", vmId])).stdout, /mine\s+active\s+running\s+claude/);
+    const missing = await run(["vm", "service", "status", vmId, "nope"]);
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /^capsule: SERVICE_NOT_FOUND: /);
+    assert.equal((await run(["vm", "service", "delete", vmId, "ticker", "mine"])).code, 0);
+    assert.doesNotMatch((await run(["vm", "service", "list", vmId])).stdout, /ticker|mine/);
+  });
+
   it("snapshot create / list / delete, vm stop / start / delete; image list", async (ctx) => {
     if (t.skip() || !vmId) return ctx.skip(String(t.skip() || "no VM"));
     const snap = JSON.parse((await run(["snapshot", "create", vmId, "--name", "cli-snap", "--json"])).stdout) as { snapshotId: string };

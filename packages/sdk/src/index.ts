@@ -11,6 +11,8 @@ export type { ForkOptions, SnapshotOptions, StartVmOptions } from "./vm.js";
 export { VmFs } from "./fs.js";
 export type { ReadFileOptions, WriteFileOptions } from "./fs.js";
 export { PtySession, VmPty } from "./pty.js";
+export { SystemdService, VmSystemd } from "./systemd.js";
+export type { ServiceLogsOptions, ServiceSelection } from "./systemd.js";
 export type { PtyAttachOptions, PtyListeners, PtyOpenOptions, ReconnectOptions } from "./pty.js";
 export type { SpawnedProcess, SpawnExit, SpawnOptions, SpawnSignal } from "./spawn.js";
 export {
@@ -44,6 +46,15 @@ export type {
   SnapshotInfo,
   SnapshotList,
   SnapshotResult,
+  SystemdConfig,
+  SystemdControlResult,
+  SystemdCreateResult,
+  SystemdDeleteResult,
+  SystemdLogs,
+  SystemdPatchedService,
+  SystemdServiceList,
+  SystemdServiceSpec,
+  SystemdServiceStatus,
   UserSpec,
   VmInfo,
   VmList,

@@ -14,6 +14,15 @@ export type {
   SnapshotInfo,
   SnapshotList,
   SnapshotResult,
+  SystemdConfig,
+  SystemdControlResult,
+  SystemdCreateResult,
+  SystemdDeleteResult,
+  SystemdLogs,
+  SystemdPatchedService,
+  SystemdServiceList,
+  SystemdServiceSpec,
+  SystemdServiceStatus,
   UserSpec,
   VmInfo,
   VmList,
@@ -23,7 +32,7 @@ export type {
 /** Options of `vms.create()`: the parts of the create request Capsule supports. `{}` boots the base image. */
 export type CreateVmOptions = Pick<
   CreateVmRequest,
-  "snapshotId" | "name" | "idleTimeoutSeconds" | "users" | "groups" | "vcpuCount" | "memSizeGb" | "rootfsSizeGb" | "additionalFiles"
+  "snapshotId" | "name" | "idleTimeoutSeconds" | "users" | "groups" | "vcpuCount" | "memSizeGb" | "rootfsSizeGb" | "additionalFiles" | "systemd"
 >;
 
 /**

@@ -1,8 +1,9 @@
-/** A VM handle: exec, spawn, files, terminals, snapshots and lifecycle. @module */
+/** A VM handle: exec, spawn, files, terminals, services, snapshots and lifecycle. @module */
 import { VmFs } from "./fs.js";
 import { VmPty } from "./pty.js";
 import { makeError } from "./errors.js";
 import { spawnProcess, type SpawnedProcess, type SpawnOptions } from "./spawn.js";
+import { VmSystemd } from "./systemd.js";
 import { seg, type Transport } from "./transport.js";
 import type { ExecOptions, ExecResult, SnapshotResult, VmInfo } from "./types.js";
 
@@ -26,7 +27,7 @@ export interface ForkOptions {
 
 /**
  * One VM. Handles are cheap and make no request until used; `vm.user({ username })` returns a
- * handle whose exec, spawn, fs and pty calls run as that Linux user.
+ * handle whose exec, spawn, fs, pty and systemd calls run as that Linux user.
  */
 export class Vm {
   /** The VM's id. */
@@ -35,6 +36,8 @@ export class Vm {
   readonly fs: VmFs;
   /** Terminal sessions in the VM (as this handle's user). */
   readonly pty: VmPty;
+  /** Services in the VM (run as this handle's user unless a spec names one). */
+  readonly systemd: VmSystemd;
   readonly #t: Transport;
   readonly #user: string | undefined;
   readonly #ref: (vmId: string) => Vm;
@@ -47,6 +50,7 @@ export class Vm {
     this.#ref = ref;
     this.fs = new VmFs(t, vmId, user, (command) => this.exec(command));
     this.pty = new VmPty(t, vmId, user);
+    this.systemd = new VmSystemd(t, vmId, user);
   }
 
   /** The VM's id (same as `vmId`). */

@@ -6,6 +6,7 @@ import { registerVmDelete } from "./vm-delete.js";
 import { registerVmExec } from "./vm-exec.js";
 import { registerVmGet } from "./vm-get.js";
 import { registerVmList } from "./vm-list.js";
+import { registerVmService } from "./vm-service.js";
 import { registerVmShell } from "./vm-shell.js";
 import { registerVmStart } from "./vm-start.js";
 import { registerVmStop } from "./vm-stop.js";
@@ -16,7 +17,7 @@ export function registerVm(program: Command): void {
   const vm = program
     .command("vm")
     .description("create, inspect, run commands in and manage VMs")
-    .addHelpText("after", examples("capsule vm create --user claude", "capsule vm exec VM -- 'id && uname -a'", "capsule vm shell VM --user claude", "capsule vm cp ./app.tgz VM:/srv/app/", "capsule vm list --json"));
+    .addHelpText("after", examples("capsule vm create --user claude", "capsule vm exec VM -- 'id && uname -a'", "capsule vm shell VM --user claude", "capsule vm cp ./app.tgz VM:/srv/app/", "capsule vm service create VM dev --cwd /srv/app -- npm run dev", "capsule vm list --json"));
   registerVmCreate(vm);
   registerVmList(vm);
   registerVmGet(vm);
@@ -26,5 +27,6 @@ export function registerVm(program: Command): void {
   registerVmStart(vm);
   registerVmStop(vm);
   registerVmSuspend(vm);
+  registerVmService(vm);
   registerVmDelete(vm);
 }
