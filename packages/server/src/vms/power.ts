@@ -125,19 +125,6 @@ export class Power {
     this.log.info({ vmId: row.id }, "vm paused");
   }
 
-  /** The VMs the engine holds paused (memory kept). */
-  async pausedIds(): Promise<Set<string>> {
-    return new Set((await this.engine.listVms()).filter((v) => v.state === "paused").map((v) => v.id));
-  }
-
-  /** Whether the engine holds this VM paused (one record read, not a listing). */
-  async isPaused(id: string): Promise<boolean> {
-    return this.engine.getVm(id).then(
-      (v) => v.state === "paused",
-      () => false,
-    );
-  }
-
   /** Whether the engine has the VM running; undefined when it has no such VM. */
   async isRunning(id: string): Promise<boolean | undefined> {
     return this.engine.getVm(id).then(

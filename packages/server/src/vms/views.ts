@@ -28,6 +28,12 @@ export function apiState(state: EngineState, desired: Desired): VmState {
   }
 }
 
+/** An API VM with the engine record it was made from, for what only the record says (paused, its network). */
+export interface ViewedVm {
+  info: VmInfo;
+  record: EngineVm;
+}
+
 export class Views {
   constructor(
     private readonly engine: Engine,
@@ -35,29 +41,29 @@ export class Views {
   ) {}
 
   async list(account: Account): Promise<VmInfo[]> {
+    return (await this.listWithEngine(account)).map((v) => v.info);
+  }
+
+  /** The account's VMs and their engine records, from one listing of the engine. */
+  async listWithEngine(account: Account): Promise<ViewedVm[]> {
     const rows = this.rows.vmsOf(account);
     const byId = new Map((await this.engine.listVms()).map((v) => [v.id, v]));
     return rows.flatMap((r) => {
       const vm = byId.get(r.id);
-      return vm ? [vmView(r, vm)] : [];
+      return vm ? [{ info: vmView(r, vm), record: vm }] : [];
     });
   }
 
   async get(account: Account, id: string): Promise<VmInfo> {
-    const row = this.rows.ownedVm(account, id);
-    try {
-      return vmView(row, await this.engine.getVm(row.id));
-    } catch (err) {
-      throw toApiError(err);
-    }
+    return (await this.getWithEngine(account, id)).info;
   }
 
-  /** The VM's network as the engine has it: the egress switch, or its own firewall policy. */
-  async network(account: Account, id: string): Promise<Pick<EngineVm, "egress" | "firewall" | "createdAt">> {
+  /** The account's VM and its engine record, from one record read. */
+  async getWithEngine(account: Account, id: string): Promise<ViewedVm> {
     const row = this.rows.ownedVm(account, id);
     try {
-      const { egress, firewall, createdAt } = await this.engine.getVm(row.id);
-      return { egress, createdAt, ...(firewall !== undefined ? { firewall } : {}) };
+      const vm = await this.engine.getVm(row.id);
+      return { info: vmView(row, vm), record: vm };
     } catch (err) {
       throw toApiError(err);
     }

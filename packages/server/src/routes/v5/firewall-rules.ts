@@ -26,9 +26,9 @@ export function register(app: App, { svc }: Deps): void {
     async (c) => {
       const q = c.req.valid("query");
       const acc = account(c);
-      const ids = q.vpcId !== undefined || q.tunnelId !== undefined ? [] : q.vmId !== undefined ? [q.vmId] : (await svc.views.list(acc)).map((v) => v.id);
-      const rules = [];
-      for (const id of ids) rules.push(...firewallRules(id, await svc.views.network(acc, id)));
+      // Each VM's rules come from the record of one engine read: one listing, or the one VM's record.
+      const vms = q.vpcId !== undefined || q.tunnelId !== undefined ? [] : q.vmId !== undefined ? [await svc.views.getWithEngine(acc, q.vmId)] : await svc.views.listWithEngine(acc);
+      const rules = vms.flatMap((v) => firewallRules(v.info.id, v.record));
       return c.json({ rules: page(rules, q), totalCount: rules.length }, 200);
     },
   );

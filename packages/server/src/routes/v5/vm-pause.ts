@@ -14,10 +14,10 @@ import type { VmService } from "../../vm-service.js";
 import { account, errors, json, security } from "../common.js";
 import { vmData } from "./views.js";
 
-/** The VM as v5 shows it, `paused` included. */
+/** The VM as v5 shows it, `paused` included (one engine record read). */
 export async function vmDataOf(svc: VmService, acc: Account, id: string): Promise<VmData> {
-  const vm = await svc.views.get(acc, id);
-  return vmData(vm, await svc.power.isPaused(vm.id));
+  const { info, record } = await svc.views.getWithEngine(acc, id);
+  return vmData(info, record.state === "paused");
 }
 
 export function register(app: App, { svc }: Deps): void {

@@ -58,8 +58,8 @@ export function register(app: App, { svc }: Deps): void {
         { ...(body.snapshotId ? { snapshotId: body.snapshotId } : {}), ...(body.displayName ? { name: body.displayName } : {}), idleTimeoutSeconds: idle },
         { firewall },
       );
-      const vm = vmData(await svc.views.get(acc, id));
-      return c.json({ ...vm, firewallRules: firewallRules(id, await svc.views.network(acc, id)), tlsRules: [] }, 200);
+      const { info, record } = await svc.views.getWithEngine(acc, id);
+      return c.json({ ...vmData(info), firewallRules: firewallRules(id, record), tlsRules: [] }, 200);
     },
   );
 
@@ -75,8 +75,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const paused = await svc.power.pausedIds();
-      const all = (await svc.views.list(account(c))).map((v) => vmData(v, paused.has(v.id)));
+      const all = (await svc.views.listWithEngine(account(c))).map(({ info, record }) => vmData(info, record.state === "paused"));
       const vms = all.filter((v) => (q.state === undefined || v.state === q.state) && (q.snapshotId === undefined || v.snapshotId === q.snapshotId) && q.slug === undefined && !q.metadata);
       const count = (s: VmState) => vms.filter((v) => v.state === s).length;
       return c.json(
