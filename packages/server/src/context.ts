@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { ConsoleAuth } from "./console/auth.js";
 import type { KeyStore, Account } from "./keys.js";
 import type { Metrics } from "./metrics.js";
+import type { PreviewAccess } from "./preview/access.js";
 import type { UploadSessions } from "./routes/v5/upload-sessions.js";
 import type { VmService } from "./vm-service.js";
 
@@ -24,6 +25,8 @@ export interface Deps {
   limits: ServerLimits;
   /** Web console sessions (cookie) and PTY tokens; absent: the console cannot sign in. */
   console?: ConsoleAuth;
+  /** Preview share links and public ports; absent: their routes are not served. */
+  preview?: PreviewAccess;
   /** The v5 chunked uploads in progress; the server's shutdown ends them (UploadSessions.close). */
   uploads: UploadSessions;
 }

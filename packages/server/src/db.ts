@@ -63,6 +63,22 @@ const MIGRATIONS: readonly string[] = [
      created_at TEXT NOT NULL
    );
    CREATE INDEX domains_vm ON domains(vm_id);`,
+  // 4: preview access (vms/preview-rows.ts): share links per VM port, and ports made public.
+  `CREATE TABLE preview_shares (
+     id TEXT PRIMARY KEY,
+     account_id TEXT NOT NULL REFERENCES accounts(id),
+     vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+     port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+     expires_at INTEGER NOT NULL,
+     revoked_at TEXT,
+     created_at TEXT NOT NULL
+   );
+   CREATE INDEX preview_shares_vm ON preview_shares(vm_id);
+   CREATE TABLE preview_public_ports (
+     vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+     port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+     PRIMARY KEY (vm_id, port)
+   );`,
 ];
 
 export function openDb(file: string): Db {

@@ -18,7 +18,10 @@ import { dbPath, resolveConfig, type ConfigOptions, type ServerConfig } from "./
 import { DEFAULT_LIMITS, type Deps, type ServerLimits } from "./context.js";
 import { openDb } from "./db.js";
 import { IdleMonitor } from "./idle.js";
+import { PreviewAccess } from "./preview/access.js";
 import { OWN_CREDENTIALS, PreviewFront } from "./preview/front.js";
+import { HostRouter } from "./preview/host.js";
+import { ShareSigner } from "./preview/share-token.js";
 import { PreviewProxy } from "./preview/proxy.js";
 import { KeyStore } from "./keys.js";
 import { Metrics } from "./metrics.js";
@@ -84,11 +87,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
   const limits = { ...DEFAULT_LIMITS, ...limitOverrides };
   const uploads = new UploadSessions(svc.gateway, limits, log);
-  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits, console: new ConsoleAuth(db, keys), uploads };
+  const previewAccess = new PreviewAccess(new HostRouter(config.previewDomain), svc.rows.preview, ShareSigner.forDataDir(config.dataDir));
+  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits, console: new ConsoleAuth(db, keys), uploads, preview: previewAccess };
   const app = createApp(deps);
   // Preview hosts go to the proxy before the API sees them (preview/front.ts).
   const proxy = new PreviewProxy(svc.gateway, log, OWN_CREDENTIALS);
-  const preview = new PreviewFront(config.previewDomain, proxy, keys, svc.rows.domains);
+  const preview = new PreviewFront(previewAccess, proxy, keys, svc.rows.domains);
   const server: Server = http.createServer(preview.requests(getRequestListener(app.fetch)));
   // A request Node's HTTP parser refuses (headers over its 16 KiB, broken framing) gets the API's
   // error body too, not Node's bare status line without one (found by the API fuzzer).

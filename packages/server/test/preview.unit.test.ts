@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { requestHeadersForVm, responseHeadersForClient, withoutCookies, withoutQueryParams } from "../src/preview/forward-headers.js";
 import { HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
+import { ShareSigner } from "../src/preview/share-token.js";
 import { DEFAULT_DOMAIN_VM_PORT, checkDomains } from "../src/vms/domains.js";
 
 test("Host parsing: preview hosts, other names, and what stays the API's", () => {
@@ -97,4 +98,21 @@ test("domains a create may claim: DNS names, not reserved, under an allowed suff
   assert.equal(checkDomains([{ domain: "x.apps.example.net" }], limited).length, 1);
   assert.equal(checkDomains([{ domain: "apps.example.net" }], limited).length, 1);
   assert.throws(() => checkDomains([{ domain: "xapps.example.net" }], limited), /not under a domain/);
+});
+
+test("share tokens: genuine for their VM port until they expire; altered, foreign or expired ones are nothing", () => {
+  const signer = new ShareSigner(Buffer.alloc(32, 1));
+  const claim = { id: "0123456789abcdef", vmId: "vm1", port: 5173, expiresAt: 2_000_000 };
+  const token = signer.sign(claim);
+  assert.deepEqual(signer.verify(token, "vm1", 5173, 1_999_999), { id: claim.id, expiresAt: claim.expiresAt });
+  assert.equal(signer.verify(token, "vm1", 5173, 2_000_000), undefined, "expired at its expiry");
+  assert.equal(signer.verify(token, "vm2", 5173, 0), undefined, "another VM");
+  assert.equal(signer.verify(token, "vm1", 5174, 0), undefined, "another port");
+  const [id, exp, mac] = token.split(".") as [string, string, string];
+  assert.equal(signer.verify(`${id}.${Number(exp) + 1000}.${mac}`, "vm1", 5173, 0), undefined, "a longer expiry is not signed");
+  assert.equal(signer.verify(`fedcba9876543210.${exp}.${mac}`, "vm1", 5173, 0), undefined, "another share id is not signed");
+  assert.equal(signer.verify(token, "vm1", 5173, 0) !== undefined, true);
+  assert.equal(new ShareSigner(Buffer.alloc(32, 2)).verify(token, "vm1", 5173, 0), undefined, "another server's secret");
+  for (const junk of [undefined, "", "x", `${token}x`, token.replace(/\./g, "-")]) assert.equal(signer.verify(junk, "vm1", 5173, 0), undefined, String(junk));
+  assert.throws(() => new ShareSigner(Buffer.alloc(16)), /at least 32 bytes/);
 });

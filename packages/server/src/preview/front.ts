@@ -4,26 +4,26 @@
  * else goes to the API unchanged. A host name an account claimed as a domain goes to its VM
  * port too, publicly (Freestyle's domains are public). Access to a preview is private: the VM
  * owner's API key. Any refusal (no credentials, another account's key, a VM that does not exist)
- * is the same page, so a preview host reveals nothing about other accounts' VMs.
+ * is the same page, so a preview host reveals nothing about other accounts' VMs. Who else may
+ * open one is access.ts's: a share link's cookie, or a port made public.
  * @module
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { bearer } from "../app.js";
-import { SESSION_COOKIE } from "../console/auth.js";
-import type { Account, KeyStore } from "../keys.js";
+import { readCookie, SESSION_COOKIE } from "../console/auth.js";
+import type { KeyStore } from "../keys.js";
 import type { DomainRows } from "../vms/domains.js";
-import { HostRouter } from "./host.js";
+import { PREVIEW_COOKIE, SHARE_PARAM, type PreviewAccess } from "./access.js";
+import type { HostRouter } from "./host.js";
+import { withoutQueryParams } from "./forward-headers.js";
 import { PAGES, sendPage, sendPageOnSocket, type ProxyPage } from "./pages.js";
 import type { OwnCredentials, PreviewProxy, ProxyTarget } from "./proxy.js";
 
-/** The auth cookie of a preview host (host-only: each preview host has its own). */
-export const PREVIEW_COOKIE = "capsule_preview";
-/** The query parameter carrying a share token. */
-export const SHARE_PARAM = "capsule_share";
-
 /** Capsule's credentials a request may carry, which the VM never sees. */
 export const OWN_CREDENTIALS: OwnCredentials = { cookies: [SESSION_COOKIE, PREVIEW_COOKIE], queryParams: [SHARE_PARAM] };
+
+type Resolved = ProxyTarget | { page: ProxyPage } | { redirect: string; cookie: string };
 
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -31,12 +31,12 @@ export class PreviewFront {
   readonly router: HostRouter;
 
   constructor(
-    previewDomain: string,
+    private readonly access: PreviewAccess,
     private readonly proxy: PreviewProxy,
     private readonly keys: KeyStore,
     private readonly domains: DomainRows,
   ) {
-    this.router = new HostRouter(previewDomain);
+    this.router = access.router;
   }
 
   /** The server's request listener: previews here, the rest to `api`. */
@@ -55,27 +55,45 @@ export class PreviewFront {
       if (!target) return api(req, socket, head);
       socket.on("error", () => socket.destroy());
       if ("page" in target) return sendPageOnSocket(socket, target.page);
+      if ("redirect" in target) return sendPageOnSocket(socket, PAGES.private()); // a share link is for a page, not a socket
       this.proxy.upgrade(req, socket, head, target).catch(() => socket.destroy());
     };
   }
 
-  async #serve(req: IncomingMessage, res: ServerResponse, target: ProxyTarget | { page: ProxyPage }): Promise<void> {
+  async #serve(req: IncomingMessage, res: ServerResponse, target: Resolved): Promise<void> {
     if ("page" in target) return sendPage(res, target.page);
+    if ("redirect" in target) {
+      res.writeHead(302, { location: target.redirect, "set-cookie": target.cookie, "cache-control": "no-store", "content-length": "0" });
+      return void res.end();
+    }
     await this.proxy.request(req, res, target).catch(() => res.destroy());
   }
 
-  /** undefined: the API's request. Otherwise where it goes, or the page that refuses it. */
-  #resolve(req: IncomingMessage): ProxyTarget | { page: ProxyPage } | undefined {
+  /** undefined: the API's request. Otherwise where it goes, the page that refuses it, or a share link's redirect. */
+  #resolve(req: IncomingMessage): Resolved | undefined {
     const route = this.router.route(req.headers.host);
     if (!route) return undefined;
     if (route.kind === "other") return this.domains.route(route.hostname);
-    const account = this.#account(req);
-    if (!account) return { page: PAGES.private() };
-    return { owner: account, vmId: route.vmId, port: route.port };
+    const { vmId, port } = route;
+    const key = bearer(req.headers.authorization);
+    // A key is the whole answer: the gateway refuses it unless it is the owner's.
+    if (key) {
+      const account = this.keys.authenticate(key);
+      return account ? { owner: account, vmId, port } : { page: PAGES.private() };
+    }
+    const owner = this.access.owner(vmId);
+    if (!owner) return { page: PAGES.private() };
+    if (this.access.rows.isPublic(vmId, port)) return { owner, vmId, port };
+    const shared = new URLSearchParams((req.url ?? "").split("?")[1] ?? "").get(SHARE_PARAM) ?? undefined;
+    if (shared !== undefined) {
+      const expiresAt = this.access.validShare(shared, vmId, port);
+      if (expiresAt === undefined) return { page: PAGES.private() };
+      // The token leaves the address bar (and the history, and any Referer) at once.
+      return { redirect: withoutQueryParams(req.url ?? "/", [SHARE_PARAM]), cookie: this.access.cookie(shared, expiresAt, req) };
+    }
+    const cookie = readCookie(req.headers.cookie, PREVIEW_COOKIE);
+    if (cookie !== undefined && this.access.validShare(cookie, vmId, port) !== undefined) return { owner, vmId, port };
+    return { page: PAGES.private() };
   }
 
-  #account(req: IncomingMessage): Account | undefined {
-    const key = bearer(req.headers.authorization);
-    return key ? this.keys.authenticate(key) : undefined;
-  }
 }

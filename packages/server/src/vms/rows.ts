@@ -10,6 +10,7 @@ import type { Db } from "../db.js";
 import { ApiError } from "../errors.js";
 import type { Account } from "../keys.js";
 import { DomainRows } from "./domains.js";
+import { PreviewRows } from "./preview-rows.js";
 
 /** What the owner asked for last: a `suspended` VM wakes on use, a `stopped` one only on start. */
 export type Desired = "running" | "suspended" | "stopped";
@@ -42,9 +43,12 @@ export interface IdleSetting {
 export class Rows {
   /** The VMs' claimed domains (domains.ts). */
   readonly domains: DomainRows;
+  /** Preview share links and public ports (preview-rows.ts). */
+  readonly preview: PreviewRows;
 
   constructor(private readonly db: Db) {
     this.domains = new DomainRows(db);
+    this.preview = new PreviewRows(db);
   }
 
   // ---------------------------------------------------------------- VMs

@@ -1,0 +1,66 @@
+/**
+ * Capsule's preview routes for one VM port: share links (minted, revoked) and the port's public
+ * switch. The owner's key only; another account's VM is VM_NOT_FOUND.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import { CreateShareRequest, PortAccess, PreviewPortParams, SetPortPublicRequest, Share, ShareParams } from "@capsule/contract/schemas";
+import type { App, Deps } from "../context.js";
+import { ApiError } from "../errors.js";
+import { account, errors, json, security } from "./common.js";
+
+const PORT_PATH = "/v1/vms/{vm_id}/ports/{port}";
+
+export function register(app: App, { svc, preview }: Deps): void {
+  if (!preview) return;
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: `${PORT_PATH}/shares`,
+      summary: "Share a preview port",
+      description: "A signed link to the VM port's preview URL that works for `ttlSeconds` or until revoked, for anyone holding it. Opening it in a browser sets that preview host's own cookie (HttpOnly, host-only) and drops the token from the address.",
+      security,
+      request: { params: PreviewPortParams, body: { content: { "application/json": { schema: CreateShareRequest } }, required: true } },
+      responses: { 200: json(Share), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id, port } = c.req.valid("param");
+      const row = svc.rows.ownedVm(account(c), vm_id);
+      return c.json(preview.share(row.account_id, row.id, port, c.req.valid("json").ttlSeconds, new URL(c.req.url)), 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: `${PORT_PATH}/shares/{share_id}`,
+      summary: "Revoke a share link",
+      description: "The link, and every browser cookie minted from it, stop working at once.",
+      security,
+      request: { params: ShareParams },
+      responses: { 200: json(z.object({ id: z.string(), revoked: z.literal(true) })), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id, share_id } = c.req.valid("param");
+      const row = svc.rows.ownedVm(account(c), vm_id);
+      if (!preview.rows.revokeShare(row.id, share_id)) throw new ApiError("NOT_FOUND", `no live share ${share_id} on VM ${vm_id}`);
+      return c.json({ id: share_id, revoked: true as const }, 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "put",
+      path: `${PORT_PATH}/public`,
+      summary: "Make a preview port public or private",
+      description: "A public port's preview URL opens for anyone, without credentials. Ports are private by default.",
+      security,
+      request: { params: PreviewPortParams, body: { content: { "application/json": { schema: SetPortPublicRequest } }, required: true } },
+      responses: { 200: json(PortAccess), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id, port } = c.req.valid("param");
+      const row = svc.rows.ownedVm(account(c), vm_id);
+      const on = c.req.valid("json").public;
+      preview.rows.setPublic(row.id, port, on);
+      return c.json({ vmId: row.id, port, public: on, url: preview.router.previewUrl(new URL(c.req.url), row.id, port) }, 200);
+    },
+  );
+}

@@ -1,0 +1,104 @@
+/**
+ * Preview URLs in Debian's Chromium against a real server and a real VM: a dev-server-like app
+ * (an HTML page whose WebSocket the VM pushes a message on) opened at its `*.localhost` preview
+ * URL through a share link (the link's token leaves the address bar; the host gets its own
+ * HttpOnly, host-only cookie); without credentials and with another account's key the preview
+ * refuses; the link stops working when it expires and when it is revoked; a public port opens
+ * for anyone; a preview page can neither read its own auth cookie nor plant one for the console's
+ * host (`domain=localhost`).
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { Page } from "playwright-core";
+import { useBrowser } from "../test-support/browser.js";
+import { call, useServer } from "../test-support/harness.js";
+import { APP_PATH, DEV_APP, WS_GREETING, startAppCommand } from "../test-support/preview-app.js";
+
+const APP_PORT = 5173;
+/** Long enough to open the page and its WebSocket on a busy host, short enough to wait out. */
+const SHORT_TTL_SECONDS = 8;
+
+async function text(page: Page, selector: string, want: string): Promise<void> {
+  // A string, evaluated in the page (this package's types have no DOM).
+  await page.waitForFunction(`document.querySelector(${JSON.stringify(selector)})?.textContent === ${JSON.stringify(want)}`, undefined, { timeout: 15_000 });
+}
+
+describe("preview in Chromium", () => {
+  const t = useServer();
+  const b = useBrowser();
+
+  it("a share link opens the dev app and its WebSocket; no key, another account's key, an expired or revoked link refuse", { timeout: 120_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB, server } = t.get();
+    const created = await call(url, keyA, "POST", "/v1/vms", {});
+    const vmId = created.body.id as string;
+    await server.engine.guest.writeFile(vmId, APP_PATH, DEV_APP);
+    const started = await server.engine.guest.exec(vmId, { command: startAppCommand(APP_PORT) });
+    assert.equal(started.exitCode, 0, started.stdout + started.stderr);
+    const previewUrl = `http://${APP_PORT}-${vmId}.localhost:${server.port}/`;
+    const browser = await b.get();
+
+    const anon = await browser.newContext();
+    const bob = await browser.newContext({ extraHTTPHeaders: { authorization: `Bearer ${keyB}` } });
+    const shared = await browser.newContext();
+    const revocable = await browser.newContext();
+    try {
+      for (const [who, context] of [["no credentials", anon], ["another account's key", bob]] as const) {
+        const page = await context.newPage();
+        const res = await page.goto(previewUrl);
+        assert.equal(res?.status(), 401, who);
+        assert.match(await page.locator("h1").innerText(), /This preview is private/, who);
+      }
+
+      const share = await call(url, keyA, "POST", `/v1/vms/${vmId}/ports/${APP_PORT}/shares`, { ttlSeconds: SHORT_TTL_SECONDS });
+      assert.equal(share.status, 200, JSON.stringify(share.body));
+      const link = share.body.url as string;
+      assert.ok(link.startsWith(`${previewUrl}?capsule_share=`), link);
+      const page = await shared.newPage();
+      const res = await page.goto(link);
+      assert.equal(res?.status(), 200);
+      assert.equal(page.url(), previewUrl, "the token left the address bar");
+      await text(page, "#msg", WS_GREETING);
+      await text(page, "#echo", "echo:ping");
+      const cookies = await shared.cookies(previewUrl);
+      const cookie = cookies.find((c) => c.name === "capsule_preview");
+      assert.ok(cookie, "the preview host got its cookie");
+      assert.equal(cookie.httpOnly, true);
+      assert.equal(cookie.sameSite, "Lax");
+      assert.equal(cookie.domain, `${APP_PORT}-${vmId}.localhost`, "host-only: no Domain attribute");
+      assert.equal(await page.evaluate(`document.cookie.includes("capsule_preview")`), false, "page scripts cannot read it");
+
+      // Cookie isolation: a preview page cannot plant a cookie for the console's host (localhost):
+      // Chromium refuses Domain=localhost from a subdomain, as it does for a public suffix.
+      await page.evaluate(`document.cookie = "capsule_console=planted-by-preview; domain=localhost; path=/"`);
+      const planted = (await shared.cookies(`http://localhost:${server.port}/console/`)).filter((c) => c.name === "capsule_console");
+      assert.deepEqual(planted, [], "no console cookie planted from a preview page");
+
+      // Expiry: the same browser, after the link's time.
+      const expiresAt = Date.parse(share.body.expiresAt as string);
+      await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 500));
+      const expired = await page.reload();
+      assert.equal(expired?.status(), 401, "an expired share no longer opens the preview");
+
+      // Revocation: a long link works, then stops the moment it is revoked.
+      const long = await call(url, keyA, "POST", `/v1/vms/${vmId}/ports/${APP_PORT}/shares`, { ttlSeconds: 3600 });
+      const rpage = await revocable.newPage();
+      assert.equal((await rpage.goto(long.body.url as string))?.status(), 200);
+      await text(rpage, "#msg", WS_GREETING);
+      const revoked = await call(url, keyA, "DELETE", `/v1/vms/${vmId}/ports/${APP_PORT}/shares/${long.body.id as string}`);
+      assert.equal(revoked.status, 200);
+      assert.equal((await rpage.reload())?.status(), 401, "a revoked share no longer opens the preview");
+      assert.equal((await call(url, keyB, "DELETE", `/v1/vms/${vmId}/ports/${APP_PORT}/shares/${long.body.id as string}`)).body.code, "VM_NOT_FOUND", "another account cannot touch the shares");
+
+      // A port made public opens for anyone.
+      assert.equal((await call(url, keyA, "PUT", `/v1/vms/${vmId}/ports/${APP_PORT}/public`, { public: true })).status, 200);
+      const apage = await anon.newPage();
+      assert.equal((await apage.goto(previewUrl))?.status(), 200);
+      await text(apage, "#msg", WS_GREETING);
+      assert.equal((await call(url, keyA, "PUT", `/v1/vms/${vmId}/ports/${APP_PORT}/public`, { public: false })).body.public, false);
+      assert.equal((await apage.reload())?.status(), 401);
+    } finally {
+      for (const c of [anon, bob, shared, revocable]) await c.close();
+    }
+  });
+});
