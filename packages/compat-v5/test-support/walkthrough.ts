@@ -18,7 +18,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { query } from "@anthropic-ai/claude-agent-sdk";
 import type { FirewallSpec } from "freestyle";
 import { spawnInVm } from "./spawn-in-vm.js";
-import { client, meddlingFetch, NOTHING, sha256, terminal, within } from "./v5.js";
+import { client, exitPromise, meddlingFetch, NOTHING, sha256, terminal, within } from "./v5.js";
 
 const MiB = 1024 * 1024;
 /** The size; over the client's 8 MiB threshold, so it goes in 16 MiB chunks. */
@@ -173,8 +173,7 @@ async function main(url: string, apiKey: string, opts: WalkthroughOptions): Prom
     );
 
     const again = terminal();
-    let onExit!: (code: number) => void;
-    const exited = new Promise<number>((resolve) => (onExit = resolve));
+    const { onExit, exited } = exitPromise();
     const att = await vm.pty.attach({ session: s.sessionId, onData: again.onData, onExit });
     await again.waitFor(new RegExp(DETACHED_MARK), PTY_WAIT_MS); // the scrollback
     att.signal("sigkill");
