@@ -4,8 +4,15 @@
  * ignored (0.2 does not check the status): a malformed one or several ranges are a 400.
  * @module
  */
-import { pipeline, Readable, Transform } from "node:stream";
+import { finished, type Readable } from "node:stream";
 import { ApiError } from "./errors.js";
+
+/**
+ * Download bytes the web body holds before it stops reading the guest stream (which then stops
+ * the agent through its own backpressure): a few socket reads, so the HTTP side always has the
+ * next chunk ready.
+ */
+const BODY_HIGH_WATER_BYTES = 1024 * 1024;
 
 /** `bytes=a-b`, `bytes=a-` or `bytes=-n` (the last n bytes). */
 export type ByteRange = { start: number; end?: number } | { suffix: number };
@@ -51,20 +58,56 @@ export function fileResponse(file: { size: number; stream: Readable; offset: num
   }
   const end = range !== undefined && "start" in range && range.end !== undefined ? Math.min(size - 1, range.end) : size - 1;
   const count = Math.max(0, end - offset + 1);
-  const body = pipeline(stream, capped(count), () => undefined);
   const headers: Record<string, string> = { "content-type": "application/octet-stream", "content-length": String(count), "accept-ranges": "bytes" };
   if (range !== undefined) headers["content-range"] = `bytes ${offset}-${end}/${size}`;
-  return new Response(Readable.toWeb(body) as unknown as ReadableStream<Uint8Array>, { status: range === undefined ? 200 : 206, headers });
+  return new Response(cappedBody(stream, count), { status: range === undefined ? 200 : 206, headers });
 }
 
-/** Passes on at most `limit` bytes. */
-function capped(limit: number): Transform {
-  let sent = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      const part = chunk.subarray(0, Math.max(0, limit - sent));
-      sent += part.length;
-      done(null, part.length > 0 ? part : undefined);
+/**
+ * The first `limit` bytes of `stream` as a web body; the stream is destroyed once they are in (or
+ * the client goes away), which ends the guest read. Chunks are enqueued as they are, not copied:
+ * `Readable.toWeb` copies every chunk (to detach pooled buffers; ours are the agent socket's own
+ * reads), which was a full extra copy of every download.
+ */
+function cappedBody(stream: Readable, limit: number): ReadableStream<Uint8Array> {
+  let left = limit;
+  let open = true;
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        const end = (err?: unknown) => {
+          if (!open) return;
+          open = false;
+          if (err === undefined) controller.close();
+          else controller.error(err);
+        };
+        if (left === 0) {
+          end();
+          stream.destroy();
+          return;
+        }
+        stream.on("data", (chunk: Buffer) => {
+          if (!open) return;
+          const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
+          left -= part.length;
+          controller.enqueue(part);
+          if (left === 0) {
+            end();
+            stream.destroy();
+          } else if ((controller.desiredSize ?? 0) <= 0) stream.pause();
+        });
+        // An error, or a close before the end (the agent connection lost): the body fails, so the
+        // client sees a cut response rather than a short one that looks complete.
+        finished(stream, (err) => end(err ?? undefined));
+      },
+      pull() {
+        stream.resume();
+      },
+      cancel() {
+        open = false;
+        stream.destroy();
+      },
     },
-  });
+    new ByteLengthQueuingStrategy({ highWaterMark: BODY_HIGH_WATER_BYTES }),
+  );
 }

@@ -1,10 +1,9 @@
-import { Readable } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { createRoute, z } from "@hono/zod-openapi";
 import { fileResponse, parseRange, readWindow } from "../byte-range.js";
 import type { App, Deps } from "../context.js";
 import { ApiError } from "../errors.js";
 import { guestPath } from "../guest-path.js";
+import { requestBody } from "../request-body.js";
 import { FileParams, LinuxUserHeader } from "../schemas.js";
 import { account, errors, json, linuxUser, security } from "./common.js";
 
@@ -68,8 +67,7 @@ export function register(app: App, { svc }: Deps): void {
       const path = guestPath(filepath);
       const user = linuxUser(c);
       const bytes = await svc.gateway.withVm(account(c), vm_id, { badRequest: "FILES_BAD_REQUEST" }, async (_vm, guest) => {
-        const raw = c.req.raw.body;
-        const source = raw ? Readable.fromWeb(raw as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+        const source = requestBody(c);
         try {
           return await guest.writeFile(path, source, { mkdirs: true, ...(user ? { user } : {}), ...(mode ? { mode: parseInt(mode, 8) } : {}) });
         } catch (err) {

@@ -6,13 +6,13 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { pipeline, Readable, Transform } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { pipeline, Transform } from "node:stream";
 import { createRoute } from "@hono/zod-openapi";
 import { WriteFileQuery } from "@capsule/contract/v5";
 import type { App, Deps } from "../../context.js";
 import { ApiError } from "../../errors.js";
 import { guestPath } from "../../guest-path.js";
+import { requestBody } from "../../request-body.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, security } from "../common.js";
 
@@ -63,8 +63,7 @@ export function register(app: App, { svc }: Deps): void {
       const path = guestPath(q.path);
       await svc.gateway.withVm(account(c), vm_id, { badRequest: "FILES_BAD_REQUEST" }, async (_vm, guest) => {
         const mode = q.mode !== undefined ? Number(q.mode) : (await guest.exists(path, {})) ? undefined : NEW_FILE_MODE;
-        const raw = c.req.raw.body;
-        const source = raw ? Readable.fromWeb(raw as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+        const source = requestBody(c);
         const check = q.sha256 !== undefined ? new Sha256Check(q.sha256) : undefined;
         const input = check ? pipeline(source, check, () => undefined) : source;
         try {

@@ -4,12 +4,11 @@
  * `DELETE fs/uploads/{upload_id}`. Sessions and their bounds: upload-sessions.ts.
  * @module
  */
-import { Readable } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { createRoute, z } from "@hono/zod-openapi";
 import { CreateUploadRequest, MAX_UPLOAD_BYTES, MAX_UPLOAD_CHUNK_BYTES, UploadChunkQuery, UploadStatus } from "@capsule/contract/v5";
 import type { App, Deps } from "../../context.js";
 import { guestPath } from "../../guest-path.js";
+import { requestBody } from "../../request-body.js";
 import { VmParams } from "../../schemas.js";
 import { account, errors, json, security } from "../common.js";
 import { MAX_UPLOAD_CHUNKS, UPLOAD_ROOT } from "./upload-sessions.js";
@@ -64,9 +63,7 @@ export function register(app: App, { svc, uploads }: Deps): void {
       const acc = account(c);
       const status = await svc.gateway.withVm(acc, vm_id, FILES, (vm, guest) => {
         const s = uploads.get(acc, vm.id, upload_id);
-        const raw = c.req.raw.body;
-        const body = raw ? Readable.fromWeb(raw as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
-        return uploads.putChunk(s, guest, offset, length !== undefined ? Number(length) : undefined, body);
+        return uploads.putChunk(s, guest, offset, length !== undefined ? Number(length) : undefined, requestBody(c));
       });
       return c.json(status, 200);
     },
