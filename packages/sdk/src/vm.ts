@@ -5,6 +5,7 @@ import { makeError } from "./errors.js";
 import { spawnProcess, type SpawnedProcess, type SpawnOptions } from "./spawn.js";
 import { VmSystemd } from "./systemd.js";
 import { seg, type Transport } from "./transport.js";
+import type { PortAccess, Share } from "@capsule/contract/schemas";
 import type { ExecOptions, ExecResult, SnapshotResult, VmInfo } from "./types.js";
 
 /** Options of `vm.start()`. */
@@ -134,6 +135,30 @@ export class Vm {
   async fork(opts: ForkOptions = {}): Promise<{ forks: Array<{ vmId: string; vm: Vm }> }> {
     const r = await this.#t.json<{ forks: Array<{ id: string }> }>("POST", this.#path("/fork"), { json: opts });
     return { forks: r.forks.map((f) => ({ vmId: f.id, vm: this.#ref(f.id) })) };
+  }
+
+  /**
+   * The preview URL of a port of this VM (`http://<port>-<vmId>.<previewDomain>:<serverPort>/`,
+   * Capsule extension). Private unless made public: open it with the API key
+   * (`Authorization: Bearer`), or in a browser through {@link share}'s link.
+   */
+  async previewUrl(port: number): Promise<string> {
+    return (await this.#t.json<PortAccess>("GET", this.#path(`/ports/${port}`))).url;
+  }
+
+  /** A link to the port's preview that anyone holding it may open for `ttl` seconds, or until {@link revokeShare}. */
+  async share(port: number, opts: { ttl: number }): Promise<Share> {
+    return this.#t.json("POST", this.#path(`/ports/${port}/shares`), { json: { ttlSeconds: opts.ttl } });
+  }
+
+  /** Ends a share link (and the browser sessions opened with it) at once. */
+  async revokeShare(port: number, shareId: string): Promise<void> {
+    await this.#t.json("DELETE", this.#path(`/ports/${port}/shares/${seg(shareId)}`));
+  }
+
+  /** Makes the port's preview open to anyone (`true`) or private again. */
+  async setPortPublic(port: number, isPublic: boolean): Promise<PortAccess> {
+    return this.#t.json("PUT", this.#path(`/ports/${port}/public`), { json: { public: isPublic } });
   }
 
   /** Deletes the VM and its disk (snapshots taken from it stay). */

@@ -11,13 +11,14 @@ import { registerVmShell } from "./vm-shell.js";
 import { registerVmStart } from "./vm-start.js";
 import { registerVmStop } from "./vm-stop.js";
 import { registerVmSuspend } from "./vm-suspend.js";
+import { registerVmUrl } from "./vm-url.js";
 
 /** `capsule vm ...`: VMs through the API (the public SDK). */
 export function registerVm(program: Command): void {
   const vm = program
     .command("vm")
     .description("create, inspect, run commands in and manage VMs")
-    .addHelpText("after", examples("capsule vm create --user claude", "capsule vm exec VM -- 'id && uname -a'", "capsule vm shell VM --user claude", "capsule vm cp ./app.tgz VM:/srv/app/", "capsule vm service create VM dev --cwd /srv/app -- npm run dev", "capsule vm list --json"));
+    .addHelpText("after", examples("capsule vm create --user claude", "capsule vm exec VM -- 'id && uname -a'", "capsule vm shell VM --user claude", "capsule vm cp ./app.tgz VM:/srv/app/", "capsule vm service create VM dev --cwd /srv/app -- npm run dev", "capsule vm url VM 5173 --share 2h", "capsule vm list --json"));
   registerVmCreate(vm);
   registerVmList(vm);
   registerVmGet(vm);
@@ -28,5 +29,6 @@ export function registerVm(program: Command): void {
   registerVmStop(vm);
   registerVmSuspend(vm);
   registerVmService(vm);
+  registerVmUrl(vm);
   registerVmDelete(vm);
 }

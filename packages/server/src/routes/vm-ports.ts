@@ -1,6 +1,6 @@
 /**
- * Capsule's preview routes for one VM port: share links (minted, revoked) and the port's public
- * switch. The owner's key only; another account's VM is VM_NOT_FOUND.
+ * Capsule's preview routes for one VM port: its URL, share links (minted, revoked) and the
+ * port's public switch. The owner's key only; another account's VM is VM_NOT_FOUND.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { CreateShareRequest, PortAccess, PreviewPortParams, SetPortPublicRequest, Share, ShareParams } from "@capsule/contract/schemas";
@@ -12,6 +12,22 @@ const PORT_PATH = "/v1/vms/{vm_id}/ports/{port}";
 
 export function register(app: App, { svc, preview }: Deps): void {
   if (!preview) return;
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: PORT_PATH,
+      summary: "A port's preview URL",
+      description: "The VM port's preview URL (`<port>-<vmid>.<previewDomain>` on this server's port) and whether it is public.",
+      security,
+      request: { params: PreviewPortParams },
+      responses: { 200: json(PortAccess), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id, port } = c.req.valid("param");
+      const row = svc.rows.ownedVm(account(c), vm_id);
+      return c.json({ vmId: row.id, port, public: preview.rows.isPublic(row.id, port), url: preview.router.previewUrl(new URL(c.req.url), row.id, port) }, 200);
+    },
+  );
   app.openapi(
     createRoute({
       method: "post",
