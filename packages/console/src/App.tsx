@@ -3,6 +3,7 @@ import { api, ApiError, SIGNED_OUT_EVENT } from "./api";
 import { FilesPage } from "./pages/Files";
 import { SnapshotsPage } from "./pages/Snapshots";
 import { TerminalPage } from "./pages/Terminal";
+import { VmPage } from "./pages/Vm";
 import { VmsPage } from "./pages/Vms";
 import { href, useRoute } from "./router";
 
@@ -34,6 +35,7 @@ export function App() {
   if (section === "snapshots") page = <SnapshotsPage />;
   else if (section === "vms" && vmId && sub === "terminal") page = <TerminalPage key={vmId} vmId={vmId} query={route.query} />;
   else if (section === "vms" && vmId && sub === "files") page = <FilesPage key={vmId} vmId={vmId} path={route.query.get("path") ?? "/root"} />;
+  else if (section === "vms" && vmId && sub === undefined) page = <VmPage key={vmId} vmId={vmId} />;
   else page = <VmsPage />;
 
   return (

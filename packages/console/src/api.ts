@@ -6,9 +6,9 @@
  * (`@capsule/contract`, type-only imports: nothing of it is bundled).
  */
 import type { ApiErrorCode } from "@capsule/contract/errors";
-import type { SnapshotInfo, SnapshotList, VmInfo, VmList } from "@capsule/contract/schemas";
+import type { SnapshotInfo, SnapshotList, SystemdControlResult, SystemdLogs, SystemdServiceList, SystemdServiceStatus, VmInfo, VmList } from "@capsule/contract/schemas";
 
-export type { DirEntry, DirListing, FileContent, PtySessionInfo, SnapshotInfo, VmInfo, VmState } from "@capsule/contract/schemas";
+export type { DirEntry, DirListing, FileContent, PtySessionInfo, SnapshotInfo, SystemdLogs, SystemdServiceStatus, VmInfo, VmState } from "@capsule/contract/schemas";
 
 /** A failed call: the API's code, or "ERROR" when the answer had none. */
 export class ApiError extends Error {
@@ -50,6 +50,13 @@ export const listVms = (): Promise<VmInfo[]> => api<VmList>("GET", "/v1/vms").th
 export const listSnapshots = (): Promise<SnapshotInfo[]> => api<SnapshotList>("GET", "/v1/vms/snapshots").then((r) => r.snapshots);
 export const vmPath = (id: string) => `/v1/vms/${encodeURIComponent(id)}`;
 export const filePath = (id: string, p: string) => `${vmPath(id)}/files/${encodeURIComponent(p)}`;
+
+/** The VM's services (`vm.systemd`), all Linux users' (the console sends no Linux-user header). */
+export const listServices = (id: string): Promise<SystemdServiceStatus[]> => api<SystemdServiceList>("GET", `${vmPath(id)}/systemd/services`).then((r) => r.services);
+export const serviceLogs = (id: string, name: string, lines: number): Promise<SystemdLogs["logs"]> =>
+  api<SystemdLogs>("GET", `${vmPath(id)}/systemd/services/${encodeURIComponent(name)}/logs?lines=${lines}`).then((r) => r.logs);
+export const controlService = (id: string, name: string, action: "start" | "stop" | "restart"): Promise<SystemdControlResult["results"]> =>
+  api<SystemdControlResult>("POST", `${vmPath(id)}/systemd/${action}`, { services: [{ id: name }] }).then((r) => r.results);
 
 export function toBase64(bytes: Uint8Array): string {
   let bin = "";

@@ -2,9 +2,9 @@
  * The web console end to end, in Debian's Chromium (playwright-core) against a real server with
  * real gVisor VMs: the root URL lands in the sign-in, sign in, create a VM, terminal (echo,
  * resize → stty size, reload → scrollback replayed), upload a file and read it back through the
- * API, delete; and the security edges:
+ * API, delete; a VM's page with its services (state, logs, stop and start); and the security edges:
  * wrong and revoked keys, the CSRF header, single-use PTY tokens, sign-out, and tenant isolation.
- * Screenshots of the VM list and the terminal go to test-artifacts/.
+ * Screenshots of the VM list, the terminal and a VM's services go to test-artifacts/.
  */
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -129,6 +129,52 @@ describe("web console", () => {
     } finally {
       await context.close();
       if (vmId) await call(url, keyA, "DELETE", `/v1/vms/${vmId}`);
+    }
+  });
+
+  it("a VM's page: its services with their state and logs; stop and start from the console", { timeout: 120_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA } = t.get();
+    // Made through the API: a create with `systemd` starts the service before it answers.
+    const created = await call(url, keyA, "POST", "/v1/vms", {
+      idleTimeoutSeconds: null,
+      systemd: { services: [{ name: "ticker", mode: "service", exec: ["echo tick-out; echo tick-err >&2; exec sleep 1000"] }] },
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const vmId = String(created.body.id);
+    const context = await (await b.get()).newContext({ viewport: { width: 1280, height: 800 } });
+    try {
+      const page = await context.newPage();
+      await signIn(page, url, keyA);
+      await page.locator(`tr[data-vm-id="${vmId}"]`).getByTestId("open-vm").click();
+      const row = page.locator('tr[data-service="ticker"]');
+      await row.and(page.locator('[data-active-state="active"]')).waitFor({ timeout: 20_000 });
+      assert.equal(await row.getByTestId("service-state").textContent(), "active (running)");
+
+      await row.getByTestId("service-logs-open").click();
+      const logLines = page.getByTestId("log-line");
+      await logLines.filter({ hasText: "tick-err" }).waitFor({ timeout: 10_000 });
+      const lines = await logLines.allTextContents();
+      assert.ok(lines.some((l) => / tick-out$/.test(l)) && lines.some((l) => /Started \(pid \d+\)$/.test(l)), lines.join("\n"));
+      assert.equal(await logLines.filter({ hasText: "tick-err" }).getAttribute("class"), "log-stderr");
+      await screenshot(page, "console-vm-services.png");
+
+      await row.getByTestId("service-stop").click();
+      await row.and(page.locator('[data-active-state="inactive"]')).waitFor({ timeout: 20_000 });
+      assert.match((await page.getByTestId("service-flash").textContent()) ?? "", /ticker: inactive \(dead\)/);
+      const status = await call(url, keyA, "GET", `/v1/vms/${vmId}/systemd/services/ticker/status`);
+      assert.deepEqual([status.body.activeState, status.body.subState], ["inactive", "dead"]);
+      // The log is read again on Refresh: the supervisor's stop line appears.
+      assert.equal(await logLines.filter({ hasText: "Stopped" }).count(), 0);
+      await page.getByTestId("logs-refresh").click();
+      await logLines.filter({ hasText: "Stopped" }).waitFor({ timeout: 10_000 });
+
+      await row.getByTestId("service-start").click();
+      await row.and(page.locator('[data-active-state="active"]')).waitFor({ timeout: 20_000 });
+      assert.equal((await call(url, keyA, "GET", `/v1/vms/${vmId}/systemd/services/ticker/status`)).body.activeState, "active");
+    } finally {
+      await context.close();
+      await call(url, keyA, "DELETE", `/v1/vms/${vmId}`);
     }
   });
 

@@ -81,7 +81,9 @@ export function VmsPage() {
           {data?.vms.map((vm) => (
             <tr key={vm.id} data-vm-id={vm.id} data-state={vm.state}>
               <td>
-                <code>{vm.id}</code>
+                <a href={href(["vms", vm.id])} data-testid="open-vm">
+                  <code>{vm.id}</code>
+                </a>
                 {vm.name && <div className="muted">{vm.name}</div>}
               </td>
               <td>
