@@ -122,6 +122,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       // Ended before the connections are cut, so a chunk cut mid-body removes its upload's chunks.
       const uploadsClosed = uploads.close();
       for (const ws of upgrade.wss.clients) ws.terminate();
+      proxy.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await uploadsClosed;

@@ -63,6 +63,8 @@ function isRefused(err: unknown): boolean {
 
 export class PreviewProxy {
   readonly #open = new Map<string, number>();
+  /** Every tunnel in use: upgraded WebSockets are not the HTTP server's to close. */
+  readonly #tunnels = new Set<net.Socket>();
 
   constructor(
     private readonly gateway: GuestGateway,
@@ -76,6 +78,11 @@ export class PreviewProxy {
     let n = 0;
     for (const v of this.#open.values()) n += v;
     return n;
+  }
+
+  /** Ends every proxied connection (the server is closing). */
+  close(): void {
+    for (const sock of this.#tunnels) sock.destroy();
   }
 
   async request(req: IncomingMessage, res: ServerResponse, target: ProxyTarget): Promise<void> {
@@ -213,6 +220,8 @@ export class PreviewProxy {
         return PAGES.nothingListens(target.port);
       }
       const sock = handle.value;
+      this.#tunnels.add(sock);
+      sock.once("close", () => this.#tunnels.delete(sock));
       sock.setTimeout(this.limits.idleSocketMs, () => sock.destroy());
       sock.on("error", () => undefined); // its user sees the close
       return {
