@@ -49,6 +49,7 @@ export const API_ERRORS = {
   SERVICE_ALREADY_EXISTS: { status: 409, retryable: false, description: "A service of that name exists in the VM already." },
   STILL_CREATING: { status: 409, retryable: true, description: "The VM is still being created." },
   SESSION_CAP_REACHED: { status: 429, retryable: false, description: "The VM has as many PTY sessions as it may hold, or the account as many open PTY connections (`reason` PTY_CONCURRENCY), or as many v5 uploads or declared upload bytes open (`reason` UPLOAD_SESSIONS / UPLOAD_BYTES)." },
+  VM_SETUP_FAILED: { status: 500, retryable: false, description: "A declarative snapshot build (`POST /v1/vms/snapshots`, or a create with an inline `template` or `spec`) failed: `buildId` names it, `reason` the phase, `diagnostics` the services' states and the failed ones' logs. Nothing it made is kept." },
   INTERNAL_ERROR: { status: 500, retryable: false, description: "Capsule itself failed; the server's log has the cause (the body may carry `engineCode`)." },
   SERVICE_UNAVAILABLE: { status: 503, retryable: true, description: "The server cannot serve this now: a part is disabled, the host is out of memory or CPU for VMs (`reason` HOST_MEMORY / HOST_CPU), the VM's guest agent broke the protocol, timed out, went away, is outdated, or its VM is out of processes (`reason` AGENT_PROTOCOL_ERROR / AGENT_TIMEOUT / AGENT_UNAVAILABLE / AGENT_OUTDATED / RESOURCE_EXHAUSTED), or (status 429) the account runs as many execs as it may at once (`reason` EXEC_CONCURRENCY)." },
 } as const satisfies Record<string, ApiErrorSpec>;
@@ -80,7 +81,16 @@ export const API_ERROR_DETAILS = {
   engineCode: "The engine's code behind an INTERNAL_ERROR.",
   requestId: "On an INTERNAL_ERROR: the id under which the server's log has the cause (the message itself says nothing about the host).",
   unsupported: "true on a 501 for a Freestyle feature Capsule does not have.",
+  buildId: "On a VM_SETUP_FAILED: the failed build (`GET /v1/vms/builds/{id}` and its phases).",
+  snapshotId: "On a VM_SETUP_FAILED: the snapshot the build started from (null: the base image).",
+  diagnostics: "On a VM_SETUP_FAILED: `{serviceStates: [{activeState, subState, services}], failedServiceLogs: [{unitName, log}]}`.",
 } as const;
+
+/** What a failed build says about its services, in the shape the official client renders. */
+export interface BuildDiagnostics {
+  serviceStates: Array<{ activeState: string; subState: string; services: string[] }>;
+  failedServiceLogs: Array<{ unitName: string; log: string }>;
+}
 
 export interface ApiErrorDetails {
   reason?: string;
@@ -88,6 +98,9 @@ export interface ApiErrorDetails {
   engineCode?: string;
   requestId?: string;
   unsupported?: boolean;
+  buildId?: string;
+  snapshotId?: string | null;
+  diagnostics?: BuildDiagnostics;
 }
 
 /**

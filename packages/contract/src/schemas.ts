@@ -17,6 +17,8 @@ export * from "./preview.js";
 
 export * from "./systemd.js";
 
+export * from "./builds.js";
+
 /** The body of every error answer (see `@capsule/contract/errors` and docs/errors.md). */
 export const ErrorBody = z
   .object({
@@ -30,6 +32,15 @@ export const ErrorBody = z
     engineCode: z.string().optional().meta({ description: API_ERROR_DETAILS.engineCode }),
     requestId: z.string().optional().meta({ description: API_ERROR_DETAILS.requestId }),
     unsupported: z.boolean().optional().meta({ description: API_ERROR_DETAILS.unsupported }),
+    buildId: z.string().optional().meta({ description: API_ERROR_DETAILS.buildId }),
+    snapshotId: z.string().nullable().optional().meta({ description: API_ERROR_DETAILS.snapshotId }),
+    diagnostics: z
+      .object({
+        serviceStates: z.array(z.object({ activeState: z.string(), subState: z.string(), services: z.array(z.string()) })),
+        failedServiceLogs: z.array(z.object({ unitName: z.string(), log: z.string() })),
+      })
+      .optional()
+      .meta({ description: API_ERROR_DETAILS.diagnostics }),
   })
   .meta({
     id: "Error",

@@ -56,6 +56,7 @@ export const HINTS: Readonly<Record<ErrorCode, string>> = {
   VALIDATION_ERROR: "fix the request as the message says",
   BAD_REQUEST: "fix the request as the message says",
   FORBIDDEN: "use a key of the account that owns the resource",
+  VM_SETUP_FAILED: "read the failed phase's log (GET /v1/vms/builds/{id}/phases), fix the spec and ensure it again",
   INTERNAL_ERROR: "see the server's log (`capsule serve` prints it)",
   SERVICE_UNAVAILABLE: "retry in a moment",
   CONFIG_MISSING: "set the environment variable or pass the option to new Capsule({ apiUrl, apiKey })",

@@ -79,6 +79,35 @@ const MIGRATIONS: readonly string[] = [
      port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
      PRIMARY KEY (vm_id, port)
    );`,
+  // 5: declarative snapshot builds (builds/rows.ts). A build's row is written before its builder
+  // VM exists (the VM's owner label names the build), so a restart knows every builder for
+  // garbage; its phases keep what each printed. A succeeded build names its snapshot: the cache.
+  `CREATE TABLE builds (
+     id TEXT PRIMARY KEY,
+     account_id TEXT NOT NULL REFERENCES accounts(id),
+     template_hash TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'succeeded', 'failed')),
+     base_snapshot_id TEXT,
+     snapshot_id TEXT,
+     planned_phases TEXT NOT NULL,
+     failure_reason TEXT,
+     started_at TEXT NOT NULL,
+     finished_at TEXT,
+     updated_at TEXT NOT NULL
+   );
+   CREATE INDEX builds_hash ON builds(account_id, template_hash);
+   CREATE INDEX builds_snapshot ON builds(snapshot_id);
+   CREATE TABLE build_phases (
+     build_id TEXT NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+     seq INTEGER NOT NULL,
+     name TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed')),
+     snapshot_id TEXT,
+     log TEXT NOT NULL DEFAULT '',
+     started_at TEXT NOT NULL,
+     finished_at TEXT,
+     PRIMARY KEY (build_id, seq)
+   );`,
 ];
 
 export function openDb(file: string): Db {

@@ -59,6 +59,8 @@ export const LinuxUserHeader = z.object({
 
 export const FileParams = VmParams.extend({ filepath: z.string().openapi({ param: { name: "filepath", in: "path" }, description: "The absolute path, as ONE percent-encoded segment (/ as %2F)." }) });
 
+export const BuildParams = z.object({ build_id: z.string().max(128).openapi({ param: { name: "build_id", in: "path" } }) });
+
 export const SnapshotParams = z.object({ snapshot_id: z.string().openapi({ param: { name: "snapshot_id", in: "path" } }) });
 
 export const PtySessionParams = VmParams.extend({ session_id: z.string().openapi({ param: { name: "session_id", in: "path" } }) });

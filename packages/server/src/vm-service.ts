@@ -8,6 +8,8 @@
 import type { Engine } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { ActivityTracker } from "./activity.js";
+import { Builds } from "./builds/builder.js";
+import { BuildRows } from "./builds/rows.js";
 import type { Db } from "./db.js";
 import { GuestGateway } from "./guest/gateway.js";
 import { Power } from "./vms/power.js";
@@ -42,6 +44,8 @@ export class VmService {
   readonly quotas: Quotas;
   /** Pre-booted VMs that creates claim (pool.ts). */
   readonly pool: WarmPool;
+  /** Declarative snapshot builds (builds/builder.ts). */
+  readonly builds: Builds;
 
   constructor(
     engine: Engine,
@@ -64,11 +68,17 @@ export class VmService {
     });
     this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas, this.pool);
     this.gateway = new GuestGateway(engine, this.rows, this.power, activity);
+    this.builds = new Builds(engine, this.rows, new BuildRows(db), this.quotas, log, { egress: opts.egress });
   }
 
-  /** Makes the rows and the engine agree after a restart (Provisioning.reconcile). */
-  reconcile(): Promise<{ deleted: string[]; quarantined: string[] }> {
-    return this.provisioning.reconcile();
+  /**
+   * Makes the rows and the engine agree after a restart: builds first (their builder VMs go), then
+   * Provisioning.reconcile.
+   */
+  async reconcile(): Promise<{ deleted: string[]; quarantined: string[] }> {
+    const builds = await this.builds.recover();
+    const r = await this.provisioning.reconcile();
+    return { ...r, deleted: [...builds.deletedVms, ...r.deleted] };
   }
 
   /** Every account's VMs by API state, for metrics. */

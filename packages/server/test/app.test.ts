@@ -71,12 +71,21 @@ describe("app without sandboxes", () => {
     const unknown = await req("GET", "/v2/whatever");
     assert.equal(unknown.status, 404);
     assert.equal(unknown.body.code, "NOT_FOUND");
-    for (const [m, p] of [["POST", "/v1/vms/snapshots"], ["GET", "/git/v1/repo"], ["POST", "/v1/domains/verifications"], ["GET", "/identity/v1/identities"], ["GET", "/v1/vms/builds/b1"]] as const) {
+    for (const [m, p] of [["GET", "/git/v1/repo"], ["POST", "/v1/domains/verifications"], ["GET", "/identity/v1/identities"]] as const) {
       const r = await req(m, p, { body: m === "POST" ? "{}" : undefined });
       assert.equal(r.status, 501, `${m} ${p}`);
       assert.equal(r.body.code, "BAD_REQUEST");
       assert.match(String(r.body.message), /not supported by Capsule/);
     }
+    // Snapshot builds: a layer field Capsule does not build is a 501 naming it, before any VM exists.
+    const ports = await req("POST", "/v1/vms/snapshots", { body: '{"template":{"aptDeps":["jq"],"ports":[{"port":443,"targetPort":3000}]}}' });
+    assert.deepEqual([ports.status, ports.body.code], [501, "BAD_REQUEST"]);
+    assert.match(String(ports.body.message), /template\.ports is not supported by Capsule/);
+    const nested = await req("POST", "/v1/vms", { body: '{"spec":{"snapshot":{"baseImage":{"dockerfileContent":"FROM x"}}}}' });
+    assert.deepEqual([nested.status, nested.body.code], [501, "BAD_REQUEST"]);
+    assert.match(String(nested.body.message), /spec\.snapshot\.baseImage/);
+    assert.equal((await req("POST", "/v1/vms/snapshots", { body: "{}" })).body.code, "VALIDATION_ERROR");
+    assert.equal((await req("GET", "/v1/vms/builds/b1")).status, 404);
     // VM-scoped unsupported routes check ownership first
     const ws = await req("POST", "/v1/vms/someoneelses/watch-files");
     assert.equal(ws.body.code, "VM_NOT_FOUND");

@@ -88,7 +88,7 @@ describe("raw API", () => {
         ["PUT", `/v1/vms/${vm}/files/%2Ftmp%2Fa%00b`, { content: "aGk=", encoding: "base64" }, 400, "FILES_BAD_REQUEST"],
         ["PUT", `/v1/vms/${vm}/files/%2Ftmp%2Fx`, { content: 5 }, 400, "FILES_BAD_REQUEST"],
         ["GET", `/v1/vms/${vm}/files/%2Fno%2Fsuch`, undefined, 404, "FILE_NOT_FOUND"],
-        ["POST", "/v1/vms", { template: { baseImage: { dockerfileContent: "FROM x" } } }, 400, "CREATE_VM_BAD_REQUEST"],
+        ["POST", "/v1/vms", { template: { baseImage: { dockerfileContent: "FROM x" } } }, 501, "BAD_REQUEST"],
         ["POST", "/v1/vms", { template: { memSizeGb: 0.01 } }, 400, "CREATE_VM_BAD_REQUEST"],
         ["POST", `/v1/vms/${vm}/fork`, { count: 0 }, 400, "VALIDATION_ERROR"],
       ];

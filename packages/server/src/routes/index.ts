@@ -4,6 +4,8 @@
  */
 import type { App, Deps } from "../context.js";
 import * as consoleRoutes from "../console/routes.js";
+import * as buildGet from "./build-get.js";
+import * as buildPhases from "./build-phases.js";
 import * as health from "./health.js";
 import * as metrics from "./metrics.js";
 import * as ptySessionDelete from "./pty-session-delete.js";
@@ -11,6 +13,7 @@ import * as ptySessionsList from "./pty-sessions-list.js";
 import * as snapshotDelete from "./snapshot-delete.js";
 import * as snapshotGet from "./snapshot-get.js";
 import * as snapshotPatch from "./snapshot-patch.js";
+import * as snapshotsEnsure from "./snapshots-ensure.js";
 import * as snapshotsList from "./snapshots-list.js";
 import * as systemdControl from "./systemd-control.js";
 import * as systemdServiceCreate from "./systemd-service-create.js";
@@ -20,6 +23,7 @@ import * as systemdServiceStatus from "./systemd-service-status.js";
 import * as systemdServicesList from "./systemd-services-list.js";
 import { registerGlobal, registerVmScoped } from "./unsupported.js";
 import * as vmAwait from "./vm-await.js";
+import * as vmBuild from "./vm-build.js";
 import * as vmDelete from "./vm-delete.js";
 import * as vmExecAwait from "./vm-exec-await.js";
 import * as vmFilesGet from "./vm-files-get.js";
@@ -42,6 +46,9 @@ export const ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   health.register,
   consoleRoutes.register,
   metrics.register,
+  snapshotsEnsure.register,
+  buildGet.register,
+  buildPhases.register,
   registerGlobal,
   snapshotsList.register,
   snapshotGet.register,
@@ -63,6 +70,7 @@ export const ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   vmFilesRaw.register,
   vmSnapshot.register,
   vmFork.register,
+  vmBuild.register,
   vmPorts.register,
   ptySessionsList.register,
   ptySessionDelete.register,

@@ -9,8 +9,6 @@ import { account } from "./common.js";
  * client retry forever. VM-scoped ones check ownership first, so they answer 404 for others' VMs.
  */
 const GLOBAL: Array<[method: string, path: string, feature: string]> = [
-  ["POST", "/v1/vms/snapshots", "declarative snapshot builds (snapshots.ensure/create); snapshot a VM with POST /v1/vms/{id}/snapshot"],
-  ["GET", "/v1/vms/builds/*", "builds"],
   ["*", "/v1/domains/*", "domains"],
   ["*", "/domains/*", "domains"],
   ["*", "/git/*", "git repositories"],
@@ -27,7 +25,6 @@ const VM_SCOPED: Array<[method: string, path: string, feature: string]> = [
   ["POST", "/v1/vms/:vm_id/watch-files", "watch-files"],
   ["GET", "/v1/vms/:vm_id/terminals/*", "named terminals"],
   ["GET", "/v1/vms/:vm_id/terminals", "named terminals"],
-  ["GET", "/v1/vms/:vm_id/build", "builds"],
   ["POST", "/v1/vms/:vm_id/resize", "resizing a VM"],
   ["GET", "/v1/vms/:vm_id/stats/stream", "VM stats streams"],
 ];

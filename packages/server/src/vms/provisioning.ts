@@ -15,6 +15,7 @@ import { patchServiceSpec, serviceId, toServiceSpec } from "../services.js";
 import { shq } from "@capsule/contract/shell";
 import type { QuotaTicket, Quotas } from "../quotas.js";
 import { checkDomains, type DomainMapping, type DomainPolicy } from "./domains.js";
+import { isBuildOwner } from "../builds/owner.js";
 import { isPoolOwner, type PoolKind, type WarmPool } from "./pool.js";
 import type { Rows, VmRow } from "./rows.js";
 
@@ -263,9 +264,10 @@ export class Provisioning {
    */
   async reconcile(): Promise<{ deleted: string[]; quarantined: string[] }> {
     const all = await this.engine.listVms();
-    // The warm pool's VMs were never handed out: they are the pool's to adopt or delete.
+    // The warm pool's VMs were never handed out: they are the pool's to adopt or delete. Builder
+    // VMs are the builds' (Builds.recover ran first and deleted them).
     const poolVms = all.filter((v) => isPoolOwner(v.owner));
-    const engineVms = all.filter((v) => !isPoolOwner(v.owner));
+    const engineVms = all.filter((v) => !isPoolOwner(v.owner) && !isBuildOwner(v.owner));
     if (this.pool) await this.pool.adopt(poolVms);
     else for (const vm of poolVms) await this.engine.deleteVm(vm.id).catch((err: unknown) => this.log.error({ err, vmId: vm.id }, "could not delete a warm pool VM"));
     const engineSnaps = await this.engine.listSnapshots();
@@ -361,11 +363,13 @@ export class Provisioning {
   }
 }
 
-function groupadd(g: GroupSpec): string {
+/** The `groupadd` command line of a group spec (builds run it too). */
+export function groupadd(g: GroupSpec): string {
   return ["groupadd", ...(g.gid !== undefined ? ["-g", String(g.gid)] : []), ...(g.system ? ["-r"] : []), shq(g.name)].join(" ");
 }
 
-function useradd(u: UserSpec): string {
+/** The `useradd` command line of a user spec (builds run it too). */
+export function useradd(u: UserSpec): string {
   return [
     "useradd -m",
     ...(u.uid !== undefined ? ["-u", String(u.uid)] : []),

@@ -1,0 +1,359 @@
+/**
+ * Declarative snapshot builds. A layer is built in a builder VM booted from its base (a snapshot,
+ * or the base image): groups and users, files, apt packages (through the host's package cache, so
+ * a VM without egress can install), services installed and started through the guest supervisor
+ * (the client's runCommands and waitFor are oneshot services), the workdir; then the VM is
+ * snapshotted and deleted. The same layer on the same base is the same snapshot: a succeeded
+ * build's snapshot is reused by hash, and concurrent ensures of one hash share one build.
+ *
+ * Nothing half-made survives: the build's row is written before its builder VM exists (the VM's
+ * owner label names it), the snapshot has a create intent like any other, and its row lands in
+ * one transaction with the build's success. A failed build deletes its builder; a server killed
+ * mid-build deletes it at the next start ({@link Builds.recover}).
+ * @module
+ */
+import { serviceNameOf, type Engine, type ServiceSpec, type ServiceStatus } from "@capsule/engine";
+import type { Logger } from "pino";
+import type { BuildDiagnostics } from "@capsule/contract/errors";
+import type { CreateVmRequest } from "@capsule/contract/schemas";
+import { shq } from "@capsule/contract/shell";
+import { ApiError, toApiError } from "../errors.js";
+import type { Account } from "../keys.js";
+import type { Quotas } from "../quotas.js";
+import { patchServiceSpec, serviceId, toServiceSpec } from "../services.js";
+import { groupadd, ownerLabel, sizingToLimits, useradd } from "../vms/provisioning.js";
+import type { Rows } from "../vms/rows.js";
+import { buildsAnything, layerHash, specLayers, templateLayer, type BuildLayer, type VmSettings } from "./layers.js";
+import { buildOwner, isBuildOwner } from "./owner.js";
+import type { BuildRows } from "./rows.js";
+
+/** Time limits of the build's steps. */
+export const BUILD_LIMITS = {
+  /** One groupadd/useradd or mkdir. */
+  commandMs: 60_000,
+  /** apt-get update + install. */
+  aptMs: 15 * 60_000,
+  /** From the services' start until no oneshot is still running (runCommands, waitFor). */
+  servicesMs: 15 * 60_000,
+  /** How often the services' states are read while oneshots run. */
+  servicesPollMs: 500,
+  /** Log lines of each failed service in the error's diagnostics. */
+  failedLogLines: 200,
+} as const;
+
+/** The phases a layer runs, in order; those with nothing to do are left out. */
+function plannedPhases(l: BuildLayer): string[] {
+  return [
+    "boot",
+    ...(l.groups.length + l.users.length > 0 ? ["users"] : []),
+    ...(Object.keys(l.files).length > 0 ? ["files"] : []),
+    ...(l.aptDeps.length > 0 ? ["aptDeps"] : []),
+    ...(l.services.length + l.patchedServices.length > 0 ? ["systemd"] : []),
+    ...(l.workdir !== undefined ? ["workdir"] : []),
+    "snapshot",
+  ];
+}
+
+/** A phase that failed, with what it printed and, for services, their states. */
+class PhaseFailure extends Error {
+  constructor(
+    message: string,
+    readonly log: string,
+    readonly diagnostics?: BuildDiagnostics,
+  ) {
+    super(message);
+  }
+}
+
+export interface EnsureResult {
+  snapshotId: string;
+  buildId: string;
+  templateHash: string;
+  cached: boolean;
+}
+
+export class Builds {
+  /** Builds in flight by account and hash: a second ensure of one hash waits for the first. */
+  readonly #inflight = new Map<string, Promise<EnsureResult>>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly rows: Rows,
+    readonly buildRows: BuildRows,
+    private readonly quotas: Quotas,
+    private readonly log: Logger,
+    private readonly opts: { egress: "none" | "internet" },
+  ) {}
+
+  /** `POST /v1/vms/snapshots`: the snapshot of a template or a spec, built or from the cache. */
+  async ensure(account: Account, body: { name?: string | null | undefined; template?: Record<string, unknown> | null | undefined; spec?: Record<string, unknown> | null | undefined }): Promise<EnsureResult> {
+    if (body.spec && body.template) throw new ApiError("VALIDATION_ERROR", "send either template or spec, not both");
+    const layers = body.spec ? specLayers(body.spec, false).layers : body.template ? [templateLayer(body.template, false).layer] : undefined;
+    if (!layers) throw new ApiError("VALIDATION_ERROR", "snapshots.ensure needs a template or a spec");
+    return this.#ensureChain(account, layers, body.name ?? null);
+  }
+
+  /**
+   * A create with an inline `spec`, or a `template` with layer fields: the layers are ensured and
+   * the create boots from their snapshot. Answers the body to create with (no spec, the template
+   * down to its sizing) and the build, if one made or cached the snapshot.
+   */
+  async forCreate(account: Account, body: CreateVmRequest): Promise<{ body: CreateVmRequest; buildId?: string }> {
+    const raw = body as CreateVmRequest & { spec?: unknown; template?: Record<string, unknown> };
+    let layers: BuildLayer[];
+    let vm: VmSettings = {};
+    if (raw.spec !== undefined && raw.spec !== null) {
+      if (typeof raw.spec !== "object" || Array.isArray(raw.spec)) throw new ApiError("CREATE_VM_BAD_REQUEST", "spec must be an object");
+      if (raw.template) throw new ApiError("CREATE_VM_BAD_REQUEST", "send either template or spec, not both");
+      ({ layers, vm } = specLayers(raw.spec as Record<string, unknown>, true));
+    } else if (raw.template) {
+      const parsed = templateLayer(raw.template, true);
+      ({ vm } = parsed);
+      layers = [parsed.layer];
+    } else {
+      return { body };
+    }
+    if (raw.snapshotId && layers[0]?.snapshotId === undefined) layers[0] = { ...layers[0]!, snapshotId: raw.snapshotId };
+    const outer = layers[layers.length - 1]!;
+    const { spec: _spec, template: _template, ...rest } = raw;
+    const next: CreateVmRequest = {
+      ...rest,
+      ...(vm.name ? { name: vm.name } : {}),
+      ...(vm.idleTimeoutSeconds !== undefined && rest.idleTimeoutSeconds === undefined ? { idleTimeoutSeconds: vm.idleTimeoutSeconds } : {}),
+      template: { ...outer.sizing },
+    };
+    // A template that only names a base and a size builds nothing: boot from the base as before.
+    if (layers.length === 1 && !buildsAnything(outer)) return { body: { ...next, snapshotId: outer.snapshotId ?? null } };
+    const r = await this.#ensureChain(account, layers, null, "CREATE_VM_BAD_REQUEST");
+    return { body: { ...next, snapshotId: r.snapshotId }, buildId: r.buildId };
+  }
+
+  async #ensureChain(account: Account, layers: BuildLayer[], name: string | null, badRequest: "VALIDATION_ERROR" | "CREATE_VM_BAD_REQUEST" = "VALIDATION_ERROR"): Promise<EnsureResult> {
+    let base: string | undefined;
+    let result: EnsureResult | undefined;
+    for (const [i, layer] of layers.entries()) {
+      base = layer.snapshotId ?? base;
+      if (base !== undefined) this.rows.ownedSnapshot(account, base);
+      for (const s of layer.services) toServiceSpec(s, undefined); // refused before any VM exists
+      result = await this.#ensureLayer(account, layer, base, i === layers.length - 1 ? name : null).catch((err: unknown) => {
+        throw toApiError(err, badRequest);
+      });
+      base = result.snapshotId;
+    }
+    return result!;
+  }
+
+  #ensureLayer(account: Account, layer: BuildLayer, base: string | undefined, name: string | null): Promise<EnsureResult> {
+    const templateHash = layerHash(layer, base);
+    if (!layer.skipCache) {
+      const hit = this.buildRows.cached(account.id, templateHash);
+      if (hit) return Promise.resolve({ ...hit, templateHash, cached: true });
+    }
+    const key = `${account.id}:${templateHash}`;
+    const running = this.#inflight.get(key);
+    if (running) return running;
+    const build = this.#build(account, layer, base, templateHash, name).finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, build);
+    return build;
+  }
+
+  async #build(account: Account, layer: BuildLayer, base: string | undefined, templateHash: string, name: string | null): Promise<EnsureResult> {
+    const phases = plannedPhases(layer);
+    const limits = this.quotas.fullLimits(sizingToLimits(layer.sizing));
+    const buildId = this.buildRows.insert(account.id, templateHash, base, phases);
+    this.log.info({ buildId, account: account.name, templateHash, base: base ?? null, phases }, "build started");
+    let seq = 0;
+    let vmId: string | undefined;
+    /** Runs one phase: its row, its log, and its failure as a PhaseFailure naming it. */
+    const phase = async <T>(phaseName: string, run: () => Promise<{ log: string; value: T }>, snapshotOf?: (v: T) => string): Promise<T> => {
+      const end = this.buildRows.beginPhase(buildId, seq++, phaseName);
+      try {
+        const { log, value } = await run();
+        end("succeeded", log, snapshotOf?.(value));
+        return value;
+      } catch (err) {
+        const failure = err instanceof PhaseFailure ? err : new PhaseFailure(err instanceof Error ? err.message : String(err), "");
+        end("failed", failure.log || failure.message);
+        throw Object.assign(failure, { phase: phaseName, cause: err });
+      }
+    };
+    try {
+      vmId = await phase("boot", async () => {
+        const ticket = await this.quotas.admitVms(account, limits, 1, false);
+        try {
+          const vm = await this.engine.createVm({ ...(base !== undefined ? { snapshotId: base } : {}), limits, egress: this.opts.egress, owner: buildOwner(buildId), name: `build ${buildId}` });
+          return { log: `builder VM ${vm.id} from ${base ?? "the base image"}`, value: vm.id };
+        } finally {
+          ticket.release();
+        }
+      });
+      const id = vmId;
+      if (phases.includes("users")) await phase("users", () => this.#users(id, layer));
+      if (phases.includes("files")) await phase("files", () => this.#files(id, layer));
+      if (phases.includes("aptDeps")) await phase("aptDeps", () => this.#apt(id, layer.aptDeps));
+      if (phases.includes("systemd")) await phase("systemd", () => this.#services(id, layer));
+      if (phases.includes("workdir")) await phase("workdir", () => this.#run(id, `mkdir -p -- ${shq(layer.workdir!)}`, BUILD_LIMITS.commandMs));
+      const snapshotId = await phase("snapshot", () => this.#snapshot(account, id, buildId, name), (s) => s);
+      this.log.info({ buildId, snapshotId }, "build succeeded");
+      return { snapshotId, buildId, templateHash, cached: false };
+    } catch (err) {
+      const failure = err as PhaseFailure & { phase?: string };
+      const apiCause = failure.cause instanceof ApiError && failure.cause.code !== "INTERNAL_ERROR" ? failure.cause : undefined;
+      const reason = `${failure.phase ?? "build"}: ${failure.message}`;
+      this.buildRows.fail(buildId, reason);
+      this.log.warn({ buildId, reason }, "build failed");
+      // Admission refusals (quotas, host capacity) keep their own codes: the client knows them.
+      if (apiCause && failure.phase === "boot") throw apiCause;
+      throw new ApiError("VM_SETUP_FAILED", `build ${buildId} failed in phase ${reason}`, undefined, {
+        reason: `phase ${failure.phase ?? "build"}`,
+        buildId,
+        snapshotId: base ?? null,
+        diagnostics: failure.diagnostics ?? { serviceStates: [], failedServiceLogs: [] },
+      });
+    } finally {
+      if (vmId !== undefined) await this.engine.deleteVm(vmId).catch((err: unknown) => this.log.error({ err, buildId, vmId }, "could not delete a builder VM"));
+    }
+  }
+
+  async #run(id: string, command: string, timeoutMs: number): Promise<{ log: string; value: undefined }> {
+    const r = await this.engine.guest.exec(id, { command, timeoutMs });
+    const log = `$ ${command}\n${r.stdout}${r.stderr}`;
+    if (r.timedOut) throw new PhaseFailure(`\`${command}\` ran past ${timeoutMs / 1000} s`, log);
+    if (r.exitCode !== 0) throw new PhaseFailure(`\`${command}\` exited ${r.exitCode ?? r.signal}: ${lastLine(r.stderr || r.stdout)}`, log);
+    return { log, value: undefined };
+  }
+
+  /** Groups first (users may name them), then users. */
+  async #users(id: string, l: BuildLayer): Promise<{ log: string; value: undefined }> {
+    let log = "";
+    for (const command of [...l.groups.map(groupadd), ...l.users.map(useradd)]) log += (await this.#run(id, command, BUILD_LIMITS.commandMs)).log;
+    return { log, value: undefined };
+  }
+
+  async #files(id: string, l: BuildLayer): Promise<{ log: string; value: undefined }> {
+    const written: string[] = [];
+    for (const [path, f] of Object.entries(l.files)) {
+      const data = Buffer.from(f.content, f.encoding === "base64" ? "base64" : "utf8");
+      await this.engine.guest.writeFile(id, path, data, { mkdirs: true, mode: f.executable ? 0o755 : 0o644 });
+      written.push(`${path} (${data.length} bytes${f.executable ? ", executable" : ""})`);
+    }
+    return { log: written.join("\n"), value: undefined };
+  }
+
+  /** apt-get through the VM's apt config (the host's package cache when the VM has no egress). */
+  #apt(id: string, packages: string[]): Promise<{ log: string; value: undefined }> {
+    const command = `export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends ${packages.map(shq).join(" ")}`;
+    return this.#run(id, command, BUILD_LIMITS.aptMs);
+  }
+
+  /**
+   * Installs the services (patches over the base's, then new ones) and starts the enabled ones,
+   * then waits until no oneshot still runs. Any service that ended `failed` fails the phase, with
+   * every service's state and the failed ones' logs.
+   */
+  async #services(id: string, l: BuildLayer): Promise<{ log: string; value: undefined }> {
+    const patched: ServiceSpec[] = [];
+    for (const p of l.patchedServices) patched.push(patchServiceSpec(await this.engine.guest.serviceSpec(id, serviceId(p.name)), p));
+    const specs = l.services.map((s) => toServiceSpec(s, undefined));
+    const named = new Set(specs.map((s) => s.name));
+    await this.engine.guest.serviceDefine(id, [...patched.filter((p) => !named.has(p.name)), ...specs], { replace: true, start: true });
+    const deadline = Date.now() + BUILD_LIMITS.servicesMs;
+    let states = await this.engine.guest.serviceList(id);
+    while (states.some(isStarting)) {
+      if (Date.now() > deadline) throw new PhaseFailure(`services still starting after ${BUILD_LIMITS.servicesMs / 1000} s: ${states.filter(isStarting).map((s) => s.name).join(", ")}`, "", await this.#diagnostics(id, states));
+      await new Promise((r) => setTimeout(r, BUILD_LIMITS.servicesPollMs));
+      states = await this.engine.guest.serviceList(id);
+    }
+    const failed = states.filter((s) => s.activeState === "failed");
+    const log = states.map((s) => `${s.name}.service: ${s.activeState} (${s.subState}, ${s.result})`).join("\n");
+    if (failed.length > 0) {
+      const diagnostics = await this.#diagnostics(id, states);
+      throw new PhaseFailure(`service(s) failed: ${failed.map((s) => `${s.name}.service (${s.result})`).join(", ")}`, [log, ...diagnostics.failedServiceLogs.map((f) => `--- ${f.unitName} ---\n${f.log}`)].join("\n"), diagnostics);
+    }
+    await this.#dropMetRequirements(id, states);
+    return { log, value: undefined };
+  }
+
+  /**
+   * A oneshot that deleted itself after success (runCommands) satisfied its dependents during the
+   * build; in the snapshot it no longer exists, and a requirement on a missing service fails at
+   * boot. So the remaining services lose `after`/`requires` entries naming services that are gone.
+   */
+  async #dropMetRequirements(id: string, states: ServiceStatus[]): Promise<void> {
+    const present = new Set(states.map((s) => s.name));
+    const kept = (units: string[] | undefined) => units?.filter((u) => present.has(serviceNameOf(u)));
+    const changed: ServiceSpec[] = [];
+    for (const s of states) {
+      const spec = await this.engine.guest.serviceSpec(id, s.name);
+      const after = kept(spec.after);
+      const requires = kept(spec.requires);
+      if (after?.length === spec.after?.length && requires?.length === spec.requires?.length) continue;
+      const { after: _a, requires: _r, ...rest } = spec;
+      changed.push({ ...rest, ...(after?.length ? { after } : {}), ...(requires?.length ? { requires } : {}) });
+    }
+    if (changed.length > 0) await this.engine.guest.serviceDefine(id, changed, { replace: true, start: false });
+  }
+
+  async #diagnostics(id: string, states: ServiceStatus[]): Promise<BuildDiagnostics> {
+    const groups = new Map<string, BuildDiagnostics["serviceStates"][number]>();
+    for (const s of states) {
+      const key = `${s.activeState}/${s.subState}`;
+      const g = groups.get(key) ?? { activeState: s.activeState, subState: s.subState, services: [] };
+      g.services.push(`${s.name}.service`);
+      groups.set(key, g);
+    }
+    const failedServiceLogs: BuildDiagnostics["failedServiceLogs"] = [];
+    for (const s of states.filter((x) => x.activeState === "failed" || isStarting(x))) {
+      const lines = await this.engine.guest.serviceLogs(id, s.name, { lines: BUILD_LIMITS.failedLogLines }).catch(() => []);
+      failedServiceLogs.push({ unitName: `${s.name}.service`, log: lines.map((e) => e.message).join("\n") });
+    }
+    return { serviceStates: [...groups.values()], failedServiceLogs };
+  }
+
+  /** The snapshot, its row and the build's success: an intent first, like every snapshot the API makes. */
+  async #snapshot(account: Account, vmId: string, buildId: string, name: string | null): Promise<{ log: string; value: string }> {
+    const ticket = await this.quotas.admitSnapshot(account);
+    const intent = this.rows.beginIntent(account.id, "snapshot");
+    try {
+      const snap = await this.engine.snapshotVm(vmId, { ...(name ? { name } : {}), owner: ownerLabel(account.id, intent) });
+      this.buildRows.transaction(() => {
+        this.rows.insertSnapshot({ id: snap.id, account_id: account.id, name, source_vm_id: null, created_at: snap.createdAt });
+        this.buildRows.succeed(buildId, snap.id);
+        this.rows.endIntent(intent);
+      });
+      return { log: `snapshot ${snap.id} (${snap.sizeBytes} bytes)`, value: snap.id };
+    } catch (err) {
+      // Not recorded: the intent stays, so a snapshot the engine made anyway is reconcile's garbage.
+      throw toApiError(err);
+    } finally {
+      ticket.release();
+    }
+  }
+
+  /**
+   * After a restart, before the rows are reconciled: no build survives its server, so every
+   * unfinished build is failed and every builder VM deleted (a snapshot one took but never
+   * recorded is left to reconcile, by its intent).
+   */
+  async recover(): Promise<{ failed: string[]; deletedVms: string[] }> {
+    const failed = this.buildRows.unfinished();
+    for (const id of failed) this.buildRows.fail(id, "the server stopped during the build");
+    const deletedVms: string[] = [];
+    for (const vm of (await this.engine.listVms()).filter((v) => isBuildOwner(v.owner))) {
+      await this.engine.deleteVm(vm.id, { wait: true }).then(
+        () => deletedVms.push(vm.id),
+        (err: unknown) => this.log.error({ err, vmId: vm.id }, "could not delete a builder VM"),
+      );
+    }
+    if (failed.length + deletedVms.length > 0) this.log.warn({ failed, deletedVms }, "builds: unfinished builds failed and their builder VMs deleted");
+    return { failed, deletedVms };
+  }
+}
+
+function isStarting(s: ServiceStatus): boolean {
+  return s.activeState === "activating" || s.subState === "auto-restart";
+}
+
+function lastLine(s: string): string {
+  return s.trim().split("\n").at(-1)?.slice(0, 500) ?? "";
+}

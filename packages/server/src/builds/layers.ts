@@ -1,0 +1,202 @@
+/**
+ * The official client's declarative layers — a `template`, or a `spec` whose `snapshot` field
+ * nests the layer it builds on — parsed into {@link BuildLayer}s (innermost first) and hashed.
+ * Every field is either built, applied to the VM being created, or refused with a 501 naming it:
+ * none is ignored.
+ * @module
+ */
+import crypto from "node:crypto";
+import { z } from "zod";
+import { AdditionalFile, GroupSpec, SystemdConfig, UserSpec } from "@capsule/contract/schemas";
+import { ApiError } from "../errors.js";
+
+/** A Debian package name, optionally `=version` (Debian policy §5.6.1 and §5.6.12). */
+const APT_PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$/;
+/** The most packages, files and users one layer may name. */
+export const LAYER_LIMITS = { aptDeps: 256, files: 1024, accounts: 64 } as const;
+/** Layers one spec may chain through `snapshot`. */
+export const MAX_SPEC_DEPTH = 8;
+
+const Sizing = {
+  vcpuCount: z.number().positive().max(1024).nullish(),
+  memSizeGb: z.number().positive().max(1024).nullish(),
+  rootfsSizeGb: z.number().positive().max(16384).nullish(),
+};
+
+/** The fields a layer builds (and the sizing of its builder VM). */
+const LayerFields = z.object({
+  snapshotId: z.string().min(1).nullish(),
+  aptDeps: z.array(z.string().regex(APT_PACKAGE_RE, "must be a Debian package name (name or name=version)")).max(LAYER_LIMITS.aptDeps).nullish(),
+  additionalFiles: z
+    .record(z.string().regex(/^\/[^\0]*$/, "must be an absolute path"), AdditionalFile)
+    .refine((f) => Object.keys(f).length <= LAYER_LIMITS.files, `at most ${LAYER_LIMITS.files} files`)
+    .nullish(),
+  users: z.array(UserSpec).max(LAYER_LIMITS.accounts).nullish(),
+  groups: z.array(GroupSpec).max(LAYER_LIMITS.accounts).nullish(),
+  systemd: SystemdConfig.nullish(),
+  workdir: z.string().regex(/^\/[^\0]*$/, "must be an absolute path").nullish(),
+  discriminator: z.string().max(256).nullish(),
+  skipCache: z.boolean().nullish(),
+  ...Sizing,
+});
+type LayerFields = z.infer<typeof LayerFields>;
+
+/** Fields of the VM being created, allowed only where a create sends them (not in an ensure). */
+const VM_FIELDS = ["idleTimeoutSeconds", "waitForReadySignal", "readySignalTimeoutSeconds", "name"] as const;
+const BUILD_FIELD_NAMES = new Set(Object.keys(LayerFields.shape));
+
+/** One layer to build on top of `snapshotId` (or the layer under it, or the base image). */
+export interface BuildLayer {
+  snapshotId?: string;
+  aptDeps: string[];
+  files: Record<string, AdditionalFile>;
+  users: UserSpec[];
+  groups: GroupSpec[];
+  services: NonNullable<SystemdConfig["services"]>;
+  patchedServices: NonNullable<SystemdConfig["patchedServices"]>;
+  workdir?: string;
+  discriminator?: string;
+  skipCache: boolean;
+  sizing: { vcpuCount?: number; memSizeGb?: number; rootfsSizeGb?: number };
+}
+
+/** VM settings a create's inline template or spec carries beside its layers. */
+export interface VmSettings {
+  idleTimeoutSeconds?: number | null;
+  name?: string | null;
+}
+
+function unsupported(field: string, why: string): ApiError {
+  return new ApiError("BAD_REQUEST", `${field} is not supported by Capsule: ${why}`, 501, { unsupported: true });
+}
+
+/** Why each Freestyle field Capsule does not build is refused. */
+const REFUSED: Record<string, string> = {
+  baseImage: "Dockerfile base images are not built; start from the base image or a snapshotId",
+  git: "repositories are not cloned by builds; clone them with runCommands",
+  ports: "VM ports are reached through the preview proxy, not configured per snapshot",
+  persistence: "snapshots and VMs are always persistent",
+  template: "nested templates are ensured by the client, one POST per layer",
+};
+
+/**
+ * Checks one layer object: every key is a build field, a VM field where `vmFields` allows it, or
+ * a 501 naming it. `where` prefixes field names in messages (`spec.snapshot.aptDeps`).
+ */
+function parseLayer(raw: Record<string, unknown>, where: string, vmFields: boolean): { layer: BuildLayer; vm: VmSettings } {
+  for (const [key, value] of Object.entries(raw)) {
+    if (value === undefined || value === null || key === "snapshot") continue;
+    if (key === "git" && isEmptyGit(value)) continue;
+    if (BUILD_FIELD_NAMES.has(key)) continue;
+    if (vmFields && (VM_FIELDS as readonly string[]).includes(key)) continue;
+    throw unsupported(`${where}.${key}`, REFUSED[key] ?? ((VM_FIELDS as readonly string[]).includes(key) ? "a snapshot carries no VM settings; set it on the create" : "unknown field"));
+  }
+  const { git: _git, snapshot: _snapshot, ...fields } = raw;
+  const picked = Object.fromEntries(Object.entries(fields).filter(([k]) => BUILD_FIELD_NAMES.has(k)));
+  const parsed = LayerFields.safeParse(picked);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ApiError("VALIDATION_ERROR", `${where}.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+  }
+  const vm: VmSettings = {};
+  if (vmFields) {
+    if (raw.idleTimeoutSeconds !== undefined) vm.idleTimeoutSeconds = raw.idleTimeoutSeconds as number | null;
+    if (typeof raw.name === "string") vm.name = raw.name;
+  }
+  return { layer: toLayer(parsed.data), vm };
+}
+
+function toLayer(f: LayerFields): BuildLayer {
+  return {
+    ...(f.snapshotId ? { snapshotId: f.snapshotId } : {}),
+    aptDeps: f.aptDeps ?? [],
+    files: f.additionalFiles ?? {},
+    users: f.users ?? [],
+    groups: f.groups ?? [],
+    services: f.systemd?.services ?? [],
+    patchedServices: f.systemd?.patchedServices ?? [],
+    ...(f.workdir ? { workdir: f.workdir } : {}),
+    ...(f.discriminator ? { discriminator: f.discriminator } : {}),
+    skipCache: f.skipCache ?? false,
+    sizing: {
+      ...(f.vcpuCount != null ? { vcpuCount: f.vcpuCount } : {}),
+      ...(f.memSizeGb != null ? { memSizeGb: f.memSizeGb } : {}),
+      ...(f.rootfsSizeGb != null ? { rootfsSizeGb: f.rootfsSizeGb } : {}),
+    },
+  };
+}
+
+/** True when the layer changes the disk: an empty one (only a base and sizing) needs no build. */
+export function buildsAnything(l: BuildLayer): boolean {
+  return l.aptDeps.length + Object.keys(l.files).length + l.users.length + l.groups.length + l.services.length + l.patchedServices.length > 0 || l.workdir !== undefined;
+}
+
+/**
+ * A spec's layers, innermost first. Only the innermost may name a `snapshotId` (the client's own
+ * rule: one base source per chain). `vmFields`: the outermost layer is a create's, whose VM
+ * settings apply to the VM.
+ */
+export function specLayers(spec: Record<string, unknown>, vmFields: boolean): { layers: BuildLayer[]; vm: VmSettings } {
+  const chain: Array<{ raw: Record<string, unknown>; where: string }> = [];
+  let node: unknown = spec;
+  let where = "spec";
+  while (node !== undefined && node !== null) {
+    if (typeof node !== "object" || Array.isArray(node)) throw new ApiError("VALIDATION_ERROR", `${where} must be an object`);
+    if (chain.length === MAX_SPEC_DEPTH) throw new ApiError("VALIDATION_ERROR", `a spec may chain at most ${MAX_SPEC_DEPTH} layers through snapshot`);
+    chain.push({ raw: node as Record<string, unknown>, where });
+    node = (node as Record<string, unknown>).snapshot;
+    where = `${where}.snapshot`;
+  }
+  const parsed = chain.map((c, i) => parseLayer(c.raw, c.where, vmFields && i === 0));
+  parsed.forEach((p, i) => {
+    if (p.layer.snapshotId !== undefined && i < parsed.length - 1) {
+      throw new ApiError("VALIDATION_ERROR", `${chain[i]!.where}.snapshotId: only the innermost layer may name a base snapshot (this one builds on ${chain[i + 1]!.where})`);
+    }
+  });
+  return { layers: parsed.map((p) => p.layer).reverse(), vm: parsed[0]?.vm ?? {} };
+}
+
+/** A template is one layer. */
+export function templateLayer(template: Record<string, unknown>, vmFields: boolean): { layer: BuildLayer; vm: VmSettings } {
+  return parseLayer(template, "template", vmFields);
+}
+
+/**
+ * The layer's content hash: the canonical JSON of what it builds, on which base, with which
+ * discriminator. Sizing and skipCache are left out (they change how it is built, not what).
+ */
+export function layerHash(l: BuildLayer, base: string | undefined): string {
+  const content = {
+    v: 1,
+    base: base ?? null,
+    discriminator: l.discriminator ?? null,
+    aptDeps: l.aptDeps,
+    files: l.files,
+    users: l.users,
+    groups: l.groups,
+    services: l.services,
+    patchedServices: l.patchedServices,
+    workdir: l.workdir ?? null,
+  };
+  return crypto.createHash("sha256").update(canonicalJson(content)).digest("hex");
+}
+
+/** JSON with object keys sorted at every level, so equal content hashes equal. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+function isEmptyGit(git: unknown): boolean {
+  if (typeof git !== "object" || git === null) return false;
+  const g = git as { config?: unknown; repos?: unknown };
+  const emptyConfig = g.config == null || (typeof g.config === "object" && Object.keys(g.config).length === 0);
+  const noRepos = g.repos == null || (Array.isArray(g.repos) && g.repos.length === 0);
+  return emptyConfig && noRepos;
+}

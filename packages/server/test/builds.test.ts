@@ -1,0 +1,120 @@
+/**
+ * Declarative snapshots through the official freestyle@0.1.63 client on real sandboxes, with the
+ * server's egress `none` (apt reaches only the host's package cache): a VmSpec builds once (two
+ * concurrent ensures share the build, a later one is cached, a create with the spec boots from
+ * it), the VM has the package, files, command output and running service, and the builds API
+ * shows the build; a oneshot that needs the internet fails the build with its service and log.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import * as freestyleModule from "freestyle";
+import type { Freestyle } from "freestyle";
+import { client, type Vm } from "../test-support/client.js";
+import { useServer } from "../test-support/harness.js";
+
+const PORT = 8000;
+/** A tiny HTTP server from the base image's perl. */
+const WEB = `perl -MIO::Socket::INET -e '$|=1; my $s = IO::Socket::INET->new(LocalPort => ${PORT}, Listen => 5, ReuseAddr => 1) or die "listen: $!"; while (my $c = $s->accept) { <$c>; print $c "HTTP/1.0 200 OK\\r\\n\\r\\nbuilt service\\n"; close $c }'`;
+
+/** The client's VmSpec builder and snapshots.ensure (its shipped .d.mts leaves them out). */
+interface VmSpecBuilder {
+  aptDeps(...deps: string[]): VmSpecBuilder;
+  additionalFiles(files: Record<string, { content: string; encoding?: "utf-8" | "base64"; executable?: boolean }>): VmSpecBuilder;
+  runCommands(...commands: string[]): VmSpecBuilder;
+  systemdService(service: { name: string; mode?: "service" | "oneshot"; exec: string[]; enable?: boolean }): VmSpecBuilder;
+  workdir(path: string): VmSpecBuilder;
+}
+const VmSpec = (freestyleModule as unknown as { VmSpec: new () => VmSpecBuilder }).VmSpec;
+type Ensured = { snapshotId: string; buildId: string; cached: boolean };
+function ensure(fs: Freestyle, spec: VmSpecBuilder): Promise<Ensured> {
+  return (fs.vms.snapshots as unknown as { ensure(o: { spec: VmSpecBuilder }): Promise<Ensured> }).ensure({ spec });
+}
+
+interface BuildHandle {
+  get(): Promise<{ state: string; templateHash: string; plannedPhases: string[]; failureReason: string | null }>;
+  wait(o?: { intervalMs?: number }): Promise<{ state: string }>;
+  phases(): Promise<Array<{ name: string; state: string; log: string }>>;
+}
+type BuiltVm = Vm & { getBuild(): Promise<BuildHandle> };
+
+async function eventually(check: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe("declarative snapshots", () => {
+  const t = useServer();
+
+  it("a VmSpec builds once (concurrent ensures share it, later ones are cached) and a VM from it has everything", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { server, url, keyA } = t.get();
+    const fs = client(url, keyA);
+    const alice = server.keys.ensureAccount("alice");
+    const spec = () =>
+      new VmSpec()
+        .aptDeps("jq")
+        .additionalFiles({
+          "/opt/app/config.json": { content: '{"greeting":"hello"}' },
+          "/opt/app/run.sh": { content: Buffer.from("#!/bin/sh\necho ran-script\n").toString("base64"), encoding: "base64", executable: true },
+        })
+        .runCommands("jq -r .greeting /opt/app/config.json > /opt/app/greeting.txt")
+        .systemdService({ name: "web", mode: "service", exec: [WEB], enable: true })
+        .workdir("/opt/app");
+    const buildsBefore = server.svc.builds.buildRows.count(alice.id);
+    const [a, b] = await Promise.all([ensure(fs, spec()), ensure(fs, spec())]);
+    assert.equal(a.snapshotId, b.snapshotId, "two concurrent ensures answer one snapshot");
+    assert.equal(server.svc.builds.buildRows.count(alice.id), buildsBefore + 1, "and ran one build");
+    const again = await ensure(fs, spec());
+    assert.deepEqual([again.snapshotId, again.cached], [a.snapshotId, true]);
+    assert.equal(server.svc.builds.buildRows.count(alice.id), buildsBefore + 1, "a later ensure builds nothing");
+    assert.equal((await server.engine.listVms()).length, 0, "no builder VM is left");
+
+    const created = await fs.vms.create({ spec: spec(), idleTimeoutSeconds: null } as never);
+    const vm = created.vm as BuiltVm;
+    try {
+      assert.equal(server.svc.builds.buildRows.count(alice.id), buildsBefore + 1, "the create reused the snapshot");
+      assert.equal((await vm.exec("jq -n '{a: 1}' | jq -c .")).stdout, '{"a":1}\n', "the apt package works");
+      assert.equal((await vm.exec("cat /opt/app/greeting.txt")).stdout, "hello\n", "the command's output");
+      assert.equal((await vm.exec("/opt/app/run.sh && stat -c %a /opt/app/run.sh")).stdout, "ran-script\n755\n", "the executable file");
+      assert.equal((await vm.exec("test -d /opt/app && echo dir")).stdout, "dir\n");
+      await eventually(async () => (await vm.exec(`curl -s -m 2 http://127.0.0.1:${PORT}/`)).stdout === "built service\n", "the service to answer");
+
+      const build = await vm.getBuild();
+      assert.equal((await build.wait({ intervalMs: 100 })).state, "succeeded");
+      const info = await build.get();
+      assert.deepEqual(info.plannedPhases, ["boot", "files", "aptDeps", "systemd", "workdir", "snapshot"]);
+      const phases = await build.phases();
+      assert.deepEqual(phases.map((p) => [p.name, p.state]), info.plannedPhases.map((n) => [n, "succeeded"]));
+      assert.match(phases.find((p) => p.name === "aptDeps")!.log, /jq/);
+    } finally {
+      await vm.delete();
+    }
+  });
+
+  it("a oneshot that needs the internet fails the build with the service's name and log; nothing is left", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { server, url, keyA } = t.get();
+    const fs = client(url, keyA);
+    const snapshotsBefore = (await server.engine.listSnapshots()).length;
+    const spec = new VmSpec().runCommands("curl -sS -m 5 https://example.com");
+    const err = await ensure(fs, spec).then(
+      () => assert.fail("the build succeeded"),
+      (e: Error & { body: { code: string; buildId: string; diagnostics: { serviceStates: unknown[]; failedServiceLogs: Array<{ unitName: string; log: string }> } } }) => e,
+    );
+    assert.equal(err.body.code, "VM_SETUP_FAILED");
+    assert.equal(err.name, "VmSetupFailedError");
+    assert.match(err.message, /freestyle-run-command-1\.service/);
+    const logs = err.body.diagnostics.failedServiceLogs;
+    assert.equal(logs[0]?.unitName, "freestyle-run-command-1.service");
+    assert.match(logs[0]!.log, /curl/i, "the service's log shows curl's error");
+    assert.match(err.message, /Failed service logs/, "the client rendered the diagnostics");
+    const failed = server.svc.builds.buildRows.owned(server.keys.ensureAccount("alice"), err.body.buildId);
+    assert.equal(failed.state, "failed");
+    assert.match(failed.failureReason ?? "", /systemd/);
+    assert.equal((await server.engine.listVms()).length, 0, "the builder VM is gone");
+    assert.equal((await server.engine.listSnapshots()).length, snapshotsBefore, "no snapshot was made");
+  });
+});
