@@ -7,6 +7,7 @@
 import { absPath, array, bool, fail, finite, object, oneOf, optBool, optEnv, optStr, optUint, str, strings, uint, type Fields } from "./fields.js";
 import {
   MAX_SERVICE_LOG_LINES,
+  MAX_SERVICE_LOG_TIME_MS,
   RESTART_POLICIES,
   SERVICE_ACTIONS,
   SERVICE_ACTIVE_STATES,
@@ -158,7 +159,7 @@ function serviceStatus(raw: unknown): ServiceStatus {
 
 function logEntry(raw: unknown): ServiceLogEntry {
   const o = object(raw, "a log entry");
-  return { timeMs: uint(o, "timeMs"), stream: oneOf(o, "stream", SERVICE_LOG_STREAMS), message: str(o, "message") };
+  return { timeMs: uint(o, "timeMs", MAX_SERVICE_LOG_TIME_MS), stream: oneOf(o, "stream", SERVICE_LOG_STREAMS), message: str(o, "message") };
 }
 
 /** The service replies; undefined for any other type (the caller's to check). */

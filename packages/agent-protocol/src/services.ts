@@ -135,8 +135,14 @@ export type ServiceAction = (typeof SERVICE_ACTIONS)[number];
 export const SERVICE_LOG_STREAMS = ["stdout", "stderr", "supervisor"] as const;
 export type ServiceLogStream = (typeof SERVICE_LOG_STREAMS)[number];
 
+/**
+ * The latest log time a reply may carry: ECMAScript's last representable Date (8.64e15 ms, year
+ * 275760), so every entry's time can become an ISO string on the host.
+ */
+export const MAX_SERVICE_LOG_TIME_MS = 8.64e15;
+
 export interface ServiceLogEntry {
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch, at most {@link MAX_SERVICE_LOG_TIME_MS}. */
   timeMs: number;
   stream: ServiceLogStream;
   message: string;

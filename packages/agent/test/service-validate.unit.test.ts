@@ -1,7 +1,7 @@
 /** The service messages of the agent protocol, played by an attacker on either side. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { MAX_SERVICE_LOG_LINES, ProtocolError, SERVICE_LIMITS, parseReply, parseRequest, parseServiceSpec } from "@capsule/agent-protocol";
+import { MAX_SERVICE_LOG_LINES, MAX_SERVICE_LOG_TIME_MS, ProtocolError, SERVICE_LIMITS, parseReply, parseRequest, parseServiceSpec } from "@capsule/agent-protocol";
 
 const good = { name: "web", mode: "service", exec: ["node server.js"], enable: true };
 
@@ -89,8 +89,12 @@ test("a guest's service replies are checked field by field", () => {
     [{ type: "services", services: {} }, /services/],
     [{ type: "logs", entries: [{ timeMs: 1, stream: "stdin", message: "x" }] }, /stream/],
     [{ type: "logs", entries: [{ timeMs: 1, stream: "stdout", message: "a\0b" }] }, /NUL/],
+    // Past the last Date, the host's toISOString() would throw and every log read would 500.
+    [{ type: "logs", entries: [{ timeMs: MAX_SERVICE_LOG_TIME_MS + 1, stream: "stdout", message: "x" }] }, /timeMs/],
     [{ type: "logs", entries: Array(MAX_SERVICE_LOG_LINES + 1).fill({ timeMs: 1, stream: "stdout", message: "x" }) }, /entries/],
     [{ type: "service.spec", service: { ...good, exec: [] } }, /exec/],
   ];
   for (const [reply, reason] of bad) refused(() => parseReply(reply), reason, JSON.stringify(reply).slice(0, 80));
+  const latest = parseReply({ type: "logs", entries: [{ timeMs: MAX_SERVICE_LOG_TIME_MS, stream: "stdout", message: "x" }] });
+  assert.ok(latest.type === "logs" && new Date(latest.entries[0]!.timeMs).toISOString().startsWith("+275760"), "the last Date is still one");
 });
