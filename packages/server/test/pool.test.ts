@@ -1,6 +1,6 @@
 /**
  * The warm pool on a real server and real sandboxes: a create claims a pre-booted VM that is as
- * fresh and isolated as a cold one; a snapshot that was just booted gets warm VMs too; the pool
+ * fresh and isolated as a cold one (and gets the services it asks for); a snapshot that was just booted gets warm VMs too; the pool
  * counts against the host, never the account, and gives capacity back to a create; it survives a
  * restart (adopting its VMs or deleting the ones it no longer wants); a create never waits for a
  * refill; and many create/exec/delete cycles leave nothing behind.
@@ -68,7 +68,7 @@ async function withServer(extra: Partial<StartOptions>, fn: (server: RunningServ
 }
 
 describe("warm pool", () => {
-  it("a pooled VM is as fresh and isolated as a cold one, and goes to one create only", async (ctx) => {
+  it("a pooled VM is as fresh and isolated as a cold one, goes to one create only, and gets its create's services", async (ctx) => {
     const gap = await sandboxGap();
     if (gap) return ctx.skip(gap);
     await withServer({ pool: { size: 2, hotSize: 0 } }, async (server) => {
@@ -86,9 +86,21 @@ describe("warm pool", () => {
       // The tenant marks its VM, as the TTI probe does; the next tenant must not see it.
       await call(server.url, key, "POST", `/v1/vms/${a.id}/exec-await`, { command: "touch /tmp/.bench_ephemeral_check /root/secret" });
 
-      const b = (await call(server.url, other, "POST", "/v1/vms", {})).body;
+      // The next one's create asks for services: a warm VM gets them installed and started before the answer.
+      const services = [
+        { name: "prep", mode: "oneshot", exec: ["touch /var/tmp/prepared"] },
+        { name: "web", mode: "service", exec: ["echo up in $(hostname); exec sleep 1000"], after: ["prep"] },
+      ];
+      const b = (await call(server.url, other, "POST", "/v1/vms", { systemd: { services } })).body;
       assert.ok(warmIds.includes(b.id as string));
+      assert.equal(server.svc.pool.stats().hits, 2);
       assert.notEqual(b.id, a.id);
+      const web = (await call(server.url, other, "GET", `/v1/vms/${b.id}/systemd/services/web/status`)).body;
+      assert.deepEqual([web.activeState, web.subState], ["active", "running"]);
+      assert.equal((await call(server.url, other, "GET", `/v1/vms/${b.id}/systemd/services/prep/status`)).body.subState, "exited");
+      assert.equal((await call(server.url, other, "POST", `/v1/vms/${b.id}/exec-await`, { command: "test -e /var/tmp/prepared" })).body.statusCode, 0);
+      const logs = (await call(server.url, other, "GET", `/v1/vms/${b.id}/systemd/services/web/logs`)).body.logs as Array<{ message: string }>;
+      assert.ok(logs.some((l) => l.message === `up in ${b.id}`), JSON.stringify(logs));
       const idB = await identity(server.url, other, b.id as string);
       assert.equal(idB.marker, "no-marker");
       assert.notEqual(idB.bootId, idA.bootId);
