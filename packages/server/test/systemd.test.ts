@@ -27,6 +27,12 @@ async function answers(vm: Vm): Promise<boolean> {
   return (await vm.exec(CURL)).stdout === "hello from the service\n";
 }
 
+/** POST /v1/vms over raw HTTP: the client refuses a top-level `systemd`. Answers the status and body. */
+async function rawCreate(url: string, key: string, body: Record<string, unknown>): Promise<{ status: number; body: { id?: string; code?: string; message?: string } }> {
+  const res = await fetch(`${url}/v1/vms`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as { id?: string; code?: string; message?: string } };
+}
+
 /** Polls until `check` holds (services start asynchronously after a boot). */
 async function eventually(check: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -46,6 +52,7 @@ describe("systemd services", () => {
     const vm = created0.vm as Vm;
     const vmId = created0.vmId;
     let fromSnapshot: Vm | undefined;
+    let patched: Vm | undefined;
     try {
       assert.equal((await vm.exec("useradd -m svcuser")).statusCode, 0);
       const created = await vm.systemd.create({ name: "web", mode: "service", exec: [WEB], enable: true, restartPolicy: { policy: "on-failure" } });
@@ -70,11 +77,43 @@ describe("systemd services", () => {
       await vm.start();
       await eventually(() => answers(vm), "the service after the VM's stop and start");
 
+      await vm.systemd.create({ name: "side", mode: "service", exec: ["exec sleep 1000"] });
       const { snapshotId } = await vm.snapshot();
       const copy = (await fs.vms.create({ snapshotId, idleTimeoutSeconds: null })).vm as Vm;
       fromSnapshot = copy;
       await eventually(() => answers(copy), "the service in a VM booted from the snapshot");
       assert.equal((await copy.systemd.getStatus({ serviceId: "web" })).subState, "running");
+
+      // patchedServices (the client's type: a service's name and any of its fields): the fields a
+      // patch gives replace those of the snapshot's definition, the rest (exec, enable,
+      // restartPolicy) is kept, and what runs once create answers is the patched definition; a
+      // patch can disable a service (it is stopped) or change one the same create defines.
+      const patchedRes = await rawCreate(t.get().url, t.get().keyA, {
+        snapshotId,
+        idleTimeoutSeconds: null,
+        systemd: {
+          services: [{ name: "extra", mode: "service", exec: ["echo extra $MODE; exec sleep 1000"], env: { MODE: "as defined" } }],
+          patchedServices: [
+            { name: "web", user: "svcuser", env: { PATCHED: "1" } },
+            { name: "side.service", enable: false },
+            { name: "extra", env: { MODE: "patched" } },
+          ],
+        },
+      });
+      assert.equal(patchedRes.status, 200, JSON.stringify(patchedRes.body));
+      const patchedVm = fs.vms.ref({ vmId: String(patchedRes.body.id) }) as Vm;
+      patched = patchedVm;
+      const web = await patchedVm.systemd.getStatus({ serviceId: "web" });
+      assert.deepEqual([web.activeState, web.subState, web.user, web.enabled], ["active", "running", "svcuser", true]);
+      assert.equal((await patchedVm.exec(`stat -c %U /proc/${web.pid}; tr '\\0' '\\n' < /proc/${web.pid}/environ | grep ^PATCHED=`)).stdout, "svcuser\nPATCHED=1\n");
+      await eventually(() => answers(patchedVm), "the patched service (its exec kept)");
+      const side = await patchedVm.systemd.getStatus({ serviceId: "side" });
+      assert.deepEqual([side.activeState, side.enabled], ["inactive", false], "a patch that disables a service stops it");
+      assert.ok((await patchedVm.systemd.getLogs({ serviceId: "extra" })).logs.some((l) => l.message === "extra patched"));
+      const vmsBefore = (await fs.vms.list()).vms.length;
+      const missing = await rawCreate(t.get().url, t.get().keyA, { snapshotId, systemd: { patchedServices: [{ name: "nope", env: { A: "b" } }] } });
+      assert.deepEqual([missing.status, missing.body.code], [404, "SERVICE_NOT_FOUND"], "a patch of a service nobody defines");
+      assert.equal((await fs.vms.list()).vms.length, vmsBefore, "a failed create leaves no VM");
 
       // A service as a non-root user, created through the client's user-scoped handle.
       const user = asUser(vm, "svcuser") as unknown as Vm;
@@ -95,6 +134,7 @@ describe("systemd services", () => {
       await rejectsWith(vm.systemd.getStatus({ serviceId: "web" }), "ServiceNotFoundError", "SERVICE_NOT_FOUND");
       assert.equal(await answers(vm), false);
     } finally {
+      await patched?.delete();
       await fromSnapshot?.delete();
       await vm.delete();
     }

@@ -39,7 +39,8 @@ export class Supervisor {
 
   /**
    * Stores the definitions (all or none: a name that exists fails the lot unless `replace`), then
-   * with `start` starts the enabled ones (a replaced one that runs is restarted) and answers once
+   * with `start` starts the enabled ones (a replaced one that runs is restarted, or stopped if it
+   * is now disabled: nothing keeps running under a definition it no longer has) and answers once
    * they settled, or after SERVICE_SETTLE_WAIT_MS with the states they are in.
    */
   async define(specs: ServiceSpec[], opts: { replace: boolean; start: boolean }): Promise<ServiceStatus[]> {
@@ -60,7 +61,7 @@ export class Supervisor {
     }
     const units = specs.map((s) => this.#units.get(s.name) as Unit);
     if (opts.start) {
-      await Promise.all(restart.filter((u) => u.spec.enable).map((u) => u.stop()));
+      await Promise.all(restart.map((u) => u.stop()));
       const starting = this.#startAll(specs.filter((s) => s.enable).map((s) => s.name));
       await Promise.race([starting, settleWait(SERVICE_SETTLE_WAIT_MS)]);
     }

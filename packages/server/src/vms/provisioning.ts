@@ -328,16 +328,19 @@ export class Provisioning {
   }
 
   /**
-   * After the files (a `bash` service's script is one): `patchedServices` change services the VM
-   * has from its snapshot, `services` add (or replace) others; the enabled ones are started, and
-   * the create answers once they are up (a oneshot: once it ran), or after the agent's settle wait.
+   * After the files (a `bash` service's script is one): `services` add (or replace) services, and
+   * each of `patchedServices` changes the fields it gives of a service, the one `services` names
+   * or else the VM's own (from its snapshot; neither is SERVICE_NOT_FOUND). The enabled ones are
+   * started (a patched one that runs is restarted, or stopped if the patch disables it), and the
+   * create answers once they are up (a oneshot: once it ran), or after the agent's settle wait.
    */
   async #installServices(id: string, services: ServiceSpec[], patches: SystemdPatchedService[]): Promise<void> {
-    const patched: ServiceSpec[] = [];
-    for (const patch of patches) patched.push(patchServiceSpec(await this.engine.guest.serviceSpec(id, serviceId(patch.name)), patch));
-    const named = new Set(services.map((s) => s.name));
-    const all = [...patched.filter((p) => !named.has(p.name)), ...services];
-    if (all.length > 0) await this.engine.guest.serviceDefine(id, all, { replace: true, start: true });
+    const defined = new Map(services.map((s) => [s.name, s]));
+    for (const patch of patches) {
+      const name = serviceId(patch.name);
+      defined.set(name, patchServiceSpec(defined.get(name) ?? (await this.engine.guest.serviceSpec(id, name)), patch));
+    }
+    if (defined.size > 0) await this.engine.guest.serviceDefine(id, [...defined.values()], { replace: true, start: true });
   }
 
   /** A create's domains, checked before anything is made: valid, allowed, and not another account's. */
