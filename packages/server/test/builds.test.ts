@@ -9,8 +9,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as freestyleModule from "freestyle";
 import type { Freestyle } from "freestyle";
+import Database from "better-sqlite3";
+import { Engine } from "@capsule/engine";
+import { dbPath } from "../src/index.js";
 import { client, type Vm } from "../test-support/client.js";
-import { useServer } from "../test-support/harness.js";
+import { AGENT_BUNDLE, IMAGES_DIR, call, createKey, destroyDataDir, hostGap, scratchDir, spawnServer, useServer } from "../test-support/harness.js";
 
 const PORT = 8000;
 /** A tiny HTTP server from the base image's perl. */
@@ -116,5 +119,92 @@ describe("declarative snapshots", () => {
     assert.match(failed.failureReason ?? "", /systemd/);
     assert.equal((await server.engine.listVms()).length, 0, "the builder VM is gone");
     assert.equal((await server.engine.listSnapshots()).length, snapshotsBefore, "no snapshot was made");
+  });
+});
+
+describe("ComputeSDK's Freestyle provider (freestyle-sandboxes@0.1.34)", () => {
+  const t = useServer();
+
+  it("its bodies: ensure {template: {aptDeps: [python3], systemd, additionalFiles}}, then a create with the template inline boots from the cached snapshot", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { server, url, keyA } = t.get();
+    // The bodies freestyle-sandboxes@0.1.34 sends for snapshots.ensure({template}) and vms.create({template}), captured.
+    const template = {
+      aptDeps: ["python3"],
+      systemd: { services: [{ name: "web", mode: "service", exec: [`python3 -m http.server ${PORT} --directory /app`], enable: true }] },
+      additionalFiles: { "/app/hello.txt": { content: "hello from the template\n" } },
+    };
+    const ensured = await call(url, keyA, "POST", "/v1/vms/snapshots", { template });
+    assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
+    const builds = server.svc.builds.buildRows.count(server.keys.ensureAccount("alice").id);
+    const created = await call(url, keyA, "POST", "/v1/vms", { template });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    assert.equal(created.body.snapshotId, ensured.body.snapshotId, "the create booted from the ensured snapshot");
+    assert.equal(server.svc.builds.buildRows.count(server.keys.ensureAccount("alice").id), builds, "without a second build");
+    const vm = created.body.id as string;
+    try {
+      const exec = async (command: string) => (await call(url, keyA, "POST", `/v1/vms/${vm}/exec-await`, { command })).body.stdout as string;
+      assert.equal(await exec("python3 -c 'print(6*7)'"), "42\n");
+      await eventually(async () => (await exec(`curl -s -m 2 http://127.0.0.1:${PORT}/hello.txt`)) === "hello from the template\n", "the template's service");
+    } finally {
+      await call(url, keyA, "DELETE", `/v1/vms/${vm}`);
+    }
+  });
+});
+
+describe("a server killed mid-build", () => {
+  it("leaves no builder VM, layer, snapshot or unfinished build after its restart", async (ctx) => {
+    const gap = await hostGap();
+    if (gap) {
+      if (process.env.CI) throw new Error(gap);
+      return ctx.skip(gap);
+    }
+    const dataDir = await scratchDir();
+    let server: Awaited<ReturnType<typeof spawnServer>> | undefined;
+    try {
+      const key = createKey(dataDir, "alice");
+      server = await spawnServer(dataDir);
+      // A oneshot that outlives the server: the build is in its systemd phase when the kill comes.
+      const template = { systemd: { services: [{ name: "slow", mode: "oneshot", exec: ["sleep 600"] }] } };
+      const pending = call(server.url, key, "POST", "/v1/vms/snapshots", { template }).catch(() => undefined);
+      const db = new Database(dbPath(dataDir), { readonly: true });
+      let buildId: string | undefined;
+      try {
+        const deadline = Date.now() + 60_000;
+        while (!buildId) {
+          if (Date.now() > deadline) assert.fail("the build never reached its systemd phase");
+          buildId = (db.prepare("SELECT build_id FROM build_phases WHERE name = 'systemd' AND state = 'running'").get() as { build_id: string } | undefined)?.build_id;
+          if (!buildId) await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        db.close();
+      }
+      const killed = new Promise((r) => server!.child.once("exit", r));
+      server.child.kill("SIGKILL");
+      await killed;
+      await pending;
+
+      server = await spawnServer(dataDir);
+      const build = (await call(server.url, key, "GET", `/v1/vms/builds/${buildId}`)).body;
+      assert.deepEqual([build.state, build.failureReason], ["failed", "the server stopped during the build"]);
+      const phases = (await call(server.url, key, "GET", `/v1/vms/builds/${buildId}/phases`)).body.phases as Array<{ name: string; state: string }>;
+      assert.equal(phases.find((p) => p.name === "systemd")?.state, "failed");
+      assert.deepEqual((await call(server.url, key, "GET", "/v1/vms/snapshots")).body.snapshots, []);
+      const stopped = new Promise((r) => server!.child.once("exit", r));
+      server.child.kill("SIGTERM");
+      await stopped;
+      server = undefined;
+      const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE });
+      try {
+        assert.deepEqual(await engine.listVms(), [], "the builder VM was deleted");
+        assert.deepEqual(await engine.listSnapshots(), []);
+        assert.deepEqual(await engine.layerIds(), [], "no layer is left");
+      } finally {
+        await engine.close();
+      }
+    } finally {
+      server?.child.kill("SIGKILL");
+      await destroyDataDir(dataDir);
+    }
   });
 });

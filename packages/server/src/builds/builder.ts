@@ -39,6 +39,8 @@ export const BUILD_LIMITS = {
   servicesPollMs: 500,
   /** Log lines of each failed service in the error's diagnostics. */
   failedLogLines: 200,
+  /** ... and in its message. */
+  messageLogLines: 10,
 } as const;
 
 /** The phases a layer runs, in order; those with nothing to do are left out. */
@@ -268,7 +270,9 @@ export class Builds {
     const log = states.map((s) => `${s.name}.service: ${s.activeState} (${s.subState}, ${s.result})`).join("\n");
     if (failed.length > 0) {
       const diagnostics = await this.#diagnostics(id, states);
-      throw new PhaseFailure(`service(s) failed: ${failed.map((s) => `${s.name}.service (${s.result})`).join(", ")}`, [log, ...diagnostics.failedServiceLogs.map((f) => `--- ${f.unitName} ---\n${f.log}`)].join("\n"), diagnostics);
+      // The message carries each failed service's last lines too: older clients show only the message.
+      const tails = diagnostics.failedServiceLogs.map((f) => `--- ${f.unitName} ---\n${f.log.split("\n").slice(-BUILD_LIMITS.messageLogLines).join("\n")}`);
+      throw new PhaseFailure(`service(s) failed: ${failed.map((s) => `${s.name}.service (${s.result})`).join(", ")}\n${tails.join("\n")}`, [log, ...diagnostics.failedServiceLogs.map((f) => `--- ${f.unitName} ---\n${f.log}`)].join("\n"), diagnostics);
     }
     await this.#dropMetRequirements(id, states);
     return { log, value: undefined };
