@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import type { Readable } from "node:stream";
 import { AgentError } from "../errors.js";
-import { helperCommand } from "../launch.js";
+import { helperCommand, killGroup } from "../launch.js";
 import type { UserInfo } from "../users.js";
 import { OUT_OF_RESOURCES, zygoteSpawn } from "../zygote.js";
 
@@ -18,6 +18,13 @@ export interface ServiceProcess {
   stderr: Readable;
   /** The process ended and its output was read (or OUTPUT_LINGER_MS passed: see there). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /**
+   * Signals the command's process group (what it left behind too): by its number while the
+   * command lives; once it exited, only while no process has that pid. A group's number stays
+   * taken while any member lives (Linux and gVisor alike), so a process with that pid after the
+   * exit means the group is gone and the number went to a newcomer, whose group is not ours.
+   */
+  signalGroup(signal: NodeJS.Signals): void;
 }
 
 /**
@@ -30,7 +37,7 @@ export async function startServiceProcess(user: UserInfo, argv: string[], env: R
   if (fast) {
     const child = await fast;
     child.stdin.end();
-    return { pid: child.pid, stdout: child.stdout, stderr: child.stderr, exited: endOf(child, child.stdout, child.stderr) };
+    return { pid: child.pid, stdout: child.stdout, stderr: child.stderr, exited: endOf(child, child.stdout, child.stderr), signalGroup: groupSignaller(child, child.pid) };
   }
   const { file, args } = helperCommand(user, argv);
   const child = spawn(file, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
@@ -40,7 +47,25 @@ export async function startServiceProcess(user: UserInfo, argv: string[], env: R
       reject(new AgentError(OUT_OF_RESOURCES.has(err.code ?? "") ? "RESOURCE_EXHAUSTED" : "SPAWN_FAILED", `cannot start ${file}: ${err.message}`)),
     );
   });
-  return { pid, stdout: child.stdout, stderr: child.stderr, exited: endOf(child, child.stdout, child.stderr) };
+  return { pid, stdout: child.stdout, stderr: child.stderr, exited: endOf(child, child.stdout, child.stderr), signalGroup: groupSignaller(child, pid) };
+}
+
+/** {@link ServiceProcess.signalGroup} for `child`, which leads group `pid` (exported for its test). */
+export function groupSignaller(child: NodeJS.EventEmitter, pid: number): (signal: NodeJS.Signals) => void {
+  let leaderExited = false; // reaped: the exit event comes after the wait
+  child.once("exit", () => (leaderExited = true));
+  return (signal) => {
+    if (!leaderExited || !processExists(pid)) killGroup(pid, signal);
+  };
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 async function endOf(child: NodeJS.EventEmitter, ...outputs: Readable[]): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {

@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import { MAX_SERVICE_LOG_LINE_BYTES, MAX_SERVICE_STOP_GRACE_MS, type ServiceLogStream, type ServiceResult, type ServiceSpec, type ServiceStatus } from "@capsule/agent-protocol";
-import { killGroup, resolveCwd, userEnv } from "../launch.js";
+import { resolveCwd, userEnv } from "../launch.js";
 import { resolveGroupId, resolveUser, type UserInfo } from "../users.js";
 import { LineSplitter, ServiceLogWriter } from "./log-file.js";
 import { startServiceProcess, type ServiceProcess } from "./process.js";
@@ -46,8 +46,8 @@ export class Unit {
   #up = false;
   #result: ServiceResult = "success";
   #proc: ServiceProcess | undefined;
-  /** The last command's process group: what an exited oneshot left running is killed by a stop. */
-  #lastPid: number | undefined;
+  /** The last command: what an exited oneshot left running in its group is killed by a stop. */
+  #last: ServiceProcess | undefined;
   #restarts = 0;
   #limiter: StartLimiter;
   #restartTimer: NodeJS.Timeout | undefined;
@@ -127,7 +127,7 @@ export class Unit {
       clearTimeout(grace);
       return;
     }
-    if (this.#lastPid !== undefined) killGroup(this.#lastPid, "SIGKILL");
+    this.#last?.signalGroup("SIGKILL");
     if (this.#phase === "exited" || this.#phase === "auto-restart") this.#setPhase("inactive");
   }
 
@@ -148,7 +148,7 @@ export class Unit {
     clearTimeout(this.#restartTimer);
     this.#stopping = true;
     this.#kill("SIGKILL");
-    if (this.#lastPid !== undefined) killGroup(this.#lastPid, "SIGKILL");
+    this.#last?.signalGroup("SIGKILL");
   }
 
   closeLog(): void {
@@ -229,7 +229,7 @@ export class Unit {
 
   #ended(end: RunEnd, spec: ServiceSpec): void {
     // A service's main process took what it left behind with it (systemd's control-group kill).
-    if (spec.mode === "service" && this.#lastPid !== undefined) killGroup(this.#lastPid, "SIGKILL");
+    if (spec.mode === "service") this.#last?.signalGroup("SIGKILL");
     if (this.#stopping) {
       this.#result = "success";
       this.#say("Stopped");
@@ -271,7 +271,7 @@ export class Unit {
   }
 
   #kill(signal: NodeJS.Signals): void {
-    if (this.#proc) killGroup(this.#proc.pid, signal);
+    this.#proc?.signalGroup(signal);
   }
 
   #writer(): ServiceLogWriter | undefined {
@@ -287,7 +287,7 @@ export class Unit {
   /** Logs the process's output; while the log file lags, neither pipe is read (the service blocks on a full pipe). */
   #attach(proc: ServiceProcess): void {
     this.#proc = proc;
-    this.#lastPid = proc.pid;
+    this.#last = proc;
     let paused = false;
     const pause = () => {
       if (paused) return;
