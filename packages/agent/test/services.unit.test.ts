@@ -1,5 +1,6 @@
 /** The supervisor's pure parts: start order, restart policy, start limit, log lines and rotation, systemd states. */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -80,6 +81,50 @@ test("line splitter: newlines, CRLF, no newline at all, and lines past the limit
   split.push(Buffer.from("k"));
   split.flush();
   assert.deepEqual(lines, ["ab", "cd", "", "abcd", "efgh", "ijk"]);
+});
+
+const isRoot = process.getuid?.() === 0;
+
+test("a log file that fails (a full disk) drops lines instead of stalling the service, then is opened again", { skip: !isRoot && "mounts a tiny tmpfs: needs root" }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "capsule-svc-full-"));
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "capsule-test", dir]);
+  try {
+    const file = path.join(dir, "s.log");
+    const reopenAfterMs = 200;
+    const writer = new ServiceLogWriter(file, LOG_FILE_MAX_BYTES, reopenAfterMs);
+    const filler = path.join(dir, "filler");
+    assert.throws(() => fs.writeFileSync(filler, Buffer.alloc(1024 * 1024)), /ENOSPC/);
+    // A flood outruns the file until write() asks the caller to pause its pipes...
+    let lagging = false;
+    for (let i = 0; i < 1000 && !lagging; i++) lagging = !writer.write("stdout", Buffer.alloc(1000, 0x61));
+    assert.ok(lagging, "the writer asked for a pause");
+    // ...and the pause ends although the file failed (ENOSPC destroyed its stream: no drain ever).
+    const resumed = await Promise.race([new Promise<boolean>((r) => writer.onDrain(() => r(true))), new Promise<boolean>((r) => setTimeout(() => r(false), 2000))]);
+    assert.ok(resumed, "the service's pipes are resumed");
+    assert.equal(writer.write("stdout", Buffer.from("lost")), true, "lines are dropped, not queued");
+    assert.ok(writer.dropped > 0);
+    fs.rmSync(filler);
+    await new Promise((r) => setTimeout(r, reopenAfterMs + 50));
+    writer.write("stdout", Buffer.from("back"), 9_000);
+    writer.close();
+    await new Promise((r) => setTimeout(r, 50));
+    const [note, back] = await readServiceLog(file, { lines: 2 });
+    assert.equal(note?.stream, "supervisor");
+    assert.match(note?.message ?? "", /^\d+ log lines were dropped: the log file failed \(ENOSPC\)$/);
+    assert.deepEqual(back, { timeMs: 9_000, stream: "stdout", message: "back" });
+  } finally {
+    execFileSync("umount", [dir]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a log file that cannot be opened drops lines and never throws into the supervisor", () => {
+  const writer = new ServiceLogWriter(path.join(os.tmpdir(), "capsule-no-such-dir", "x", "s.log"));
+  assert.equal(writer.write("supervisor", Buffer.from("Started")), true);
+  let called = false;
+  writer.onDrain(() => (called = true));
+  assert.ok(called, "nothing to wait for");
+  assert.equal(writer.dropped, 1);
 });
 
 test("log writer rotates at its byte limit into one older file; reads take lines, since and hostile bytes", async () => {

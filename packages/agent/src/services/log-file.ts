@@ -67,32 +67,71 @@ export class LineSplitter {
   }
 }
 
+/** After the log file failed (a full disk), how long lines are dropped before it is opened again. */
+export const LOG_REOPEN_BACKOFF_MS = 5_000;
+
 /**
  * Appends entries to a service's log file and rotates it. `write` returns false while the file
  * lags behind; the caller then stops reading the service's output until {@link onDrain}, so a
  * flood is slowed down to the disk's pace instead of piling up in memory.
+ *
+ * A file that fails (a write error such as ENOSPC destroys its stream; an open can fail too)
+ * never holds the service up: waiters are released at once, lines are dropped and counted, and
+ * after `reopenAfterMs` the next line opens the file again, led by a line saying how many were lost.
  */
 export class ServiceLogWriter {
-  #stream: fs.WriteStream;
-  #size: number;
+  #stream: fs.WriteStream | undefined;
+  #size = 0;
   #drainWaiters: Array<() => void> = [];
+  /** When the file last failed; lines are dropped until `reopenAfterMs` after it. */
+  #failedAt = 0;
+  #failure = "";
+  #dropped = 0;
 
   constructor(
     readonly file: string,
     private readonly maxBytes = LOG_FILE_MAX_BYTES,
+    private readonly reopenAfterMs = LOG_REOPEN_BACKOFF_MS,
   ) {
-    [this.#stream, this.#size] = this.#open();
+    this.#open();
+  }
+
+  /** Lines lost to a failing file since it last worked. */
+  get dropped(): number {
+    return this.#dropped;
   }
 
   write(stream: ServiceLogStream, message: Buffer, timeMs = Date.now()): boolean {
-    const entry = Buffer.concat([Buffer.from(`${timeMs} ${STREAM_CODES[stream]} `), message, Buffer.from("\n")]);
-    if (this.#size > 0 && this.#size + entry.length > this.maxBytes) this.#rotate();
-    this.#size += entry.length;
-    return this.#stream.write(entry);
+    if (!this.#stream && (Date.now() - this.#failedAt < this.reopenAfterMs || !this.#open())) {
+      this.#dropped++;
+      return true;
+    }
+    if (this.#dropped > 0) {
+      const lost = this.#dropped;
+      this.#dropped = 0;
+      this.#append("supervisor", Buffer.from(`${lost} log lines were dropped: the log file failed (${this.#failure})`), timeMs);
+    }
+    return this.#append(stream, message, timeMs);
   }
 
   onDrain(callback: () => void): void {
+    if (!this.#stream) return callback();
     if (this.#drainWaiters.push(callback) === 1) this.#stream.once("drain", () => this.#drained());
+  }
+
+  close(): void {
+    this.#stream?.end();
+  }
+
+  #append(stream: ServiceLogStream, message: Buffer, timeMs: number): boolean {
+    const entry = Buffer.concat([Buffer.from(`${timeMs} ${STREAM_CODES[stream]} `), message, Buffer.from("\n")]);
+    if (this.#size > 0 && this.#size + entry.length > this.maxBytes) this.#rotate();
+    if (!this.#stream) {
+      this.#dropped++;
+      return true;
+    }
+    this.#size += entry.length;
+    return this.#stream.write(entry);
   }
 
   #drained(): void {
@@ -101,28 +140,46 @@ export class ServiceLogWriter {
     for (const w of waiters) w();
   }
 
-  close(): void {
-    this.#stream.end();
-  }
-
   /** The open descriptor moves with the rename, so writes still queued land in the old file. */
   #rotate(): void {
-    this.#stream.end();
+    const old = this.#stream;
+    this.#stream = undefined; // its queued writes finish; a failure to open the next one must not destroy it
+    old?.end();
     try {
       fs.renameSync(this.file, this.file + ROTATED_SUFFIX);
     } catch {
       // The file was removed under us (the service deleted): the new one starts afresh anyway.
     }
-    [this.#stream, this.#size] = this.#open();
-    this.#drained(); // the new file takes writes at once; an ended stream may never drain
+    this.#open();
+    this.#drained(); // the new file takes writes at once (or drops them); an ended stream may never drain
   }
 
   /** By descriptor, opened now: a stream opened by path later could open a file renamed meanwhile. */
-  #open(): [fs.WriteStream, number] {
-    const fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  #open(): boolean {
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+      this.#size = fs.fstatSync(fd).size;
+    } catch (err) {
+      if (fd !== undefined) fs.closeSync(fd);
+      this.#failed(err as Error);
+      return false;
+    }
     const stream = fs.createWriteStream("", { fd });
-    stream.on("error", () => undefined); // a full disk loses log lines, never the agent
-    return [stream, fs.fstatSync(fd).size];
+    // A full disk loses log lines, never the agent; an ended stream's late error is not the new one's.
+    stream.on("error", (err) => {
+      if (this.#stream === stream) this.#failed(err);
+    });
+    this.#stream = stream;
+    return true;
+  }
+
+  #failed(err: Error): void {
+    this.#stream?.destroy();
+    this.#stream = undefined;
+    this.#failedAt = Date.now();
+    this.#failure = (err as NodeJS.ErrnoException).code ?? err.message;
+    this.#drained(); // a destroyed stream never drains: the service's pipes must not wait for it
   }
 }
 
