@@ -68,6 +68,18 @@ const AGENT_CODES: Partial<Record<string, ApiErrorCode>> = {
 };
 
 /**
+ * What an agent older than an op answers for it. The protocol version was not bumped for the
+ * services and tcp.connect ops (that would restart every VM on upgrade), so a VM adopted across
+ * an upgrade keeps an agent without them until it boots again.
+ */
+const OLDER_AGENT_OP = /^unknown op "(svc\.[a-z]+|tcp\.connect)"$/;
+
+/** The 501 for an op the VM's agent predates: the VM needs a restart, not the caller a retry. */
+function olderAgent(op: string): ApiError {
+  return new ApiError("BAD_REQUEST", `the VM runs an older Capsule agent without ${op}: stop and start the VM to give it the current agent`, 501, { unsupported: true, reason: "AGENT_OUTDATED" });
+}
+
+/**
  * Maps anything thrown below a route to an ApiError. `badRequest` is the route's own 4xx code
  * for invalid input (CREATE_VM_BAD_REQUEST on create, FILES_BAD_REQUEST on files, ...).
  */
@@ -96,11 +108,14 @@ export function toApiError(err: unknown, badRequest: ApiErrorCode = "BAD_REQUEST
       case "AGENT_UNAVAILABLE":
         // The VM's agent is broken, hostile or hung up mid-call (found by `npm run fuzz`): this VM cannot serve now; the server and other VMs can.
         return new ApiError("SERVICE_UNAVAILABLE", err.message, undefined, { reason: err.code });
-      case "AGENT_ERROR":
+      case "AGENT_ERROR": {
+        const older = err.agentCode === "BAD_REQUEST" ? OLDER_AGENT_OP.exec(err.message) : null;
+        if (older) return olderAgent(older[1] as string);
         // The guest is out of processes or memory: retry later, not a bad request.
         if (err.agentCode === "RESOURCE_EXHAUSTED") return new ApiError("SERVICE_UNAVAILABLE", err.message, undefined, { reason: err.agentCode });
         // PERMISSION_DENIED, IS_A_DIRECTORY, ...: the caller asked for something the guest refuses.
         return new ApiError(badRequest, err.message, undefined, { agentCode: err.agentCode });
+      }
       default:
         return internalError(err, err.code);
     }
