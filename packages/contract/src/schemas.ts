@@ -278,6 +278,10 @@ export const SnapshotInfo = z
     lost: z.boolean(),
     deleted: z.boolean(),
     snapshotPersistence: z.object({ type: z.literal("persistent") }),
+    /** The build that made it (`POST /v1/vms/snapshots`); null: taken from a VM. `Snapshot.getBuild()` reads it. */
+    buildId: z.string().nullable(),
+    /** That build's layer hash. */
+    templateHash: z.string().nullable(),
   })
   .meta({ id: "SnapshotInfo" });
 export type SnapshotInfo = z.infer<typeof SnapshotInfo>;

@@ -56,7 +56,8 @@ export class VmService {
   ) {
     this.rows = new Rows(db);
     this.quotas = new Quotas(engine, this.rows, { quotas: opts.quotas ?? DEFAULT_QUOTAS, admission: opts.admission ?? defaultAdmission() });
-    this.views = new Views(engine, this.rows);
+    const buildRows = new BuildRows(db);
+    this.views = new Views(engine, this.rows, (id) => buildRows.ofSnapshot(id));
     this.power = new Power(engine, this.rows, activity, log, this.quotas);
     this.pool = new WarmPool(opts.pool ?? DEFAULT_POOL, {
       engine,
@@ -68,7 +69,7 @@ export class VmService {
     });
     this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas, this.pool);
     this.gateway = new GuestGateway(engine, this.rows, this.power, activity);
-    this.builds = new Builds(engine, this.rows, new BuildRows(db), this.quotas, log, { egress: opts.egress });
+    this.builds = new Builds(engine, this.rows, buildRows, this.quotas, log, { egress: opts.egress });
   }
 
   /**

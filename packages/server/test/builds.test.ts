@@ -74,6 +74,8 @@ describe("declarative snapshots", () => {
     assert.deepEqual([again.snapshotId, again.cached], [a.snapshotId, true]);
     assert.equal(server.svc.builds.buildRows.count(alice.id), buildsBefore + 1, "a later ensure builds nothing");
     assert.equal((await server.engine.listVms()).length, 0, "no builder VM is left");
+    const snap = (await call(url, keyA, "GET", `/v1/vms/snapshots/${a.snapshotId}`)).body;
+    assert.deepEqual([snap.buildId, typeof snap.templateHash], [a.buildId, "string"], "the snapshot names its build (Snapshot.getBuild)");
 
     const created = await fs.vms.create({ spec: spec(), idleTimeoutSeconds: null } as never);
     const vm = created.vm as BuiltVm;

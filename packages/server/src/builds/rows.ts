@@ -80,8 +80,9 @@ export class BuildRows {
   }
 
   /** The build that made this snapshot, if a build made it. */
-  ofSnapshot(snapshotId: string): string | undefined {
-    return (this.db.prepare("SELECT id FROM builds WHERE snapshot_id = ?").get(snapshotId) as { id: string } | undefined)?.id;
+  ofSnapshot(snapshotId: string): { buildId: string; templateHash: string } | undefined {
+    const row = this.db.prepare("SELECT id, template_hash FROM builds WHERE snapshot_id = ?").get(snapshotId) as { id: string; template_hash: string } | undefined;
+    return row ? { buildId: row.id, templateHash: row.template_hash } : undefined;
   }
 
   count(accountId: string): number {

@@ -19,7 +19,7 @@ export function register(app: App, { svc }: Deps): void {
     }),
     async (c) => {
       const vm = await svc.views.get(account(c), c.req.valid("param").vm_id);
-      const buildId = vm.snapshotId ? svc.builds.buildRows.ofSnapshot(vm.snapshotId) : undefined;
+      const buildId = vm.snapshotId ? svc.builds.buildRows.ofSnapshot(vm.snapshotId)?.buildId : undefined;
       if (!buildId) throw new ApiError("NOT_FOUND", `VM ${vm.id} did not boot from a built snapshot`);
       return c.json({ buildId }, 200);
     },

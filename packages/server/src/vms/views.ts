@@ -38,6 +38,8 @@ export class Views {
   constructor(
     private readonly engine: Engine,
     private readonly rows: Rows,
+    /** The build that made a snapshot, if one did (BuildRows.ofSnapshot). */
+    private readonly builtBy: (snapshotId: string) => SnapshotBuild | undefined = () => undefined,
   ) {}
 
   async list(account: Account): Promise<VmInfo[]> {
@@ -74,14 +76,14 @@ export class Views {
     const byId = new Map((await this.engine.listSnapshots()).map((s) => [s.id, s]));
     return rows.flatMap((r) => {
       const s = byId.get(r.id);
-      return s ? [snapshotView(r, s)] : [];
+      return s ? [snapshotView(r, s, this.builtBy(r.id))] : [];
     });
   }
 
   async getSnapshot(account: Account, id: string): Promise<SnapshotInfo> {
     const row = this.rows.ownedSnapshot(account, id);
     try {
-      return snapshotView(row, await this.engine.getSnapshot(row.id));
+      return snapshotView(row, await this.engine.getSnapshot(row.id), this.builtBy(row.id));
     } catch (err) {
       throw toApiError(err);
     }
@@ -112,7 +114,12 @@ function vmView(r: VmRow, vm: EngineVm): VmInfo {
   };
 }
 
-function snapshotView(r: SnapshotRow, s: SnapshotRecord): SnapshotInfo {
+interface SnapshotBuild {
+  buildId: string;
+  templateHash: string;
+}
+
+function snapshotView(r: SnapshotRow, s: SnapshotRecord, built: SnapshotBuild | undefined): SnapshotInfo {
   return {
     snapshotId: r.id,
     name: r.name,
@@ -126,5 +133,7 @@ function snapshotView(r: SnapshotRow, s: SnapshotRecord): SnapshotInfo {
     lost: false,
     deleted: false,
     snapshotPersistence: { type: "persistent" },
+    buildId: built?.buildId ?? null,
+    templateHash: built?.templateHash ?? null,
   };
 }
