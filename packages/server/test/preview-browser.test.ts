@@ -4,13 +4,14 @@
  * URL through a share link (the link's token leaves the address bar; the host gets its own
  * HttpOnly, host-only cookie); without credentials and with another account's key the preview
  * refuses; the link stops working when it expires and when it is revoked; a public port opens
- * for anyone; a preview page can neither read its own auth cookie nor plant one for the console's
+ * for anyone; a console session opens it through the console's one-time handoff, and the
+ * console's cookie never reaches the preview host; a preview page can neither read its own auth cookie nor plant one for the console's
  * host (`domain=localhost`).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { useBrowser } from "../test-support/browser.js";
+import { signIn, useBrowser } from "../test-support/browser.js";
 import { call, useServer } from "../test-support/harness.js";
 import { APP_PATH, DEV_APP, WS_GREETING, startAppCommand } from "../test-support/preview-app.js";
 
@@ -99,6 +100,45 @@ describe("preview in Chromium", () => {
       assert.equal((await apage.reload())?.status(), 401);
     } finally {
       for (const c of [anon, bob, shared, revocable]) await c.close();
+    }
+  });
+
+  it("a console session opens a private preview through the console's handoff; the console cookie stays on the console's host", { timeout: 90_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, server } = t.get();
+    const vmId = (await call(url, keyA, "POST", "/v1/vms", {})).body.id as string;
+    await server.engine.guest.writeFile(vmId, APP_PATH, DEV_APP);
+    assert.equal((await server.engine.guest.exec(vmId, { command: startAppCommand(APP_PORT) })).exitCode, 0);
+    const previewUrl = `http://${APP_PORT}-${vmId}.localhost:${server.port}/`;
+    const context = await (await b.get()).newContext();
+    try {
+      const page = await context.newPage();
+      await signIn(page, `http://localhost:${server.port}`, keyA);
+      await page.getByTestId("sign-out").waitFor({ timeout: 15_000 });
+      assert.equal((await page.goto(previewUrl))?.status(), 401, "the console cookie does not open the preview by itself");
+      await page.getByText("Open it from the Capsule console").click();
+      await page.waitForURL(previewUrl, { timeout: 15_000 });
+      await text(page, "#msg", WS_GREETING);
+      const names = (await context.cookies(previewUrl)).map((c) => c.name);
+      assert.ok(names.includes("capsule_preview"), "the preview host got its own cookie");
+      assert.ok(!names.includes("capsule_console"), "the console cookie never reaches the preview host");
+      // A handoff token is single-use.
+      const handoffs: string[] = [];
+      page.on("request", (r) => {
+        if (r.url().includes("capsule_handoff=")) handoffs.push(r.url());
+      });
+      await context.clearCookies({ name: "capsule_preview" });
+      await page.goto(`http://localhost:${server.port}/console/preview?to=${encodeURIComponent(previewUrl)}`);
+      await page.waitForURL(previewUrl, { timeout: 15_000 });
+      assert.equal(handoffs.length, 1);
+      const fresh = await (await b.get()).newContext();
+      try {
+        assert.equal((await (await fresh.newPage()).goto(handoffs[0] as string))?.status(), 401, "a spent handoff opens nothing");
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await context.close();
     }
   });
 });

@@ -19,6 +19,7 @@ import { bodyLimit } from "hono/body-limit";
 import { LINUX_USER_RE } from "@capsule/contract/wire";
 import type { App, AppEnv, Deps } from "../context.js";
 import { ApiError } from "../errors.js";
+import { HANDOFF_PARAM } from "../preview/access.js";
 import { CONSOLE_HEADER, readCookie, SESSION_COOKIE, SESSION_TTL_MS } from "./auth.js";
 
 /** Paths served by the console itself (static files and its private API). */
@@ -128,6 +129,32 @@ export function register(app: App, deps: Deps): void {
     if (!t) return fail(c, new ApiError("UNAUTHORIZED", "not signed in"));
     c.header("Cache-Control", "no-store");
     return c.json({ token: t.token, expiresAt: new Date(t.expiresAt).toISOString() }, 200);
+  });
+
+  // Opening a preview host from the console: the console's cookie is host-only here and never
+  // sent to a preview host, so the console hands over a one-time token in a redirect instead.
+  // The first hop comes from another site (a link on a preview page), which a SameSite=Strict
+  // cookie does not ride on: it answers a page that navigates again from this origin.
+  app.get("/console/preview", async (c) => {
+    const to = c.req.query("to") ?? "";
+    let target: URL;
+    try {
+      target = new URL(to);
+    } catch {
+      return fail(c, new ApiError("VALIDATION_ERROR", "to must be a preview URL"));
+    }
+    const route = deps.preview?.router.route(target.host);
+    if (!deps.preview || route?.kind !== "preview" || (target.protocol !== "http:" && target.protocol !== "https:")) return fail(c, new ApiError("VALIDATION_ERROR", "to must be a preview URL of this server"));
+    c.header("Cache-Control", "no-store");
+    if (c.req.query("go") !== "1") {
+      const again = `/console/preview?go=1&to=${encodeURIComponent(target.href)}`;
+      return c.html(`<!doctype html><meta http-equiv="refresh" content="0;url=${again.replace(/&/g, "&amp;").replace(/"/g, "&quot;")}"><title>Opening the preview</title>`);
+    }
+    const account = auth?.authenticate(readCookie(c.req.header("cookie"), SESSION_COOKIE));
+    if (!account) return c.redirect("/console/", 302);
+    const row = deps.svc.rows.ownedVm(account, route.vmId); // VM_NOT_FOUND for another account's VM
+    target.searchParams.set(HANDOFF_PARAM, deps.preview.handoff(row.account_id, row.id, route.port));
+    return c.redirect(target.href, 302);
   });
 
   app.get("/console", (c) => c.redirect("/console/", 301));

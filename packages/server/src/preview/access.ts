@@ -1,11 +1,13 @@
 /**
  * Who may open a preview host. Private by default: the VM owner's API key (curl, the SDK), or a
- * browser holding the host's auth cookie, minted from a share link; or anyone, for a port its
- * owner made public. The cookie is host-only (no Domain attribute), HttpOnly and SameSite=Lax, so
+ * browser holding the host's auth cookie, minted from a share link or handed over by the console
+ * (whose own cookie never leaves the API host: the console mints a one-time token for the
+ * preview host instead); or anyone, for a port its owner made public. The cookie is host-only (no Domain attribute), HttpOnly and SameSite=Lax, so
  * each preview host is its own origin with its own cookie, and it carries the share's token:
  * expiry and revocation are checked on every request.
  * @module
  */
+import crypto from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Account } from "../keys.js";
 import type { PreviewRows } from "../vms/preview-rows.js";
@@ -16,6 +18,21 @@ import type { ShareSigner } from "./share-token.js";
 export const PREVIEW_COOKIE = "capsule_preview";
 /** The query parameter carrying a share token. */
 export const SHARE_PARAM = "capsule_share";
+/** The query parameter carrying a console handoff (one use, {@link HANDOFF_TTL_MS}). */
+export const HANDOFF_PARAM = "capsule_handoff";
+/** How long the console's handoff to a preview host may take (a redirect, so seconds). */
+export const HANDOFF_TTL_MS = 60_000;
+/** How long a preview host stays open to a console user after the handoff (the console session's own length). */
+export const CONSOLE_PREVIEW_TTL_MS = 12 * 3600 * 1000;
+
+interface Handoff {
+  accountId: string;
+  vmId: string;
+  port: number;
+  expiresAt: number;
+}
+const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
+
 export interface MintedShare {
   id: string;
   vmId: string;
@@ -25,6 +42,9 @@ export interface MintedShare {
 }
 
 export class PreviewAccess {
+  /** One-time console handoffs, by sha256 of the token. */
+  readonly #handoffs = new Map<string, Handoff>();
+
   constructor(
     readonly router: HostRouter,
     readonly rows: PreviewRows,
@@ -51,6 +71,29 @@ export class PreviewAccess {
     const maxAge = Math.max(0, Math.floor((expiresAt - this.now()) / 1000));
     const secure = (req.socket as { encrypted?: boolean }).encrypted || req.headers["x-forwarded-proto"] === "https";
     return `${PREVIEW_COOKIE}=${token}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax${secure ? "; Secure" : ""}`;
+  }
+
+  /** A one-time token that opens the VM port's preview host for the account's console user (ownership checked by the caller). */
+  handoff(accountId: string, vmId: string, port: number): string {
+    const now = this.now();
+    for (const [h, t] of this.#handoffs) if (t.expiresAt <= now) this.#handoffs.delete(h);
+    const token = crypto.randomBytes(32).toString("base64url");
+    this.#handoffs.set(sha256(token), { accountId, vmId, port, expiresAt: now + HANDOFF_TTL_MS });
+    return token;
+  }
+
+  /**
+   * Spends a handoff token on its own preview host: a share for the console user (revocable like
+   * any other), whose token becomes the host's cookie. Undefined for an unknown, spent, expired or
+   * foreign token.
+   */
+  takeHandoff(token: string, vmId: string, port: number): { token: string; expiresAt: number } | undefined {
+    const h = sha256(token);
+    const t = this.#handoffs.get(h);
+    this.#handoffs.delete(h);
+    if (!t || t.expiresAt <= this.now() || t.vmId !== vmId || t.port !== port) return undefined;
+    const row = this.rows.createShare(t.accountId, vmId, port, this.now() + CONSOLE_PREVIEW_TTL_MS);
+    return { token: this.signer.sign(row), expiresAt: row.expiresAt };
   }
 
   owner(vmId: string): Account | undefined {

@@ -14,14 +14,14 @@ import { bearer } from "../app.js";
 import { readCookie, SESSION_COOKIE } from "../console/auth.js";
 import type { KeyStore } from "../keys.js";
 import type { DomainRows } from "../vms/domains.js";
-import { PREVIEW_COOKIE, SHARE_PARAM, type PreviewAccess } from "./access.js";
-import type { HostRouter } from "./host.js";
+import { HANDOFF_PARAM, PREVIEW_COOKIE, SHARE_PARAM, type PreviewAccess } from "./access.js";
+import { hostnameOf, type HostRouter } from "./host.js";
 import { withoutQueryParams } from "./forward-headers.js";
 import { PAGES, sendPage, sendPageOnSocket, type ProxyPage } from "./pages.js";
 import type { OwnCredentials, PreviewProxy, ProxyTarget } from "./proxy.js";
 
 /** Capsule's credentials a request may carry, which the VM never sees. */
-export const OWN_CREDENTIALS: OwnCredentials = { cookies: [SESSION_COOKIE, PREVIEW_COOKIE], queryParams: [SHARE_PARAM] };
+export const OWN_CREDENTIALS: OwnCredentials = { cookies: [SESSION_COOKIE, PREVIEW_COOKIE], queryParams: [SHARE_PARAM, HANDOFF_PARAM] };
 
 type Resolved = ProxyTarget | { page: ProxyPage } | { redirect: string; cookie: string };
 
@@ -75,25 +75,43 @@ export class PreviewFront {
     if (!route) return undefined;
     if (route.kind === "other") return this.domains.route(route.hostname);
     const { vmId, port } = route;
-    const key = bearer(req.headers.authorization);
-    // A key is the whole answer: the gateway refuses it unless it is the owner's.
-    if (key) {
-      const account = this.keys.authenticate(key);
-      return account ? { owner: account, vmId, port } : { page: PAGES.private() };
-    }
+    // One page for every refusal, whoever asks and whether the VM exists.
+    const refused = { page: PAGES.private(this.#consoleLink(req)) };
     const owner = this.access.owner(vmId);
-    if (!owner) return { page: PAGES.private() };
+    if (!owner) return refused;
+    const key = bearer(req.headers.authorization);
+    // A key is the whole answer: the owner's opens the preview, any other is refused (the gateway checks again).
+    if (key) return this.keys.authenticate(key)?.id === owner.id ? { owner, vmId, port } : refused;
     if (this.access.rows.isPublic(vmId, port)) return { owner, vmId, port };
-    const shared = new URLSearchParams((req.url ?? "").split("?")[1] ?? "").get(SHARE_PARAM) ?? undefined;
+    const query = new URLSearchParams((req.url ?? "").split("?")[1] ?? "");
+    const handoff = query.get(HANDOFF_PARAM);
+    if (handoff !== null) {
+      const minted = this.access.takeHandoff(handoff, vmId, port);
+      if (!minted) return refused;
+      return { redirect: withoutQueryParams(req.url ?? "/", [HANDOFF_PARAM]), cookie: this.access.cookie(minted.token, minted.expiresAt, req) };
+    }
+    const shared = query.get(SHARE_PARAM) ?? undefined;
     if (shared !== undefined) {
       const expiresAt = this.access.validShare(shared, vmId, port);
-      if (expiresAt === undefined) return { page: PAGES.private() };
+      if (expiresAt === undefined) return refused;
       // The token leaves the address bar (and the history, and any Referer) at once.
       return { redirect: withoutQueryParams(req.url ?? "/", [SHARE_PARAM]), cookie: this.access.cookie(shared, expiresAt, req) };
     }
     const cookie = readCookie(req.headers.cookie, PREVIEW_COOKIE);
     if (cookie !== undefined && this.access.validShare(cookie, vmId, port) !== undefined) return { owner, vmId, port };
-    return { page: PAGES.private() };
+    return refused;
+  }
+
+  /**
+   * The console's way into this preview host, where the console's host is known: with the default
+   * preview domain `localhost`, the console is at localhost on the same port.
+   */
+  #consoleLink(req: IncomingMessage): string | undefined {
+    if (this.router.previewDomain !== "localhost") return undefined;
+    const serverPort = /:([0-9]{1,5})$/.exec(req.headers.host ?? "")?.[1];
+    const proto = (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
+    const here = `${proto}://${hostnameOf(req.headers.host) ?? ""}${serverPort ? `:${serverPort}` : ""}${req.url ?? "/"}`;
+    return `${proto}://localhost${serverPort ? `:${serverPort}` : ""}/console/preview?to=${encodeURIComponent(here)}`;
   }
 
 }

@@ -1,8 +1,8 @@
 /**
  * The proxy's own answers, as small HTML pages a browser user can read (a curl user gets the same
  * text, and `X-Capsule-Proxy-Error` carries a stable code for scripts and tests). Nothing in
- * them comes from the request or the VM except the port number, so they cannot be used to inject
- * markup.
+ * them comes from the request or the VM except the port number and, in the console link, the
+ * percent-encoded preview URL, so they cannot be used to inject markup.
  * @module
  */
 import type { ServerResponse } from "node:http";
@@ -16,11 +16,19 @@ export interface ProxyPage {
   code: string;
   title: string;
   detail: string;
+  /** A way on (built from trusted parts only: the server's own origin and a percent-encoded URL). */
+  link?: { href: string; text: string };
 }
 
 export const PAGES = {
   /** Also for a VM that does not exist or is another account's: the two must look the same. */
-  private: (): ProxyPage => ({ status: 401, code: "PREVIEW_PRIVATE", title: "This preview is private", detail: "Open it with the VM owner's API key (Authorization: Bearer), a share link, or from the Capsule console." }),
+  private: (consoleUrl?: string): ProxyPage => ({
+    status: 401,
+    code: "PREVIEW_PRIVATE",
+    title: "This preview is private",
+    detail: "Open it with the VM owner's API key (Authorization: Bearer), a share link, or from the Capsule console.",
+    ...(consoleUrl ? { link: { href: consoleUrl, text: "Open it from the Capsule console" } } : {}),
+  }),
   nothingListens: (port: number): ProxyPage => ({ status: 502, code: "NOTHING_LISTENS", title: `Nothing listens on port ${port}`, detail: `The VM runs, but no server accepts connections on port ${port} inside it. Start your server (on localhost or 0.0.0.0) and reload.` }),
   vmStopped: (): ProxyPage => ({ status: 503, code: "VM_STOPPED", title: "The VM is stopped", detail: "Start the VM (POST /v1/vms/{id}/start or the console) and reload." }),
   unavailable: (): ProxyPage => ({ status: 503, code: "VM_UNAVAILABLE", title: "The VM cannot be reached right now", detail: "The VM's agent did not answer, or the server is out of capacity. Try again shortly." }),
@@ -33,7 +41,7 @@ function html(page: ProxyPage): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${page.title}</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}small{color:#777}</style></head>
-<body><h1>${page.title}</h1><p>${page.detail}</p><p><small>${page.status} · ${page.code} · Capsule preview proxy</small></p></body></html>
+<body><h1>${page.title}</h1><p>${page.detail}</p>${page.link ? `<p><a href="${page.link.href.replace(/&/g, "&amp;").replace(/"/g, "&quot;")}">${page.link.text}</a></p>` : ""}<p><small>${page.status} · ${page.code} · Capsule preview proxy</small></p></body></html>
 `;
 }
 
