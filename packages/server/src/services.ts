@@ -45,6 +45,18 @@ export function toServiceSpec(s: SystemdServiceSpec | SystemdPatchedService, req
   }
 }
 
+/**
+ * A scoped request (the Linux-user header: "act as this user") defines services that run as
+ * that user only: with `user: root` (or a group of root's) it would run what the same request
+ * could not exec. A group other than the user's own name is refused for the same reason (the
+ * host cannot see the user's memberships).
+ */
+export function checkScopedSpec(spec: ServiceSpec, requestUser: string | undefined): void {
+  if (requestUser === undefined) return;
+  if ((spec.user ?? "root") !== requestUser) throw new ApiError("VALIDATION_ERROR", `service ${JSON.stringify(spec.name)}: a request as ${requestUser} defines services running as ${requestUser} only, not ${spec.user ?? "root"}`);
+  if (spec.group !== undefined && spec.group !== requestUser) throw new ApiError("VALIDATION_ERROR", `service ${JSON.stringify(spec.name)}: a request as ${requestUser} cannot set group ${JSON.stringify(spec.group)}`);
+}
+
 /** The Freestyle spec of an agent's definition: what `patchedServices` fields apply to. */
 function fromServiceSpec(spec: ServiceSpec): SystemdServiceSpec {
   const { restart, ...rest } = spec;
