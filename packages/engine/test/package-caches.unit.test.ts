@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import fs from "node:fs/promises";
 import http from "node:http";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -8,7 +10,7 @@ import { text } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { guestCacheFile } from "../src/caches/guest-config.js";
-import { parseRegistryPath, PrefixRewrite, startNpmCache, upstreamUrl, type NpmCache } from "../src/caches/npm-cache.js";
+import { MAX_CONNECTIONS_PER_SOURCE, parseRegistryPath, PrefixRewrite, startNpmCache, upstreamUrl, type NpmCache } from "../src/caches/npm-cache.js";
 import { PACKAGE_CACHE_PORTS } from "../src/caches/ports.js";
 import { firewallRuleset } from "../src/net/firewall.js";
 
@@ -177,5 +179,56 @@ describe("package cache wiring", () => {
   it("the guest configs point apt and npm at host.capsule.internal", () => {
     assert.match(guestCacheFile("apt").content, /^Acquire::http::Proxy "http:\/\/host\.capsule\.internal:3142\/";$/m);
     assert.match(guestCacheFile("npm").content, /^registry=http:\/\/host\.capsule\.internal:4873\/$/m);
+  });
+});
+
+describe("npm cache: one VM cannot hold every connection", () => {
+  const stallMs = 1000;
+  let upstream: http.Server;
+  let cache: NpmCache;
+  let dir: string;
+  const connect = (localAddress = "127.0.0.1") =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: "127.0.0.1", port: cache.port, localAddress }, () => resolve(s));
+      s.once("error", reject);
+    });
+  const closedWithin = (s: net.Socket, ms: number) =>
+    new Promise<boolean>((resolve) => {
+      if (s.destroyed) return resolve(true);
+      const timer = setTimeout(() => resolve(false), ms);
+      s.once("close", () => (clearTimeout(timer), resolve(true)));
+    });
+
+  before(async () => {
+    upstream = http.createServer((_req, res) => void res.writeHead(200).end(Buffer.alloc(8 * 1024 * 1024, 1)));
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-npm-cache-limits-"));
+    const upstreamBase = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    cache = await startNpmCache({ dir, maxBytes: 64 * 1024 * 1024, publicUrl: "http://h", upstream: upstreamBase, clientStallMs: stallMs }, { host: "127.0.0.1", port: 0 });
+  });
+  after(async () => {
+    await cache.close();
+    await new Promise((r) => upstream.close(r));
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it("caps the connections of one source address; another source still gets in", async () => {
+    const held = await Promise.all(Array.from({ length: MAX_CONNECTIONS_PER_SOURCE }, () => connect()));
+    const extra = await connect();
+    assert.ok(await closedWithin(extra, 500), "the connection over the cap is closed at once");
+    const other = await fetch(`http://127.0.0.1:${cache.port}/-/capsule/stats`).catch(() => undefined);
+    assert.equal(other, undefined, "the same source is still at its cap");
+    const fromElsewhere = await connect("127.0.0.2");
+    fromElsewhere.write("HEAD /pkg/-/pkg-1.0.0.tgz HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n");
+    const [head] = (await once(fromElsewhere, "data")) as [Buffer];
+    assert.match(head.toString(), /^HTTP\/1\.1 200/);
+    for (const s of held) s.destroy();
+  });
+
+  it("closes a connection whose client stops reading a body", async () => {
+    const reader = await connect();
+    reader.pause(); // never reads: the 8 MiB body fills the socket buffers and the write stalls
+    reader.write("GET /pkg/-/pkg-1.0.0.tgz HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert.ok(await closedWithin(reader, stallMs * 4), "the stalled connection was closed");
   });
 });

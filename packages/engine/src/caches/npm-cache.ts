@@ -36,6 +36,16 @@ export const MAX_UPSTREAM_FETCHES = 8;
 /** Client connections at once, and how long a client may take to send its request head. */
 export const MAX_CONNECTIONS = 256;
 export const CLIENT_HEADERS_MS = 10_000;
+/**
+ * Connections one source address may hold at once (npm opens 15 or so by default): a VM arrives
+ * DNATed with its own address, so one VM cannot take every connection from the others.
+ */
+export const MAX_CONNECTIONS_PER_SOURCE = 32;
+/**
+ * A connection with no bytes moving either way this long is closed: idle, or a client that
+ * stopped reading a body (its socket buffer full), which would otherwise hold its slot forever.
+ */
+export const CLIENT_STALL_MS = 30_000;
 /** npm's name rules: at most 214 characters; legacy names may have capitals. */
 const MAX_NAME = 214;
 const SCOPE = /^@[a-z0-9][a-z0-9._~-]*$/;
@@ -118,6 +128,8 @@ export interface NpmCacheOptions {
   upstream?: string;
   /** Default {@link METADATA_FRESH_MS}. */
   metadataFreshMs?: number;
+  /** Default {@link CLIENT_STALL_MS}; tests shorten it. */
+  clientStallMs?: number;
 }
 
 export interface NpmCacheStats {
@@ -218,6 +230,9 @@ export async function startNpmCache(opts: NpmCacheOptions, listen: { host: strin
     });
   });
   server.maxConnections = MAX_CONNECTIONS;
+  // Without a 'timeout' listener the server destroys a socket that stalls this long.
+  server.timeout = opts.clientStallMs ?? CLIENT_STALL_MS;
+  limitPerSource(server, MAX_CONNECTIONS_PER_SOURCE);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(listen.port, listen.host, () => resolve());
@@ -235,6 +250,22 @@ export async function startNpmCache(opts: NpmCacheOptions, listen: { host: strin
         server.closeAllConnections();
       }),
   };
+}
+
+/** Closes a connection at once when its source address already holds `limit`. */
+function limitPerSource(server: http.Server, limit: number): void {
+  const open = new Map<string, number>();
+  server.on("connection", (socket) => {
+    const source = socket.remoteAddress ?? "";
+    const n = open.get(source) ?? 0;
+    if (n >= limit) return void socket.destroy();
+    open.set(source, n + 1);
+    socket.once("close", () => {
+      const left = (open.get(source) ?? 1) - 1;
+      if (left === 0) open.delete(source);
+      else open.set(source, left);
+    });
+  });
 }
 
 function send(res: http.ServerResponse, method: string | undefined, status: number, type: string, body: Buffer, close = false): void {
