@@ -97,6 +97,14 @@ describe("declarative snapshots", () => {
     } finally {
       await vm.delete();
     }
+    // spec.snapshot() puts the same layer under an empty one: the same snapshot, still no build.
+    const layered = await fs.vms.create({ spec: (spec() as VmSpecBuilder & { snapshot(): VmSpecBuilder }).snapshot(), idleTimeoutSeconds: null } as never);
+    try {
+      assert.equal(layered.snapshotId, a.snapshotId);
+      assert.equal(server.svc.builds.buildRows.count(alice.id), buildsBefore + 1);
+    } finally {
+      await layered.vm.delete();
+    }
   });
 
   it("a oneshot that needs the internet fails the build with the service's name and log; nothing is left", async (ctx) => {

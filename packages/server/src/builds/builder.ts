@@ -134,6 +134,8 @@ export class Builds {
     let base: string | undefined;
     let result: EnsureResult | undefined;
     for (const [i, layer] of layers.entries()) {
+      // A layer with nothing to build on top of a built one (the outer layer of spec.snapshot()) is that snapshot.
+      if (result && !buildsAnything(layer)) continue;
       base = layer.snapshotId ?? base;
       if (base !== undefined) this.rows.ownedSnapshot(account, base);
       for (const s of layer.services) toServiceSpec(s, undefined); // refused before any VM exists
