@@ -174,6 +174,12 @@ describe("package cache wiring", () => {
     const dnatAccept = input.indexOf("ct status dnat");
     assert.ok(dnatAccept > 0 && dnatAccept < input.indexOf("ip daddr 127.0.0.0/8 counter reject"), "loopback is closed but for the DNAT");
     assert.ok(input.indexOf("ip daddr 127.0.0.0/8 counter reject") < input.indexOf("vmap @vm_in"), "before any policy or allowed port");
+    // route_localnet makes a VM's loopback-sourced packets no martians, and an established
+    // connection's accept must not let a packet to loopback through that no DNAT made.
+    const guard = rules.slice(rules.indexOf("chain guard"), rules.indexOf("chain input"));
+    assert.match(guard, /type filter hook prerouting priority raw;[\s\S]*iifname "cv\*" ip saddr 127\.0\.0\.0\/8 counter drop/);
+    const notDnat = input.indexOf('iifname "cv*" ip daddr 127.0.0.0/8 ct status & dnat == 0 counter reject');
+    assert.ok(notDnat > 0 && notDnat < input.indexOf("ct state established,related accept"), "before the established accept");
   });
 
   it("the guest configs point apt and npm at host.capsule.internal", () => {

@@ -21,14 +21,17 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  * Both kinds may also be members of `pkgcache` (interface . its gateway): their connections to
  * their own gateway on a package cache's guest port are DNATed to that cache's loopback
  * listener (caches/ports.ts). Accepting them needs `route_localnet` on the VM's interface
- * (netns.ts); loopback is otherwise closed to VMs: only connections this DNAT made reach it.
+ * (netns.ts), which also stops the kernel treating a VM's loopback-sourced packets as martians, so
+ * `guard` drops them before conntrack sees them, and a packet to 127/8 that no DNAT made is
+ * rejected before even an established connection's accept: only connections this DNAT made
+ * reach loopback.
  *
  * Everything else from a VM is rejected (at once, so a blocked connect fails fast instead of
  * hanging): the host on any of its addresses and ports, the Capsule server too, other VMs.
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced (its set elements are re-added on boot). */
-const RULESET_VERSION = 5;
+const RULESET_VERSION = 6;
 /** The shared sets whose elements survive a ruleset upgrade. */
 const SHARED_SETS = ["allowed", "egress", "pkgcache"] as const;
 const { apt, npm } = PACKAGE_CACHE_PORTS;
@@ -47,8 +50,13 @@ table inet ${TABLE} {
     iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${apt.guest} dnat ip to 127.0.0.1:${apt.listen}
     iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${npm.guest} dnat ip to 127.0.0.1:${npm.listen}
   }
+  chain guard {
+    type filter hook prerouting priority raw; policy accept;
+    iifname "cv*" ip saddr 127.0.0.0/8 counter drop
+  }
   chain input {
     type filter hook input priority filter - 10; policy accept;
+    iifname "cv*" ip daddr 127.0.0.0/8 ct status & dnat == 0 counter reject with icmpx type admin-prohibited
     iifname "cv*" ct state established,related accept
     iifname "cv*" ip daddr 127.0.0.1 ct status dnat tcp dport { ${apt.listen}, ${npm.listen} } accept
     iifname "cv*" ip daddr 127.0.0.0/8 counter reject with icmpx type admin-prohibited
