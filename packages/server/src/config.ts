@@ -61,8 +61,9 @@ export interface ServerConfig {
    */
   previewDomain: string;
   /**
-   * Suffixes under which tenants may claim `domains` (each name itself or below it); empty: any
-   * name not reserved. Env CAPSULE_DOMAIN_SUFFIXES (comma-separated). Default none.
+   * Suffixes under which tenants may claim `domains` (each name itself or below it); empty:
+   * domains are off. None may overlap an API host name (the server refuses to start). Env
+   * CAPSULE_DOMAIN_SUFFIXES (comma-separated). Default none.
    */
   domainSuffixes: string[];
   /**

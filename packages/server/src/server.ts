@@ -20,7 +20,7 @@ import { openDb } from "./db.js";
 import { IdleMonitor } from "./idle.js";
 import { PreviewAccess } from "./preview/access.js";
 import { OWN_CREDENTIALS, PreviewFront } from "./preview/front.js";
-import { HostRouter } from "./preview/host.js";
+import { checkHostNames, HostRouter, type HostNames } from "./preview/host.js";
 import { ShareSigner } from "./preview/share-token.js";
 import { PreviewProxy } from "./preview/proxy.js";
 import { KeyStore } from "./keys.js";
@@ -56,6 +56,8 @@ export interface StartOptions extends ConfigOptions {
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
   const { limits: limitOverrides, logger, startWithUnowned: _startWithUnowned, poolBootGate, ...configOpts } = opts;
   const config = resolveConfig(configOpts);
+  const hostNames: HostNames = { previewDomain: config.previewDomain, apiHostnames: [config.host.toLowerCase(), ...config.apiHostnames], domainSuffixes: config.domainSuffixes };
+  checkHostNames(hostNames);
   const log = logger ?? pino({ level: config.logLevel, base: { svc: "capsule" } });
   setInternalErrorSink(({ requestId, err, engineCode }) => log.error({ err, requestId, engineCode }, "internal error (the tenant sees only the request id)"));
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -76,7 +78,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     pool: config.pool,
     ...(poolBootGate ? { poolBootGate } : {}),
     startWithUnowned: opts.startWithUnowned ?? process.env[START_WITH_UNOWNED_ENV] === "1",
-    domains: { previewDomain: config.previewDomain, reservedHosts: [config.host.toLowerCase(), ...config.apiHostnames], allowedSuffixes: config.domainSuffixes },
+    domains: hostNames,
   });
   try {
     await svc.reconcile();
@@ -87,7 +89,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
   const limits = { ...DEFAULT_LIMITS, ...limitOverrides };
   const uploads = new UploadSessions(svc.gateway, limits, log);
-  const previewAccess = new PreviewAccess(new HostRouter(config.previewDomain), svc.rows.preview, ShareSigner.forDataDir(config.dataDir));
+  const previewAccess = new PreviewAccess(new HostRouter(hostNames), svc.rows.preview, ShareSigner.forDataDir(config.dataDir));
   const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits, console: new ConsoleAuth(db, keys), uploads, preview: previewAccess };
   const app = createApp(deps);
   // Preview hosts go to the proxy before the API sees them (preview/front.ts).

@@ -50,6 +50,9 @@ export function useServer(
     /** The server's egress (default none, see testServerOptions). */
     egress?: StartOptions["egress"];
     limits?: StartOptions["limits"];
+    /** Where tenants may claim domains (none by default: domains off). */
+    domainSuffixes?: string[];
+    apiHostnames?: string[];
   } = {},
 ): { get: () => TestServer; skip: () => string | false } {
   let current: TestServer | undefined;
@@ -71,6 +74,8 @@ export function useServer(
         ...(opts.pool ? { pool: opts.pool } : {}),
         ...(opts.egress ? { egress: opts.egress } : {}),
         ...(opts.limits ? { limits: opts.limits } : {}),
+        ...(opts.domainSuffixes ? { domainSuffixes: opts.domainSuffixes } : {}),
+        ...(opts.apiHostnames ? { apiHostnames: opts.apiHostnames } : {}),
       }),
     );
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };

@@ -82,8 +82,12 @@ function createWithDomains(fs: Freestyle, domains: Array<{ domain: string; vmPor
   return fs.vms.create({ domains } as Parameters<Freestyle["vms"]["create"]>[0]);
 }
 
+/** Where this server's tenants may claim domains, and an API host name beside it. */
+const DOMAIN_SUFFIX = "example.test";
+const API_HOSTNAME = "capsule.test";
+
 describe("preview proxy", () => {
-  const t = useServer();
+  const t = useServer({ domainSuffixes: [DOMAIN_SUFFIX], apiHostnames: [API_HOSTNAME] });
   let vmId: string;
   let host: string;
 
@@ -233,7 +237,7 @@ describe("preview proxy", () => {
   it("domains through freestyle@0.1.63: served publicly on Capsule's port, one account's, reserved names refused, 502 once the server stops, freed on delete", { timeout: 120_000 }, async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB, server } = t.get();
-    const domain = "app.example.test";
+    const domain = `app.${DOMAIN_SUFFIX}`;
     const alice = client(url, keyA);
     const bob = client(url, keyB);
     const created = await createWithDomains(alice, [{ domain: "App.Example.Test", vmPort: APP_PORT }]);
@@ -251,7 +255,8 @@ describe("preview proxy", () => {
 
     await rejectsWith(createWithDomains(bob, [{ domain, vmPort: 80 }]), "DomainAlreadyExistsError", "DOMAIN_ALREADY_EXISTS");
     assert.equal((await call(url, keyB, "GET", "/v1/vms")).body.totalCount, 0, "a refused create makes nothing");
-    for (const reserved of ["localhost", `x.localhost`, "127.0.0.1"]) {
+    // The API's own names (the listen host, a configured one) and anything outside the suffix.
+    for (const reserved of ["localhost", `x.localhost`, "127.0.0.1", API_HOSTNAME, "app.example.org"]) {
       await rejectsWith(createWithDomains(bob, [{ domain: reserved, vmPort: 80 }]), "CreateVmBadRequestError", "CREATE_VM_BAD_REQUEST");
     }
 

@@ -2,12 +2,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { requestHeadersForVm, responseHeadersForClient, withoutCookies, withoutQueryParams } from "../src/preview/forward-headers.js";
-import { HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
+import { checkHostNames, HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
+import { startServer } from "../src/server.js";
 import { ShareSigner } from "../src/preview/share-token.js";
 import { DEFAULT_DOMAIN_VM_PORT, checkDomains } from "../src/vms/domains.js";
 
 test("Host parsing: preview hosts, other names, and what stays the API's", () => {
-  const r = new HostRouter("localhost");
+  const r = new HostRouter({ previewDomain: "localhost", apiHostnames: [], domainSuffixes: ["example.com"] });
   assert.deepEqual(r.route("5173-abc123.localhost:8080"), { kind: "preview", vmId: "abc123", port: 5173 });
   assert.deepEqual(r.route("5173-ABC123.LOCALHOST."), { kind: "preview", vmId: "abc123", port: 5173 }, "case and a trailing dot do not matter");
   assert.deepEqual(r.route("1-a.localhost"), { kind: "preview", vmId: "a", port: 1 });
@@ -20,7 +21,7 @@ test("Host parsing: preview hosts, other names, and what stays the API's", () =>
     assert.ok(route === undefined || (route.kind === "other" && h === "127.0.0.1:8080"), `${String(h)}: ${JSON.stringify(route)}`);
   }
   assert.deepEqual(r.route("app.example.com:8080"), { kind: "other", hostname: "app.example.com" });
-  const custom = new HostRouter("preview.example.com");
+  const custom = new HostRouter({ previewDomain: "preview.example.com", apiHostnames: [], domainSuffixes: ["localhost", "previewxexample.com"] });
   assert.deepEqual(custom.route("3000-vm1.preview.example.com"), { kind: "preview", vmId: "vm1", port: 3000 });
   assert.equal(custom.route("3000-vm1.previewxexample.com")?.kind, "other", "dots in the domain are literal");
   assert.equal(custom.route("3000-vm1.localhost")?.kind, "other");
@@ -84,8 +85,36 @@ test("cookie and query filtering", () => {
   assert.equal(withoutQueryParams("/p", ["capsule_share"]), "/p");
 });
 
+test("a tenant's domain never shadows the API: no claimable suffix, no domain routing; API names are the API's; overlapping configs refused", () => {
+  const names = { previewDomain: "preview.example.com", apiHostnames: ["127.0.0.1", "capsule.example.com"], domainSuffixes: [] as string[] };
+  const off = new HostRouter(names);
+  for (const h of ["capsule.example.com", "app.example.org", "127.0.0.1:8080"]) assert.equal(off.route(h), undefined, `${h}: no suffix configured, so the API's`);
+  const on = new HostRouter({ ...names, domainSuffixes: ["apps.example.org"] });
+  assert.deepEqual(on.route("x.apps.example.org:8080"), { kind: "other", hostname: "x.apps.example.org" });
+  assert.equal(on.route("capsule.example.com"), undefined, "an API host name is never looked up as a domain");
+  assert.equal(on.route("x.example.org"), undefined, "outside the suffixes: the API's (a row from an older config included)");
+  const apiUnderSuffix = new HostRouter({ ...names, domainSuffixes: ["example.com"] });
+  assert.equal(apiUnderSuffix.route("capsule.example.com"), undefined, "even were the config let through");
+  assert.doesNotThrow(() => checkHostNames({ ...names, domainSuffixes: ["apps.example.org"] }));
+  for (const suffix of ["example.com", "capsule.example.com", "apps.capsule.example.com"]) {
+    assert.throws(() => checkHostNames({ ...names, domainSuffixes: [suffix] }), /overlaps the claimable domain suffix/, suffix);
+  }
+  // With no suffix configured, any claim is refused with a reason the client shows.
+  assert.throws(
+    () => checkDomains([{ domain: "capsule.example.com" }], names),
+    (e: Error & { code?: string }) => e.code === "CREATE_VM_BAD_REQUEST" && /domains are off on this server/.test(e.message),
+  );
+  assert.deepEqual(checkDomains([], names), [], "a create without domains is untouched");
+  // The API's own name is reserved, also under a suffix that (wrongly) covers it.
+  assert.throws(() => checkDomains([{ domain: "capsule.example.com" }], { ...names, domainSuffixes: ["example.com"] }), /reserved/);
+});
+
+test("startServer refuses a config where an API host name falls under a claimable suffix", async () => {
+  await assert.rejects(startServer({ dataDir: "/nonexistent/capsule-host-check", host: "127.0.0.1", apiHostnames: ["capsule.example.com"], domainSuffixes: ["example.com"] }), /overlaps the claimable domain suffix example\.com/);
+});
+
 test("domains a create may claim: DNS names, not reserved, under an allowed suffix, each once", () => {
-  const policy = { previewDomain: "preview.example.com", reservedHosts: ["api.example.com"], allowedSuffixes: [] };
+  const policy = { previewDomain: "preview.example.com", apiHostnames: ["api.example.com"], domainSuffixes: ["example.org", "example.com"] };
   assert.deepEqual(checkDomains([{ domain: "App.Example.ORG." }, { domain: "b.example.org", vmPort: 3000 }], policy), [
     { domain: "app.example.org", vmPort: DEFAULT_DOMAIN_VM_PORT },
     { domain: "b.example.org", vmPort: 3000 },
@@ -93,8 +122,8 @@ test("domains a create may claim: DNS names, not reserved, under an allowed suff
   for (const bad of ["localhost", "a.localhost", "preview.example.com", "5173-x.preview.example.com", "api.example.com", "10.0.0.1", "bad_name.com", "-a.com", "a..com"]) {
     assert.throws(() => checkDomains([{ domain: bad }], policy), (e: Error & { code?: string }) => e.code === "CREATE_VM_BAD_REQUEST", bad);
   }
-  assert.throws(() => checkDomains([{ domain: "a.org" }, { domain: "A.org" }], policy), /listed twice/);
-  const limited = { ...policy, allowedSuffixes: ["apps.example.net"] };
+  assert.throws(() => checkDomains([{ domain: "a.example.org" }, { domain: "A.example.org" }], policy), /listed twice/);
+  const limited = { ...policy, domainSuffixes: ["apps.example.net"] };
   assert.equal(checkDomains([{ domain: "x.apps.example.net" }], limited).length, 1);
   assert.equal(checkDomains([{ domain: "apps.example.net" }], limited).length, 1);
   assert.throws(() => checkDomains([{ domain: "xapps.example.net" }], limited), /not under a domain/);

@@ -2,6 +2,12 @@
  * Which of the server's host names a request is for: a preview URL
  * (`<port>-<vmid>.<previewDomain>`), possibly a claimed domain, or the API. Pure functions, so
  * the routing decision is unit-tested apart from the proxy.
+ *
+ * The rule that keeps a tenant from taking over the API's host: a name can be a claimed domain
+ * only when it lies under one of the operator's claimable suffixes and is none of the API's host
+ * names; any other name is the API's, whatever the domains table holds (a row claimed under an
+ * older config included). {@link checkHostNames} refuses, at start, a config where an API host
+ * name and a claimable suffix overlap.
  * @module
  */
 
@@ -34,14 +40,41 @@ export function isWithin(name: string, domain: string): boolean {
   return name === domain || name.endsWith(`.${domain}`);
 }
 
-export class HostRouter {
-  readonly #preview: RegExp;
+/** The host names a server answers on, as its config gives them. */
+export interface HostNames {
+  previewDomain: string;
+  /** The API's own names (the listen host, CAPSULE_API_HOSTNAMES): never a tenant's. */
+  apiHostnames: readonly string[];
+  /** Where tenants may claim domains (each suffix itself and below it); empty: nowhere. */
+  domainSuffixes: readonly string[];
+}
 
-  constructor(readonly previewDomain: string) {
-    this.#preview = new RegExp(`^(${PORT})-(${VM_ID})\\.${previewDomain.replace(/[.]/g, "\\.")}$`);
+/**
+ * Refuses (throws) host names that would let a tenant's domain shadow the API: an API host name
+ * equal to, under or above a claimable suffix (a claimed page there could also set cookies the
+ * API's host receives).
+ */
+export function checkHostNames(names: HostNames): void {
+  for (const api of names.apiHostnames) {
+    const overlap = names.domainSuffixes.find((s) => isWithin(api, s) || isWithin(s, api));
+    if (overlap !== undefined) throw new Error(`the API host name ${api} overlaps the claimable domain suffix ${overlap}: a tenant could claim the API's host (or a name beside it); keep CAPSULE_DOMAIN_SUFFIXES apart from CAPSULE_API_HOSTNAMES and the listen host`);
+  }
+}
+
+export class HostRouter {
+  readonly previewDomain: string;
+  readonly #preview: RegExp;
+  readonly #api: ReadonlySet<string>;
+  readonly #suffixes: readonly string[];
+
+  constructor(names: HostNames) {
+    this.previewDomain = names.previewDomain;
+    this.#api = new Set(names.apiHostnames);
+    this.#suffixes = names.domainSuffixes;
+    this.#preview = new RegExp(`^(${PORT})-(${VM_ID})\\.${names.previewDomain.replace(/[.]/g, "\\.")}$`);
   }
 
-  /** A preview host's VM and port; any other name for a domain lookup; undefined: the API. */
+  /** A preview host's VM and port; a name under a claimable suffix for a domain lookup; undefined: the API. */
   route(host: string | undefined): HostTarget | undefined {
     const hostname = hostnameOf(host);
     if (!hostname) return undefined;
@@ -52,6 +85,7 @@ export class HostRouter {
     }
     // Under the preview domain but not a preview host (the bare domain, junk): the API's.
     if (isWithin(hostname, this.previewDomain)) return undefined;
+    if (this.#api.has(hostname) || !this.#suffixes.some((s) => isWithin(hostname, s))) return undefined;
     return { kind: "other", hostname };
   }
 

@@ -9,7 +9,7 @@
 import type { Db } from "../db.js";
 import { ApiError } from "../errors.js";
 import type { Account } from "../keys.js";
-import { isHostname, isWithin } from "../preview/host.js";
+import { isHostname, isWithin, type HostNames } from "../preview/host.js";
 
 /** The port a mapping without `vmPort` goes to (Freestyle's documented default). */
 export const DEFAULT_DOMAIN_VM_PORT = 443;
@@ -19,15 +19,8 @@ export interface DomainMapping {
   vmPort: number;
 }
 
-/** What an account may claim (server config). */
-export interface DomainPolicy {
-  /** The preview domain: it and its subdomains are Capsule's. */
-  previewDomain: string;
-  /** The API's own host names (never a tenant's). */
-  reservedHosts: readonly string[];
-  /** When non-empty, a claimed name must be one of these or under one. */
-  allowedSuffixes: readonly string[];
-}
+/** What an account may claim: the server's host names (preview/host.ts). */
+export type DomainPolicy = HostNames;
 
 /** Loopback names are the host's own, whatever the config says. */
 const ALWAYS_RESERVED = ["localhost"];
@@ -37,13 +30,17 @@ const IPV4_RE = /^[0-9]+(\.[0-9]+){3}$/;
 /** Checks and normalises a create's `domains` (lower case, no trailing dot, one entry per name). */
 export function checkDomains(entries: ReadonlyArray<{ domain: string; vmPort?: number | null | undefined }>, policy: DomainPolicy): DomainMapping[] {
   const out = new Map<string, DomainMapping>();
+  // Off unless the operator named where tenants may claim: any name could be the API's own.
+  if (entries.length > 0 && policy.domainSuffixes.length === 0) {
+    throw new ApiError("CREATE_VM_BAD_REQUEST", "domains are off on this server: its operator has not set the suffixes tenants may claim names under (CAPSULE_DOMAIN_SUFFIXES)");
+  }
   for (const e of entries) {
     const domain = e.domain.trim().toLowerCase().replace(/\.$/, "");
     if (!isHostname(domain) || IPV4_RE.test(domain)) throw new ApiError("CREATE_VM_BAD_REQUEST", `domains: ${JSON.stringify(e.domain)} is not a DNS host name`);
-    const reserved = [...ALWAYS_RESERVED, policy.previewDomain].some((r) => isWithin(domain, r)) || policy.reservedHosts.includes(domain);
+    const reserved = [...ALWAYS_RESERVED, policy.previewDomain].some((r) => isWithin(domain, r)) || policy.apiHostnames.includes(domain);
     if (reserved) throw new ApiError("CREATE_VM_BAD_REQUEST", `domains: ${domain} is reserved by this server (its API host, the preview domain ${policy.previewDomain} and their subdomains)`);
-    if (policy.allowedSuffixes.length > 0 && !policy.allowedSuffixes.some((s) => isWithin(domain, s))) {
-      throw new ApiError("CREATE_VM_BAD_REQUEST", `domains: ${domain} is not under a domain this server lets tenants claim (${policy.allowedSuffixes.join(", ")})`);
+    if (!policy.domainSuffixes.some((s) => isWithin(domain, s))) {
+      throw new ApiError("CREATE_VM_BAD_REQUEST", `domains: ${domain} is not under a domain this server lets tenants claim (${policy.domainSuffixes.join(", ")})`);
     }
     if (out.has(domain)) throw new ApiError("CREATE_VM_BAD_REQUEST", `domains: ${domain} is listed twice`);
     out.set(domain, { domain, vmPort: e.vmPort ?? DEFAULT_DOMAIN_VM_PORT });
