@@ -86,13 +86,19 @@ export class PreviewProxy {
   }
 
   async request(req: IncomingMessage, res: ServerResponse, target: ProxyTarget): Promise<void> {
-    const tunnel = await this.#tunnel(target);
-    if (!("sock" in tunnel)) return sendPage(res, tunnel);
+    // Heard before the tunnel is awaited: a client that hangs up while it opens (a wake takes
+    // seconds) must not keep the account's slot and the VM's hold.
+    const gone = new AbortController();
+    res.once("close", () => gone.abort());
+    const tunnel = await this.#tunnel(target, gone.signal);
+    if (!("sock" in tunnel)) return gone.signal.aborted ? undefined : sendPage(res, tunnel);
     const { sock, release } = tunnel;
-    res.once("close", () => {
+    const end = () => {
       sock.destroy();
       release();
-    });
+    };
+    if (gone.signal.aborted || res.destroyed) return end();
+    gone.signal.addEventListener("abort", end, { once: true });
     const upstream = http.request({
       method: req.method,
       path: withoutQueryParams(req.url ?? "/", this.own.queryParams),
@@ -105,6 +111,7 @@ export class PreviewProxy {
       upstream.destroy();
       sendPage(res, PAGES.timeout());
     }, this.limits.responseHeadersMs);
+    gone.signal.addEventListener("abort", () => clearTimeout(headersTimer), { once: true });
     upstream.once("response", (vres: IncomingMessage) => {
       clearTimeout(headersTimer);
       res.writeHead(vres.statusCode ?? 502, vres.statusMessage, responseHeadersForClient(vres.rawHeaders, this.own.cookies).flat());
@@ -123,16 +130,21 @@ export class PreviewProxy {
   }
 
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: ProxyTarget): Promise<void> {
-    const tunnel = await this.#tunnel(target);
-    if (!("sock" in tunnel)) return sendPageOnSocket(socket, tunnel);
+    // As for a request: the client's hang-up is heard while the tunnel opens.
+    const gone = new AbortController();
+    const hangUp = () => gone.abort();
+    socket.once("close", hangUp);
+    socket.on("error", hangUp);
+    const tunnel = await this.#tunnel(target, gone.signal);
+    if (!("sock" in tunnel)) return gone.signal.aborted ? undefined : sendPageOnSocket(socket, tunnel);
     const { sock, release } = tunnel;
     const done = () => {
       sock.destroy();
       socket.destroy();
       release();
     };
-    socket.once("close", done);
-    socket.on("error", done);
+    if (gone.signal.aborted || socket.destroyed) return done();
+    gone.signal.addEventListener("abort", done, { once: true });
     const upstream = http.request({
       method: req.method,
       path: withoutQueryParams(req.url ?? "/", this.own.queryParams),
@@ -144,6 +156,7 @@ export class PreviewProxy {
       upstream.destroy();
       sendPageOnSocket(socket, PAGES.timeout());
     }, this.limits.responseHeadersMs);
+    gone.signal.addEventListener("abort", () => clearTimeout(headersTimer), { once: true });
     upstream.once("upgrade", (vres: IncomingMessage, vsock: net.Socket, vhead: Buffer) => {
       clearTimeout(headersTimer);
       // The VM's 101 goes to the client as it came (Connection/Upgrade included), less Capsule's cookies.
@@ -157,8 +170,8 @@ export class PreviewProxy {
       socket.write(`${lines.join("\r\n")}\r\n\r\n`);
       if (vhead.length > 0) socket.write(vhead);
       if (head.length > 0) vsock.write(head);
-      vsock.on("error", done);
-      vsock.once("close", done);
+      vsock.on("error", hangUp);
+      vsock.once("close", hangUp);
       vsock.pipe(socket);
       socket.pipe(vsock);
     });
@@ -186,8 +199,9 @@ export class PreviewProxy {
   /**
    * A tunnel to the target's port, through the gateway; or the page that says why not. The
    * returned release frees the account's connection slot and the VM's activity hold (idempotent).
+   * `gone` (the client hung up) ends the wait for a woken VM's port; the caller releases what it gets.
    */
-  async #tunnel(target: ProxyTarget): Promise<{ sock: net.Socket; release: () => void } | ProxyPage> {
+  async #tunnel(target: ProxyTarget, gone: AbortSignal): Promise<{ sock: net.Socket; release: () => void } | ProxyPage> {
     const owner = target.owner.id;
     const open = this.#open.get(owner) ?? 0;
     if (open >= this.limits.maxConnectionsPerAccount) return PAGES.tooMany();
@@ -209,7 +223,7 @@ export class PreviewProxy {
             return await guest.connectTcp(target.port);
           } catch (err) {
             if (!isRefused(err)) throw err;
-            if (Date.now() >= deadline) return REFUSED;
+            if (Date.now() >= deadline || gone.aborted) return REFUSED;
             await sleep(this.limits.portRetryEveryMs);
           }
         }

@@ -1,0 +1,128 @@
+/**
+ * The preview proxy's data path over a stand-in gateway (no sandbox): the gateway's open() is
+ * held at will, its tunnel is a TCP connection to a local server playing the VM's, and each
+ * release is counted. What is checked is what a hostile client or VM can do to the host side:
+ * hang up while the tunnel opens, or answer with bytes Node refuses to write.
+ */
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { after, test } from "node:test";
+import pino from "pino";
+import type { GuestGateway } from "../src/guest/gateway.js";
+import { PreviewProxy, type ProxyTarget } from "../src/preview/proxy.js";
+
+const OWN = { cookies: ["capsule_preview", "capsule_console"], queryParams: ["capsule_share"] };
+const TARGET: ProxyTarget = { owner: { id: "acct1", name: "alice" }, vmId: "vm1", port: 3000 };
+
+/** A stand-in gateway: open() waits for `gate` (when set), then connects to the VM's server. */
+class FakeGateway {
+  opened = 0;
+  released = 0;
+  gate: Promise<void> | undefined;
+  constructor(private readonly vmPort: () => number) {}
+
+  async open<T>(_account: unknown, _vmId: string, _opts: unknown, fn: (vm: unknown, guest: unknown) => Promise<T>) {
+    this.opened++;
+    await this.gate;
+    const guest = {
+      connectTcp: () =>
+        new Promise<net.Socket>((resolve, reject) => {
+          const sock = net.connect(this.vmPort(), "127.0.0.1", () => resolve(sock.pause()));
+          sock.once("error", reject);
+        }),
+    };
+    const value = await fn({ id: "vm1", row: { desired: "running" }, running: true }, guest);
+    let done = false;
+    return {
+      vm: {},
+      value,
+      release: () => {
+        if (!done) this.released++;
+        done = true;
+      },
+    };
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+function listen(server: net.Server): Promise<number> {
+  return new Promise((r) => server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)));
+}
+
+/** The VM's server: `raw` answers every request with those bytes; else a plain 200, and WebSockets are accepted. */
+let vmAnswer: string | undefined;
+const vmServer = http.createServer((_req, res) => {
+  if (vmAnswer !== undefined) return res.socket?.end(vmAnswer);
+  res.end("hello");
+});
+/** What the VM's server answers an upgrade with (raw), then it closes. */
+let vmUpgradeAnswer: string | undefined;
+vmServer.on("upgrade", (_req, socket: net.Socket) => socket.end(vmUpgradeAnswer ?? "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"));
+const vmPort = await listen(vmServer);
+
+const gateway = new FakeGateway(() => vmPort);
+const proxy = new PreviewProxy(gateway as unknown as GuestGateway, pino({ level: "silent" }), OWN);
+const front = http.createServer((req, res) => void proxy.request(req, res, TARGET).catch(() => res.destroy()));
+front.on("upgrade", (req, socket, head) => void proxy.upgrade(req, socket, head, TARGET).catch(() => socket.destroy()));
+const frontPort = await listen(front);
+
+after(async () => {
+  proxy.close();
+  front.closeAllConnections();
+  vmServer.closeAllConnections();
+  await Promise.all([new Promise((r) => front.close(r)), new Promise((r) => vmServer.close(r))]);
+});
+
+/** Sends raw bytes to the proxy's front; answers the socket. */
+function rawClient(bytes: string): Promise<net.Socket> {
+  return new Promise((resolve) => {
+    const sock = net.connect(frontPort, "127.0.0.1", () => {
+      sock.write(bytes);
+      resolve(sock);
+    });
+    sock.on("error", () => undefined);
+  });
+}
+
+function get(path = "/"): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ port: frontPort, host: "127.0.0.1", path, agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      })
+      .on("error", reject);
+  });
+}
+
+test("a client that hangs up while its tunnel opens frees the account's slot and the VM's hold (request and upgrade)", { timeout: 20_000 }, async () => {
+  for (const kind of ["request", "upgrade"] as const) {
+    let open!: () => void;
+    gateway.gate = new Promise((r) => (open = r));
+    const before = { opened: gateway.opened, released: gateway.released };
+    const sock = await rawClient(kind === "request" ? "GET / HTTP/1.1\r\nHost: x\r\n\r\n" : "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    await until("the gateway's open", () => gateway.opened === before.opened + 1);
+    assert.equal(proxy.openConnections, 1, `${kind}: the slot is taken while the tunnel opens`);
+    sock.destroy();
+    await sleep(50); // the server sees the hang-up
+    open();
+    await until(`${kind}: the release`, () => gateway.released === before.released + 1);
+    assert.equal(proxy.openConnections, 0, `${kind}: the account's slot is free again`);
+  }
+  gateway.gate = undefined;
+  // The proxy still serves.
+  assert.equal((await get()).body, "hello");
+  await until("the last release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
+});
+
