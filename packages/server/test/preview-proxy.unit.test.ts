@@ -10,6 +10,7 @@ import net from "node:net";
 import { after, test } from "node:test";
 import pino from "pino";
 import type { GuestGateway } from "../src/guest/gateway.js";
+import { PROXY_ERROR_HEADER } from "../src/preview/pages.js";
 import { PreviewProxy, type ProxyTarget } from "../src/preview/proxy.js";
 
 const OWN = { cookies: ["capsule_preview", "capsule_console"], queryParams: ["capsule_share"] };
@@ -126,3 +127,42 @@ test("a client that hangs up while its tunnel opens frees the account's slot and
   await until("the last release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
 });
 
+test("a VM's reason phrase never reaches the client; headers Node refuses to write are a 502 page, not a crash", { timeout: 20_000 }, async () => {
+  try {
+    vmAnswer = "HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nhi";
+    const reason = await get();
+    assert.equal(reason.status, 200);
+    assert.equal(reason.body, "hi");
+    vmAnswer = "HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 2\r\n\r\nhi";
+    const bad = await get();
+    assert.equal(bad.status, 502);
+    assert.equal(bad.headers[PROXY_ERROR_HEADER], "BAD_GATEWAY");
+  } finally {
+    vmAnswer = undefined;
+  }
+  await until("every release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
+});
+
+test("an upgrade's answer: the VM's reason phrase is replaced, a header Node refuses is a 502 page", { timeout: 20_000 }, async () => {
+  const upgradeOnce = async (answer: string): Promise<string> => {
+    vmUpgradeAnswer = answer;
+    const sock = await rawClient("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let got = "";
+    sock.setEncoding("latin1").on("data", (c: string) => (got += c));
+    await new Promise((r) => sock.once("close", r));
+    return got;
+  };
+  try {
+    const ok = await upgradeOnce("HTTP/1.1 101 Sw\x01itching\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert.match(ok, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assert.ok(!ok.includes("\x01"), "no control byte of the VM's reaches the client");
+    const bad = await upgradeOnce("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Bad: a\x01b\r\n\r\n");
+    assert.match(bad, /^HTTP\/1\.1 502 /);
+    assert.ok(!bad.includes("\x01"));
+    const refused = await upgradeOnce("HTTP/1.1 400 B\x01ad\r\nContent-Length: 0\r\n\r\n");
+    assert.match(refused, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  } finally {
+    vmUpgradeAnswer = undefined;
+  }
+  await until("every release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
+});

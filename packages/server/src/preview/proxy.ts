@@ -55,6 +55,23 @@ export interface OwnCredentials {
 
 const REFUSED = Symbol("refused");
 
+/**
+ * A response head for a raw socket (an upgrade's answer), with Node's own reason phrase; undefined
+ * when the status or a header is one Node's writer would refuse (control bytes from the VM).
+ */
+function rawHead(status: number, headers: ReadonlyArray<readonly [string, string]>): string | undefined {
+  if (!Number.isInteger(status) || status < 100 || status > 999) return undefined;
+  try {
+    for (const [name, value] of headers) {
+      http.validateHeaderName(name);
+      http.validateHeaderValue(name, value);
+    }
+  } catch {
+    return undefined;
+  }
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? "Unknown"}\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function isRefused(err: unknown): boolean {
@@ -114,7 +131,15 @@ export class PreviewProxy {
     gone.signal.addEventListener("abort", () => clearTimeout(headersTimer), { once: true });
     upstream.once("response", (vres: IncomingMessage) => {
       clearTimeout(headersTimer);
-      res.writeHead(vres.statusCode ?? 502, vres.statusMessage, responseHeadersForClient(vres.rawHeaders, this.own.cookies).flat());
+      // Never the VM's reason phrase; and a status or header Node refuses to write (Node's parser
+      // accepts control bytes its writer rejects) is the VM's broken answer, not the host's crash.
+      try {
+        res.writeHead(vres.statusCode ?? 502, responseHeadersForClient(vres.rawHeaders, this.own.cookies).flat());
+      } catch (err) {
+        this.log.debug({ err, vmId: target.vmId, port: target.port }, "the VM's response headers cannot be written");
+        vres.destroy();
+        return sendPage(res, PAGES.badGateway());
+      }
       // Server-sent events and other streams: the headers go now, every chunk as it comes.
       res.flushHeaders();
       vres.pipe(res);
@@ -159,15 +184,21 @@ export class PreviewProxy {
     gone.signal.addEventListener("abort", () => clearTimeout(headersTimer), { once: true });
     upstream.once("upgrade", (vres: IncomingMessage, vsock: net.Socket, vhead: Buffer) => {
       clearTimeout(headersTimer);
-      // The VM's 101 goes to the client as it came (Connection/Upgrade included), less Capsule's cookies.
-      const lines = [`HTTP/1.1 101 ${vres.statusMessage ?? "Switching Protocols"}`];
+      // The VM's 101 goes to the client with its headers (Connection/Upgrade included), less
+      // Capsule's cookies; not its reason phrase, nor a header Node would refuse to write.
+      const pairs: Array<[string, string]> = [];
       const raw = vres.rawHeaders;
       for (let i = 0; i < raw.length; i += 2) {
         const [name, value] = [raw[i] as string, raw[i + 1] as string];
         if (name.toLowerCase() === "set-cookie" && this.own.cookies.some((c) => value.trimStart().startsWith(`${c}=`))) continue;
-        lines.push(`${name}: ${value}`);
+        pairs.push([name, value]);
       }
-      socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+      const head101 = rawHead(101, pairs);
+      if (head101 === undefined) {
+        vsock.destroy();
+        return sendPageOnSocket(socket, PAGES.badGateway());
+      }
+      socket.write(head101);
       if (vhead.length > 0) socket.write(vhead);
       if (head.length > 0) vsock.write(head);
       vsock.on("error", hangUp);
@@ -179,8 +210,12 @@ export class PreviewProxy {
       // Not upgraded (a 400 or 404 from the VM's server): its answer, then the connection ends.
       clearTimeout(headersTimer);
       // Its body (decoded) ends with the connection, which is valid for a response without a length.
-      const head = [`HTTP/1.1 ${vres.statusCode ?? 502} ${vres.statusMessage ?? ""}`, ...responseHeadersForClient(vres.rawHeaders, this.own.cookies).map(([k, v]) => `${k}: ${v}`), "connection: close"];
-      socket.write(`${head.join("\r\n")}\r\n\r\n`);
+      const head = rawHead(vres.statusCode ?? 502, [...responseHeadersForClient(vres.rawHeaders, this.own.cookies), ["connection", "close"]]);
+      if (head === undefined) {
+        vres.destroy();
+        return sendPageOnSocket(socket, PAGES.badGateway());
+      }
+      socket.write(head);
       vres.pipe(socket);
     });
     upstream.once("error", (err) => {
