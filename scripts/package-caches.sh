@@ -6,7 +6,8 @@
 #        /etc/capsule/apt-cacher-ng, as user apt-cacher-ng, on 127.0.0.1:13142. It serves only
 #        the Debian archive and debian-security (ForceManaged, no CONNECT tunnels) and fetches
 #        them from this host's own Debian mirror. Its cache is a fixed-size ext4 image, so it
-#        never takes more than CAPSULE_APT_CACHE_MB of disk; each run trims it when 80% full.
+#        never takes more than CAPSULE_APT_CACHE_MB of disk; scripts/apt-cache-maint.sh trims it when
+#        80% full, every 5 minutes while it runs, and bounds its logs.
 #   npm: Capsule's caching proxy of registry.npmjs.org (packages/engine/src/caches/npm-cache.ts),
 #        installed into /usr/local/lib/capsule/npm-cache and run as user capsule-npm-cache on
 #        127.0.0.1:14873; it evicts least recently used files past CAPSULE_NPM_CACHE_MB.
@@ -108,7 +109,7 @@ BindAddress: 127.0.0.1:$APT_LISTEN_PORT
 PidFile: $APT_DIR/run/pid
 SocketPath: $APT_DIR/run/socket
 ReportPage: acng-report.html
-VerboseLog: 1
+VerboseLog: 0
 # Only the two remapped repositories below, fetched from their backends; nothing a client
 # names by host, no CONNECT tunnel anywhere, no redirects followed (and no LocalDirs: the
 # built-in default serves no local directory).
@@ -135,15 +136,21 @@ else
   note "apt cache started: 127.0.0.1:$APT_LISTEN_PORT (apt-cacher-ng, $debian_mirror)"
 fi
 
-# The image is the hard bound; apt-cacher-ng trims by size only when asked: once the image is
-# APT_TRIM_AT_PERCENT full, the least recently used files go until the cache is half its size.
-APT_TRIM_AT_PERCENT=80
-used=$(df --output=pcent "$APT_DIR" | tail -1 | tr -dc 0-9)
-if [ "${used:-0}" -ge "$APT_TRIM_AT_PERCENT" ]; then
-  setpriv --reuid=apt-cacher-ng --regid=apt-cacher-ng --init-groups \
-    /usr/lib/apt-cacher-ng/acngtool shrink "$((APT_CACHE_MB / 2))M" -f -c "$ACNG_CONF" >/dev/null
-  note "apt cache was ${used}% full: trimmed to $((APT_CACHE_MB / 2)) MiB"
-fi
+# The image is the hard bound; apt-cacher-ng trims by size only when asked. scripts/apt-cache-maint.sh
+# asks: once the image is 80% full it drops the least recently used files down to half, and it
+# bounds the logs. It runs once now and then every APT_MAINT_INTERVAL_S, as root, from a copy
+# outside the repository (which may be a scratch clone that goes away).
+APT_MAINT=/usr/local/lib/capsule/apt-cache-maint.sh
+APT_MAINT_PIDFILE=/run/capsule/apt-cache-maint.pid
+APT_MAINT_INTERVAL_S=300
+install -d -m 0755 "$(dirname "$APT_MAINT")" "$(dirname "$APT_MAINT_PIDFILE")"
+install -m 0755 "$ROOT/scripts/apt-cache-maint.sh" "$APT_MAINT.tmp" && mv -f "$APT_MAINT.tmp" "$APT_MAINT"
+"$APT_MAINT" "$APT_DIR" "$ACNG_CONF" "$APT_CACHE_MB" | sed 's/^/      /'
+stop_pidfile "$APT_MAINT_PIDFILE" "$APT_MAINT"
+setsid "$APT_MAINT" "$APT_DIR" "$ACNG_CONF" "$APT_CACHE_MB" --loop "$APT_MAINT_INTERVAL_S" \
+  </dev/null >>"$CACHE_ROOT/apt-cache-maint.log" 2>&1 &
+echo $! >"$APT_MAINT_PIDFILE"
+note "apt cache kept under ${APT_CACHE_MB} MiB: trimmed when 80% full, checked every ${APT_MAINT_INTERVAL_S} s"
 
 # --- npm registry cache ---------------------------------------------------------------------
 id -u "$NPM_USER" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$NPM_USER"
