@@ -89,11 +89,11 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
   const limits = { ...DEFAULT_LIMITS, ...limitOverrides };
   const uploads = new UploadSessions(svc.gateway, limits, log);
-  const previewAccess = new PreviewAccess(new HostRouter(hostNames), svc.rows.preview, ShareSigner.forDataDir(config.dataDir));
+  const previewAccess = new PreviewAccess(new HostRouter(hostNames), svc.rows.preview, ShareSigner.forDataDir(config.dataDir), keys);
   const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits, console: new ConsoleAuth(db, keys), uploads, preview: previewAccess };
   const app = createApp(deps);
   // Preview hosts go to the proxy before the API sees them (preview/front.ts).
-  const proxy = new PreviewProxy(svc.gateway, log, OWN_CREDENTIALS);
+  const proxy = new PreviewProxy(svc.gateway, log, OWN_CREDENTIALS, previewAccess);
   const preview = new PreviewFront(previewAccess, proxy, keys, svc.rows.domains);
   const server: Server = http.createServer(preview.requests(getRequestListener(app.fetch)));
   // A request Node's HTTP parser refuses (headers over its 16 KiB, broken framing) gets the API's

@@ -11,10 +11,36 @@ import { after, test } from "node:test";
 import pino from "pino";
 import type { GuestGateway } from "../src/guest/gateway.js";
 import { PROXY_ERROR_HEADER } from "../src/preview/pages.js";
-import { PreviewProxy, type ProxyTarget } from "../src/preview/proxy.js";
+import type { Grant } from "../src/preview/access.js";
+import { DEFAULT_PROXY_LIMITS, PreviewProxy, type GrantCheck, type ProxyTarget } from "../src/preview/proxy.js";
 
 const OWN = { cookies: ["capsule_preview", "capsule_console"], queryParams: ["capsule_share"] };
-const TARGET: ProxyTarget = { owner: { id: "acct1", name: "alice" }, vmId: "vm1", port: 3000 };
+const OWNER = { id: "acct1", name: "alice" };
+const TARGET: ProxyTarget = { owner: OWNER, vmId: "vm1", port: 3000, grant: { kind: "key", keyId: "k1" } };
+
+/** Grants the test withdraws at will (by their JSON). */
+class FakeGrants implements GrantCheck {
+  readonly withdrawn = new Set<string>();
+  readonly #listeners: Array<() => void> = [];
+  stillGranted(grant: Grant): boolean {
+    return !this.withdrawn.has(JSON.stringify(grant));
+  }
+  onWithdrawn(f: () => void): void {
+    this.#listeners.push(f);
+  }
+  withdraw(grant: Grant): void {
+    this.withdrawn.add(JSON.stringify(grant));
+    for (const f of this.#listeners) f();
+  }
+}
+
+/** The grant a test request carries (`x-test-grant: share:<id>` or `public`); the owner's key otherwise. */
+function targetOf(req: http.IncomingMessage): ProxyTarget {
+  const g = req.headers["x-test-grant"];
+  if (g === "public") return { ...TARGET, grant: { kind: "public" } };
+  if (typeof g === "string" && g.startsWith("share:")) return { ...TARGET, grant: { kind: "share", shareId: g.slice(6) } };
+  return TARGET;
+}
 
 /** A stand-in gateway: open() waits for `gate` (when set), then connects to the VM's server. */
 class FakeGateway {
@@ -68,13 +94,22 @@ const vmServer = http.createServer((_req, res) => {
 });
 /** What the VM's server answers an upgrade with (raw), then it closes. */
 let vmUpgradeAnswer: string | undefined;
-vmServer.on("upgrade", (_req, socket: net.Socket) => socket.end(vmUpgradeAnswer ?? "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"));
+vmServer.on("upgrade", (_req, socket: net.Socket) => {
+  if (vmUpgradeAnswer !== undefined) return socket.end(vmUpgradeAnswer);
+  socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  socket.on("data", (d) => socket.write(d)); // an echo, open until the client ends it
+  socket.on("end", () => socket.end());
+  socket.on("error", () => undefined);
+});
 const vmPort = await listen(vmServer);
 
 const gateway = new FakeGateway(() => vmPort);
-const proxy = new PreviewProxy(gateway as unknown as GuestGateway, pino({ level: "silent" }), OWN);
-const front = http.createServer((req, res) => void proxy.request(req, res, TARGET).catch(() => res.destroy()));
-front.on("upgrade", (req, socket, head) => void proxy.upgrade(req, socket, head, TARGET).catch(() => socket.destroy()));
+const grants = new FakeGrants();
+/** Anonymous connections one client may hold in these tests. */
+const PER_CLIENT = 3;
+const proxy = new PreviewProxy(gateway as unknown as GuestGateway, pino({ level: "silent" }), OWN, grants, { ...DEFAULT_PROXY_LIMITS, maxAnonymousConnectionsPerClient: PER_CLIENT });
+const front = http.createServer((req, res) => void proxy.request(req, res, targetOf(req)).catch(() => res.destroy()));
+front.on("upgrade", (req, socket, head) => void proxy.upgrade(req, socket, head, targetOf(req)).catch(() => socket.destroy()));
 const frontPort = await listen(front);
 
 after(async () => {
@@ -165,4 +200,62 @@ test("an upgrade's answer: the VM's reason phrase is replaced, a header Node ref
     vmUpgradeAnswer = undefined;
   }
   await until("every release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
+});
+
+/** An upgrade through the proxy with that grant: the client socket once the 101 arrived. */
+async function openSocket(grant: string | undefined): Promise<{ sock: net.Socket; head: string }> {
+  const sock = await rawClient(`GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${grant ? `x-test-grant: ${grant}\r\n` : ""}\r\n`);
+  let head = "";
+  sock.setEncoding("latin1");
+  await new Promise<void>((resolve) => {
+    const onData = (c: string) => {
+      head += c;
+      if (head.includes("\r\n\r\n")) {
+        sock.off("data", onData);
+        resolve();
+      }
+    };
+    sock.on("data", onData);
+    sock.once("close", () => resolve());
+  });
+  return { sock, head };
+}
+
+const closed = (sock: net.Socket) => (sock.destroyed ? Promise.resolve() : new Promise((r) => sock.once("close", r)));
+
+test("a live WebSocket closes when its share is revoked or its port made private; the owner's stays", { timeout: 20_000 }, async () => {
+  const shared = await openSocket("share:s1");
+  const other = await openSocket("share:s2");
+  const pub = await openSocket("public");
+  const owners = await openSocket(undefined);
+  for (const s of [shared, other, pub, owners]) assert.match(s.head, /^HTTP\/1\.1 101 /);
+  grants.withdraw({ kind: "share", shareId: "s1" });
+  await closed(shared.sock);
+  grants.withdraw({ kind: "public" });
+  await closed(pub.sock);
+  assert.ok(!other.sock.destroyed && !owners.sock.destroyed, "other grants' sockets stay open");
+  other.sock.write("ping");
+  assert.equal(await new Promise((r) => other.sock.once("data", r)), "ping", "and still carry bytes");
+  // A withdrawal seen only by the periodic check (another process revoked a key).
+  grants.withdrawn.add(JSON.stringify(TARGET.grant));
+  proxy.checkGrants();
+  await closed(owners.sock);
+  other.sock.destroy();
+  grants.withdrawn.clear();
+  await until("every release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
+});
+
+test("anonymous connections are capped per client address; the owner's key is not", { timeout: 20_000 }, async () => {
+  const held = [await openSocket("share:a"), await openSocket("public"), await openSocket("share:b")];
+  for (const s of held) assert.match(s.head, /^HTTP\/1\.1 101 /);
+  const over = await openSocket("share:a");
+  assert.match(over.head, /^HTTP\/1\.1 429 /, `at most ${PER_CLIENT} per client without the key`);
+  const owners = await openSocket(undefined);
+  assert.match(owners.head, /^HTTP\/1\.1 101 /, "the owner's key is counted only against the account");
+  for (const s of [...held, owners, over]) s.sock.destroy();
+  await until("every release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
+  const again = await openSocket("public");
+  assert.match(again.head, /^HTTP\/1\.1 101 /, "closed connections give their slots back");
+  again.sock.destroy();
+  await until("the last release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
 });

@@ -168,6 +168,37 @@ describe("preview proxy", () => {
     assert.equal(status, 401, "a WebSocket without the key is refused too");
   });
 
+  it("a share link's WebSocket closes when the share is revoked; a public port's when it is made private", { timeout: 30_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA } = t.get();
+    const opened = (headers: Record<string, string>) =>
+      new Promise<WebSocket>((resolve, reject) => {
+        const ws = new WebSocket(`${url.replace("http", "ws")}/ws`, { headers: { host, ...headers } });
+        ws.once("message", () => resolve(ws)); // the VM's greeting: the tunnel is up
+        ws.once("error", reject);
+      });
+    const closed = (ws: WebSocket) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once("close", () => resolve())));
+    const share = await call(url, keyA, "POST", `/v1/vms/${vmId}/ports/${APP_PORT}/shares`, { ttlSeconds: 600 });
+    assert.equal(share.status, 200, JSON.stringify(share.body));
+    const link = new URL(share.body.url as string);
+    const landing = await fetchHost(url, host, `${link.pathname}${link.search}`);
+    assert.equal(landing.status, 302);
+    const cookie = String(landing.headers["set-cookie"]).split(";")[0] as string;
+    const shared = await opened({ cookie });
+    await call(url, keyA, "PUT", `/v1/vms/${vmId}/ports/${APP_PORT}/public`, { public: true });
+    const anyone = await opened({});
+    const owners = await opened({ authorization: `Bearer ${keyA}` });
+    const revoked = await call(url, keyA, "DELETE", `/v1/vms/${vmId}/ports/${APP_PORT}/shares/${share.body.id as string}`);
+    assert.equal(revoked.status, 200);
+    await closed(shared);
+    assert.equal(anyone.readyState, anyone.OPEN, "the public port's socket is another grant's");
+    await call(url, keyA, "PUT", `/v1/vms/${vmId}/ports/${APP_PORT}/public`, { public: false });
+    await closed(anyone);
+    assert.equal(owners.readyState, owners.OPEN, "the owner's key still holds");
+    owners.close();
+    await closed(owners);
+  });
+
   it("server-sent events arrive as sent, not at the end", { timeout: 20_000 }, async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA } = t.get();

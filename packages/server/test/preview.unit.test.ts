@@ -1,6 +1,13 @@
 /** The preview proxy's pure parts: which host goes where, and what crosses to the VM and back. */
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { test } from "node:test";
+import { openDb } from "../src/db.js";
+import { KeyStore } from "../src/keys.js";
+import { PreviewAccess } from "../src/preview/access.js";
+import { Rows } from "../src/vms/rows.js";
 import { requestHeadersForVm, responseHeadersForClient, withoutCookies, withoutQueryParams } from "../src/preview/forward-headers.js";
 import { checkHostNames, HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
 import { startServer } from "../src/server.js";
@@ -144,4 +151,39 @@ test("share tokens: genuine for their VM port until they expire; altered, foreig
   assert.equal(new ShareSigner(Buffer.alloc(32, 2)).verify(token, "vm1", 5173, 0), undefined, "another server's secret");
   for (const junk of [undefined, "", "x", `${token}x`, token.replace(/\./g, "-")]) assert.equal(signer.verify(junk, "vm1", 5173, 0), undefined, String(junk));
   assert.throws(() => new ShareSigner(Buffer.alloc(16)), /at least 32 bytes/);
+});
+
+test("grants of live preview connections: a revoked share, a port made private, a revoked key are withdrawn (and told at once)", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "capsule-grants-"));
+  const db = openDb(path.join(dir, "server.db"));
+  try {
+    const keys = new KeyStore(db);
+    const made = keys.createKey("alice");
+    const rows = new Rows(db);
+    rows.insertVm({ id: "vm1", account_id: made.info.accountId, name: null, idle_timeout_seconds: null, activity_threshold_bytes: 0, created_at: new Date().toISOString() });
+    const access = new PreviewAccess(new HostRouter({ previewDomain: "localhost", apiHostnames: [], domainSuffixes: [] }), rows.preview, new ShareSigner(Buffer.alloc(32, 1)), keys);
+    let told = 0;
+    access.onWithdrawn(() => told++);
+    const share = access.share(made.info.accountId, "vm1", 3000, 60, new URL("http://localhost:8080"));
+    const grant = { kind: "share", shareId: share.id } as const;
+    assert.equal(access.stillGranted(grant, "vm1", 3000), true);
+    assert.equal(access.stillGranted(grant, "vm1", 3001), false, "a share is for its port");
+    assert.equal(access.revokeShare("vm1", share.id), true);
+    assert.equal(told, 1, "a revocation is told at once");
+    assert.equal(access.stillGranted(grant, "vm1", 3000), false);
+    assert.equal(access.revokeShare("vm1", share.id), false, "no live share left");
+    access.setPublic("vm1", 3000, true);
+    assert.equal(access.stillGranted({ kind: "public" }, "vm1", 3000), true);
+    assert.equal(told, 1, "opening a port withdraws nothing");
+    access.setPublic("vm1", 3000, false);
+    assert.equal(told, 2);
+    assert.equal(access.stillGranted({ kind: "public" }, "vm1", 3000), false);
+    const keyGrant = { kind: "key", keyId: made.info.id } as const;
+    assert.equal(access.stillGranted(keyGrant, "vm1", 3000), true);
+    keys.revokeKey(made.info.id); // as `capsule keys revoke` does, from any process
+    assert.equal(access.stillGranted(keyGrant, "vm1", 3000), false);
+  } finally {
+    db.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -9,7 +9,7 @@
  */
 import crypto from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { Account } from "../keys.js";
+import type { Account, KeyStore } from "../keys.js";
 import type { PreviewRows } from "../vms/preview-rows.js";
 import type { HostRouter } from "./host.js";
 import type { ShareSigner } from "./share-token.js";
@@ -24,6 +24,12 @@ export const HANDOFF_PARAM = "capsule_handoff";
 export const HANDOFF_TTL_MS = 60_000;
 /** How long a preview host stays open to a console user after the handoff (the console session's own length). */
 export const CONSOLE_PREVIEW_TTL_MS = 12 * 3600 * 1000;
+
+/**
+ * What let a client through to a preview, re-checked while its connection lives: the owner's API
+ * key, a share (a link's or the console's handoff), a port made public, or a claimed domain.
+ */
+export type Grant = { kind: "key"; keyId: string } | { kind: "share"; shareId: string } | { kind: "public" } | { kind: "domain" };
 
 interface Handoff {
   accountId: string;
@@ -44,13 +50,56 @@ export interface MintedShare {
 export class PreviewAccess {
   /** One-time console handoffs, by sha256 of the token. */
   readonly #handoffs = new Map<string, Handoff>();
+  /** Told when a grant is withdrawn here (a share revoked, a port made private): live connections are re-checked at once. */
+  readonly #withdrawn = new Set<() => void>();
 
   constructor(
     readonly router: HostRouter,
     readonly rows: PreviewRows,
     private readonly signer: ShareSigner,
+    private readonly keys: KeyStore,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Revokes one of the VM's shares (false: no such live share); its open connections close. */
+  revokeShare(vmId: string, id: string): boolean {
+    const revoked = this.rows.revokeShare(vmId, id);
+    if (revoked) this.#notifyWithdrawn();
+    return revoked;
+  }
+
+  /** Opens a VM port to anyone, or makes it private again (its anonymous connections close). */
+  setPublic(vmId: string, port: number, on: boolean): void {
+    this.rows.setPublic(vmId, port, on);
+    if (!on) this.#notifyWithdrawn();
+  }
+
+  /**
+   * Whether a grant still lets its holder in: the key active, the share unrevoked and unexpired,
+   * the port still public. Read from the database each time, so a key revoked by another process
+   * (`capsule keys revoke`) counts too. A domain is public while its VM exists.
+   */
+  stillGranted(grant: Grant, vmId: string, port: number): boolean {
+    switch (grant.kind) {
+      case "key":
+        return this.keys.activeKeyIds([grant.keyId]).has(grant.keyId);
+      case "share":
+        return this.rows.shareLive(grant.shareId, vmId, port, this.now());
+      case "public":
+        return this.rows.isPublic(vmId, port);
+      case "domain":
+        return true;
+    }
+  }
+
+  /** Calls `f` after every withdrawal made through this object. */
+  onWithdrawn(f: () => void): void {
+    this.#withdrawn.add(f);
+  }
+
+  #notifyWithdrawn(): void {
+    for (const f of this.#withdrawn) f();
+  }
 
   /** A share link for a VM port (the caller checked ownership). `origin`: how the client reached the API. */
   share(accountId: string, vmId: string, port: number, ttlSeconds: number, origin: URL): MintedShare {
@@ -59,11 +108,11 @@ export class PreviewAccess {
     return { id: row.id, vmId, port, url: `${this.router.previewUrl(origin, vmId, port)}?${SHARE_PARAM}=${token}`, expiresAt: new Date(row.expiresAt).toISOString() };
   }
 
-  /** A genuine, unexpired, unrevoked share token for this VM port: its expiry; else undefined. */
-  validShare(token: string | undefined, vmId: string, port: number): number | undefined {
+  /** A genuine, unexpired, unrevoked share token for this VM port: its share id and expiry; else undefined. */
+  validShare(token: string | undefined, vmId: string, port: number): { id: string; expiresAt: number } | undefined {
     const now = this.now();
     const claim = this.signer.verify(token, vmId, port, now);
-    return claim && this.rows.shareLive(claim.id, vmId, port, now) ? claim.expiresAt : undefined;
+    return claim && this.rows.shareLive(claim.id, vmId, port, now) ? claim : undefined;
   }
 
   /** The Set-Cookie that lets a browser in until `expiresAt`. */

@@ -12,7 +12,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import type { Duplex } from "node:stream";
 import { bearer } from "../app.js";
 import { readCookie, SESSION_COOKIE } from "../console/auth.js";
-import type { KeyStore } from "../keys.js";
+import { keyIdOf, type KeyStore } from "../keys.js";
 import type { DomainRows } from "../vms/domains.js";
 import { HANDOFF_PARAM, PREVIEW_COOKIE, SHARE_PARAM, type PreviewAccess } from "./access.js";
 import { hostnameOf, type HostRouter } from "./host.js";
@@ -73,7 +73,10 @@ export class PreviewFront {
   #resolve(req: IncomingMessage): Resolved | undefined {
     const route = this.router.route(req.headers.host);
     if (!route) return undefined;
-    if (route.kind === "other") return this.domains.route(route.hostname);
+    if (route.kind === "other") {
+      const domain = this.domains.route(route.hostname);
+      return domain && { ...domain, grant: { kind: "domain" } };
+    }
     const { vmId, port } = route;
     // One page for every refusal, whoever asks and whether the VM exists.
     const refused = { page: PAGES.private(this.#consoleLink(req)) };
@@ -81,8 +84,11 @@ export class PreviewFront {
     if (!owner) return refused;
     const key = bearer(req.headers.authorization);
     // A key is the whole answer: the owner's opens the preview, any other is refused (the gateway checks again).
-    if (key) return this.keys.authenticate(key)?.id === owner.id ? { owner, vmId, port } : refused;
-    if (this.access.rows.isPublic(vmId, port)) return { owner, vmId, port };
+    if (key) {
+      const keyId = keyIdOf(key);
+      return keyId !== undefined && this.keys.authenticate(key)?.id === owner.id ? { owner, vmId, port, grant: { kind: "key", keyId } } : refused;
+    }
+    if (this.access.rows.isPublic(vmId, port)) return { owner, vmId, port, grant: { kind: "public" } };
     const query = new URLSearchParams((req.url ?? "").split("?")[1] ?? "");
     const handoff = query.get(HANDOFF_PARAM);
     if (handoff !== null) {
@@ -92,13 +98,14 @@ export class PreviewFront {
     }
     const shared = query.get(SHARE_PARAM) ?? undefined;
     if (shared !== undefined) {
-      const expiresAt = this.access.validShare(shared, vmId, port);
-      if (expiresAt === undefined) return refused;
+      const share = this.access.validShare(shared, vmId, port);
+      if (share === undefined) return refused;
       // The token leaves the address bar (and the history, and any Referer) at once.
-      return { redirect: withoutQueryParams(req.url ?? "/", [SHARE_PARAM]), cookie: this.access.cookie(shared, expiresAt, req) };
+      return { redirect: withoutQueryParams(req.url ?? "/", [SHARE_PARAM]), cookie: this.access.cookie(shared, share.expiresAt, req) };
     }
     const cookie = readCookie(req.headers.cookie, PREVIEW_COOKIE);
-    if (cookie !== undefined && this.access.validShare(cookie, vmId, port) !== undefined) return { owner, vmId, port };
+    const share = cookie === undefined ? undefined : this.access.validShare(cookie, vmId, port);
+    if (share !== undefined) return { owner, vmId, port, grant: { kind: "share", shareId: share.id } };
     return refused;
   }
 

@@ -35,6 +35,7 @@ export const PAGES = {
   badGateway: (): ProxyPage => ({ status: 502, code: "BAD_GATEWAY", title: "The VM's server broke the connection", detail: "The server in the VM closed the connection or sent an invalid HTTP response." }),
   timeout: (): ProxyPage => ({ status: 504, code: "GATEWAY_TIMEOUT", title: "The VM's server did not answer in time", detail: "The server in the VM accepted the connection but sent no response headers in time." }),
   tooMany: (): ProxyPage => ({ status: 429, code: "TOO_MANY_CONNECTIONS", title: "Too many open connections", detail: "This account has as many proxied connections open as it may. Close some and retry." }),
+  tooManyFromClient: (): ProxyPage => ({ status: 429, code: "TOO_MANY_CONNECTIONS", title: "Too many open connections", detail: "Your address has as many connections open to previews as it may without the owner's key. Close some and retry." }),
 } as const;
 
 function html(page: ProxyPage): string {

@@ -15,6 +15,7 @@ import type { Logger } from "pino";
 import { ApiError } from "../errors.js";
 import type { GuestGateway } from "../guest/gateway.js";
 import type { Account } from "../keys.js";
+import type { Grant } from "./access.js";
 import { requestHeadersForVm, responseHeadersForClient, withoutQueryParams } from "./forward-headers.js";
 import { PAGES, sendPage, sendPageOnSocket, type ProxyPage } from "./pages.js";
 
@@ -30,6 +31,14 @@ export interface ProxyLimits {
   idleSocketMs: number;
   /** Proxied requests and WebSockets open at once per account (each holds a tunnel). */
   maxConnectionsPerAccount: number;
+  /**
+   * Of those, the ones opened without the owner's key (a share, a public port, a domain) per
+   * client address, so one anonymous client cannot take the account's whole allowance. Behind a
+   * reverse proxy every client has the proxy's address: raise it there.
+   */
+  maxAnonymousConnectionsPerClient: number;
+  /** How often live connections re-check what let them in (a key revoked by another process, a share that expired). */
+  grantCheckMs: number;
 }
 
 export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
@@ -38,6 +47,8 @@ export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
   responseHeadersMs: 60_000,
   idleSocketMs: 5 * 60_000,
   maxConnectionsPerAccount: 256,
+  maxAnonymousConnectionsPerClient: 64,
+  grantCheckMs: 5_000,
 };
 
 /** Where a proxied request goes, once access was granted: the VM's owner is the account the gateway checks. */
@@ -45,6 +56,15 @@ export interface ProxyTarget {
   owner: Account;
   vmId: string;
   port: number;
+  /** What let the client in; the connection closes once it no longer does. */
+  grant: Grant;
+}
+
+/** Re-checks grants for live connections (preview/access.ts). */
+export interface GrantCheck {
+  stillGranted(grant: Grant, vmId: string, port: number): boolean;
+  /** `f` runs after a grant was withdrawn in this process, so its connections close at once. */
+  onWithdrawn(f: () => void): void;
 }
 
 /** Capsule's own cookies and query parameters, which the VM never sees. */
@@ -78,28 +98,73 @@ function isRefused(err: unknown): boolean {
   return (err as { agentCode?: string } | undefined)?.agentCode === "CONNECTION_REFUSED";
 }
 
+/** Open connections counted by a key (an account, a client address), each under a cap. */
+class Slots {
+  readonly #n = new Map<string, number>();
+
+  get total(): number {
+    let n = 0;
+    for (const v of this.#n.values()) n += v;
+    return n;
+  }
+
+  /** Takes one of `key`'s slots; false when it has `max` already. */
+  take(key: string, max: number): boolean {
+    const n = this.#n.get(key) ?? 0;
+    if (n >= max) return false;
+    this.#n.set(key, n + 1);
+    return true;
+  }
+
+  free(key: string): void {
+    const n = (this.#n.get(key) ?? 1) - 1;
+    if (n <= 0) this.#n.delete(key);
+    else this.#n.set(key, n);
+  }
+}
+
 export class PreviewProxy {
-  readonly #open = new Map<string, number>();
-  /** Every tunnel in use: upgraded WebSockets are not the HTTP server's to close. */
-  readonly #tunnels = new Set<net.Socket>();
+  readonly #perAccount = new Slots();
+  readonly #perClient = new Slots();
+  /** Every tunnel in use, with what let it open: upgraded WebSockets are not the HTTP server's to close. */
+  readonly #tunnels = new Map<net.Socket, ProxyTarget>();
+  #grantTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly gateway: GuestGateway,
     private readonly log: Logger,
     private readonly own: OwnCredentials,
+    private readonly grants: GrantCheck,
     readonly limits: ProxyLimits = DEFAULT_PROXY_LIMITS,
-  ) {}
+  ) {
+    grants.onWithdrawn(() => this.checkGrants());
+  }
 
   /** Proxied connections open now (all accounts). */
   get openConnections(): number {
-    let n = 0;
-    for (const v of this.#open.values()) n += v;
-    return n;
+    return this.#perAccount.total;
   }
 
   /** Ends every proxied connection (the server is closing). */
   close(): void {
-    for (const sock of this.#tunnels) sock.destroy();
+    for (const sock of this.#tunnels.keys()) sock.destroy();
+    this.#stopGrantChecks();
+  }
+
+  /** Ends the connections whose grant was withdrawn (a key revoked, a share revoked or expired, a port made private). */
+  checkGrants(): void {
+    const seen = new Map<string, boolean>();
+    for (const [sock, t] of this.#tunnels) {
+      const key = JSON.stringify([t.grant, t.vmId, t.port]);
+      let ok = seen.get(key);
+      if (ok === undefined) seen.set(key, (ok = this.grants.stillGranted(t.grant, t.vmId, t.port)));
+      if (!ok) sock.destroy();
+    }
+  }
+
+  #stopGrantChecks(): void {
+    clearInterval(this.#grantTimer);
+    this.#grantTimer = undefined;
   }
 
   async request(req: IncomingMessage, res: ServerResponse, target: ProxyTarget): Promise<void> {
@@ -107,7 +172,7 @@ export class PreviewProxy {
     // seconds) must not keep the account's slot and the VM's hold.
     const gone = new AbortController();
     res.once("close", () => gone.abort());
-    const tunnel = await this.#tunnel(target, gone.signal);
+    const tunnel = await this.#tunnel(target, req.socket.remoteAddress, gone.signal);
     if (!("sock" in tunnel)) return gone.signal.aborted ? undefined : sendPage(res, tunnel);
     const { sock, release } = tunnel;
     const end = () => {
@@ -160,7 +225,7 @@ export class PreviewProxy {
     const hangUp = () => gone.abort();
     socket.once("close", hangUp);
     socket.on("error", hangUp);
-    const tunnel = await this.#tunnel(target, gone.signal);
+    const tunnel = await this.#tunnel(target, req.socket.remoteAddress, gone.signal);
     if (!("sock" in tunnel)) return gone.signal.aborted ? undefined : sendPageOnSocket(socket, tunnel);
     const { sock, release } = tunnel;
     const done = () => {
@@ -236,18 +301,21 @@ export class PreviewProxy {
    * returned release frees the account's connection slot and the VM's activity hold (idempotent).
    * `gone` (the client hung up) ends the wait for a woken VM's port; the caller releases what it gets.
    */
-  async #tunnel(target: ProxyTarget, gone: AbortSignal): Promise<{ sock: net.Socket; release: () => void } | ProxyPage> {
+  async #tunnel(target: ProxyTarget, client: string | undefined, gone: AbortSignal): Promise<{ sock: net.Socket; release: () => void } | ProxyPage> {
     const owner = target.owner.id;
-    const open = this.#open.get(owner) ?? 0;
-    if (open >= this.limits.maxConnectionsPerAccount) return PAGES.tooMany();
-    this.#open.set(owner, open + 1);
+    const anonymous = target.grant.kind !== "key";
+    const from = client ?? "";
+    if (!this.#perAccount.take(owner, this.limits.maxConnectionsPerAccount)) return PAGES.tooMany();
+    if (anonymous && !this.#perClient.take(from, this.limits.maxAnonymousConnectionsPerClient)) {
+      this.#perAccount.free(owner);
+      return PAGES.tooManyFromClient();
+    }
     let slotFreed = false;
     const freeSlot = () => {
       if (slotFreed) return;
       slotFreed = true;
-      const n = (this.#open.get(owner) ?? 1) - 1;
-      if (n <= 0) this.#open.delete(owner);
-      else this.#open.set(owner, n);
+      this.#perAccount.free(owner);
+      if (anonymous) this.#perClient.free(from);
     };
     try {
       const handle = await this.gateway.open(target.owner, target.vmId, {}, async (vm, guest) => {
@@ -269,8 +337,18 @@ export class PreviewProxy {
         return PAGES.nothingListens(target.port);
       }
       const sock = handle.value;
-      this.#tunnels.add(sock);
-      sock.once("close", () => this.#tunnels.delete(sock));
+      this.#tunnels.set(sock, target);
+      this.#grantTimer ??= setInterval(() => {
+        try {
+          this.checkGrants();
+        } catch {
+          // the database closed under a server shutting down: its tunnels are going anyway
+        }
+      }, this.limits.grantCheckMs).unref();
+      sock.once("close", () => {
+        this.#tunnels.delete(sock);
+        if (this.#tunnels.size === 0) this.#stopGrantChecks();
+      });
       sock.setTimeout(this.limits.idleSocketMs, () => sock.destroy());
       sock.on("error", () => undefined); // its user sees the close
       return {

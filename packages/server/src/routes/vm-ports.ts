@@ -49,7 +49,7 @@ export function register(app: App, { svc, preview }: Deps): void {
       method: "delete",
       path: `${PORT_PATH}/shares/{share_id}`,
       summary: "Revoke a share link",
-      description: "The link, and every browser cookie minted from it, stop working at once.",
+      description: "The link, and every browser cookie minted from it, stop working at once; connections opened with it (WebSockets, streams) are closed.",
       security,
       request: { params: ShareParams },
       responses: { 200: json(z.object({ id: z.string(), revoked: z.literal(true) })), ...errors(400, 404) },
@@ -57,7 +57,7 @@ export function register(app: App, { svc, preview }: Deps): void {
     async (c) => {
       const { vm_id, share_id } = c.req.valid("param");
       const row = svc.rows.ownedVm(account(c), vm_id);
-      if (!preview.rows.revokeShare(row.id, share_id)) throw new ApiError("NOT_FOUND", `no live share ${share_id} on VM ${vm_id}`);
+      if (!preview.revokeShare(row.id, share_id)) throw new ApiError("NOT_FOUND", `no live share ${share_id} on VM ${vm_id}`);
       return c.json({ id: share_id, revoked: true as const }, 200);
     },
   );
@@ -66,7 +66,7 @@ export function register(app: App, { svc, preview }: Deps): void {
       method: "put",
       path: `${PORT_PATH}/public`,
       summary: "Make a preview port public or private",
-      description: "A public port's preview URL opens for anyone, without credentials. Ports are private by default.",
+      description: "A public port's preview URL opens for anyone, without credentials. Ports are private by default; making one private again closes the connections anyone opened without credentials.",
       security,
       request: { params: PreviewPortParams, body: { content: { "application/json": { schema: SetPortPublicRequest } }, required: true } },
       responses: { 200: json(PortAccess), ...errors(400, 404) },
@@ -75,7 +75,7 @@ export function register(app: App, { svc, preview }: Deps): void {
       const { vm_id, port } = c.req.valid("param");
       const row = svc.rows.ownedVm(account(c), vm_id);
       const on = c.req.valid("json").public;
-      preview.rows.setPublic(row.id, port, on);
+      preview.setPublic(row.id, port, on);
       return c.json({ vmId: row.id, port, public: on, url: preview.router.previewUrl(new URL(c.req.url), row.id, port) }, 200);
     },
   );
