@@ -78,3 +78,25 @@ export type BuildPhases = z.infer<typeof BuildPhases>;
 
 export const VmBuildRef = z.object({ buildId: z.string() }).meta({ id: "VmBuildRef" });
 export type VmBuildRef = z.infer<typeof VmBuildRef>;
+
+/** The most builds one page of `GET /v1/vms/builds` holds. */
+export const MAX_BUILDS_PAGE = 200;
+
+/** `GET /v1/vms/builds`: the account's builds, newest first, a page at a time. */
+export const BuildListQuery = z.object({
+  state: BuildState.optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_BUILDS_PAGE).optional(),
+  offset: z.coerce.number().int().min(0).optional(),
+});
+export type BuildListQuery = z.infer<typeof BuildListQuery>;
+
+export const BuildList = z
+  .object({
+    builds: z.array(BuildInfo),
+    /** Builds matching the query, all pages. */
+    totalCount: z.number(),
+    limit: z.number(),
+    offset: z.number(),
+  })
+  .meta({ id: "BuildList" });
+export type BuildList = z.infer<typeof BuildList>;

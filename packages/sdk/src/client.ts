@@ -4,9 +4,11 @@
  * falling back to FREESTYLE_API_URL / FREESTYLE_API_KEY, on first use.
  * @module
  */
+import { Build, Builds } from "./builds.js";
 import { makeError } from "./errors.js";
+import type { VmSpec } from "./spec.js";
 import { DEFAULT_IDLE_TIMEOUT_MS, globalFetch, seg, Transport, type FetchLike } from "./transport.js";
-import type { CreateVmOptions, SnapshotInfo, SnapshotList, VmList, VmInfo } from "./types.js";
+import type { CreateVmOptions, EnsureSnapshotResponse, SnapshotInfo, SnapshotList, VmList, VmInfo } from "./types.js";
 import { Vm } from "./vm.js";
 
 /** Options of `new Capsule()`. */
@@ -44,10 +46,44 @@ function fromEnv(names: string[]): string | undefined {
   return undefined;
 }
 
+/**
+ * How long an ensure (or a create with a spec) may go without a byte: the server answers only
+ * when the build has ended, and a build waits up to 15 min for its oneshots after apt.
+ */
+export const BUILD_IDLE_TIMEOUT_MS = 30 * 60_000;
+
+/** `snapshots.ensure()`'s options: a spec (layers) and the snapshot's name. */
+export interface EnsureSnapshotOptions {
+  spec: VmSpec;
+  name?: string;
+}
+
+/** `snapshots.ensure()`'s result: the server's answer and a handle on the build that made the snapshot. */
+export type EnsureSnapshotResult = EnsureSnapshotResponse & { build: Build };
+
 /** Snapshots of the account. */
 export class Snapshots {
   /** @internal */
   constructor(private readonly t: Transport) {}
+
+  /**
+   * The snapshot of a spec: built in a builder VM (each layer once, innermost first), or the
+   * cached one when the same spec was built before (`cached: true`, no build ran). A failed build
+   * throws VM_SETUP_FAILED, whose `body` has `buildId`, the failed phase and its services' logs.
+   * The call answers when the build has ended.
+   */
+  async ensure({ spec, name }: EnsureSnapshotOptions): Promise<EnsureSnapshotResult> {
+    const r = await this.t.json<EnsureSnapshotResponse>("POST", "/v1/vms/snapshots", {
+      json: { spec: spec.toJSON(), ...(name !== undefined ? { name } : {}) },
+      idleTimeoutMs: BUILD_IDLE_TIMEOUT_MS,
+    });
+    return { ...r, build: new Build(this.t, r.buildId) };
+  }
+
+  /** Same as `ensure` (the official client's alias). */
+  async create(opts: EnsureSnapshotOptions): Promise<EnsureSnapshotResult> {
+    return this.ensure(opts);
+  }
 
   /** Every snapshot of the account. */
   async list(): Promise<SnapshotList> {
@@ -77,7 +113,9 @@ export class Vms {
 
   /** Creates a VM and returns once it is ready for `exec`. */
   async create(opts: CreateVmOptions = {}): Promise<CreateVmResult> {
-    const r = await this.t.json<{ id: string; domains?: string[]; snapshotId?: string | null } & Record<string, unknown>>("POST", "/v1/vms", { json: opts });
+    const { spec, ...fields } = opts;
+    const body = spec ? { ...fields, spec: spec.toJSON() } : fields;
+    const r = await this.t.json<{ id: string; domains?: string[]; snapshotId?: string | null } & Record<string, unknown>>("POST", "/v1/vms", { json: body, ...(spec ? { idleTimeoutMs: BUILD_IDLE_TIMEOUT_MS } : {}) });
     const { consoleUrl: _c, ...rest } = r;
     return { ...rest, id: r.id, vmId: r.id, vm: this.ref({ vmId: r.id }), domains: r.domains ?? [], snapshotId: r.snapshotId ?? null };
   }
@@ -108,8 +146,10 @@ export class Vms {
 export class Capsule {
   /** VMs: create, list, get, ref, delete (and `vms.snapshots`). */
   readonly vms: Vms;
-  /** Snapshots: list, get, delete. */
+  /** Snapshots: ensure (from a spec), list, get, delete. */
   readonly snapshots: Snapshots;
+  /** Builds of declarative snapshots: ref, get, list. */
+  readonly builds: Builds;
   /** The normalised server URL. */
   readonly apiUrl: string;
 
@@ -128,6 +168,7 @@ export class Capsule {
     const t = new Transport(this.apiUrl, apiKey, opts.fetch ?? globalFetch, opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
     this.vms = new Vms(t);
     this.snapshots = this.vms.snapshots;
+    this.builds = new Builds(t);
   }
 }
 

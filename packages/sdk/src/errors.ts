@@ -22,6 +22,8 @@ export const CLIENT_ERROR_CODES = [
   "CONNECTION_LOST",
   /** A call on a PTY handle that was detached or whose session ended. */
   "SESSION_CLOSED",
+  /** `build.wait()` gave up before the build succeeded or failed. */
+  "BUILD_TIMED_OUT",
 ] as const;
 
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
@@ -64,6 +66,7 @@ export const HINTS: Readonly<Record<ErrorCode, string>> = {
   BAD_RESPONSE: "check that the URL points at a Capsule (or Freestyle v1) API server",
   CONNECTION_LOST: "the server or the VM went away; check it with `capsule vm get ID` and retry",
   SESSION_CLOSED: "attach a new handle with vm.pty.attach({ sessionId })",
+  BUILD_TIMED_OUT: "wait longer (build.wait({ timeoutMs })), or read its phases with `capsule build show ID`",
 };
 
 /** Base class of every SDK error. */

@@ -5,7 +5,11 @@
  * @module
  */
 export { Capsule, Capsule as Freestyle, capsule, capsule as freestyle, Vms, Snapshots } from "./client.js";
-export type { CapsuleOptions, CreateVmResult } from "./client.js";
+export type { CapsuleOptions, CreateVmResult, EnsureSnapshotOptions, EnsureSnapshotResult } from "./client.js";
+export { Build, Builds, BUILD_WAIT_INTERVAL_MS, BUILD_WAIT_TIMEOUT_MS } from "./builds.js";
+export type { BuildWaitOptions } from "./builds.js";
+export { VmSpec } from "./spec.js";
+export type { VmServiceInput, VmSpecJson, VmSpecLayer, VmWaitForOptions } from "./spec.js";
 export { Vm } from "./vm.js";
 export type { ForkOptions, SnapshotOptions, StartVmOptions } from "./vm.js";
 export { VmFs } from "./fs.js";
@@ -36,7 +40,13 @@ export type { ApiErrorCode, ClientErrorCode, ErrorCode } from "./errors.js";
 export { LINUX_USER_HEADER } from "./transport.js";
 export type { FetchLike } from "./transport.js";
 export type {
+  BuildInfo,
+  BuildList,
+  BuildListQuery,
+  BuildPhase,
+  BuildState,
   CreateVmOptions,
+  EnsureSnapshotResponse,
   DirEntry,
   ExecOptions,
   ExecResult,

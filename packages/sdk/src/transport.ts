@@ -36,6 +36,8 @@ export interface RequestOpts {
   query?: Record<string, string | number | undefined>;
   /** More request headers (e.g. `Range`). */
   headers?: Record<string, string>;
+  /** This call's idle limit instead of the client's (a call the server answers only at its end, such as a build). */
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -115,6 +117,7 @@ export class Transport {
     const body = opts.json !== undefined ? JSON.stringify(opts.json) : undefined;
     const headers = this.headers(opts.user, body !== undefined ? { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) } : {});
     const request: typeof import("node:http").request = url.startsWith("https:") ? (await import("node:https")).request : (await import("node:http")).request;
+    const idleMs = opts.idleTimeoutMs ?? this.idleTimeoutMs;
     let answer: { status: number; text: string };
     try {
       answer = await new Promise((resolve, reject) => {
@@ -125,12 +128,12 @@ export class Transport {
           res.on("error", reject); // the connection dropped mid-answer
         });
         req.on("error", reject);
-        req.setTimeout(this.idleTimeoutMs, () => req.destroy(Object.assign(new Error(`no data for ${this.idleTimeoutMs} ms`), { code: IDLE_CODE })));
+        req.setTimeout(idleMs, () => req.destroy(Object.assign(new Error(`no data for ${idleMs} ms`), { code: IDLE_CODE })));
         req.end(body);
       });
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === IDLE_CODE) throw makeError("NETWORK_ERROR", `${what}: ${this.baseUrl} sent nothing for ${this.idleTimeoutMs} ms; the call was given up`, { cause: err });
+      if (code === IDLE_CODE) throw makeError("NETWORK_ERROR", `${what}: ${this.baseUrl} sent nothing for ${idleMs} ms; the call was given up`, { cause: err });
       throw makeError("NETWORK_ERROR", `${what}: cannot reach ${this.baseUrl} (${code ?? (err as Error).message})`, { cause: err });
     }
     if (answer.status < 200 || answer.status > 299) throw errorFromResponse(answer.status, answer.text, what);

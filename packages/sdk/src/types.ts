@@ -5,9 +5,16 @@
  * @module
  */
 import type { CreateVmRequest, ExecRequest } from "@capsule/contract/schemas";
+import type { VmSpec } from "./spec.js";
 
 export type {
+  BuildInfo,
+  BuildList,
+  BuildListQuery,
+  BuildPhase,
+  BuildState,
   DirEntry,
+  EnsureSnapshotResponse,
   ExecResult,
   GroupSpec,
   PtySessionInfo,
@@ -29,11 +36,15 @@ export type {
   VmState,
 } from "@capsule/contract/schemas";
 
-/** Options of `vms.create()`: the parts of the create request Capsule supports. `{}` boots the base image. */
+/**
+ * Options of `vms.create()`: the parts of the create request Capsule supports. `{}` boots the
+ * base image; `spec` is ensured first (built, or its cached snapshot reused) and the VM boots
+ * from its snapshot.
+ */
 export type CreateVmOptions = Pick<
   CreateVmRequest,
   "snapshotId" | "name" | "idleTimeoutSeconds" | "users" | "groups" | "vcpuCount" | "memSizeGb" | "rootfsSizeGb" | "additionalFiles" | "systemd"
->;
+> & { spec?: VmSpec };
 
 /**
  * Options of `vm.exec()`: the exec request, with `stdin` as bytes or text (the SDK sends it

@@ -79,6 +79,15 @@ export class BuildRows {
     return toInfo(row);
   }
 
+  /** One page of the account's builds, newest first, and how many match in all. */
+  list(accountId: string, q: { state?: BuildState; limit: number; offset: number }): { builds: BuildInfo[]; totalCount: number } {
+    const where = q.state ? "account_id = ? AND state = ?" : "account_id = ?";
+    const args: string[] = q.state ? [accountId, q.state] : [accountId];
+    const rows = this.db.prepare(`SELECT * FROM builds WHERE ${where} ORDER BY started_at DESC, id LIMIT ? OFFSET ?`).all(...args, q.limit, q.offset) as BuildRow[];
+    const total = (this.db.prepare(`SELECT count(*) AS n FROM builds WHERE ${where}`).get(...args) as { n: number }).n;
+    return { builds: rows.map(toInfo), totalCount: total };
+  }
+
   /** The build that made this snapshot, if a build made it. */
   ofSnapshot(snapshotId: string): { buildId: string; templateHash: string } | undefined {
     const row = this.db.prepare("SELECT id, template_hash FROM builds WHERE snapshot_id = ?").get(snapshotId) as { id: string; template_hash: string } | undefined;

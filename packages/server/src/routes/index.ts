@@ -6,6 +6,7 @@ import type { App, Deps } from "../context.js";
 import * as consoleRoutes from "../console/routes.js";
 import * as buildGet from "./build-get.js";
 import * as buildPhases from "./build-phases.js";
+import * as buildsList from "./builds-list.js";
 import * as health from "./health.js";
 import * as metrics from "./metrics.js";
 import * as ptySessionDelete from "./pty-session-delete.js";
@@ -47,6 +48,7 @@ export const ROUTES: ReadonlyArray<(app: App, deps: Deps) => void> = [
   consoleRoutes.register,
   metrics.register,
   snapshotsEnsure.register,
+  buildsList.register,
   buildGet.register,
   buildPhases.register,
   registerGlobal,
