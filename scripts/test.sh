@@ -53,11 +53,13 @@ heavy() {
 # compat-v5: the /v5 API through the official freestyle@0.2.x client (its own workspace, so its
 # `freestyle` is 0.2 while the server's tests keep 0.1.63); its v5-node22 suite runs the client
 # on a Node 22 that scripts/node22.sh fetches from the npm registry once (cached per version).
-mapfile -t server_suites < <(heavy agent engine server compat-v5)
+# compat-computesdk: the calls ComputeSDK's Freestyle provider makes, through its client
+# freestyle-sandboxes@0.1.34 (its own workspace, like compat-v5).
+mapfile -t server_suites < <(heavy agent engine server compat-v5 compat-computesdk)
 mapfile -t client_suites < <(heavy sdk cli)
 for dir in packages/*/; do
   pkg=$(basename "$dir")
-  case " agent engine server compat-v5 sdk cli " in *" $pkg "*) continue ;; esac
+  case " agent engine server compat-v5 compat-computesdk sdk cli " in *" $pkg "*) continue ;; esac
   [ -z "$(heavy "$pkg")" ] || die "packages/$pkg has real-sandbox suites (test/*.test.ts) that scripts/test.sh does not run: add it to one of its lists"
 done
 
