@@ -7,6 +7,11 @@ export const AGENT_PROTOCOL_VERSION = 1;
 /** Path of the agent's socket inside the VM. The directory is root-only (mode 0700). */
 export const AGENT_SOCKET_DIR_IN_VM = "/.capsule-run";
 export const AGENT_SOCKET_NAME = "agent.sock";
+/**
+ * The VM's default working directory (a spec's `workdir`): one absolute path in this file, on
+ * the VM's own disk so it travels with its snapshots. An exec or PTY without a cwd starts there.
+ */
+export const DEFAULT_WORKDIR_FILE_IN_VM = "/etc/capsule/workdir";
 
 /** Who a request acts as. Absent means root. */
 export interface AsUser {

@@ -27,9 +27,20 @@ async function isDirectory(dir: string): Promise<boolean> {
   );
 }
 
-/** The requested cwd, which must exist; by default HOME, or / when HOME is missing. */
+/**
+ * The VM's default working directory (a spec's `workdir`, written by its build), when the file
+ * names an existing directory. Read on every call: a VM booted from another snapshot, or a
+ * tenant editing the file, takes effect at once, and the file is a few bytes.
+ */
+async function vmWorkdir(): Promise<string | undefined> {
+  const text = await fs.readFile(config.workdirFile, "utf8").catch(() => undefined);
+  const dir = text?.trim();
+  return dir?.startsWith("/") && (await isDirectory(dir)) ? dir : undefined;
+}
+
+/** The requested cwd, which must exist; by default the VM's workdir, else HOME, else /. */
 export async function resolveCwd(user: UserInfo, cwd: string | undefined): Promise<string> {
-  if (cwd === undefined) return (await isDirectory(user.home)) ? user.home : "/";
+  if (cwd === undefined) return (await vmWorkdir()) ?? ((await isDirectory(user.home)) ? user.home : "/");
   let st;
   try {
     st = await fs.stat(cwd);

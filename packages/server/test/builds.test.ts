@@ -12,7 +12,7 @@ import type { Freestyle } from "freestyle";
 import Database from "better-sqlite3";
 import { Engine } from "@capsule/engine";
 import { dbPath } from "../src/index.js";
-import { client, type Vm } from "../test-support/client.js";
+import { asUser, client, type Vm } from "../test-support/client.js";
 import { AGENT_BUNDLE, IMAGES_DIR, call, createKey, destroyDataDir, hostGap, scratchDir, spawnServer, useServer } from "../test-support/harness.js";
 
 const PORT = 8000;
@@ -84,7 +84,8 @@ describe("declarative snapshots", () => {
       assert.equal((await vm.exec("jq -n '{a: 1}' | jq -c .")).stdout, '{"a":1}\n', "the apt package works");
       assert.equal((await vm.exec("cat /opt/app/greeting.txt")).stdout, "hello\n", "the command's output");
       assert.equal((await vm.exec("/opt/app/run.sh && stat -c %a /opt/app/run.sh")).stdout, "ran-script\n755\n", "the executable file");
-      assert.equal((await vm.exec("test -d /opt/app && echo dir")).stdout, "dir\n");
+      assert.equal((await vm.exec("pwd")).stdout, "/opt/app\n", "the spec's workdir is exec's default working directory");
+      assert.equal((await asUser(vm, "nobody").exec("pwd")).stdout, "/opt/app\n", "for every user");
       await eventually(async () => (await vm.exec(`curl -s -m 2 http://127.0.0.1:${PORT}/`)).stdout === "built service\n", "the service to answer");
 
       const build = await vm.getBuild();

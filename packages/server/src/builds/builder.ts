@@ -12,7 +12,8 @@
  * mid-build deletes it at the next start ({@link Builds.recover}).
  * @module
  */
-import { serviceNameOf, type Engine, type ServiceSpec, type ServiceStatus } from "@capsule/engine";
+import path from "node:path";
+import { DEFAULT_WORKDIR_FILE_IN_VM, serviceNameOf, type Engine, type ServiceSpec, type ServiceStatus } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { BuildDiagnostics } from "@capsule/contract/errors";
 import type { CreateVmRequest } from "@capsule/contract/schemas";
@@ -196,7 +197,7 @@ export class Builds {
       if (phases.includes("files")) await phase("files", () => this.#files(id, layer));
       if (phases.includes("aptDeps")) await phase("aptDeps", () => this.#apt(id, layer.aptDeps));
       if (phases.includes("systemd")) await phase("systemd", () => this.#services(id, layer));
-      if (phases.includes("workdir")) await phase("workdir", () => this.#run(id, `mkdir -p -- ${shq(layer.workdir!)}`, BUILD_LIMITS.commandMs));
+      if (phases.includes("workdir")) await phase("workdir", () => this.#workdir(id, layer.workdir!));
       const snapshotId = await phase("snapshot", () => this.#snapshot(account, id, buildId, name), (s) => s);
       this.log.info({ buildId, snapshotId }, "build succeeded");
       return { snapshotId, buildId, templateHash, cached: false };
@@ -225,6 +226,16 @@ export class Builds {
     if (r.timedOut) throw new PhaseFailure(`\`${command}\` ran past ${timeoutMs / 1000} s`, log);
     if (r.exitCode !== 0) throw new PhaseFailure(`\`${command}\` exited ${r.exitCode ?? r.signal}: ${lastLine(r.stderr || r.stdout)}`, log);
     return { log, value: undefined };
+  }
+
+  /**
+   * The directory, and the VM's default working directory: the agent starts an exec or PTY
+   * without a cwd there (Freestyle's meaning of a spec's workdir), in every VM booted from the
+   * snapshot. Services keep their own (default /), as systemd's do.
+   */
+  #workdir(id: string, dir: string): Promise<{ log: string; value: undefined }> {
+    const file = DEFAULT_WORKDIR_FILE_IN_VM;
+    return this.#run(id, `mkdir -p -- ${shq(dir)} ${shq(path.dirname(file))} && printf '%s\n' ${shq(dir)} > ${shq(file)}`, BUILD_LIMITS.commandMs);
   }
 
   /** Groups first (users may name them), then users. */
