@@ -16,6 +16,7 @@ const GROUPS: Record<string, () => Promise<Register>> = {
   keys: async () => (await import("./commands/keys.js")).registerKeys,
   vm: async () => (await import("./commands/vm.js")).registerVm,
   snapshot: async () => (await import("./commands/snapshot.js")).registerSnapshot,
+  build: async () => (await import("./commands/build.js")).registerBuild,
   image: async () => (await import("./commands/image.js")).registerImage,
   claude: async () => (await import("./commands/claude.js")).registerClaude,
 };

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { examples } from "../api.js";
+import { registerSnapshotBuild } from "./snapshot-build.js";
 import { registerSnapshotCreate } from "./snapshot-create.js";
 import { registerSnapshotDelete } from "./snapshot-delete.js";
 import { registerSnapshotList } from "./snapshot-list.js";
@@ -8,9 +9,10 @@ import { registerSnapshotList } from "./snapshot-list.js";
 export function registerSnapshot(program: Command): void {
   const snap = program
     .command("snapshot")
-    .description("snapshot VMs' disks, list and delete snapshots")
+    .description("snapshot VMs' disks, build snapshots from specs, list and delete snapshots")
     .addHelpText("after", examples("SNAP=$(capsule snapshot create VM --name after-setup)", "capsule vm create --snapshot $SNAP", "capsule snapshot list --json"));
   registerSnapshotCreate(snap);
+  registerSnapshotBuild(snap);
   registerSnapshotList(snap);
   registerSnapshotDelete(snap);
 }
