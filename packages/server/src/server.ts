@@ -59,6 +59,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const hostNames: HostNames = { previewDomain: config.previewDomain, apiHostnames: [config.host.toLowerCase(), ...config.apiHostnames], domainSuffixes: config.domainSuffixes };
   checkHostNames(hostNames);
   const log = logger ?? pino({ level: config.logLevel, base: { svc: "capsule" } });
+  if (config.previewDomain !== "localhost" && config.apiHostnames.length === 0) {
+    log.warn({ previewDomain: config.previewDomain }, "CAPSULE_API_HOSTNAMES is empty: the server cannot check that the API's host name lies outside the preview domain (a preview page could set cookies for it)");
+  }
   setInternalErrorSink(({ requestId, err, engineCode }) => log.error({ err, requestId, engineCode }, "internal error (the tenant sees only the request id)"));
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const db = openDb(dbPath(config.dataDir));

@@ -15,7 +15,8 @@ export const CHROMIUM = process.env.CAPSULE_CHROMIUM ?? "/usr/bin/chromium";
 export const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../test-artifacts");
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
-export function useBrowser(): { get: () => Promise<Browser> } {
+/** `extraArgs`: more Chromium flags (e.g. `--host-resolver-rules` to map test names to loopback). */
+export function useBrowser(extraArgs: readonly string[] = []): { get: () => Promise<Browser> } {
   let browser: Browser | undefined;
   after(async () => {
     await browser?.close();
@@ -23,7 +24,7 @@ export function useBrowser(): { get: () => Promise<Browser> } {
   return {
     get: async () => {
       if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (scripts/test.sh installs it)`);
-      browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 60_000 });
+      browser ??= await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, ...extraArgs], timeout: 60_000 });
       return browser;
     },
   };

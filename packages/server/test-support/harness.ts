@@ -53,6 +53,7 @@ export function useServer(
     /** Where tenants may claim domains (none by default: domains off). */
     domainSuffixes?: string[];
     apiHostnames?: string[];
+    previewDomain?: string;
   } = {},
 ): { get: () => TestServer; skip: () => string | false } {
   let current: TestServer | undefined;
@@ -76,6 +77,7 @@ export function useServer(
         ...(opts.limits ? { limits: opts.limits } : {}),
         ...(opts.domainSuffixes ? { domainSuffixes: opts.domainSuffixes } : {}),
         ...(opts.apiHostnames ? { apiHostnames: opts.apiHostnames } : {}),
+        ...(opts.previewDomain ? { previewDomain: opts.previewDomain } : {}),
       }),
     );
     current = { server, dataDir, url: server.url, keyA: server.keys.createKey("alice").key, keyB: server.keys.createKey("bob").key };

@@ -142,3 +142,48 @@ describe("preview in Chromium", () => {
     }
   });
 });
+
+/** A preview domain that is not localhost, mapped to loopback in Chromium; the API answers on its bare name. */
+const TOSS_DOMAIN = "capsule.test";
+
+describe("cookie tossing from a preview page (preview domain capsule.test, the console on its bare name)", () => {
+  const t = useServer({ previewDomain: TOSS_DOMAIN });
+  const b = useBrowser([`--host-resolver-rules=MAP ${TOSS_DOMAIN} 127.0.0.1, MAP *.${TOSS_DOMAIN} 127.0.0.1`]);
+
+  it("a console cookie tossed for the parent domain never stands in for the user's session", { timeout: 90_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB, server } = t.get();
+    const vmId = (await call(url, keyA, "POST", "/v1/vms", {})).body.id as string;
+    await server.engine.guest.writeFile(vmId, APP_PATH, DEV_APP);
+    assert.equal((await server.engine.guest.exec(vmId, { command: startAppCommand(APP_PORT) })).exitCode, 0);
+    const consoleBase = `http://${TOSS_DOMAIN}:${server.port}`;
+    // The attacker's own console session (bob's), which their preview page plants in the victim's browser.
+    const bobSignIn = await fetch(`${url}/console/api/session`, { method: "POST", headers: { "content-type": "application/json", "x-capsule-console": "1" }, body: JSON.stringify({ key: keyB }) });
+    const bobSession = /capsule_console=([^;]+)/.exec(bobSignIn.headers.get("set-cookie") ?? "")?.[1];
+    assert.ok(bobSession, "bob signed in");
+    const share = await call(url, keyA, "POST", `/v1/vms/${vmId}/ports/${APP_PORT}/shares`, { ttlSeconds: 600 });
+    const link = new URL(share.body.url as string);
+    const previewUrl = `http://${APP_PORT}-${vmId}.${TOSS_DOMAIN}:${server.port}/${link.search}`;
+    const context = await (await b.get()).newContext();
+    try {
+      const page = await context.newPage();
+      await signIn(page, consoleBase, keyA);
+      await page.getByTestId("sign-out").waitFor({ timeout: 15_000 });
+      const session = () => page.evaluate(`fetch("/console/api/session", { headers: { "x-capsule-console": "1" } }).then(async (r) => [r.status, await r.text()])`) as Promise<[number, string]>;
+      assert.equal((await session())[0], 200, "alice is signed in");
+
+      const preview = await context.newPage();
+      assert.equal((await preview.goto(previewUrl))?.status(), 200);
+      // What a hostile page on the preview host can do: a cookie for the parent domain, with a longer path (sent first).
+      await preview.evaluate(`document.cookie = "capsule_console=${bobSession}; domain=${TOSS_DOMAIN}; path=/console"`);
+      const tossed = (await context.cookies(`${consoleBase}/console/`)).filter((c) => c.name === "capsule_console");
+      assert.equal(tossed.length, 2, "Chromium took the tossed cookie: the console's host now gets two");
+
+      const [status, body] = await session();
+      assert.equal(status, 401, `a doubled session cookie is refused, not taken as bob's: ${body}`);
+      assert.doesNotMatch(body, /bob/);
+    } finally {
+      await context.close();
+    }
+  });
+});

@@ -8,7 +8,8 @@ import { openDb } from "../src/db.js";
 import { KeyStore } from "../src/keys.js";
 import { PreviewAccess } from "../src/preview/access.js";
 import { Rows } from "../src/vms/rows.js";
-import { requestHeadersForVm, responseHeadersForClient, withoutCookies, withoutQueryParams } from "../src/preview/forward-headers.js";
+import { readCookie } from "../src/console/auth.js";
+import { requestHeadersForVm, responseHeadersForClient, setCookieName, setsOwnCookie, withoutCookies, withoutQueryParams } from "../src/preview/forward-headers.js";
 import { checkHostNames, HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
 import { startServer } from "../src/server.js";
 import { ShareSigner } from "../src/preview/share-token.js";
@@ -186,4 +187,21 @@ test("grants of live preview connections: a revoked share, a port made private, 
     db.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("cookie tossing: a doubled Capsule cookie is nobody's; a VM's Set-Cookie is matched by its trimmed name; an API host under the preview domain refused", () => {
+  assert.equal(readCookie("a=1; capsule_console=s1; b=2", "capsule_console"), "s1");
+  assert.equal(readCookie("capsule_console=tossed; a=1; capsule_console=mine", "capsule_console"), undefined, "two of one name: neither is trusted");
+  assert.equal(readCookie(" capsule_console =x", "capsule_console"), "x");
+  assert.equal(readCookie("xcapsule_console=x", "capsule_console"), undefined);
+  const own = ["capsule_preview", "capsule_console"];
+  for (const v of ["capsule_preview=x", " capsule_preview =x; Path=/", "capsule_console\t=x", "capsule_preview=; Max-Age=0"]) assert.equal(setsOwnCookie(v, own), true, JSON.stringify(v));
+  for (const v of ["app=1", "capsule_previewx=1", "x=capsule_preview=1", "capsule_preview"]) assert.equal(setsOwnCookie(v, own), false, JSON.stringify(v));
+  assert.equal(setCookieName(" a b =1; Path=/"), "a b");
+  assert.deepEqual(responseHeadersForClient(["Set-Cookie", "capsule_preview =evil; Path=/", "Set-Cookie", "app=1"], own), [["Set-Cookie", "app=1"]]);
+  const names = { apiHostnames: ["127.0.0.1", "capsule.example.com"], domainSuffixes: [] };
+  assert.throws(() => checkHostNames({ ...names, previewDomain: "capsule.example.com" }), /under the preview domain/);
+  assert.throws(() => checkHostNames({ ...names, previewDomain: "example.com" }), /under the preview domain/);
+  assert.doesNotThrow(() => checkHostNames({ ...names, previewDomain: "preview.example.net" }));
+  assert.doesNotThrow(() => checkHostNames({ apiHostnames: ["localhost"], domainSuffixes: [], previewDomain: "localhost" }), "Chromium refuses Domain=localhost (preview-browser.test.ts)");
 });

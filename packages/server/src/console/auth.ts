@@ -41,13 +41,21 @@ function hash(s: string): string {
   return crypto.createHash("sha256").update(s).digest("hex");
 }
 
-/** Reads one cookie from a Cookie header. */
+/**
+ * Reads one cookie from a Cookie header; undefined when it is absent or sent more than once. Two
+ * cookies of one name mean another host set one for a parent domain (cookie tossing: a page on
+ * `3000-x.example.com` can set `Domain=example.com; Path=/console`, which the browser sends
+ * first): neither is trusted, so a tossed session can never stand in for the user's.
+ */
 export function readCookie(header: string | undefined, name: string): string | undefined {
+  let found: string | undefined;
   for (const part of (header ?? "").split(";")) {
     const i = part.indexOf("=");
-    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+    if (i <= 0 || part.slice(0, i).trim() !== name) continue;
+    if (found !== undefined) return undefined;
+    found = part.slice(i + 1).trim();
   }
-  return undefined;
+  return found;
 }
 
 export class ConsoleAuth {

@@ -39,6 +39,18 @@ export function withoutCookies(header: string | undefined, names: readonly strin
   return kept.length > 0 ? kept.map((p) => p.trim()).join("; ") : undefined;
 }
 
+/** The cookie name a Set-Cookie value sets, as a browser reads it (trimmed; none without `=`). */
+export function setCookieName(value: string): string | undefined {
+  const i = value.split(";", 1)[0]?.indexOf("=") ?? -1;
+  return i < 0 ? undefined : value.slice(0, i).trim();
+}
+
+/** True for a VM's Set-Cookie that would set (or clear) one of Capsule's cookies. */
+export function setsOwnCookie(value: string, ownCookies: readonly string[]): boolean {
+  const name = setCookieName(value);
+  return name !== undefined && ownCookies.includes(name);
+}
+
 /** The request headers the VM gets. */
 export function requestHeadersForVm(headers: IncomingHttpHeaders, ctx: ForwardContext): OutgoingHttpHeaders {
   const drop = connectionTokens(headers.connection);
@@ -77,7 +89,7 @@ export function responseHeadersForClient(rawHeaders: readonly string[], ownCooki
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || drop.has(lower)) continue;
     // A VM must not overwrite (or clear) Capsule's own cookie on its preview host.
-    if (lower === "set-cookie" && ownCookies.some((c) => value.trimStart().startsWith(`${c}=`))) continue;
+    if (lower === "set-cookie" && setsOwnCookie(value, ownCookies)) continue;
     out.push([name, value]);
   }
   return out;

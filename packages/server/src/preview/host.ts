@@ -50,12 +50,17 @@ export interface HostNames {
 }
 
 /**
- * Refuses (throws) host names that would let a tenant's domain shadow the API: an API host name
- * equal to, under or above a claimable suffix (a claimed page there could also set cookies the
- * API's host receives).
+ * Refuses (throws) host names that would let a tenant's page stand in for the API: an API host
+ * name equal to, under or above a claimable suffix (a claimed page there could also set cookies
+ * the API's host receives), or under a preview domain other than `localhost`.
  */
 export function checkHostNames(names: HostNames): void {
   for (const api of names.apiHostnames) {
+    // A preview page can set cookies for its parent domains, which the API's host would receive
+    // (Chromium refuses `Domain=localhost`, so the default set-up is safe).
+    if (names.previewDomain !== "localhost" && isWithin(api, names.previewDomain)) {
+      throw new Error(`the API host name ${api} is under the preview domain ${names.previewDomain}: preview pages could set cookies the console receives; give previews a domain of their own (CAPSULE_PREVIEW_DOMAIN)`);
+    }
     const overlap = names.domainSuffixes.find((s) => isWithin(api, s) || isWithin(s, api));
     if (overlap !== undefined) throw new Error(`the API host name ${api} overlaps the claimable domain suffix ${overlap}: a tenant could claim the API's host (or a name beside it); keep CAPSULE_DOMAIN_SUFFIXES apart from CAPSULE_API_HOSTNAMES and the listen host`);
   }

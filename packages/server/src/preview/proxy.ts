@@ -16,7 +16,7 @@ import { ApiError } from "../errors.js";
 import type { GuestGateway } from "../guest/gateway.js";
 import type { Account } from "../keys.js";
 import type { Grant } from "./access.js";
-import { requestHeadersForVm, responseHeadersForClient, withoutQueryParams } from "./forward-headers.js";
+import { requestHeadersForVm, responseHeadersForClient, setsOwnCookie, withoutQueryParams } from "./forward-headers.js";
 import { PAGES, sendPage, sendPageOnSocket, type ProxyPage } from "./pages.js";
 
 /** Named bounds of the proxy. */
@@ -255,7 +255,7 @@ export class PreviewProxy {
       const raw = vres.rawHeaders;
       for (let i = 0; i < raw.length; i += 2) {
         const [name, value] = [raw[i] as string, raw[i + 1] as string];
-        if (name.toLowerCase() === "set-cookie" && this.own.cookies.some((c) => value.trimStart().startsWith(`${c}=`))) continue;
+        if (name.toLowerCase() === "set-cookie" && setsOwnCookie(value, this.own.cookies)) continue;
         pairs.push([name, value]);
       }
       const head101 = rawHead(101, pairs);
