@@ -88,9 +88,16 @@ function listen(server: net.Server): Promise<number> {
 
 /** The VM's server: `raw` answers every request with those bytes; else a plain 200, and WebSockets are accepted. */
 let vmAnswer: string | undefined;
-const vmServer = http.createServer((_req, res) => {
+/** Every request the VM's server read: its target and body. */
+const vmSeen: Array<{ url: string; body: string }> = [];
+const vmServer = http.createServer((req, res) => {
   if (vmAnswer !== undefined) return res.socket?.end(vmAnswer);
-  res.end("hello");
+  let body = "";
+  req.setEncoding("latin1").on("data", (c: string) => (body += c));
+  req.on("end", () => {
+    vmSeen.push({ url: req.url ?? "", body });
+    res.end("hello");
+  });
 });
 /** What the VM's server answers an upgrade with (raw), then it closes. */
 let vmUpgradeAnswer: string | undefined;
@@ -258,4 +265,18 @@ test("anonymous connections are capped per client address; the owner's key is no
   assert.match(again.head, /^HTTP\/1\.1 101 /, "closed connections give their slots back");
   again.sock.destroy();
   await until("the last release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
+});
+
+test("a GET with a chunked body reaches the VM as one request with that body, not as a smuggled second request", { timeout: 20_000 }, async () => {
+  vmSeen.length = 0;
+  const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  const chunk = `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+  const sock = await rawClient(`GET /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunk}`);
+  let got = "";
+  sock.setEncoding("latin1").on("data", (c: string) => (got += c));
+  await new Promise((r) => sock.once("close", r));
+  assert.match(got, /^HTTP\/1\.1 200 /);
+  await sleep(100); // a smuggled request would arrive right after
+  assert.deepEqual(vmSeen, [{ url: "/first", body: smuggled }]);
+  await until("every release", () => gateway.released === gateway.opened && proxy.openConnections === 0);
 });

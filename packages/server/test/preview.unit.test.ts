@@ -60,7 +60,9 @@ test("request headers: hop-by-hop and Capsule's credentials stay here; X-Forward
     },
     ctx,
   );
-  assert.deepEqual(out, { host: "5173-a.localhost:8080", cookie: "a=1; b=2", accept: "text/html", "x-forwarded-for": "203.0.113.9, 127.0.0.1", "x-forwarded-host": "5173-a.localhost:8080", "x-forwarded-proto": "http" });
+  assert.deepEqual(out, { host: "5173-a.localhost:8080", cookie: "a=1; b=2", accept: "text/html", "transfer-encoding": "chunked", "x-forwarded-for": "203.0.113.9, 127.0.0.1", "x-forwarded-host": "5173-a.localhost:8080", "x-forwarded-proto": "http" });
+  assert.equal(requestHeadersForVm({ "transfer-encoding": "gzip, chunked" }, ctx)["transfer-encoding"], "chunked", "a decoded chunked body is framed again");
+  assert.equal(requestHeadersForVm({ "content-length": "3" }, ctx)["transfer-encoding"], undefined);
   // The app's own Authorization (not a Capsule key) is the app's.
   assert.equal(requestHeadersForVm({ authorization: "Bearer app-token" }, ctx).authorization, "Bearer app-token");
   assert.equal(requestHeadersForVm({ authorization: "Basic dXNlcjpwdw==" }, ctx).authorization, "Basic dXNlcjpwdw==");

@@ -66,6 +66,10 @@ export function requestHeadersForVm(headers: IncomingHttpHeaders, ctx: ForwardCo
     if (name === "x-forwarded-for" || name === "x-forwarded-host" || name === "x-forwarded-proto") continue;
     out[name] = value;
   }
+  // The client's chunked body was decoded by Node's parser; it goes on chunked again. Without the
+  // header Node's client would write a GET's or HEAD's body unframed, and the VM's server would
+  // read it as a second request that never passed through this rewriting.
+  if (headers["transfer-encoding"] !== undefined && headers["content-length"] === undefined) out["transfer-encoding"] = "chunked";
   if (ctx.upgrade && headers.upgrade) {
     out.connection = "upgrade";
     out.upgrade = headers.upgrade;
