@@ -1,5 +1,6 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { api, ApiError, SIGNED_OUT_EVENT } from "./api";
+import { BuildsPage } from "./pages/Builds";
 import { FilesPage } from "./pages/Files";
 import { SnapshotsPage } from "./pages/Snapshots";
 import { TerminalPage } from "./pages/Terminal";
@@ -33,6 +34,7 @@ export function App() {
   const [section, vmId, sub] = route.parts;
   let page;
   if (section === "snapshots") page = <SnapshotsPage />;
+  else if (section === "builds") page = <BuildsPage open={vmId} />;
   else if (section === "vms" && vmId && sub === "terminal") page = <TerminalPage key={vmId} vmId={vmId} query={route.query} />;
   else if (section === "vms" && vmId && sub === "files") page = <FilesPage key={vmId} vmId={vmId} path={route.query.get("path") ?? "/root"} />;
   else if (section === "vms" && vmId && sub === undefined) page = <VmPage key={vmId} vmId={vmId} />;
@@ -43,11 +45,14 @@ export function App() {
       <header>
         <span className="brand">Capsule</span>
         <nav>
-          <a href={href(["vms"])} className={section !== "snapshots" ? "active" : ""}>
+          <a href={href(["vms"])} className={section !== "snapshots" && section !== "builds" ? "active" : ""}>
             VMs
           </a>
           <a href={href(["snapshots"])} className={section === "snapshots" ? "active" : ""}>
             Snapshots
+          </a>
+          <a href={href(["builds"])} className={section === "builds" ? "active" : ""}>
+            Builds
           </a>
         </nav>
         <span className="spacer" />

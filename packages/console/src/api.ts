@@ -6,9 +6,9 @@
  * (`@capsule/contract`, type-only imports: nothing of it is bundled).
  */
 import type { ApiErrorCode } from "@capsule/contract/errors";
-import type { SnapshotInfo, SnapshotList, SystemdControlResult, SystemdLogs, SystemdServiceList, SystemdServiceStatus, VmInfo, VmList } from "@capsule/contract/schemas";
+import type { BuildList, BuildPhase, BuildPhases, SnapshotInfo, SnapshotList, SystemdControlResult, SystemdLogs, SystemdServiceList, SystemdServiceStatus, VmInfo, VmList } from "@capsule/contract/schemas";
 
-export type { DirEntry, DirListing, FileContent, PtySessionInfo, SnapshotInfo, SystemdLogs, SystemdServiceStatus, VmInfo, VmState } from "@capsule/contract/schemas";
+export type { BuildInfo, BuildPhase, DirEntry, DirListing, FileContent, PtySessionInfo, SnapshotInfo, SystemdLogs, SystemdServiceStatus, VmInfo, VmState } from "@capsule/contract/schemas";
 
 /** A failed call: the API's code, or "ERROR" when the answer had none. */
 export class ApiError extends Error {
@@ -48,6 +48,9 @@ export async function api<T>(method: string, path: string, body?: unknown, heade
 
 export const listVms = (): Promise<VmInfo[]> => api<VmList>("GET", "/v1/vms").then((r) => r.vms);
 export const listSnapshots = (): Promise<SnapshotInfo[]> => api<SnapshotList>("GET", "/v1/vms/snapshots").then((r) => r.snapshots);
+/** The account's newest builds (`GET /v1/vms/builds`, Capsule's) and one build's phases with their logs. */
+export const listBuilds = (limit: number): Promise<BuildList> => api<BuildList>("GET", `/v1/vms/builds?limit=${limit}`);
+export const buildPhases = (id: string): Promise<BuildPhase[]> => api<BuildPhases>("GET", `/v1/vms/builds/${encodeURIComponent(id)}/phases`).then((r) => r.phases);
 export const vmPath = (id: string) => `/v1/vms/${encodeURIComponent(id)}`;
 export const filePath = (id: string, p: string) => `${vmPath(id)}/files/${encodeURIComponent(p)}`;
 

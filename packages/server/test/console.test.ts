@@ -2,7 +2,8 @@
  * The web console end to end, in Debian's Chromium (playwright-core) against a real server with
  * real gVisor VMs: the root URL lands in the sign-in, sign in, create a VM, terminal (echo,
  * resize → stty size, reload → scrollback replayed), upload a file and read it back through the
- * API, delete; a VM's page with its services (state, logs, stop and start); and the security edges:
+ * API, delete; a VM's page with its services (state, logs, stop and start); the Builds page (a
+ * snapshot's build, phase logs, a failed build); and the security edges:
  * wrong and revoked keys, the CSRF header, single-use PTY tokens, sign-out, and tenant isolation.
  * Screenshots of the VM list, the terminal and a VM's services go to test-artifacts/.
  */
@@ -129,6 +130,37 @@ describe("web console", () => {
     } finally {
       await context.close();
       if (vmId) await call(url, keyA, "DELETE", `/v1/vms/${vmId}`);
+    }
+  });
+
+  it("the Builds page: a snapshot links to its build, each phase's log, a failed build's reason and failed phase", { timeout: 120_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB } = t.get();
+    const ok = await call(url, keyA, "POST", "/v1/vms/snapshots", { template: { additionalFiles: { "/etc/console-build": { content: "x" } } } });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const bad = await call(url, keyA, "POST", "/v1/vms/snapshots", { template: { systemd: { services: [{ name: "bad", mode: "oneshot", exec: ["echo console-broken-step >&2; exit 5"] }] } } });
+    assert.equal(bad.body.code, "VM_SETUP_FAILED");
+    assert.equal((await call(url, keyB, "GET", "/v1/vms/builds")).body.totalCount, 0, "another account lists none of them");
+    const context = await (await b.get()).newContext({ viewport: { width: 1280, height: 800 } });
+    try {
+      const page = await context.newPage();
+      await signIn(page, url, keyA);
+      await page.goto(`${url}/console/#/snapshots`);
+      await page.locator(`tr[data-snapshot-id="${String(ok.body.snapshotId)}"]`).getByTestId("snapshot-build").click();
+      const phases = page.getByTestId("build-phases");
+      await phases.waitFor({ timeout: 10_000 });
+      assert.match(page.url(), new RegExp(`#/builds/${String(ok.body.buildId)}$`));
+      assert.match((await phases.locator('details[data-phase="files"] summary').textContent()) ?? "", /files succeeded \d+\.\d s/);
+
+      const failedRow = page.locator(`tr[data-build-id="${String(bad.body.buildId)}"]`);
+      assert.match((await failedRow.getByTestId("failure-reason").textContent()) ?? "", /systemd/);
+      await failedRow.locator("a").click();
+      const failedPhase = page.locator('details[data-phase="systemd"][open]');
+      await failedPhase.waitFor({ timeout: 10_000 });
+      assert.match((await failedPhase.locator("pre").textContent()) ?? "", /console-broken-step/);
+      await screenshot(page, "console-builds.png");
+    } finally {
+      await context.close();
     }
   });
 

@@ -1,6 +1,7 @@
 import { useState } from "react";
 import { age, api, bytes, listSnapshots, listVms } from "../api";
 import { useConfirm } from "../confirm";
+import { href } from "../router";
 import { usePoll } from "./usePoll";
 
 export function SnapshotsPage() {
@@ -44,7 +45,7 @@ export function SnapshotsPage() {
             <th>Snapshot</th>
             <th>Age</th>
             <th>Size</th>
-            <th>Source VM</th>
+            <th>Source</th>
             <th>VMs using it</th>
             <th>Actions</th>
           </tr>
@@ -67,7 +68,17 @@ export function SnapshotsPage() {
                 </td>
                 <td title={s.createdAt}>{age(s.createdAt)}</td>
                 <td>{bytes(s.sizeBytes)}</td>
-                <td>{s.sourceVmId ? <code>{s.sourceVmId}</code> : <span className="muted">—</span>}</td>
+                <td>
+                  {s.buildId ? (
+                    <a href={href(["builds", s.buildId])} data-testid="snapshot-build">
+                      build <code>{s.buildId}</code>
+                    </a>
+                  ) : s.sourceVmId ? (
+                    <code>{s.sourceVmId}</code>
+                  ) : (
+                    <span className="muted">—</span>
+                  )}
+                </td>
                 <td>{users.length ? users.map((v) => <code key={v.id} className="chip">{v.id}</code>) : <span className="muted">none</span>}</td>
                 <td className="actions">
                   <button onClick={() => void boot(s.snapshotId)}>New VM</button>
