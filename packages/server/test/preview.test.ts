@@ -284,6 +284,10 @@ describe("preview proxy", () => {
     const seen = JSON.parse((await fetchHost(url, domain, "/headers")).body.toString()) as { headers: Record<string, string> };
     assert.equal(seen.headers.host, domain);
 
+    // A create of alice's that would move the name but fails (useradd of an existing user) leaves it where it was.
+    const failing = { domains: [{ domain, vmPort: 80 }], users: [{ name: "root" }] };
+    await rejectsWith(alice.vms.create(failing as Parameters<Freestyle["vms"]["create"]>[0]), "CreateVmBadRequestError", "CREATE_VM_BAD_REQUEST");
+    assert.match((await fetchHost(url, domain, "/")).body.toString(), /dev app/, "a failed create does not take the name from its VM");
     await rejectsWith(createWithDomains(bob, [{ domain, vmPort: 80 }]), "DomainAlreadyExistsError", "DOMAIN_ALREADY_EXISTS");
     assert.equal((await call(url, keyB, "GET", "/v1/vms")).body.totalCount, 0, "a refused create makes nothing");
     // The API's own names (the listen host, a configured one) and anything outside the suffix.

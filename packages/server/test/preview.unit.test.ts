@@ -13,7 +13,8 @@ import { requestHeadersForVm, responseHeadersForClient, setCookieName, setsOwnCo
 import { checkHostNames, HostRouter, hostnameOf, isWithin } from "../src/preview/host.js";
 import { startServer } from "../src/server.js";
 import { ShareSigner } from "../src/preview/share-token.js";
-import { DEFAULT_DOMAIN_VM_PORT, checkDomains } from "../src/vms/domains.js";
+import { DEFAULT_DOMAIN_VM_PORT, MAX_DOMAINS_PER_ACCOUNT, checkDomains } from "../src/vms/domains.js";
+import { MAX_LIVE_SHARES_PER_ACCOUNT } from "../src/vms/preview-rows.js";
 
 test("Host parsing: preview hosts, other names, and what stays the API's", () => {
   const r = new HostRouter({ previewDomain: "localhost", apiHostnames: [], domainSuffixes: ["example.com"] });
@@ -206,4 +207,40 @@ test("cookie tossing: a doubled Capsule cookie is nobody's; a VM's Set-Cookie is
   assert.throws(() => checkHostNames({ ...names, previewDomain: "example.com" }), /under the preview domain/);
   assert.doesNotThrow(() => checkHostNames({ ...names, previewDomain: "preview.example.net" }));
   assert.doesNotThrow(() => checkHostNames({ apiHostnames: ["localhost"], domainSuffixes: [], previewDomain: "localhost" }), "Chromium refuses Domain=localhost (preview-browser.test.ts)");
+});
+
+test("per-account bounds: live share links (dead rows pruned first) and claimed domains", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "capsule-bounds-"));
+  const db = openDb(path.join(dir, "server.db"));
+  try {
+    const keys = new KeyStore(db);
+    const acct = keys.ensureAccount("alice");
+    const other = keys.ensureAccount("bob");
+    const rows = new Rows(db);
+    for (const [id, a] of [["vm1", acct.id], ["vm2", other.id]] as const) rows.insertVm({ id, account_id: a, name: null, idle_timeout_seconds: null, activity_threshold_bytes: 0, created_at: new Date().toISOString() });
+    const now = 1_000_000;
+    const fill = db.prepare("INSERT INTO preview_shares (id, account_id, vm_id, port, expires_at, created_at) VALUES (?, ?, 'vm1', 3000, ?, '')");
+    db.transaction(() => {
+      for (let i = 0; i < MAX_LIVE_SHARES_PER_ACCOUNT - 1; i++) fill.run(`live${i}`, acct.id, now + 60_000);
+      fill.run("expired", acct.id, now - 1);
+    })();
+    rows.preview.createShare(acct.id, "vm1", 3000, now + 60_000, now);
+    assert.throws(() => rows.preview.createShare(acct.id, "vm1", 3000, now + 60_000, now), (e: Error & { code?: string; extra?: { reason?: string } }) => e.code === "BAD_REQUEST" && e.extra?.reason === "ACCOUNT_SHARES");
+    assert.equal(rows.preview.shareLive("expired", "vm1", 3000, now - 2), false, "the expired row was pruned (a missing row opens nothing)");
+    assert.equal(rows.preview.revokeShare("vm1", "live0"), true);
+    rows.preview.createShare(acct.id, "vm1", 3000, now + 60_000, now); // the revoked row made room
+    rows.preview.createShare(other.id, "vm2", 3000, now + 60_000, now); // another account's cap is its own
+
+    const claim = db.prepare("INSERT INTO domains (domain, account_id, vm_id, vm_port, created_at) VALUES (?, ?, 'vm1', 443, '')");
+    db.transaction(() => {
+      for (let i = 0; i < MAX_DOMAINS_PER_ACCOUNT; i++) claim.run(`d${i}.apps.example.org`, acct.id);
+    })();
+    const tooMany = (e: Error & { code?: string; extra?: { reason?: string } }) => e.code === "CREATE_VM_BAD_REQUEST" && e.extra?.reason === "ACCOUNT_DOMAINS";
+    assert.throws(() => rows.domains.checkFree(acct, [{ domain: "new.apps.example.org", vmPort: 443 }]), tooMany);
+    assert.doesNotThrow(() => rows.domains.checkFree(acct, [{ domain: "d0.apps.example.org", vmPort: 3000 }]), "moving a name it holds adds none");
+    assert.doesNotThrow(() => rows.domains.checkFree(other, [{ domain: "new.apps.example.org", vmPort: 443 }]));
+  } finally {
+    db.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

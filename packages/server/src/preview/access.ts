@@ -103,7 +103,7 @@ export class PreviewAccess {
 
   /** A share link for a VM port (the caller checked ownership). `origin`: how the client reached the API. */
   share(accountId: string, vmId: string, port: number, ttlSeconds: number, origin: URL): MintedShare {
-    const row = this.rows.createShare(accountId, vmId, port, this.now() + ttlSeconds * 1000);
+    const row = this.rows.createShare(accountId, vmId, port, this.now() + ttlSeconds * 1000, this.now());
     const token = this.signer.sign(row);
     return { id: row.id, vmId, port, url: `${this.router.previewUrl(origin, vmId, port)}?${SHARE_PARAM}=${token}`, expiresAt: new Date(row.expiresAt).toISOString() };
   }
@@ -141,7 +141,12 @@ export class PreviewAccess {
     const t = this.#handoffs.get(h);
     this.#handoffs.delete(h);
     if (!t || t.expiresAt <= this.now() || t.vmId !== vmId || t.port !== port) return undefined;
-    const row = this.rows.createShare(t.accountId, vmId, port, this.now() + CONSOLE_PREVIEW_TTL_MS);
+    let row;
+    try {
+      row = this.rows.createShare(t.accountId, vmId, port, this.now() + CONSOLE_PREVIEW_TTL_MS, this.now());
+    } catch {
+      return undefined; // the account is at its share cap: the private page, like any refusal
+    }
     return { token: this.signer.sign(row), expiresAt: row.expiresAt };
   }
 

@@ -22,6 +22,9 @@ export interface DomainMapping {
 /** What an account may claim: the server's host names (preview/host.ts). */
 export type DomainPolicy = HostNames;
 
+/** Names one account may hold at once (over all its VMs); a create past it is refused. */
+export const MAX_DOMAINS_PER_ACCOUNT = 256;
+
 /** Loopback names are the host's own, whatever the config says. */
 const ALWAYS_RESERVED = ["localhost"];
 /** An IPv4 literal: not a domain. */
@@ -55,12 +58,22 @@ function taken(domain: string): ApiError {
 export class DomainRows {
   constructor(private readonly db: Db) {}
 
-  /** Refuses (DOMAIN_ALREADY_EXISTS) when another account holds any of the names; nothing is written. */
+  /**
+   * Refuses (DOMAIN_ALREADY_EXISTS) when another account holds any of the names, and
+   * (CREATE_VM_BAD_REQUEST, reason ACCOUNT_DOMAINS) when the new ones would take the account past
+   * {@link MAX_DOMAINS_PER_ACCOUNT}; nothing is written.
+   */
   checkFree(account: Account, mappings: readonly DomainMapping[]): void {
     const owner = this.db.prepare("SELECT account_id FROM domains WHERE domain = ?");
+    let added = 0;
     for (const m of mappings) {
       const row = owner.get(m.domain) as { account_id: string } | undefined;
       if (row && row.account_id !== account.id) throw taken(m.domain);
+      if (!row) added++;
+    }
+    const held = (this.db.prepare("SELECT COUNT(*) AS n FROM domains WHERE account_id = ?").get(account.id) as { n: number }).n;
+    if (added > 0 && held + added > MAX_DOMAINS_PER_ACCOUNT) {
+      throw new ApiError("CREATE_VM_BAD_REQUEST", `domains: the account holds ${held} names and may hold at most ${MAX_DOMAINS_PER_ACCOUNT}; delete VMs whose names you no longer need`, undefined, { reason: "ACCOUNT_DOMAINS" });
     }
   }
 

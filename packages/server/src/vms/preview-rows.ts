@@ -5,7 +5,11 @@
  */
 import crypto from "node:crypto";
 import type { Db } from "../db.js";
+import { ApiError } from "../errors.js";
 import type { Account } from "../keys.js";
+
+/** Live (unexpired, unrevoked) share links one account may hold, console handoffs included. */
+export const MAX_LIVE_SHARES_PER_ACCOUNT = 1000;
 
 /** 16 lower-case hex characters: a share's public id (its secret is the token's signature). */
 function newShareId(): string {
@@ -27,7 +31,17 @@ export class PreviewRows {
     return this.db.prepare("SELECT a.id AS id, a.name AS name FROM vms v JOIN accounts a ON a.id = v.account_id WHERE v.id = ?").get(vmId) as Account | undefined;
   }
 
-  createShare(accountId: string, vmId: string, port: number, expiresAt: number): ShareRow {
+  /**
+   * A new share row. The account's dead rows (expired or revoked: no token of theirs opens
+   * anything, as a missing row counts as revoked) go first; past {@link MAX_LIVE_SHARES_PER_ACCOUNT}
+   * live ones it is refused (BAD_REQUEST, reason ACCOUNT_SHARES).
+   */
+  createShare(accountId: string, vmId: string, port: number, expiresAt: number, now: number = Date.now()): ShareRow {
+    this.db.prepare("DELETE FROM preview_shares WHERE account_id = ? AND (revoked_at IS NOT NULL OR expires_at <= ?)").run(accountId, now);
+    const live = (this.db.prepare("SELECT COUNT(*) AS n FROM preview_shares WHERE account_id = ?").get(accountId) as { n: number }).n;
+    if (live >= MAX_LIVE_SHARES_PER_ACCOUNT) {
+      throw new ApiError("BAD_REQUEST", `the account has ${live} live share links, the most it may hold; revoke some (DELETE /v1/vms/{id}/ports/{port}/shares/{share_id})`, undefined, { reason: "ACCOUNT_SHARES" });
+    }
     const id = newShareId();
     this.db.prepare("INSERT INTO preview_shares (id, account_id, vm_id, port, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)").run(id, accountId, vmId, port, expiresAt, new Date().toISOString());
     return { id, vmId, port, expiresAt };

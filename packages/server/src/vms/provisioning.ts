@@ -81,7 +81,6 @@ export class Provisioning {
       if (body[f] !== undefined && body[f] !== null) throw new ApiError("CREATE_VM_BAD_REQUEST", `${f} is not supported by Capsule; remove it from the request`);
     }
     if (body.git !== undefined && !isEmptyGit(body.git)) throw new ApiError("CREATE_VM_BAD_REQUEST", "git repos and config are not supported by Capsule; clone inside the VM with exec instead");
-    if (body.template?.baseImage !== undefined) throw new ApiError("CREATE_VM_BAD_REQUEST", "template.baseImage (Dockerfile builds) is not supported by Capsule; create from a snapshot instead");
     const snapshotId = body.snapshotId ?? body.template?.snapshotId ?? undefined;
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
     const domains = this.#checkDomains(account, body.domains ?? []);
@@ -138,9 +137,10 @@ export class Provisioning {
     }
     this.activity.touch(vm.id);
     try {
-      this.rows.domains.claim(account, vm.id, domains);
       await this.#provision(vm.id, body.groups ?? [], body.users ?? [], body.additionalFiles ?? {});
       await this.#installServices(vm.id, services, body.systemd?.patchedServices ?? []);
+      // Last: a name the account moves here from another of its VMs stays there if this create fails.
+      this.rows.domains.claim(account, vm.id, domains);
     } catch (err) {
       await this.delete(account, vm.id).catch(() => undefined);
       throw toApiError(err, "CREATE_VM_BAD_REQUEST");
