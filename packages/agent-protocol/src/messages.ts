@@ -12,6 +12,11 @@ export const AGENT_SOCKET_NAME = "agent.sock";
  * the VM's own disk so it travels with its snapshots. An exec or PTY without a cwd starts there.
  */
 export const DEFAULT_WORKDIR_FILE_IN_VM = "/etc/capsule/workdir";
+/**
+ * The VM's environment (a Dockerfile's ENV): a JSON object of strings, on the VM's disk like the
+ * workdir. Every exec, PTY and service gets it, under what the request itself sets.
+ */
+export const DEFAULT_ENV_FILE_IN_VM = "/etc/capsule/env.json";
 
 /** Who a request acts as. Absent means root. */
 export interface AsUser {

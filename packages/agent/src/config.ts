@@ -1,5 +1,5 @@
 import path from "node:path";
-import { AGENT_SOCKET_DIR_IN_VM, AGENT_SOCKET_NAME, DEFAULT_WORKDIR_FILE_IN_VM } from "@capsule/agent-protocol";
+import { AGENT_SOCKET_DIR_IN_VM, AGENT_SOCKET_NAME, DEFAULT_ENV_FILE_IN_VM, DEFAULT_WORKDIR_FILE_IN_VM } from "@capsule/agent-protocol";
 
 /**
  * Where the agent finds its socket and the bundle's helpers. The defaults are the VM layout;
@@ -21,6 +21,7 @@ export const config = {
   servicesDir: process.env.CAPSULE_SERVICES_DIR ?? "/etc/capsule/services",
   serviceLogDir: process.env.CAPSULE_SERVICE_LOG_DIR ?? "/var/log/capsule/services",
   workdirFile: process.env.CAPSULE_WORKDIR_FILE ?? DEFAULT_WORKDIR_FILE_IN_VM,
+  envFile: process.env.CAPSULE_ENV_FILE ?? DEFAULT_ENV_FILE_IN_VM,
   fifoDir:
     process.env.CAPSULE_FIFO_DIR ??
     (process.env.CAPSULE_AGENT_SOCKET ? path.join(path.dirname(process.env.CAPSULE_AGENT_SOCKET), "fifo") : "/dev/.capsule-fifo"),

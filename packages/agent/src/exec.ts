@@ -2,7 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { FrameType, parseExecControl, type ExecRequest, type Frame } from "@capsule/agent-protocol";
 import type { Conn } from "./conn.js";
 import { AgentError, badRequest } from "./errors.js";
-import { assertRunnable, helperCommand, killGroup, resolveCwd, userEnv } from "./launch.js";
+import { assertRunnable, helperCommand, killGroup, resolveCwd, userEnv, vmEnv } from "./launch.js";
 import { resolveUser } from "./users.js";
 import { OUT_OF_RESOURCES, zygoteSpawn, type Spawned } from "./zygote.js";
 
@@ -23,8 +23,8 @@ export function killRunningCommands(): void {
  */
 export async function runExec(conn: Conn, req: ExecRequest): Promise<void> {
   const user = await resolveUser(req.user);
-  const [cwd] = await Promise.all([resolveCwd(user, req.cwd), assertRunnable(SHELL, "/", undefined)]);
-  const env = userEnv(user, req.env);
+  const [cwd, base] = await Promise.all([resolveCwd(user, req.cwd), vmEnv(), assertRunnable(SHELL, "/", undefined)]);
+  const env = userEnv(user, { ...base, ...req.env });
   const argv = [SHELL, "-c", req.command];
   // The fork server starts a command in a few ms; Node's own spawn (a fork of this big process)
   // costs 60-110 ms under gVisor and is the fallback.

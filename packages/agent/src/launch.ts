@@ -20,6 +20,24 @@ export function userEnv(user: UserInfo, extra: Record<string, string> | undefine
   return { PATH: DEFAULT_PATH, HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: user.shell, ...extra };
 }
 
+/**
+ * The VM's environment (a Dockerfile's ENV, written by its build), read at each start like the
+ * workdir. A file that is missing, not JSON or not an object of strings counts as empty; a
+ * malformed entry is dropped rather than failing every exec of the VM.
+ */
+export async function vmEnv(): Promise<Record<string, string>> {
+  const text = await fs.readFile(config.envFile, "utf8").catch(() => undefined);
+  if (text === undefined) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return {};
+  return Object.fromEntries(Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(e[0]) && !e[1].includes("\0")));
+}
+
 async function isDirectory(dir: string): Promise<boolean> {
   return fs.stat(dir).then(
     (st) => st.isDirectory(),

@@ -2,7 +2,7 @@ import type { PtyAttachRequest, PtyCloseRequest, PtyOpenRequest } from "@capsule
 import { config } from "./config.js";
 import type { Conn } from "./conn.js";
 import { AgentError } from "./errors.js";
-import { assertRunnable, killGroup, resolveCwd, userEnv } from "./launch.js";
+import { assertRunnable, killGroup, resolveCwd, userEnv, vmEnv } from "./launch.js";
 import { loadNodePty, PtySession } from "./pty-session.js";
 import { resolveUser } from "./users.js";
 
@@ -58,7 +58,7 @@ export async function openPty(conn: Conn, req: PtyOpenRequest): Promise<void> {
   const cwd = await resolveCwd(user, req.cwd);
   // Interactive, not login: the same shell `docker exec -it` gives, reading ~/.bashrc.
   const command = req.command ?? [user.shell, "-i"];
-  const env: Record<string, string> = { ...userEnv(user, undefined), LANG: "C.UTF-8", INPUTRC: config.inputrc, ...req.env };
+  const env: Record<string, string> = { ...userEnv(user, undefined), LANG: "C.UTF-8", INPUTRC: config.inputrc, ...(await vmEnv()), ...req.env };
   env.TERM = req.term ?? req.env?.TERM ?? "xterm-256color";
   await assertRunnable(command[0] as string, cwd, env.PATH);
   const pty = await loadNodePty();

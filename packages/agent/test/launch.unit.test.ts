@@ -1,7 +1,8 @@
 /**
  * resolveCwd: an exec or PTY without a cwd starts in the VM's workdir (the file a spec's
  * `workdir` build writes) when it names an existing directory, else in HOME, else in /; an
- * explicit cwd always wins.
+ * explicit cwd always wins. vmEnv: the VM's environment file (a Dockerfile's ENV), with what
+ * is malformed dropped.
  */
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
@@ -12,9 +13,11 @@ import type { UserInfo } from "../src/users.js";
 
 const scratch = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-launch-"));
 const workdirFile = path.join(scratch, "workdir");
+const envFile = path.join(scratch, "env.json");
 // The agent's config reads its overrides at import.
 process.env.CAPSULE_WORKDIR_FILE = workdirFile;
-const { resolveCwd } = await import("../src/launch.js");
+process.env.CAPSULE_ENV_FILE = envFile;
+const { resolveCwd, vmEnv } = await import("../src/launch.js");
 
 const user = (home: string): UserInfo => ({ name: "u", uid: 1000, gid: 1000, groups: [], home, shell: "/bin/sh" });
 
@@ -42,6 +45,16 @@ describe("resolveCwd", () => {
     for (const text of [path.join(scratch, "gone"), workdirFile, "relative/dir", ""]) {
       await fs.writeFile(workdirFile, text);
       assert.equal(await resolveCwd(user(home), undefined), home, JSON.stringify(text));
+    }
+  });
+
+  it("vmEnv: the file's string entries; nothing when missing, not JSON or not an object; bad entries dropped", async () => {
+    assert.deepEqual(await vmEnv(), {});
+    await fs.writeFile(envFile, JSON.stringify({ GREETING: "hello docker", PATH: "/opt/tools:/usr/bin", N: 1, "BAD NAME": "x", NUL: "a\0b" }));
+    assert.deepEqual(await vmEnv(), { GREETING: "hello docker", PATH: "/opt/tools:/usr/bin" });
+    for (const text of ["not json", "[1]", "null", '"s"']) {
+      await fs.writeFile(envFile, text);
+      assert.deepEqual(await vmEnv(), {}, text);
     }
   });
 });

@@ -15,5 +15,5 @@ export type { VmState } from "./lifecycle.js";
 export { GuestOps, PtyAttachment } from "./guest-ops.js";
 export type { BufferedExecOpts, ExecOpts, ExecResult, ExitInfo, GuestProcess, PtyOpenOpts } from "./guest-ops.js";
 export type { DirEntry, PtySessionInfo, ServiceAction, ServiceLogEntry, ServiceLogStream, ServiceSpec, ServiceStatus, StatInfo } from "@capsule/agent-protocol";
-export { DEFAULT_WORKDIR_FILE_IN_VM, ProtocolError, SERVICE_ACTIONS, parseServiceSpec, parseSignalName, serviceNameOf, serviceNameProblem } from "@capsule/agent-protocol";
+export { DEFAULT_ENV_FILE_IN_VM, DEFAULT_WORKDIR_FILE_IN_VM, ProtocolError, SERVICE_ACTIONS, parseServiceSpec, parseSignalName, serviceNameOf, serviceNameProblem } from "@capsule/agent-protocol";
 export type { SignalName } from "@capsule/agent-protocol";

@@ -33,7 +33,6 @@ describe("build layers", () => {
 
   it("fields Capsule does not build are a 501 naming them; VM settings are refused in an ensure", () => {
     for (const [body, field] of [
-      [{ baseImage: { dockerfileContent: "FROM debian" } }, "template.baseImage"],
       [{ ports: [{ port: 443, targetPort: 3000 }] }, "template.ports"],
       [{ git: { repos: [{ repo: "https://x", path: "/x" }] } }, "template.git"],
       [{ somethingNew: 1 }, "template.somethingNew"],

@@ -3,7 +3,8 @@
  * server's egress `none` (apt reaches only the host's package cache): a VmSpec builds once (two
  * concurrent ensures share the build, a later one is cached, a create with the spec boots from
  * it), the VM has the package, files, command output and running service, and the builds API
- * shows the build; a oneshot that needs the internet fails the build with its service and log.
+ * shows the build; a oneshot that needs the internet fails the build with its service and log;
+ * a baseImage Dockerfile builds, and what it cannot build is a 501 naming the instruction.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -131,6 +132,42 @@ describe("declarative snapshots", () => {
     assert.match(failed.failureReason ?? "", /systemd/);
     assert.equal((await server.engine.listVms()).length, 0, "the builder VM is gone");
     assert.equal((await server.engine.listSnapshots()).length, snapshotsBefore, "no snapshot was made");
+  });
+
+  it("a baseImage Dockerfile (FROM debian:trixie-slim, ENV, RUN, WORKDIR, USER) builds and its ENV and WORKDIR hold in the VM; the rest is a 501", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA } = t.get();
+    const dockerfileContent = [
+      "FROM debian:trixie-slim",
+      'ENV GREETING="hello docker" \\',
+      "    PATH=/opt/tools:$PATH",
+      `RUN mkdir -p /opt/tools && printf '#!/bin/sh\\necho "tool: $GREETING"\\n' > /opt/tools/tool && chmod +x /opt/tools/tool`,
+      'RUN ["useradd", "-m", "app"]',
+      "WORKDIR /srv/app",
+      "RUN chown app .",
+      "USER app",
+      "RUN id -un > whoami && tool > said",
+    ].join("\n");
+    const ensured = await call(url, keyA, "POST", "/v1/vms/snapshots", { template: { baseImage: { dockerfileContent } } });
+    assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
+    const created = await call(url, keyA, "POST", "/v1/vms", { snapshotId: ensured.body.snapshotId, idleTimeoutSeconds: null });
+    const vm = created.body.id as string;
+    try {
+      const exec = async (command: string) => (await call(url, keyA, "POST", `/v1/vms/${vm}/exec-await`, { command })).body.stdout as string;
+      assert.equal(await exec("pwd && cat whoami said && stat -c %U said"), "/srv/app\napp\ntool: hello docker\napp\n", "WORKDIR is exec's cwd; the RUN after USER ran as app with ENV and PATH");
+      assert.equal(await exec("tool && id -un"), "tool: hello docker\nroot\n", "ENV (and PATH) hold for exec; USER applied only to the RUNs");
+    } finally {
+      await call(url, keyA, "DELETE", `/v1/vms/${vm}`);
+    }
+    for (const [content, message] of [
+      ["FROM debian:trixie\nRUN true\nCOPY . /app", /COPY on line 3 is not supported/],
+      ["FROM ubuntu:24.04", /FROM ubuntu:24\.04 on line 1/],
+      ["FROM debian:bookworm", /needs a bookworm base image, which this host does not have/],
+    ] as const) {
+      const refused = await call(url, keyA, "POST", "/v1/vms/snapshots", { template: { baseImage: { dockerfileContent: content } } });
+      assert.deepEqual([refused.status, refused.body.code], [501, "BAD_REQUEST"], content);
+      assert.match(refused.body.message ?? "", message);
+    }
   });
 });
 

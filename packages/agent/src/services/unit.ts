@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import { MAX_SERVICE_LOG_LINE_BYTES, MAX_SERVICE_STOP_GRACE_MS, type ServiceLogStream, type ServiceResult, type ServiceSpec, type ServiceStatus } from "@capsule/agent-protocol";
-import { resolveCwd, userEnv } from "../launch.js";
+import { resolveCwd, userEnv, vmEnv } from "../launch.js";
 import { resolveGroupId, resolveUser, type UserInfo } from "../users.js";
 import { LineSplitter, ServiceLogWriter } from "./log-file.js";
 import { startServiceProcess, type ServiceProcess } from "./process.js";
@@ -267,7 +267,7 @@ export class Unit {
       // Group= replaces the primary group; the user's memberships stay (initgroups with that gid).
       user = { ...user, gid, groups: [gid, ...user.groups.slice(1).filter((g) => g !== gid)] };
     }
-    return { user, env: userEnv(user, spec.env), cwd: await resolveCwd(user, spec.workdir ?? "/") };
+    return { user, env: userEnv(user, { ...(await vmEnv()), ...spec.env }), cwd: await resolveCwd(user, spec.workdir ?? "/") };
   }
 
   #kill(signal: NodeJS.Signals): void {

@@ -12,8 +12,9 @@
  * mid-build deletes it at the next start ({@link Builds.recover}).
  * @module
  */
+import fs from "node:fs/promises";
 import path from "node:path";
-import { DEFAULT_WORKDIR_FILE_IN_VM, serviceNameOf, type Engine, type ServiceSpec, type ServiceStatus } from "@capsule/engine";
+import { DEFAULT_ENV_FILE_IN_VM, DEFAULT_WORKDIR_FILE_IN_VM, serviceNameOf, type Engine, type ServiceSpec, type ServiceStatus } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { BuildDiagnostics } from "@capsule/contract/errors";
 import type { CreateVmRequest } from "@capsule/contract/schemas";
@@ -25,6 +26,7 @@ import { patchServiceSpec, serviceId, toServiceSpec } from "../services.js";
 import { groupadd, ownerLabel, sizingToLimits, useradd } from "../vms/provisioning.js";
 import type { Rows } from "../vms/rows.js";
 import { buildsAnything, layerHash, specLayers, templateLayer, type BuildLayer, type VmSettings } from "./layers.js";
+import type { Dockerfile } from "./dockerfile.js";
 import { buildOwner, isBuildOwner } from "./owner.js";
 import type { BuildRows } from "./rows.js";
 
@@ -34,6 +36,8 @@ export const BUILD_LIMITS = {
   commandMs: 60_000,
   /** apt-get update + install. */
   aptMs: 15 * 60_000,
+  /** One Dockerfile RUN. */
+  dockerRunMs: 15 * 60_000,
   /** From the services' start until no oneshot is still running (runCommands, waitFor). */
   servicesMs: 15 * 60_000,
   /** How often the services' states are read while oneshots run. */
@@ -48,6 +52,7 @@ export const BUILD_LIMITS = {
 function plannedPhases(l: BuildLayer): string[] {
   return [
     "boot",
+    ...(l.dockerfile ? ["dockerfile"] : []),
     ...(l.groups.length + l.users.length > 0 ? ["users"] : []),
     ...(Object.keys(l.files).length > 0 ? ["files"] : []),
     ...(l.aptDeps.length > 0 ? ["aptDeps"] : []),
@@ -139,6 +144,7 @@ export class Builds {
       if (result && !buildsAnything(layer)) continue;
       base = layer.snapshotId ?? base;
       if (base !== undefined) this.rows.ownedSnapshot(account, base);
+      if (layer.dockerfile) await this.#assertBaseImage(layer.dockerfile.suite);
       for (const s of layer.services) toServiceSpec(s, undefined); // refused before any VM exists
       result = await this.#ensureLayer(account, layer, base, i === layers.length - 1 ? name : null).catch((err: unknown) => {
         throw toApiError(err, badRequest);
@@ -186,13 +192,14 @@ export class Builds {
       vmId = await phase("boot", async () => {
         const ticket = await this.quotas.admitVms(account, limits, 1, false);
         try {
-          const vm = await this.engine.createVm({ ...(base !== undefined ? { snapshotId: base } : {}), limits, egress: this.opts.egress, owner: buildOwner(buildId), name: `build ${buildId}` });
+          const vm = await this.engine.createVm({ ...(base !== undefined ? { snapshotId: base } : {}), ...(layer.dockerfile ? { image: layer.dockerfile.suite } : {}), limits, egress: this.opts.egress, owner: buildOwner(buildId), name: `build ${buildId}` });
           return { log: `builder VM ${vm.id} from ${base ?? "the base image"}`, value: vm.id };
         } finally {
           ticket.release();
         }
       });
       const id = vmId;
+      if (layer.dockerfile) await phase("dockerfile", () => this.#dockerfile(id, layer.dockerfile!));
       if (phases.includes("users")) await phase("users", () => this.#users(id, layer));
       if (phases.includes("files")) await phase("files", () => this.#files(id, layer));
       if (phases.includes("aptDeps")) await phase("aptDeps", () => this.#apt(id, layer.aptDeps));
@@ -220,8 +227,8 @@ export class Builds {
     }
   }
 
-  async #run(id: string, command: string, timeoutMs: number): Promise<{ log: string; value: undefined }> {
-    const r = await this.engine.guest.exec(id, { command, timeoutMs });
+  async #run(id: string, command: string, timeoutMs: number, as: { user?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<{ log: string; value: undefined }> {
+    const r = await this.engine.guest.exec(id, { command, timeoutMs, ...as });
     const log = `$ ${command}\n${r.stdout}${r.stderr}`;
     if (r.timedOut) throw new PhaseFailure(`\`${command}\` ran past ${timeoutMs / 1000} s`, log);
     if (r.exitCode !== 0) throw new PhaseFailure(`\`${command}\` exited ${r.exitCode ?? r.signal}: ${lastLine(r.stderr || r.stdout)}`, log);
@@ -233,9 +240,51 @@ export class Builds {
    * without a cwd there (Freestyle's meaning of a spec's workdir), in every VM booted from the
    * snapshot. Services keep their own (default /), as systemd's do.
    */
-  #workdir(id: string, dir: string): Promise<{ log: string; value: undefined }> {
-    const file = DEFAULT_WORKDIR_FILE_IN_VM;
-    return this.#run(id, `mkdir -p -- ${shq(dir)} ${shq(path.dirname(file))} && printf '%s\n' ${shq(dir)} > ${shq(file)}`, BUILD_LIMITS.commandMs);
+  async #workdir(id: string, dir: string): Promise<{ log: string; value: undefined }> {
+    const made = await this.#run(id, `mkdir -p -- ${shq(dir)}`, BUILD_LIMITS.commandMs);
+    return { log: made.log + (await this.#writeVmFile(id, DEFAULT_WORKDIR_FILE_IN_VM, `${dir}\n`)).log, value: undefined };
+  }
+
+  /** A FROM of a suite the host has no base image of is refused before any build: the operator builds images, not tenants. */
+  async #assertBaseImage(suite: string): Promise<void> {
+    const present = await fs.access(path.join(this.engine.options.imagesDir, suite, "rootfs")).then(() => true, () => false);
+    if (!present) {
+      throw new ApiError("BAD_REQUEST", `baseImage: FROM debian:${suite} needs a ${suite} base image, which this host does not have (its operator builds one with \`capsule image build ${suite} --suite ${suite}\`)`, 501, { unsupported: true });
+    }
+  }
+
+  /**
+   * The Dockerfile's steps in order: RUN through exec as the current USER in the current WORKDIR
+   * with the ENV so far (WORKDIR is created as root, as Docker does). Its final ENV and WORKDIR
+   * are the VM's: written where the agent reads them for every exec, PTY and service. USER only
+   * applies to the RUNs: exec's user stays the request's (root by default).
+   */
+  async #dockerfile(id: string, df: Dockerfile): Promise<{ log: string; value: undefined }> {
+    const env: Record<string, string> = {};
+    let cwd: string | undefined;
+    let user: string | undefined;
+    let log = "";
+    for (const step of df.steps) {
+      if (step.op === "ENV") Object.assign(env, step.vars);
+      else if (step.op === "USER") user = step.user;
+      else if (step.op === "WORKDIR") {
+        log += (await this.#run(id, `mkdir -p -- ${shq(step.path)}`, BUILD_LIMITS.commandMs)).log;
+        cwd = step.path;
+      } else {
+        const ran = await this.#run(id, step.command, BUILD_LIMITS.dockerRunMs, { ...(user ? { user } : {}), ...(cwd ? { cwd } : {}), env }).catch((err: unknown) => {
+          if (err instanceof PhaseFailure) throw new PhaseFailure(`RUN on line ${step.line}: ${err.message}`, log + err.log);
+          throw err;
+        });
+        log += ran.log;
+      }
+    }
+    if (Object.keys(env).length > 0) log += (await this.#writeVmFile(id, DEFAULT_ENV_FILE_IN_VM, JSON.stringify(env))).log;
+    if (cwd) log += (await this.#writeVmFile(id, DEFAULT_WORKDIR_FILE_IN_VM, `${cwd}\n`)).log;
+    return { log, value: undefined };
+  }
+
+  #writeVmFile(id: string, file: string, content: string): Promise<{ log: string; value: undefined }> {
+    return this.#run(id, `mkdir -p -- ${shq(path.dirname(file))} && printf '%s' ${shq(content)} > ${shq(file)}`, BUILD_LIMITS.commandMs);
   }
 
   /** Groups first (users may name them), then users. */

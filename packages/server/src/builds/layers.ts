@@ -9,6 +9,7 @@ import crypto from "node:crypto";
 import { z } from "zod";
 import { AdditionalFile, GroupSpec, SystemdConfig, UserSpec } from "@capsule/contract/schemas";
 import { ApiError } from "../errors.js";
+import { BASE_IMAGE_ENV, DockerfileSyntaxError, DockerfileUnsupportedError, parseDockerfile, type Dockerfile } from "./dockerfile.js";
 
 /** A Debian package name, optionally `=version` (Debian policy §5.6.1 and §5.6.12). */
 const APT_PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$/;
@@ -55,6 +56,8 @@ export interface BuildLayer {
   services: NonNullable<SystemdConfig["services"]>;
   patchedServices: NonNullable<SystemdConfig["patchedServices"]>;
   workdir?: string;
+  /** `baseImage.dockerfileContent`, parsed: the base image it names and its steps, run first. */
+  dockerfile?: Dockerfile;
   discriminator?: string;
   skipCache: boolean;
   sizing: { vcpuCount?: number; memSizeGb?: number; rootfsSizeGb?: number };
@@ -72,7 +75,6 @@ function unsupported(field: string, why: string): ApiError {
 
 /** Why each Freestyle field Capsule does not build is refused. */
 const REFUSED: Record<string, string> = {
-  baseImage: "Dockerfile base images are not built; start from the base image or a snapshotId",
   git: "repositories are not cloned by builds; clone them with runCommands",
   ports: "VM ports are reached through the preview proxy, not configured per snapshot",
   persistence: "snapshots and VMs are always persistent",
@@ -87,11 +89,12 @@ function parseLayer(raw: Record<string, unknown>, where: string, vmFields: boole
   for (const [key, value] of Object.entries(raw)) {
     if (value === undefined || value === null || key === "snapshot") continue;
     if (key === "git" && isEmptyGit(value)) continue;
+    if (key === "baseImage") continue;
     if (BUILD_FIELD_NAMES.has(key)) continue;
     if (vmFields && (VM_FIELDS as readonly string[]).includes(key)) continue;
     throw unsupported(`${where}.${key}`, REFUSED[key] ?? ((VM_FIELDS as readonly string[]).includes(key) ? "a snapshot carries no VM settings; set it on the create" : "unknown field"));
   }
-  const { git: _git, snapshot: _snapshot, ...fields } = raw;
+  const { git: _git, snapshot: _snapshot, baseImage, ...fields } = raw;
   const picked = Object.fromEntries(Object.entries(fields).filter(([k]) => BUILD_FIELD_NAMES.has(k)));
   const parsed = LayerFields.safeParse(picked);
   if (!parsed.success) {
@@ -103,7 +106,24 @@ function parseLayer(raw: Record<string, unknown>, where: string, vmFields: boole
     if (raw.idleTimeoutSeconds !== undefined) vm.idleTimeoutSeconds = raw.idleTimeoutSeconds as number | null;
     if (typeof raw.name === "string") vm.name = raw.name;
   }
-  return { layer: toLayer(parsed.data), vm };
+  const dockerfile = baseImage == null ? undefined : parseBaseImage(baseImage, `${where}.baseImage`);
+  if (dockerfile && parsed.data.snapshotId) throw new ApiError("VALIDATION_ERROR", `${where}: a layer builds on a baseImage or a snapshotId, not both`);
+  return { layer: { ...toLayer(parsed.data), ...(dockerfile ? { dockerfile } : {}) }, vm };
+}
+
+/** `{dockerfileContent}`: a syntax error is a VALIDATION_ERROR, an instruction outside the subset a 501 naming it. */
+function parseBaseImage(value: unknown, where: string): Dockerfile {
+  const content = (value as { dockerfileContent?: unknown }).dockerfileContent;
+  if (typeof value !== "object" || typeof content !== "string" || Object.keys(value as object).length !== 1) {
+    throw new ApiError("VALIDATION_ERROR", `${where} must be {dockerfileContent: string}`);
+  }
+  try {
+    return parseDockerfile(content, BASE_IMAGE_ENV);
+  } catch (err) {
+    if (err instanceof DockerfileUnsupportedError) throw new ApiError("BAD_REQUEST", `${where}.dockerfileContent: ${err.message}`, 501, { unsupported: true });
+    if (err instanceof DockerfileSyntaxError) throw new ApiError("VALIDATION_ERROR", `${where}.dockerfileContent: ${err.message}`);
+    throw err;
+  }
 }
 
 function toLayer(f: LayerFields): BuildLayer {
@@ -128,7 +148,7 @@ function toLayer(f: LayerFields): BuildLayer {
 
 /** True when the layer changes the disk: an empty one (only a base and sizing) needs no build. */
 export function buildsAnything(l: BuildLayer): boolean {
-  return l.aptDeps.length + Object.keys(l.files).length + l.users.length + l.groups.length + l.services.length + l.patchedServices.length > 0 || l.workdir !== undefined;
+  return l.aptDeps.length + Object.keys(l.files).length + l.users.length + l.groups.length + l.services.length + l.patchedServices.length > 0 || l.workdir !== undefined || l.dockerfile !== undefined;
 }
 
 /**
@@ -149,8 +169,10 @@ export function specLayers(spec: Record<string, unknown>, vmFields: boolean): { 
   }
   const parsed = chain.map((c, i) => parseLayer(c.raw, c.where, vmFields && i === 0));
   parsed.forEach((p, i) => {
-    if (p.layer.snapshotId !== undefined && i < parsed.length - 1) {
-      throw new ApiError("VALIDATION_ERROR", `${chain[i]!.where}.snapshotId: only the innermost layer may name a base snapshot (this one builds on ${chain[i + 1]!.where})`);
+    for (const [field, set] of [["snapshotId", p.layer.snapshotId !== undefined], ["baseImage", p.layer.dockerfile !== undefined]] as const) {
+      if (set && i < parsed.length - 1) {
+        throw new ApiError("VALIDATION_ERROR", `${chain[i]!.where}.${field}: only the innermost layer may name a base (this one builds on ${chain[i + 1]!.where})`);
+      }
     }
   });
   return { layers: parsed.map((p) => p.layer).reverse(), vm: parsed[0]?.vm ?? {} };
@@ -177,6 +199,9 @@ export function layerHash(l: BuildLayer, base: string | undefined): string {
     services: l.services,
     patchedServices: l.patchedServices,
     workdir: l.workdir ?? null,
+    // Left out when absent (canonicalJson drops undefined): the hashes of earlier layers stay.
+    // Line numbers are not content: a comment added above does not rebuild.
+    dockerfile: l.dockerfile && { suite: l.dockerfile.suite, steps: l.dockerfile.steps.map(({ line: _line, ...step }) => step) },
   };
   return crypto.createHash("sha256").update(canonicalJson(content)).digest("hex");
 }
