@@ -6,9 +6,9 @@
  * (`@capsule/contract`, type-only imports: nothing of it is bundled).
  */
 import type { ApiErrorCode } from "@capsule/contract/errors";
-import type { BuildList, BuildPhase, BuildPhases, SnapshotInfo, SnapshotList, SystemdControlResult, SystemdLogs, SystemdServiceList, SystemdServiceStatus, VmInfo, VmList } from "@capsule/contract/schemas";
+import type { BuildList, BuildPhase, BuildPhases, PortAccess, PortList, PortSummary, SnapshotInfo, SnapshotList, SystemdControlResult, SystemdLogs, SystemdServiceList, SystemdServiceStatus, VmInfo, VmList } from "@capsule/contract/schemas";
 
-export type { BuildInfo, BuildPhase, DirEntry, DirListing, FileContent, PtySessionInfo, SnapshotInfo, SystemdLogs, SystemdServiceStatus, VmInfo, VmState } from "@capsule/contract/schemas";
+export type { BuildInfo, BuildPhase, DirEntry, DirListing, FileContent, PortSummary, PtySessionInfo, SnapshotInfo, SystemdLogs, SystemdServiceStatus, VmInfo, VmState } from "@capsule/contract/schemas";
 
 /** A failed call: the API's code, or "ERROR" when the answer had none. */
 export class ApiError extends Error {
@@ -53,6 +53,10 @@ export const listBuilds = (limit: number): Promise<BuildList> => api<BuildList>(
 export const buildPhases = (id: string): Promise<BuildPhase[]> => api<BuildPhases>("GET", `/v1/vms/builds/${encodeURIComponent(id)}/phases`).then((r) => r.phases);
 export const vmPath = (id: string) => `/v1/vms/${encodeURIComponent(id)}`;
 export const filePath = (id: string, p: string) => `${vmPath(id)}/files/${encodeURIComponent(p)}`;
+
+/** The VM's public or shared ports (Capsule's preview routes), and one port's preview URL. */
+export const listPorts = (id: string): Promise<PortSummary[]> => api<PortList>("GET", `${vmPath(id)}/ports`).then((r) => r.ports);
+export const portAccess = (id: string, port: number): Promise<PortAccess> => api<PortAccess>("GET", `${vmPath(id)}/ports/${port}`);
 
 /** The VM's services (`vm.systemd`), all Linux users' (the console sends no Linux-user header). */
 export const listServices = (id: string): Promise<SystemdServiceStatus[]> => api<SystemdServiceList>("GET", `${vmPath(id)}/systemd/services`).then((r) => r.services);

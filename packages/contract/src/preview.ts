@@ -36,3 +36,21 @@ export const PortAccess = z
   .object({ vmId: z.string(), port: z.number().int(), public: z.boolean(), url: z.string().meta({ description: "The preview URL (without credentials)." }) })
   .meta({ id: "PreviewPortAccess" });
 export type PortAccess = z.infer<typeof PortAccess>;
+
+export const VmPortsParams = z.object({ vm_id: z.string().min(1) });
+
+export const LiveShare = z
+  .object({ id: z.string(), port: z.number().int(), expiresAt: z.string().meta({ description: "ISO 8601." }) })
+  .meta({ id: "PreviewLiveShare", description: "An unexpired, unrevoked share of a VM port (its token is not kept: revoke it by id)." });
+export type LiveShare = z.infer<typeof LiveShare>;
+
+export const ShareList = z.object({ shares: z.array(LiveShare) }).meta({ id: "PreviewShareList" });
+export type ShareList = z.infer<typeof ShareList>;
+
+export const PortSummary = PortAccess.extend({ shares: z.array(LiveShare) }).meta({ id: "PreviewPortSummary" });
+export type PortSummary = z.infer<typeof PortSummary>;
+
+export const PortList = z
+  .object({ ports: z.array(PortSummary).meta({ description: "The VM's ports that are public or have live shares, by port." }) })
+  .meta({ id: "PreviewPortList" });
+export type PortList = z.infer<typeof PortList>;

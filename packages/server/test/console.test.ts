@@ -210,6 +210,50 @@ describe("web console", () => {
     }
   });
 
+  it("a VM's page: its public and shared ports link to their previews through the console's handoff; a field opens any port", { timeout: 90_000 }, async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA, keyB, server } = t.get();
+    const vmId = String((await call(url, keyA, "POST", "/v1/vms", { idleTimeoutSeconds: null })).body.id);
+    const previewOf = (port: number) => `http://${port}-${vmId}.localhost:${server.port}/`;
+    const viaConsole = (port: number) => `/console/preview?to=${encodeURIComponent(previewOf(port))}`;
+    try {
+      await call(url, keyA, "PUT", `/v1/vms/${vmId}/ports/3000/public`, { public: true });
+      const share = await call(url, keyA, "POST", `/v1/vms/${vmId}/ports/5173/shares`, { ttlSeconds: 600 });
+      // The API behind the panel: the opened ports, and one port's live shares (ids to revoke).
+      const listed = await call(url, keyA, "GET", `/v1/vms/${vmId}/ports`);
+      assert.deepEqual(
+        (listed.body.ports as Array<{ port: number; public: boolean; shares: unknown[] }>).map((p) => [p.port, p.public, p.shares.length]),
+        [
+          [3000, true, 0],
+          [5173, false, 1],
+        ],
+      );
+      assert.deepEqual((await call(url, keyA, "GET", `/v1/vms/${vmId}/ports/5173/shares`)).body.shares, [{ id: share.body.id, port: 5173, expiresAt: share.body.expiresAt }]);
+      assert.equal((await call(url, keyB, "GET", `/v1/vms/${vmId}/ports`)).body.code, "VM_NOT_FOUND");
+      const context = await (await b.get()).newContext({ viewport: { width: 1280, height: 800 } });
+      try {
+        const page = await context.newPage();
+        await signIn(page, url, keyA);
+        await page.locator(`tr[data-vm-id="${vmId}"]`).getByTestId("open-vm").click();
+        const pub = page.getByTestId("port-3000");
+        await pub.waitFor({ timeout: 15_000 });
+        assert.equal(await pub.getAttribute("href"), viaConsole(3000));
+        assert.equal(await pub.textContent(), previewOf(3000));
+        assert.equal(await page.getByTestId("port-5173").getAttribute("href"), viaConsole(5173));
+        assert.match((await page.getByTestId("ports").textContent()) ?? "", /public.*private · 1 live share/s);
+        await screenshot(page, "console-vm-ports.png");
+        await page.getByTestId("open-port").fill("8080");
+        const opened = page.waitForRequest((r) => r.url().endsWith(viaConsole(8080)), { timeout: 15_000 });
+        await page.getByTestId("open-port-go").click();
+        await opened;
+      } finally {
+        await context.close();
+      }
+    } finally {
+      await call(url, keyA, "DELETE", `/v1/vms/${vmId}`);
+    }
+  });
+
   it("wrong and revoked keys, CSRF header, PTY tokens, sign-out, and tenant isolation", { timeout: 240_000 }, async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA, keyB, server } = t.get();

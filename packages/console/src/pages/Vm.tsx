@@ -1,6 +1,7 @@
-/** One VM's page (`#/vms/<id>`): its state and sizing, links to its terminal and files, and its services. */
+/** One VM's page (`#/vms/<id>`): its state and sizing, links to its terminal and files, its preview ports and its services. */
 import { api, vmPath, type VmInfo } from "../api";
 import { href } from "../router";
+import { PortsPanel } from "./Ports";
 import { ServicesPanel } from "./Services";
 import { usePoll } from "./usePoll";
 
@@ -31,6 +32,7 @@ export function VmPage({ vmId }: { vmId: string }) {
             {vm.name ? `${vm.name} · ` : ""}
             {vm.sizing.vcpuCount} vCPU, {vm.sizing.memSizeMib} MiB memory, {vm.sizing.rootfsSizeMb} MB disk · from {vm.snapshotId ? `snapshot ${vm.snapshotId}` : "the base image"}
           </p>
+          <PortsPanel vmId={vmId} />
           <ServicesPanel vmId={vmId} running={vm.state === "running"} />
         </>
       )}

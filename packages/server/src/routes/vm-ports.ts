@@ -3,12 +3,15 @@
  * port's public switch. The owner's key only; another account's VM is VM_NOT_FOUND.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { CreateShareRequest, PortAccess, PreviewPortParams, SetPortPublicRequest, Share, ShareParams } from "@capsule/contract/schemas";
+import { CreateShareRequest, PortAccess, PortList, PreviewPortParams, SetPortPublicRequest, Share, ShareList, ShareParams, VmPortsParams } from "@capsule/contract/schemas";
+import type { ShareRow } from "../vms/preview-rows.js";
 import type { App, Deps } from "../context.js";
 import { ApiError } from "../errors.js";
 import { account, errors, json, security } from "./common.js";
 
 const PORT_PATH = "/v1/vms/{vm_id}/ports/{port}";
+
+const liveShare = (r: ShareRow) => ({ id: r.id, port: r.port, expiresAt: new Date(r.expiresAt).toISOString() });
 
 export function register(app: App, { svc, preview }: Deps): void {
   if (!preview) return;
@@ -26,6 +29,51 @@ export function register(app: App, { svc, preview }: Deps): void {
       const { vm_id, port } = c.req.valid("param");
       const row = svc.rows.ownedVm(account(c), vm_id);
       return c.json({ vmId: row.id, port, public: preview.rows.isPublic(row.id, port), url: preview.router.previewUrl(new URL(c.req.url), row.id, port) }, 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/vms/{vm_id}/ports",
+      summary: "A VM's opened ports",
+      description: "The VM's ports that are public or have live share links, each with its preview URL and live shares.",
+      security,
+      request: { params: VmPortsParams },
+      responses: { 200: json(PortList), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const row = svc.rows.ownedVm(account(c), c.req.valid("param").vm_id);
+      const shares = preview.rows.liveShares(row.id, Date.now());
+      const ports = [...new Set([...preview.rows.publicPorts(row.id), ...shares.map((s) => s.port)])].sort((a, b) => a - b);
+      const origin = new URL(c.req.url);
+      return c.json(
+        {
+          ports: ports.map((port) => ({
+            vmId: row.id,
+            port,
+            public: preview.rows.isPublic(row.id, port),
+            url: preview.router.previewUrl(origin, row.id, port),
+            shares: shares.filter((s) => s.port === port).map(liveShare),
+          })),
+        },
+        200,
+      );
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: `${PORT_PATH}/shares`,
+      summary: "A port's live share links",
+      description: "The port's unexpired, unrevoked shares (their ids, to revoke them; the tokens are not kept).",
+      security,
+      request: { params: PreviewPortParams },
+      responses: { 200: json(ShareList), ...errors(400, 404) },
+    }),
+    async (c) => {
+      const { vm_id, port } = c.req.valid("param");
+      const row = svc.rows.ownedVm(account(c), vm_id);
+      return c.json({ shares: preview.rows.liveShares(row.id, Date.now(), port).map(liveShare) }, 200);
     },
   );
   app.openapi(

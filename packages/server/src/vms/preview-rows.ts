@@ -57,6 +57,16 @@ export class PreviewRows {
     return this.db.prepare("UPDATE preview_shares SET revoked_at = ? WHERE id = ? AND vm_id = ? AND revoked_at IS NULL").run(new Date().toISOString(), id, vmId).changes > 0;
   }
 
+  /** The VM's live shares (of one port, or all), soonest to expire first. */
+  liveShares(vmId: string, now: number, port?: number): ShareRow[] {
+    const rows = (
+      port === undefined
+        ? this.db.prepare("SELECT id, vm_id, port, expires_at FROM preview_shares WHERE vm_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY expires_at, id").all(vmId, now)
+        : this.db.prepare("SELECT id, vm_id, port, expires_at FROM preview_shares WHERE vm_id = ? AND port = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY expires_at, id").all(vmId, port, now)
+    ) as Array<{ id: string; vm_id: string; port: number; expires_at: number }>;
+    return rows.map((r) => ({ id: r.id, vmId: r.vm_id, port: r.port, expiresAt: r.expires_at }));
+  }
+
   setPublic(vmId: string, port: number, on: boolean): void {
     if (on) this.db.prepare("INSERT OR IGNORE INTO preview_public_ports (vm_id, port) VALUES (?, ?)").run(vmId, port);
     else this.db.prepare("DELETE FROM preview_public_ports WHERE vm_id = ? AND port = ?").run(vmId, port);
