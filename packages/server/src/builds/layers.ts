@@ -75,7 +75,8 @@ function unsupported(field: string, why: string): ApiError {
 
 /** Why each Freestyle field Capsule does not build is refused. */
 const REFUSED: Record<string, string> = {
-  git: "repositories are not cloned by builds; clone them with runCommands",
+  // The design it waits for is in docs/builds.md (a host-side mirror of operator-allowed URLs).
+  git: "builds do not clone repositories: a builder VM has no internet and nothing of a tenant's runs on the host; put the files in additionalFiles, or clone with runCommands on a server whose VMs have egress",
   ports: "VM ports are reached through the preview proxy, not configured per snapshot",
   persistence: "snapshots and VMs are always persistent",
   template: "nested templates are ensured by the client, one POST per layer",
