@@ -284,6 +284,8 @@ describe("preview proxy", () => {
     const seen = JSON.parse((await fetchHost(url, domain, "/headers")).body.toString()) as { headers: Record<string, string> };
     assert.equal(seen.headers.host, domain);
 
+    // Freestyle's start answer lists the VM's domains (it runs: the start is a no-op).
+    assert.deepEqual((await call(url, keyA, "POST", `/v1/vms/${id}/start`, {})).body.domains, [domain]);
     // A create of alice's that would move the name but fails (useradd of an existing user) leaves it where it was.
     const failing = { domains: [{ domain, vmPort: 80 }], users: [{ name: "root" }] };
     await rejectsWith(alice.vms.create(failing as Parameters<Freestyle["vms"]["create"]>[0]), "CreateVmBadRequestError", "CREATE_VM_BAD_REQUEST");

@@ -12,7 +12,7 @@ const StartBody = z
   })
   .openapi("StartVmRequest");
 
-/** Boots a stopped or suspended VM on the disk it had. */
+/** Boots a stopped or suspended VM on the disk it had; answers the host names claimed for it. */
 export function register(app: App, { svc }: Deps): void {
   app.openapi(
     createRoute({
@@ -26,7 +26,8 @@ export function register(app: App, { svc }: Deps): void {
     async (c) => {
       const { vm_id } = c.req.valid("param");
       await svc.power.start(account(c), vm_id, c.req.valid("json")?.idleTimeoutSeconds);
-      return c.json({ id: vm_id, domains: [], console_url: null }, 200);
+      // The names claimed for it (a fork's new VMs have none: a name stays with its VM).
+      return c.json({ id: vm_id, domains: svc.rows.domains.ofVm(vm_id), console_url: null }, 200);
     },
   );
 }
