@@ -109,7 +109,7 @@ BindAddress: 127.0.0.1:$APT_LISTEN_PORT
 PidFile: $APT_DIR/run/pid
 SocketPath: $APT_DIR/run/socket
 ReportPage: acng-report.html
-VerboseLog: 0
+VerboseLog: 1
 # Only the two remapped repositories below, fetched from their backends; nothing a client
 # names by host, no CONNECT tunnel anywhere, no redirects followed (and no LocalDirs: the
 # built-in default serves no local directory).
