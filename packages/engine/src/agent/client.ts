@@ -301,14 +301,18 @@ export interface OpenOpts {
 export class AgentClient {
   constructor(readonly socketPath: string) {}
 
-  async open(req: Request, opts: OpenOpts = {}): Promise<AgentConn> {
-    let sock: net.Socket;
+  /** A new connection to the agent's socket; AGENT_UNAVAILABLE when nothing answers there. */
+  async #connect(): Promise<net.Socket> {
     try {
-      sock = await connectSafely(this.socketPath, AGENT_DEADLINES.connectMs);
+      return await connectSafely(this.socketPath, AGENT_DEADLINES.connectMs);
     } catch (err) {
       if (err instanceof EngineError) throw err;
       throw new EngineError(ErrorCode.AgentUnavailable, `cannot reach the VM's agent: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  async open(req: Request, opts: OpenOpts = {}): Promise<AgentConn> {
+    const sock = await this.#connect();
     const conn = new AgentConn(sock);
     const replyMs = opts.replyMs ?? AGENT_DEADLINES.replyMs;
     if (replyMs !== false) {
@@ -359,13 +363,7 @@ export class AgentClient {
    * reply within `replyMs`, AGENT_PROTOCOL_ERROR / AGENT_TIMEOUT.
    */
   async tunnel(port: number, replyMs: number = AGENT_DEADLINES.tunnelReplyMs): Promise<net.Socket> {
-    let sock: net.Socket;
-    try {
-      sock = await connectSafely(this.socketPath, AGENT_DEADLINES.connectMs);
-    } catch (err) {
-      if (err instanceof EngineError) throw err;
-      throw new EngineError(ErrorCode.AgentUnavailable, `cannot reach the VM's agent: ${(err as Error).message}`, { cause: err });
-    }
+    const sock = await this.#connect();
     sock.write(encodeJson({ op: "tcp.connect", port } satisfies Request));
     return new Promise((resolve, reject) => {
       let buffered = Buffer.alloc(0);
