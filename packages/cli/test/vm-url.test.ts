@@ -34,6 +34,14 @@ describe("capsule vm url", () => {
     assert.equal(answer.statusCode, 302, "the link is taken: a redirect without the token");
     assert.equal(answer.headers.location, "/");
     assert.match(String(answer.headers["set-cookie"]), /^capsule_preview=.*HttpOnly; SameSite=Lax/);
+    // The port's live links by id, and one revoked by it.
+    const id = /^share ([a-z0-9]{16})/.exec(shared.stderr)?.[1] as string;
+    const listed = await run(["vm", "url", vmId, "5173", "--shares"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(`^${id}\t\\d{4}-`));
+    assert.equal((await run(["vm", "url", vmId, "5173", "--revoke", id])).code, 0);
+    assert.equal((await run(["vm", "url", vmId, "5173", "--shares"])).stdout, "", "no live link left");
+    assert.equal((await run(["vm", "url", vmId, "5173", "--revoke", id])).code !== 0, true, "a revoked link is not revoked twice");
     assert.equal((await run(["vm", "url", vmId, "70000"])).code !== 0, true);
     assert.equal((await run(["vm", "delete", vmId])).code, 0);
   });

@@ -5,7 +5,7 @@ import { makeError } from "./errors.js";
 import { spawnProcess, type SpawnedProcess, type SpawnOptions } from "./spawn.js";
 import { VmSystemd } from "./systemd.js";
 import { seg, type Transport } from "./transport.js";
-import type { PortAccess, Share } from "@capsule/contract/schemas";
+import type { LiveShare, PortAccess, PortList, PortSummary, Share, ShareList } from "@capsule/contract/schemas";
 import type { ExecOptions, ExecResult, SnapshotResult, VmInfo } from "./types.js";
 
 /** Options of `vm.start()`. */
@@ -151,7 +151,17 @@ export class Vm {
     return this.#t.json("POST", this.#path(`/ports/${port}/shares`), { json: { ttlSeconds: opts.ttl } });
   }
 
-  /** Ends a share link (and the browser sessions opened with it) at once. */
+  /** The port's live share links (ids and expiries: the tokens are not kept), to revoke without remembering ids. */
+  async shares(port: number): Promise<LiveShare[]> {
+    return (await this.#t.json<ShareList>("GET", this.#path(`/ports/${port}/shares`))).shares;
+  }
+
+  /** The VM's ports that are public or have live share links, with their preview URLs and shares. */
+  async ports(): Promise<PortSummary[]> {
+    return (await this.#t.json<PortList>("GET", this.#path("/ports"))).ports;
+  }
+
+  /** Ends a share link (and the browser sessions and connections opened with it) at once. */
   async revokeShare(port: number, shareId: string): Promise<void> {
     await this.#t.json("DELETE", this.#path(`/ports/${port}/shares/${seg(shareId)}`));
   }
