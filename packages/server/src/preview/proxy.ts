@@ -181,21 +181,8 @@ export class PreviewProxy {
     };
     if (gone.signal.aborted || res.destroyed) return end();
     gone.signal.addEventListener("abort", end, { once: true });
-    const upstream = http.request({
-      method: req.method,
-      path: withoutQueryParams(req.url ?? "/", this.own.queryParams),
-      headers: requestHeadersForVm(req.headers, this.#context(req, false)),
-      createConnection: () => sock,
-    });
-    // The tunnel comes paused; the client's parser is attached by now.
-    upstream.once("socket", (s: net.Socket) => s.resume());
-    const headersTimer = setTimeout(() => {
-      upstream.destroy();
-      sendPage(res, PAGES.timeout());
-    }, this.limits.responseHeadersMs);
-    gone.signal.addEventListener("abort", () => clearTimeout(headersTimer), { once: true });
+    const upstream = this.#upstream(req, sock, false, gone.signal, () => sendPage(res, PAGES.timeout()));
     upstream.once("response", (vres: IncomingMessage) => {
-      clearTimeout(headersTimer);
       // Never the VM's reason phrase; and a status or header Node refuses to write (Node's parser
       // accepts control bytes its writer rejects) is the VM's broken answer, not the host's crash.
       try {
@@ -212,11 +199,33 @@ export class PreviewProxy {
       vres.once("aborted", () => res.destroy());
     });
     upstream.once("error", (err) => {
-      clearTimeout(headersTimer);
       this.log.debug({ err, vmId: target.vmId, port: target.port }, "proxied request failed");
       sendPage(res, PAGES.badGateway());
     });
     req.pipe(upstream);
+  }
+
+  /**
+   * The client's request, sent to the VM over its tunnel (which comes paused: resumed once the
+   * request's parser is attached). The VM's response headers (or its 101) must come within
+   * `responseHeadersMs`, else the request is destroyed and `onTimeout` answers the client.
+   */
+  #upstream(req: IncomingMessage, sock: net.Socket, upgrade: boolean, gone: AbortSignal, onTimeout: () => void): http.ClientRequest {
+    const upstream = http.request({
+      method: req.method,
+      path: withoutQueryParams(req.url ?? "/", this.own.queryParams),
+      headers: requestHeadersForVm(req.headers, this.#context(req, upgrade)),
+      createConnection: () => sock,
+    });
+    upstream.once("socket", (s: net.Socket) => s.resume());
+    const timer = setTimeout(() => {
+      upstream.destroy();
+      onTimeout();
+    }, this.limits.responseHeadersMs);
+    const answered = () => clearTimeout(timer);
+    gone.addEventListener("abort", answered, { once: true });
+    upstream.once("response", answered).once("upgrade", answered).once("error", answered);
+    return upstream;
   }
 
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: ProxyTarget): Promise<void> {
@@ -235,20 +244,8 @@ export class PreviewProxy {
     };
     if (gone.signal.aborted || socket.destroyed) return done();
     gone.signal.addEventListener("abort", done, { once: true });
-    const upstream = http.request({
-      method: req.method,
-      path: withoutQueryParams(req.url ?? "/", this.own.queryParams),
-      headers: requestHeadersForVm(req.headers, this.#context(req, true)),
-      createConnection: () => sock,
-    });
-    upstream.once("socket", (s: net.Socket) => s.resume());
-    const headersTimer = setTimeout(() => {
-      upstream.destroy();
-      sendPageOnSocket(socket, PAGES.timeout());
-    }, this.limits.responseHeadersMs);
-    gone.signal.addEventListener("abort", () => clearTimeout(headersTimer), { once: true });
+    const upstream = this.#upstream(req, sock, true, gone.signal, () => sendPageOnSocket(socket, PAGES.timeout()));
     upstream.once("upgrade", (vres: IncomingMessage, vsock: net.Socket, vhead: Buffer) => {
-      clearTimeout(headersTimer);
       // The VM's 101 goes to the client with its headers (Connection/Upgrade included), less
       // Capsule's cookies; not its reason phrase, nor a header Node would refuse to write.
       const pairs: Array<[string, string]> = [];
@@ -273,7 +270,6 @@ export class PreviewProxy {
     });
     upstream.once("response", (vres: IncomingMessage) => {
       // Not upgraded (a 400 or 404 from the VM's server): its answer, then the connection ends.
-      clearTimeout(headersTimer);
       // Its body (decoded) ends with the connection, which is valid for a response without a length.
       const head = rawHead(vres.statusCode ?? 502, [...responseHeadersForClient(vres.rawHeaders, this.own.cookies), ["connection", "close"]]);
       if (head === undefined) {
@@ -284,7 +280,6 @@ export class PreviewProxy {
       vres.pipe(socket);
     });
     upstream.once("error", (err) => {
-      clearTimeout(headersTimer);
       this.log.debug({ err, vmId: target.vmId, port: target.port }, "proxied upgrade failed");
       sendPageOnSocket(socket, PAGES.badGateway());
     });
