@@ -5,6 +5,7 @@ import { ByteRing } from "./byte-ring.js";
 import type { Conn } from "./conn.js";
 import { badRequest } from "./errors.js";
 import { helperCommand, killGroup } from "./launch.js";
+import { log } from "./log.js";
 import type { UserInfo } from "./users.js";
 
 type NodePty = typeof import("node-pty");
@@ -235,8 +236,11 @@ export class PtySession {
     if (cols === this.#cols && rows === this.#rows) return;
     try {
       this.#pty.resize(cols, rows);
-    } catch {
-      return; // the terminal closed under us; the exit handler is about to run
+    } catch (err) {
+      // Either the terminal closed under us (the exit handler is about to run) or the ioctl
+      // failed on a live terminal: that one is worth a line in the agent's log.
+      if (this.running) log(`pty ${this.number}: resize to ${cols}x${rows} failed: ${err instanceof Error ? err.message : String(err)}`);
+      return;
     }
     this.#cols = cols;
     this.#rows = rows;

@@ -86,6 +86,7 @@ describe("official client 0.2.17 on Node 22, against capsule serve", () => {
     try {
       const r = await walkthrough(node.bin, served.url, key, { claudeBin, messagesApi: { port: fake.port, vmBaseUrl: fake.vmBaseUrl, apiKey: API_KEY }, bridgePrompt: BRIDGE_PROMPT });
       ctx.diagnostic(`Node ${r.node}, step ms: ${JSON.stringify(r.stepMs)}`);
+      if (r.pty.firstSize !== undefined) ctx.diagnostic(`stty size right after the resize printed ${JSON.stringify(r.pty.firstSize)}; asked again, it printed ${JSON.stringify(r.pty.size)}`);
       assert.match(r.node, /^v22\./);
 
       const rule = { vmId: "host", protocol: "tcp", port: fake.port };
