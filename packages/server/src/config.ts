@@ -71,6 +71,12 @@ export interface ServerConfig {
    * claim as a domain. Env CAPSULE_API_HOSTNAMES (comma-separated). Default none.
    */
   apiHostnames: string[];
+  /**
+   * URL prefixes (http or https) of the repositories builds may clone (`git.repos`), matched by
+   * whole path segments; empty: `git.repos` is a 501. Env CAPSULE_REPO_PREFIXES (comma-separated).
+   * Default none.
+   */
+  repoPrefixes: string[];
 }
 
 /** Settings as options, env or the file give them: any subset; `quotas` and `admission` key by key. */
@@ -172,6 +178,7 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     previewDomain: previewDomain(pick("previewDomain", env.CAPSULE_PREVIEW_DOMAIN, "localhost")),
     domainSuffixes: pick("domainSuffixes", names(env.CAPSULE_DOMAIN_SUFFIXES), []).map(previewDomain),
     apiHostnames: pick("apiHostnames", names(env.CAPSULE_API_HOSTNAMES), []).map(previewDomain),
+    repoPrefixes: pick("repoPrefixes", names(env.CAPSULE_REPO_PREFIXES), []),
     pool: section<PoolConfig>("pool", DEFAULT_POOL, { zero: true, integer: true }, fromFile.pool as Record<string, unknown> | undefined, jsonObject("CAPSULE_POOL", env.CAPSULE_POOL), opts.pool as Record<string, unknown> | undefined),
   };
 }

@@ -79,6 +79,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     quotas: config.quotas,
     admission: config.admission,
     pool: config.pool,
+    repoPrefixes: config.repoPrefixes,
     ...(poolBootGate ? { poolBootGate } : {}),
     startWithUnowned: opts.startWithUnowned ?? process.env[START_WITH_UNOWNED_ENV] === "1",
     domains: hostNames,

@@ -5,6 +5,7 @@
  * WebSocket handlers use these; none of them touches the engine directly.
  * @module
  */
+import path from "node:path";
 import type { Engine } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { ActivityTracker } from "./activity.js";
@@ -19,6 +20,8 @@ import { Rows } from "./vms/rows.js";
 import { DEFAULT_POOL, WarmPool, type PoolConfig } from "./vms/pool.js";
 import type { VmState } from "@capsule/contract/schemas";
 import { Views } from "./vms/views.js";
+import { RepoMirrors } from "./repos/mirrors.js";
+import { RepoPolicy } from "./repos/policy.js";
 
 export { apiState } from "./vms/views.js";
 export { sizingToLimits } from "./vms/provisioning.js";
@@ -32,6 +35,8 @@ export type VmServiceOptions = ProvisioningOptions &
     pool?: PoolConfig;
     /** Test seam: awaited before each warm pool boot (see PoolDeps.bootGate). */
     poolBootGate?: () => Promise<void>;
+    /** URL prefixes of the repositories builds may clone (`git.repos`); none: a 501. */
+    repoPrefixes?: string[];
   };
 
 export class VmService {
@@ -69,7 +74,9 @@ export class VmService {
     });
     this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas, this.pool);
     this.gateway = new GuestGateway(engine, this.rows, this.power, activity);
-    this.builds = new Builds(engine, this.rows, buildRows, this.quotas, log, { egress: opts.egress });
+    const repoPrefixes = opts.repoPrefixes ?? [];
+    const repos = repoPrefixes.length > 0 ? new RepoMirrors(path.join(engine.options.dataDir, "repos"), new RepoPolicy(repoPrefixes)) : undefined;
+    this.builds = new Builds(engine, this.rows, buildRows, this.quotas, log, { egress: opts.egress, ...(repos ? { repos } : {}) });
   }
 
   /**

@@ -2,7 +2,9 @@
  * Declarative snapshot builds. A layer is built in a builder VM booted from its base (a snapshot,
  * or the base image): groups and users, files, apt packages (through the host's package cache, so
  * a VM without egress can install), services installed and started through the guest supervisor
- * (the client's runCommands and waitFor are oneshot services), the workdir; then the VM is
+ * (the client's runCommands and waitFor are oneshot services), the workdir; repositories the
+ * operator allows are resolved to commits on the host and cloned from a bundle (git-phase.ts);
+ * then the VM is
  * snapshotted and deleted. The same layer on the same base is the same snapshot: a succeeded
  * build's snapshot is reused by hash, and concurrent ensures of one hash share one build.
  *
@@ -25,6 +27,8 @@ import type { Quotas } from "../quotas.js";
 import { patchServiceSpec, serviceId, toServiceSpec } from "../services.js";
 import { groupadd, ownerLabel, sizingToLimits, useradd } from "../vms/provisioning.js";
 import type { Rows } from "../vms/rows.js";
+import type { RepoMirrors, ResolvedRepo } from "../repos/mirrors.js";
+import { gitPhase, resolveRepos } from "./git-phase.js";
 import { buildsAnything, layerHash, specLayers, templateLayer, type BuildLayer, type VmSettings } from "./layers.js";
 import type { Dockerfile } from "./dockerfile.js";
 import { buildOwner, isBuildOwner } from "./owner.js";
@@ -54,6 +58,7 @@ function plannedPhases(l: BuildLayer): string[] {
     "boot",
     ...(l.dockerfile ? ["dockerfile"] : []),
     ...(l.groups.length + l.users.length > 0 ? ["users"] : []),
+    ...(l.repos.length + Object.keys(l.gitUser).length > 0 ? ["git"] : []),
     ...(Object.keys(l.files).length > 0 ? ["files"] : []),
     ...(l.aptDeps.length > 0 ? ["aptDeps"] : []),
     ...(l.services.length + l.patchedServices.length > 0 ? ["systemd"] : []),
@@ -90,7 +95,8 @@ export class Builds {
     readonly buildRows: BuildRows,
     private readonly quotas: Quotas,
     private readonly log: Logger,
-    private readonly opts: { egress: "none" | "internet" },
+    /** `repos`: the mirrors, when the operator allows repositories (else `git.repos` is a 501). */
+    private readonly opts: { egress: "none" | "internet"; repos?: RepoMirrors },
   ) {}
 
   /** `POST /v1/vms/snapshots`: the snapshot of a template or a spec, built or from the cache. */
@@ -107,7 +113,10 @@ export class Builds {
    * down to its sizing) and the build, if one made or cached the snapshot.
    */
   async forCreate(account: Account, body: CreateVmRequest): Promise<{ body: CreateVmRequest; buildId?: string }> {
-    const raw = body as CreateVmRequest & { spec?: unknown; template?: Record<string, unknown> };
+    const { git: rootGit, gitRepos: rootGitRepos, ...withoutGit } = body as CreateVmRequest & { spec?: unknown; template?: Record<string, unknown> };
+    // The create's own `git`/`gitRepos` (`vms.create({gitRepos})`) belong to the layer the VM boots from: the outermost.
+    const git = { ...(rootGit != null ? { git: rootGit } : {}), ...(rootGitRepos != null ? { gitRepos: rootGitRepos } : {}) };
+    const raw: typeof withoutGit = Object.keys(git).length === 0 ? withoutGit : withRootGit(withoutGit, git);
     let layers: BuildLayer[];
     let vm: VmSettings = {};
     if (raw.spec !== undefined && raw.spec !== null) {
@@ -119,7 +128,7 @@ export class Builds {
       ({ vm } = parsed);
       layers = [parsed.layer];
     } else {
-      return { body };
+      return { body: raw };
     }
     if (raw.snapshotId && layers[0]?.snapshotId === undefined) layers[0] = { ...layers[0]!, snapshotId: raw.snapshotId };
     const outer = layers[layers.length - 1]!;
@@ -146,7 +155,8 @@ export class Builds {
       if (base !== undefined) this.rows.ownedSnapshot(account, base);
       if (layer.dockerfile) await this.#assertBaseImage(layer.dockerfile.suite);
       for (const s of layer.services) toServiceSpec(s, undefined); // refused before any VM exists
-      result = await this.#ensureLayer(account, layer, base, i === layers.length - 1 ? name : null).catch((err: unknown) => {
+      const repos = await resolveRepos(this.opts.repos, layer);
+      result = await this.#ensureLayer(account, layer, base, repos, i === layers.length - 1 ? name : null).catch((err: unknown) => {
         throw toApiError(err, badRequest);
       });
       base = result.snapshotId;
@@ -154,8 +164,8 @@ export class Builds {
     return result!;
   }
 
-  #ensureLayer(account: Account, layer: BuildLayer, base: string | undefined, name: string | null): Promise<EnsureResult> {
-    const templateHash = layerHash(layer, base);
+  #ensureLayer(account: Account, layer: BuildLayer, base: string | undefined, repos: ResolvedRepo[], name: string | null): Promise<EnsureResult> {
+    const templateHash = layerHash(layer, base, repos);
     if (!layer.skipCache) {
       const hit = this.buildRows.cached(account.id, templateHash);
       if (hit) return Promise.resolve({ ...hit, templateHash, cached: true });
@@ -163,12 +173,12 @@ export class Builds {
     const key = `${account.id}:${templateHash}`;
     const running = this.#inflight.get(key);
     if (running) return running;
-    const build = this.#build(account, layer, base, templateHash, name).finally(() => this.#inflight.delete(key));
+    const build = this.#build(account, layer, base, repos, templateHash, name).finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, build);
     return build;
   }
 
-  async #build(account: Account, layer: BuildLayer, base: string | undefined, templateHash: string, name: string | null): Promise<EnsureResult> {
+  async #build(account: Account, layer: BuildLayer, base: string | undefined, repos: ResolvedRepo[], templateHash: string, name: string | null): Promise<EnsureResult> {
     const phases = plannedPhases(layer);
     const limits = this.quotas.fullLimits(sizingToLimits(layer.sizing));
     const buildId = this.buildRows.insert(account.id, templateHash, base, phases);
@@ -201,6 +211,7 @@ export class Builds {
       const id = vmId;
       if (layer.dockerfile) await phase("dockerfile", () => this.#dockerfile(id, layer.dockerfile!));
       if (phases.includes("users")) await phase("users", () => this.#users(id, layer));
+      if (phases.includes("git")) await phase("git", async () => ({ log: await gitPhase(this.engine, this.opts.repos, id, layer, repos, async (command, ms) => (await this.#run(id, command, ms)).log), value: undefined }));
       if (phases.includes("files")) await phase("files", () => this.#files(id, layer));
       if (phases.includes("aptDeps")) await phase("aptDeps", () => this.#apt(id, layer.aptDeps));
       if (phases.includes("systemd")) await phase("systemd", () => this.#services(id, layer));
@@ -402,6 +413,7 @@ export class Builds {
    * recorded is left to reconcile, by its intent).
    */
   async recover(): Promise<{ failed: string[]; deletedVms: string[] }> {
+    await this.opts.repos?.recover();
     const failed = this.buildRows.unfinished();
     for (const id of failed) this.buildRows.fail(id, "the server stopped during the build");
     const deletedVms: string[] = [];
@@ -414,6 +426,20 @@ export class Builds {
     if (failed.length + deletedVms.length > 0) this.log.warn({ failed, deletedVms }, "builds: unfinished builds failed and their builder VMs deleted");
     return { failed, deletedVms };
   }
+}
+
+/**
+ * A create's root `git`/`gitRepos` moved into its spec (outermost layer) or template; the same
+ * fields in both places are refused rather than merged.
+ */
+function withRootGit<T extends { spec?: unknown; template?: Record<string, unknown> }>(body: T, git: Record<string, unknown>): T {
+  const into = body.spec !== undefined && body.spec !== null ? "spec" : "template";
+  const layer = (into === "spec" ? body.spec : body.template) ?? {};
+  if (typeof layer !== "object" || Array.isArray(layer)) return body; // the parser names the bad spec
+  for (const k of Object.keys(git)) {
+    if ((layer as Record<string, unknown>)[k] != null) throw new ApiError("CREATE_VM_BAD_REQUEST", `${k} is set both on the create and in its ${into}: send it once`);
+  }
+  return { ...body, [into]: { ...layer, ...git } };
 }
 
 function isStarting(s: ServiceStatus): boolean {

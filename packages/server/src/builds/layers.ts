@@ -6,15 +6,17 @@
  * @module
  */
 import crypto from "node:crypto";
+import path from "node:path";
 import { z } from "zod";
 import { AdditionalFile, GroupSpec, SystemdConfig, UserSpec } from "@capsule/contract/schemas";
 import { ApiError } from "../errors.js";
+import { isValidRev, type ResolvedRepo } from "../repos/mirrors.js";
 import { BASE_IMAGE_ENV, DockerfileSyntaxError, DockerfileUnsupportedError, parseDockerfile, type Dockerfile } from "./dockerfile.js";
 
 /** A Debian package name, optionally `=version` (Debian policy §5.6.1 and §5.6.12). */
 const APT_PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$/;
 /** The most packages, files and users one layer may name. */
-export const LAYER_LIMITS = { aptDeps: 256, files: 1024, accounts: 64 } as const;
+export const LAYER_LIMITS = { aptDeps: 256, files: 1024, accounts: 64, repos: 16 } as const;
 /** Layers one spec may chain through `snapshot`. */
 export const MAX_SPEC_DEPTH = 8;
 
@@ -42,6 +44,34 @@ const LayerFields = z.object({
 });
 type LayerFields = z.infer<typeof LayerFields>;
 
+/** A path a repository is cloned into: absolute, normalized, not `/`. */
+const RepoPath = z.string().refine((p) => p.startsWith("/") && p !== "/" && !p.includes("\0") && path.posix.normalize(p) === p && !p.endsWith("/"), "must be an absolute, normalized path other than /");
+const GitRepo = z
+  .object({
+    repo: z.string().min(1).max(2048),
+    path: RepoPath,
+    rev: z.string().refine(isValidRev, "must be a branch, tag, ref or commit id").nullish(),
+  })
+  .strict();
+/** `git.config`: the client sends `{}` or `{user}`; the VM's system git config gets it. */
+const GitConfig = z
+  .object({
+    user: z
+      .object({ name: z.string().max(1024).nullish(), email: z.string().max(1024).nullish(), signingkey: z.string().max(1024).nullish() })
+      .strict()
+      .nullish(),
+  })
+  .strict();
+const Git = z.object({ config: GitConfig.nullish(), repos: z.array(GitRepo).max(LAYER_LIMITS.repos).nullish() }).strict();
+
+/** One repository to clone: `where` names its field in errors (`template.git.repos[0]`). */
+export interface RepoRequest {
+  repo: string;
+  path: string;
+  rev?: string;
+  where: string;
+}
+
 /** Fields of the VM being created, allowed only where a create sends them (not in an ensure). */
 const VM_FIELDS = ["idleTimeoutSeconds", "waitForReadySignal", "readySignalTimeoutSeconds", "name"] as const;
 const BUILD_FIELD_NAMES = new Set(Object.keys(LayerFields.shape));
@@ -56,6 +86,10 @@ export interface BuildLayer {
   services: NonNullable<SystemdConfig["services"]>;
   patchedServices: NonNullable<SystemdConfig["patchedServices"]>;
   workdir?: string;
+  /** `git.repos` (and the client's deprecated `gitRepos`), before the host resolves them. */
+  repos: RepoRequest[];
+  /** `git.config.user`, written to the VM's system git config. */
+  gitUser: { name?: string; email?: string; signingkey?: string };
   /** `baseImage.dockerfileContent`, parsed: the base image it names and its steps, run first. */
   dockerfile?: Dockerfile;
   discriminator?: string;
@@ -75,8 +109,6 @@ function unsupported(field: string, why: string): ApiError {
 
 /** Why each Freestyle field Capsule does not build is refused. */
 const REFUSED: Record<string, string> = {
-  // The design it waits for is in docs/builds.md (a host-side mirror of operator-allowed URLs).
-  git: "builds do not clone repositories: a builder VM has no internet and nothing of a tenant's runs on the host; put the files in additionalFiles, or clone with runCommands on a server whose VMs have egress",
   ports: "VM ports are reached through the preview proxy, not configured per snapshot",
   persistence: "snapshots and VMs are always persistent",
   template: "nested templates are ensured by the client, one POST per layer",
@@ -89,13 +121,12 @@ const REFUSED: Record<string, string> = {
 function parseLayer(raw: Record<string, unknown>, where: string, vmFields: boolean): { layer: BuildLayer; vm: VmSettings } {
   for (const [key, value] of Object.entries(raw)) {
     if (value === undefined || value === null || key === "snapshot") continue;
-    if (key === "git" && isEmptyGit(value)) continue;
-    if (key === "baseImage") continue;
+    if (key === "git" || key === "gitRepos" || key === "baseImage") continue;
     if (BUILD_FIELD_NAMES.has(key)) continue;
     if (vmFields && (VM_FIELDS as readonly string[]).includes(key)) continue;
     throw unsupported(`${where}.${key}`, REFUSED[key] ?? ((VM_FIELDS as readonly string[]).includes(key) ? "a snapshot carries no VM settings; set it on the create" : "unknown field"));
   }
-  const { git: _git, snapshot: _snapshot, baseImage, ...fields } = raw;
+  const { git, gitRepos, snapshot: _snapshot, baseImage, ...fields } = raw;
   const picked = Object.fromEntries(Object.entries(fields).filter(([k]) => BUILD_FIELD_NAMES.has(k)));
   const parsed = LayerFields.safeParse(picked);
   if (!parsed.success) {
@@ -109,7 +140,31 @@ function parseLayer(raw: Record<string, unknown>, where: string, vmFields: boole
   }
   const dockerfile = baseImage == null ? undefined : parseBaseImage(baseImage, `${where}.baseImage`);
   if (dockerfile && parsed.data.snapshotId) throw new ApiError("VALIDATION_ERROR", `${where}: a layer builds on a baseImage or a snapshotId, not both`);
-  return { layer: { ...toLayer(parsed.data), ...(dockerfile ? { dockerfile } : {}) }, vm };
+  return { layer: { ...toLayer(parsed.data), ...parseGit(git, gitRepos, where), ...(dockerfile ? { dockerfile } : {}) }, vm };
+}
+
+/** `git` (`{config, repos}`) and the deprecated root-level `gitRepos`, which the client sends as the same list. */
+function parseGit(git: unknown, gitRepos: unknown, where: string): Pick<BuildLayer, "repos" | "gitUser"> {
+  const parsed = Git.safeParse(git ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ApiError("VALIDATION_ERROR", `${where}.git.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+  }
+  const legacy = z.array(GitRepo).max(LAYER_LIMITS.repos).nullish().safeParse(gitRepos);
+  if (!legacy.success) {
+    const issue = legacy.error.issues[0];
+    throw new ApiError("VALIDATION_ERROR", `${where}.gitRepos.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+  }
+  const list = [...(parsed.data.repos ?? []).map((r, i) => ({ r, where: `${where}.git.repos[${i}]` })), ...(legacy.data ?? []).map((r, i) => ({ r, where: `${where}.gitRepos[${i}]` }))];
+  if (list.length > LAYER_LIMITS.repos) throw new ApiError("VALIDATION_ERROR", `${where}.git.repos: at most ${LAYER_LIMITS.repos} repositories`);
+  const paths = new Set<string>();
+  for (const { r, where: w } of list) {
+    if ([...paths].some((p) => p === r.path || r.path.startsWith(`${p}/`) || p.startsWith(`${r.path}/`))) throw new ApiError("VALIDATION_ERROR", `${w}.path: ${r.path} overlaps another repository's path`);
+    paths.add(r.path);
+  }
+  const user = parsed.data.config?.user;
+  const gitUser = Object.fromEntries(Object.entries(user ?? {}).filter(([, v]) => typeof v === "string")) as BuildLayer["gitUser"];
+  return { repos: list.map(({ r, where: w }) => ({ repo: r.repo, path: r.path, ...(r.rev ? { rev: r.rev } : {}), where: w })), gitUser };
 }
 
 /** `{dockerfileContent}`: a syntax error is a VALIDATION_ERROR, an instruction outside the subset a 501 naming it. */
@@ -134,6 +189,8 @@ function toLayer(f: LayerFields): BuildLayer {
     files: f.additionalFiles ?? {},
     users: f.users ?? [],
     groups: f.groups ?? [],
+    repos: [],
+    gitUser: {},
     services: f.systemd?.services ?? [],
     patchedServices: f.systemd?.patchedServices ?? [],
     ...(f.workdir ? { workdir: f.workdir } : {}),
@@ -149,7 +206,7 @@ function toLayer(f: LayerFields): BuildLayer {
 
 /** True when the layer changes the disk: an empty one (only a base and sizing) needs no build. */
 export function buildsAnything(l: BuildLayer): boolean {
-  return l.aptDeps.length + Object.keys(l.files).length + l.users.length + l.groups.length + l.services.length + l.patchedServices.length > 0 || l.workdir !== undefined || l.dockerfile !== undefined;
+  return l.aptDeps.length + Object.keys(l.files).length + l.users.length + l.groups.length + l.services.length + l.patchedServices.length + l.repos.length + Object.keys(l.gitUser).length > 0 || l.workdir !== undefined || l.dockerfile !== undefined;
 }
 
 /**
@@ -187,8 +244,11 @@ export function templateLayer(template: Record<string, unknown>, vmFields: boole
 /**
  * The layer's content hash: the canonical JSON of what it builds, on which base, with which
  * discriminator. Sizing and skipCache are left out (they change how it is built, not what).
+ * Repositories count by URL, path and the commit the host resolved their rev to (`resolved`, in
+ * the order of `l.repos`): a new commit on a branch is a new layer.
  */
-export function layerHash(l: BuildLayer, base: string | undefined): string {
+export function layerHash(l: BuildLayer, base: string | undefined, resolved: readonly ResolvedRepo[] = []): string {
+  if (resolved.length !== l.repos.length) throw new Error("layerHash: every repository needs its resolved commit");
   const content = {
     v: 1,
     base: base ?? null,
@@ -203,6 +263,8 @@ export function layerHash(l: BuildLayer, base: string | undefined): string {
     // Left out when absent (canonicalJson drops undefined): the hashes of earlier layers stay.
     // Line numbers are not content: a comment added above does not rebuild.
     dockerfile: l.dockerfile && { suite: l.dockerfile.suite, steps: l.dockerfile.steps.map(({ line: _line, ...step }) => step) },
+    repos: l.repos.length > 0 ? l.repos.map((r, i) => ({ url: resolved[i]!.url, path: r.path, commit: resolved[i]!.commit })) : undefined,
+    gitUser: Object.keys(l.gitUser).length > 0 ? l.gitUser : undefined,
   };
   return crypto.createHash("sha256").update(canonicalJson(content)).digest("hex");
 }
@@ -217,12 +279,4 @@ export function canonicalJson(v: unknown): string {
     return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
   }
   return JSON.stringify(v);
-}
-
-function isEmptyGit(git: unknown): boolean {
-  if (typeof git !== "object" || git === null) return false;
-  const g = git as { config?: unknown; repos?: unknown };
-  const emptyConfig = g.config == null || (typeof g.config === "object" && Object.keys(g.config).length === 0);
-  const noRepos = g.repos == null || (Array.isArray(g.repos) && g.repos.length === 0);
-  return emptyConfig && noRepos;
 }

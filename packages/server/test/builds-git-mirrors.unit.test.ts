@@ -1,0 +1,117 @@
+/**
+ * The host's repository mirrors (repos/) without sandboxes, against scratch repos served on
+ * 127.0.0.1: which URLs the policy allows, revs resolved to commits (HEAD, branch, tag, an
+ * abbreviated id), a new commit seen at once, a full id the mirror has answered with no network,
+ * an unreachable URL and a missing rev refused with nothing left, and no hook or config of the
+ * host's environment run by the host's git.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { ApiError } from "../src/errors.js";
+import { resolveRepos } from "../src/builds/git-phase.js";
+import { templateLayer } from "../src/builds/layers.js";
+import { RepoMirrors } from "../src/repos/mirrors.js";
+import { RepoPolicy } from "../src/repos/policy.js";
+import { deadPort, startGitServer, type GitServer } from "./builds-git-support.js";
+
+async function refusal(p: Promise<unknown>): Promise<ApiError> {
+  const err = await p.then(() => assert.fail("it was accepted"), (e: unknown) => e);
+  assert.ok(err instanceof ApiError, String(err));
+  return err;
+}
+
+describe("repository mirrors", () => {
+  let gs: GitServer;
+  let dir: string;
+  before(async () => {
+    gs = await startGitServer();
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-mirrors-"));
+  });
+  after(async () => {
+    await gs.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it("the policy allows URLs under a prefix by whole segments, normalized, http(s) only, no credentials", () => {
+    const p = new RepoPolicy(["https://git.example/team", "http://127.0.0.1:9/"]);
+    assert.deepEqual(p.schemes, ["https", "http"]);
+    assert.equal(p.allowed("https://git.example/team/app.git"), "https://git.example/team/app.git");
+    assert.equal(p.allowed("HTTPS://GIT.EXAMPLE:443/team/app"), "https://git.example/team/app");
+    for (const bad of ["https://git.example/team-evil/app", "https://git.example/team/../other/app", "https://u:p@git.example/team/app", "https://git.example/team/app?x=1", "ssh://git.example/team/app", "ext::sh -c id", "repo_abc123", "file:///etc"]) {
+      assert.equal(p.allowed(bad), undefined, bad);
+    }
+    assert.throws(() => new RepoPolicy(["git://x/"]), /repoPrefixes/);
+  });
+
+  it("resolves HEAD, a branch, a tag and an abbreviated commit; a new commit is seen; a known full id needs no network", async () => {
+    const url = await gs.create("app", { "README.md": "one\n" });
+    const m = new RepoMirrors(dir, new RepoPolicy([gs.url]));
+    await m.recover();
+    const first = gs.head("app");
+    assert.deepEqual(await m.resolve(url, undefined, "t"), { url, commit: first, branch: "main" });
+    const second = await gs.commit("app", { "README.md": "two\n" });
+    assert.deepEqual(await m.resolve(url, "main", "t"), { url, commit: second, branch: "main" });
+    const dev = await gs.commit("app", { "dev.txt": "d\n" }, "dev");
+    execFileSync("git", ["--git-dir", path.join(gs.root, "app.git"), "tag", "-a", "-m", "v1", "v1", first], { env: { PATH: process.env.PATH, GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" } });
+    assert.equal((await m.resolve(url, "dev", "t")).commit, dev);
+    assert.deepEqual(await m.resolve(url, "v1", "t"), { url, commit: first }, "an annotated tag is its commit");
+    assert.equal((await m.resolve(url, first.slice(0, 10), "t")).commit, first, "an abbreviated id of a commit in the history");
+    const before = gs.requests;
+    assert.deepEqual(await m.resolve(url, first, "t"), { url, commit: first });
+    assert.equal(gs.requests, before, "a full id the mirror has asks nothing of the remote");
+    const missing = await refusal(m.resolve(url, "no-such-branch", "template.git.repos[0]"));
+    assert.deepEqual([missing.code, missing.message.startsWith("template.git.repos[0]: no branch, tag or ref no-such-branch")], ["VALIDATION_ERROR", true]);
+    assert.equal((await refusal(m.resolve(url, "abcdef1234", "t"))).code, "VALIDATION_ERROR", "an id in no branch or tag");
+  });
+
+  it("with no prefixes git.repos is a 501 naming the field and how to enable it; another URL is a 403 naming it", async () => {
+    const { layer } = templateLayer({ git: { config: {}, repos: [{ repo: "https://git.example/a", path: "/app" }] } }, false);
+    const off = await refusal(resolveRepos(undefined, layer));
+    assert.deepEqual([off.status, off.code, off.extra.unsupported], [501, "BAD_REQUEST", true]);
+    assert.match(off.message, /^template\.git\.repos is not supported by this server: .*--allow-repo/);
+    const other = await refusal(resolveRepos(new RepoMirrors(dir, new RepoPolicy(["https://git.example/b"])), layer));
+    assert.deepEqual([other.status, other.code, other.extra.reason], [403, "FORBIDDEN", "REPO_NOT_ALLOWED"]);
+    assert.match(other.message, /^template\.git\.repos\[0\]\.repo: https:\/\/git\.example\/a is not a repository this server may clone/);
+  });
+
+  it("an unreachable URL is SERVICE_UNAVAILABLE (REPO_UNREACHABLE) and leaves no mirror", async () => {
+    const port = await deadPort();
+    const url = `http://127.0.0.1:${port}/gone.git`;
+    const m = new RepoMirrors(dir, new RepoPolicy([`http://127.0.0.1:${port}/`]));
+    const before = await fs.readdir(dir);
+    const err = await refusal(m.resolve(url, undefined, "template.git.repos[0]"));
+    assert.deepEqual([err.code, err.status, err.extra.reason], ["SERVICE_UNAVAILABLE", 503, "REPO_UNREACHABLE"]);
+    assert.match(err.message, new RegExp(`cannot fetch ${url}`));
+    assert.deepEqual(await fs.readdir(dir), before);
+  });
+
+  it("the host's git ignores hooks and filters from the environment's config; the mirror is bare", async () => {
+    const marker = path.join(dir, "ran");
+    const hooks = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-hooks-"));
+    const cfg = path.join(hooks, "gitconfig");
+    try {
+      for (const h of ["reference-transaction", "post-checkout", "pre-auto-gc", "post-index-change"]) await fs.writeFile(path.join(hooks, h), `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+      await fs.writeFile(cfg, `[core]\n\thooksPath = ${hooks}\n[filter "evil"]\n\tsmudge = touch ${marker}\n\tclean = touch ${marker}\n`);
+      const url = await gs.create("hooked", { ".gitattributes": "* filter=evil\n", "hooks/post-checkout": `#!/bin/sh\ntouch ${marker}\n`, "a.txt": "a\n" });
+      const saved = { ...process.env };
+      Object.assign(process.env, { GIT_CONFIG_GLOBAL: cfg, GIT_CONFIG_PARAMETERS: `'core.hooksPath'='${hooks}'` });
+      try {
+        const m = new RepoMirrors(dir, new RepoPolicy([gs.url]));
+        const r = await m.resolve(url, undefined, "t");
+        await m.bundle(url, r.commit, path.join(dir, "b.tmp-1"));
+        await fs.rm(path.join(dir, "b.tmp-1"));
+      } finally {
+        process.env = saved;
+      }
+      await assert.rejects(fs.access(marker), "no hook or filter ran on the host");
+      const mirror = (await fs.readdir(dir)).find((n) => n.endsWith(".git") && execFileSync("git", ["--git-dir", path.join(dir, n), "rev-parse", "--is-bare-repository"], { encoding: "utf8" }).trim() === "true");
+      assert.ok(mirror, "the mirror is a bare repository");
+    } finally {
+      await fs.rm(hooks, { recursive: true, force: true });
+    }
+  });
+});
