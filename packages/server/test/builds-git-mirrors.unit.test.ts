@@ -2,7 +2,8 @@
  * The host's repository mirrors (repos/) without sandboxes, against scratch repos served on
  * 127.0.0.1: which URLs the policy allows, revs resolved to commits (HEAD, branch, tag, an
  * abbreviated id), a new commit seen at once, a full id the mirror has answered with no network,
- * an unreachable URL and a missing rev refused with nothing left, and no hook or config of the
+ * an unreachable URL, a missing rev and a fetch past the size bound refused with nothing left
+ * (no mirror, whole or partial), and no hook or config of the
  * host's environment run by the host's git.
  */
 import assert from "node:assert/strict";
@@ -14,7 +15,8 @@ import { after, before, describe, it } from "node:test";
 import { ApiError } from "../src/errors.js";
 import { resolveRepos } from "../src/builds/git-phase.js";
 import { templateLayer } from "../src/builds/layers.js";
-import { RepoMirrors } from "../src/repos/mirrors.js";
+import crypto from "node:crypto";
+import { REPO_LIMITS, RepoMirrors } from "../src/repos/mirrors.js";
 import { RepoPolicy } from "../src/repos/policy.js";
 import { deadPort, startGitServer, type GitServer } from "./builds-git-support.js";
 
@@ -87,6 +89,23 @@ describe("repository mirrors", () => {
     assert.deepEqual([err.code, err.status, err.extra.reason], ["SERVICE_UNAVAILABLE", 503, "REPO_UNREACHABLE"]);
     assert.match(err.message, new RegExp(`cannot fetch ${url}`));
     assert.deepEqual(await fs.readdir(dir), before);
+  });
+
+  it("a fetch past the size bound fails and leaves no mirror, first fetch or later", async () => {
+    const m = new RepoMirrors(dir, new RepoPolicy([gs.url]), { ...REPO_LIMITS, mirrorBytes: 64 * 1024 });
+    const big = { "blob.bin": crypto.randomBytes(256 * 1024).toString("base64") };
+    const before = await fs.readdir(dir);
+    const url = await gs.create("big", big);
+    const err = await refusal(m.resolve(url, undefined, "t"));
+    assert.deepEqual([err.code, err.extra.reason], ["SERVICE_UNAVAILABLE", "REPO_UNREACHABLE"]);
+    assert.match(err.message, /larger than 65536 bytes/);
+    assert.deepEqual(await fs.readdir(dir), before, "no mirror, not even a temporary one");
+    const small = await gs.create("grows", { "a.txt": "a\n" });
+    await m.resolve(small, undefined, "t");
+    const withMirror = await fs.readdir(dir);
+    await gs.commit("grows", big);
+    assert.match((await refusal(m.resolve(small, undefined, "t"))).message, /larger than/);
+    assert.deepEqual((await fs.readdir(dir)).length, withMirror.length - 1, "the mirror that grew past the bound is gone whole");
   });
 
   it("the host's git ignores hooks and filters from the environment's config; the mirror is bare", async () => {

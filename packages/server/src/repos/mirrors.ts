@@ -7,7 +7,8 @@
  *
  * A mirror is made whole or not at all: the first fetch goes into a temporary dir renamed into
  * place only on success, and a later fetch that fails (a timeout, the size bound) leaves the refs
- * as they were (git updates them only after the pack is in) and its partial pack is removed.
+ * as they were (git updates them only after the pack is in) and its partial pack is removed; a
+ * mirror that grew past the size bound is removed whole.
  * One operation per URL runs at a time.
  *
  * Git runs as root: the data dir is root-only (0700, enforced by the engine on every open) and
@@ -38,6 +39,8 @@ export const REPO_LIMITS = {
   bundleMs: 5 * 60_000,
 } as const;
 
+export type RepoLimits = { readonly [K in keyof typeof REPO_LIMITS]: number };
+
 /** A rev the host can resolve: a ref name git accepts, or a (possibly abbreviated) commit id. */
 const REV_RE = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._/+-]{1,255}(?<![./])$/;
 const COMMIT_RE = /^[0-9a-f]{4,40}$/i;
@@ -60,6 +63,7 @@ export class RepoMirrors {
   constructor(
     readonly root: string,
     readonly policy: RepoPolicy,
+    private readonly limits: RepoLimits = REPO_LIMITS,
   ) {}
 
   /** At start-up: the mirrors' dir, with what a crash left half-made (a first fetch's dir, a bundle) removed. */
@@ -101,11 +105,11 @@ export class RepoMirrors {
     return this.#locked(url, async () => {
       const gitDir = this.#dir(url);
       const ref = `refs/capsule/pin/${commit}`;
-      await runGit(["update-ref", ref, commit], { gitDir, timeoutMs: REPO_LIMITS.localMs });
+      await runGit(["update-ref", ref, commit], { gitDir, timeoutMs: this.limits.localMs });
       try {
-        await runGit(["bundle", "create", "-q", file, ref], { gitDir, timeoutMs: REPO_LIMITS.bundleMs });
+        await runGit(["bundle", "create", "-q", file, ref], { gitDir, timeoutMs: this.limits.bundleMs });
       } finally {
-        await runGit(["update-ref", "-d", ref], { gitDir, timeoutMs: REPO_LIMITS.localMs });
+        await runGit(["update-ref", "-d", ref], { gitDir, timeoutMs: this.limits.localMs });
       }
       return ref;
     });
@@ -118,7 +122,7 @@ export class RepoMirrors {
   async #lsRemote(url: string, where: string): Promise<Map<string, string>> {
     let out: string;
     try {
-      out = await runGit(["ls-remote", "--symref", "--", url], { timeoutMs: REPO_LIMITS.lsRemoteMs, schemes: this.policy.schemes });
+      out = await runGit(["ls-remote", "--symref", "--", url], { timeoutMs: this.limits.lsRemoteMs, schemes: this.policy.schemes });
     } catch (err) {
       throw unreachable(url, where, err);
     }
@@ -140,30 +144,35 @@ export class RepoMirrors {
   async #fetch(url: string, dir: string, where: string): Promise<void> {
     const exists = await fs.access(dir).then(() => true, () => false);
     const target = exists ? dir : `${dir}.tmp-${crypto.randomBytes(6).toString("hex")}`;
+    const tooLarge = `the repository is larger than ${this.limits.mirrorBytes} bytes`;
     try {
-      if (!exists) await runGit(["init", "--bare", "-q", target], { timeoutMs: REPO_LIMITS.localMs });
+      if (!exists) await runGit(["init", "--bare", "-q", target], { timeoutMs: this.limits.localMs });
       await runGit(["fetch", "--prune", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], {
         gitDir: target,
-        timeoutMs: REPO_LIMITS.fetchMs,
+        timeoutMs: this.limits.fetchMs,
         schemes: this.policy.schemes,
-        watchEveryMs: REPO_LIMITS.sizeCheckMs,
-        watch: async () => ((await dirBytes(target)) > REPO_LIMITS.mirrorBytes ? `the repository is larger than ${REPO_LIMITS.mirrorBytes} bytes` : undefined),
+        watchEveryMs: this.limits.sizeCheckMs,
+        watch: async () => ((await dirBytes(target)) > this.limits.mirrorBytes ? tooLarge : undefined),
       });
+      // A fetch quicker than one size check is measured once more at its end.
+      if ((await dirBytes(target)) > this.limits.mirrorBytes) throw new GitError(tooLarge, "", false);
       if (!exists) await fs.rename(target, dir);
     } catch (err) {
-      if (exists) await removePartialPacks(dir);
-      else await fs.rm(target, { recursive: true, force: true });
+      // A mirror past the bound goes whole (its refs may already name what was fetched); any
+      // other failure left the refs as they were, and only its partial packs go.
+      if (!exists || (err instanceof GitError && err.message === tooLarge)) await fs.rm(target, { recursive: true, force: true });
+      else await removePartialPacks(dir);
       throw unreachable(url, where, err);
     }
   }
 
   async #hasCommit(gitDir: string, commit: string): Promise<boolean> {
     if (!(await fs.access(gitDir).then(() => true, () => false))) return false;
-    return runGit(["cat-file", "-e", `${commit}^{commit}`], { gitDir, timeoutMs: REPO_LIMITS.localMs }).then(() => true, () => false);
+    return runGit(["cat-file", "-e", `${commit}^{commit}`], { gitDir, timeoutMs: this.limits.localMs }).then(() => true, () => false);
   }
 
   async #revParse(gitDir: string, rev: string): Promise<string | undefined> {
-    const out = await runGit(["rev-parse", "-q", "--verify", "--end-of-options", `${rev}^{commit}`], { gitDir, timeoutMs: REPO_LIMITS.localMs }).catch(() => "");
+    const out = await runGit(["rev-parse", "-q", "--verify", "--end-of-options", `${rev}^{commit}`], { gitDir, timeoutMs: this.limits.localMs }).catch(() => "");
     return FULL_COMMIT_RE.test(out.trim()) ? out.trim() : undefined;
   }
 
