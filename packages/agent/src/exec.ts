@@ -23,15 +23,17 @@ export function killRunningCommands(): void {
  */
 export async function runExec(conn: Conn, req: ExecRequest): Promise<void> {
   const user = await resolveUser(req.user);
-  const [cwd, base] = await Promise.all([resolveCwd(user, req.cwd), vmEnv(), assertRunnable(SHELL, "/", undefined)]);
+  const [cwd, base] = await Promise.all([resolveCwd(user, req.cwd), vmEnv()]);
   const env = userEnv(user, { ...base, ...req.env });
   const argv = [SHELL, "-c", req.command];
   // The fork server starts a command in a few ms; Node's own spawn (a fork of this big process)
-  // costs 60-110 ms under gVisor and is the fallback.
+  // costs 60-110 ms under gVisor and is the fallback. The fork server reports a missing shell
+  // itself (SPAWN_FAILED, from its exec's ENOENT), so only the fallback checks for it first.
   const fast = zygoteSpawn(user, argv, env, cwd);
   let child: Spawned | ChildProcessWithoutNullStreams;
   if (fast) child = await fast;
   else {
+    await assertRunnable(SHELL, "/", undefined);
     const { file, args } = helperCommand(user, argv);
     child = spawn(file, args, { cwd, env, detached: true, stdio: "pipe" });
     child.on("error", (err: NodeJS.ErrnoException) =>
