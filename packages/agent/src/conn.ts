@@ -13,6 +13,7 @@ import {
 } from "@capsule/agent-protocol";
 import { badRequest, toAgentError } from "./errors.js";
 import { log } from "./log.js";
+import { withLargeReads } from "./socket-reads.js";
 
 /** A host that connects and never sends its request must not hold a descriptor forever. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -45,7 +46,9 @@ export class Conn {
   readonly #requestTimer: NodeJS.Timeout;
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
 
-  constructor(sock: net.Socket, onRequest: RequestHandler) {
+  /** `accepted`: a connection a net.Server just accepted (its reads are made larger) or any other socket. */
+  constructor(accepted: net.Socket, onRequest: RequestHandler) {
+    const sock = withLargeReads(accepted);
     this.#sock = sock;
     this.#onRequest = onRequest;
     this.#requestTimer = setTimeout(() => this.fail(badRequest("no request received")), REQUEST_TIMEOUT_MS);
