@@ -90,6 +90,12 @@ export const AGENT_DEADLINES = {
   tunnelReplyMs: 8_000,
 } as const;
 
+/**
+ * Upload bytes held for the agent's socket, beyond what its kernel buffer took, before the
+ * upload's source is paused: two frames, so the agent never waits for the host to refill.
+ */
+const UPLOAD_WINDOW = 2 * MAX_FRAME_PAYLOAD;
+
 /** The largest reply to tcp.connect: `ok`, or an error with a short message. */
 const MAX_TUNNEL_REPLY_BYTES = 4096;
 
@@ -232,7 +238,8 @@ export class AgentConn extends EventEmitter {
   async sendData(data: Buffer, drainMs?: number): Promise<void> {
     for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) {
       if (this.#closed) throw this.closeError("agent connection closed");
-      const ok = this.#writeFrame(FrameType.Stdin, data.subarray(off, off + MAX_FRAME_PAYLOAD));
+      const payload = data.subarray(off, off + MAX_FRAME_PAYLOAD);
+      const ok = this.#writeFrame(FrameType.Stdin, [payload], payload.length);
       if (ok) continue;
       const cancel = drainMs === undefined ? undefined : this.deadline(drainMs, `the VM's agent took no data for ${drainMs} ms`);
       await new Promise<void>((r) => {
@@ -248,13 +255,106 @@ export class AgentConn extends EventEmitter {
     }
   }
 
-  /** Header and payload go out in one writev: the payload (up to 1 MiB) is not copied to join them. */
-  #writeFrame(type: FrameType, payload: Buffer): boolean {
+  /**
+   * Sends `source` as Stdin frames, joining the chunks that arrive together (an HTTP body comes
+   * as the TCP socket's reads, 64 KiB or less) into frames of up to {@link MAX_FRAME_PAYLOAD}:
+   * every frame costs the agent a header and a piece to handle, inside the VM, whose CPU is what
+   * an upload waits on. Chunks are not copied: a frame's header and its chunks go out in one
+   * writev. At most one frame is gathered; a partial one goes out once the source has nothing
+   * more at hand (after the event loop's current turn). Past {@link UPLOAD_WINDOW} bytes queued
+   * for the socket the source is paused (an HTTP body's client with it) until half of them went
+   * out, so the agent always has the next bytes at hand; with `drainMs`, an agent that takes
+   * nothing for that long fails the connection (AGENT_TIMEOUT). Resolves at the source's end,
+   * once its last frame is queued.
+   */
+  sendStream(source: Readable, drainMs?: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let gathered = 0;
+      let flushQueued = false;
+      let cancelWait: (() => void) | undefined;
+      let ended = false;
+      let settled = false;
+      const onClose = () => settle(this.closeError("agent connection closed"));
+      const settle = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        cancelWait?.();
+        source.off("data", onData).off("end", onEnd).off("error", settle);
+        this.#sock.off("close", onClose);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      /** A frame went out to the kernel: a paused source resumes once half the window is free. */
+      const onWritten = () => {
+        if (settled || !cancelWait || this.#sock.destroyed || this.#sock.writableLength > UPLOAD_WINDOW / 2) return;
+        cancelWait();
+        cancelWait = undefined;
+        if (ended) flush();
+        else source.resume();
+      };
+      const sendGathered = () => {
+        while (gathered > 0) {
+          const frame: Buffer[] = [];
+          for (let left = Math.min(gathered, MAX_FRAME_PAYLOAD); left > 0; ) {
+            const part = parts[0] as Buffer;
+            if (part.length <= left) {
+              frame.push(part);
+              parts.shift();
+              left -= part.length;
+            } else {
+              frame.push(part.subarray(0, left));
+              parts[0] = part.subarray(left);
+              left = 0;
+            }
+          }
+          const bytes = frame.reduce((n, b) => n + b.length, 0);
+          gathered -= bytes;
+          this.#writeFrame(FrameType.Stdin, frame, bytes, onWritten);
+        }
+      };
+      const flush = () => {
+        flushQueued = false;
+        if (cancelWait || settled) return;
+        sendGathered();
+        if (this.#sock.writableLength <= UPLOAD_WINDOW) {
+          if (ended) settle();
+          return;
+        }
+        source.pause();
+        cancelWait = drainMs === undefined ? () => undefined : this.deadline(drainMs, `the VM's agent took no data for ${drainMs} ms`);
+      };
+      const onData = (chunk: Buffer | Uint8Array | string) => {
+        const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+        parts.push(buf);
+        gathered += buf.length;
+        if (gathered >= MAX_FRAME_PAYLOAD) flush();
+        else if (!flushQueued) {
+          flushQueued = true;
+          setImmediate(flush);
+        }
+      };
+      const onEnd = () => {
+        ended = true;
+        if (!flushQueued) flush();
+      };
+      if (this.#closed) return onClose();
+      this.#sock.once("close", onClose);
+      source.on("data", onData).once("end", onEnd).once("error", settle);
+    });
+  }
+
+  /**
+   * Header and payload go out in one writev: the payload (up to 1 MiB, in parts) is not copied to
+   * join them. `onWritten` runs once the kernel has taken the frame (or the write failed).
+   */
+  #writeFrame(type: FrameType, parts: Buffer[], length: number, onWritten?: () => void): boolean {
     const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-    writeFrameHeader(header, type, payload.length);
+    writeFrameHeader(header, type, length);
     this.#sock.cork();
     this.#sock.write(header);
-    const ok = this.#sock.write(payload);
+    let ok = true;
+    parts.forEach((part, i) => (ok = this.#sock.write(part, i === parts.length - 1 ? onWritten : undefined)));
     this.#sock.uncork();
     return ok;
   }
@@ -479,7 +579,7 @@ export class AgentClient {
       // The agent writes what it gets to a file, so it always drains unless it is broken.
       const drainMs = AGENT_DEADLINES.replyMs;
       if (Buffer.isBuffer(source)) await conn.sendData(source, drainMs);
-      else for await (const chunk of source) await conn.sendData(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array), drainMs);
+      else await conn.sendStream(source, drainMs);
       conn.sendEof();
       const cancel = conn.deadline(AGENT_DEADLINES.replyMs, `the VM's agent did not confirm fs.write within ${AGENT_DEADLINES.replyMs} ms of the upload's end`);
       conn.once("json", cancel);
