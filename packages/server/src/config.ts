@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_QUOTAS, defaultAdmission, type AccountQuotas, type AdmissionConfig } from "./quotas.js";
 import { isHostname } from "./preview/host.js";
+import { normalizeRepoUrl } from "./repos/policy.js";
 import { DEFAULT_POOL, type PoolConfig } from "./vms/pool.js";
 
 export interface ServerConfig {
@@ -148,6 +149,13 @@ function names(v: string | undefined): string[] | undefined {
   return v.split(",").map((s) => s.trim());
 }
 
+/** A repository URL prefix, normalized; a bad one stops the server before anything opens. */
+function repoPrefix(v: string): string {
+  const url = normalizeRepoUrl(v);
+  if (url === undefined) throw new Error(`repoPrefixes: expected an http(s) URL without credentials, query or fragment, got ${JSON.stringify(v)}`);
+  return url;
+}
+
 function idle(v: string | undefined): number | null | undefined {
   if (v === "none" || v === "null") return null;
   return num(v);
@@ -178,7 +186,7 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     previewDomain: previewDomain(pick("previewDomain", env.CAPSULE_PREVIEW_DOMAIN, "localhost")),
     domainSuffixes: pick("domainSuffixes", names(env.CAPSULE_DOMAIN_SUFFIXES), []).map(previewDomain),
     apiHostnames: pick("apiHostnames", names(env.CAPSULE_API_HOSTNAMES), []).map(previewDomain),
-    repoPrefixes: pick("repoPrefixes", names(env.CAPSULE_REPO_PREFIXES), []),
+    repoPrefixes: pick("repoPrefixes", names(env.CAPSULE_REPO_PREFIXES), []).map(repoPrefix),
     pool: section<PoolConfig>("pool", DEFAULT_POOL, { zero: true, integer: true }, fromFile.pool as Record<string, unknown> | undefined, jsonObject("CAPSULE_POOL", env.CAPSULE_POOL), opts.pool as Record<string, unknown> | undefined),
   };
 }

@@ -12,6 +12,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { resolveConfig } from "../src/config.js";
 import { ApiError } from "../src/errors.js";
 import { resolveRepos } from "../src/builds/git-phase.js";
 import { templateLayer } from "../src/builds/layers.js";
@@ -68,6 +69,14 @@ describe("repository mirrors", () => {
     const missing = await refusal(m.resolve(url, "no-such-branch", "template.git.repos[0]"));
     assert.deepEqual([missing.code, missing.message.startsWith("template.git.repos[0]: no branch, tag or ref no-such-branch")], ["VALIDATION_ERROR", true]);
     assert.equal((await refusal(m.resolve(url, "abcdef1234", "t"))).code, "VALIDATION_ERROR", "an id in no branch or tag");
+  });
+
+  it("the server's repoPrefixes come from CAPSULE_REPO_PREFIXES (normalized), none by default; a bad one stops the start", () => {
+    const at = { dataDir: dir };
+    assert.deepEqual(resolveConfig(at, {}).repoPrefixes, []);
+    assert.deepEqual(resolveConfig(at, { CAPSULE_REPO_PREFIXES: "HTTPS://Git.Example/team, http://127.0.0.1:9/" }).repoPrefixes, ["https://git.example/team", "http://127.0.0.1:9/"]);
+    assert.deepEqual(resolveConfig({ ...at, repoPrefixes: ["https://a.example/"] }, { CAPSULE_REPO_PREFIXES: "https://b.example/" }).repoPrefixes, ["https://a.example/"], "the option wins");
+    assert.throws(() => resolveConfig(at, { CAPSULE_REPO_PREFIXES: "ssh://git.example/" }), /repoPrefixes: expected an http\(s\) URL/);
   });
 
   it("with no prefixes git.repos is a 501 naming the field and how to enable it; another URL is a 403 naming it", async () => {
