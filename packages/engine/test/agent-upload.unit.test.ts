@@ -2,7 +2,9 @@
  * The host half of a streamed upload (`AgentConn.sendStream`) against an agent played by a unix
  * socket in this process: small source chunks go out joined into frames of at most
  * MAX_FRAME_PAYLOAD, byte for byte; an agent that stops reading pauses the source after a bounded
- * amount (the host's upload window), and one that takes nothing for the drain deadline fails the upload with AGENT_TIMEOUT.
+ * amount (the host's upload window), and one that takes nothing for the drain deadline fails the
+ * upload with AGENT_TIMEOUT; a source destroyed before its end, or failed before the upload
+ * began, fails the upload.
  */
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
@@ -95,6 +97,26 @@ describe("a streamed upload's frames and backpressure", () => {
     assert.ok(sizes.every((n) => n > 0 && n <= MAX_FRAME_PAYLOAD));
     // The source had every chunk at hand, so the frames are full ones, not one per chunk.
     assert.ok(sizes.length <= Math.ceil(data.length / MAX_FRAME_PAYLOAD) + 1, `${sizes.length} frames`);
+  });
+
+  it("a source destroyed without an error fails the upload instead of waiting for its end", async () => {
+    onPeer = (sock) => sock.resume();
+    const conn = await connect();
+    const { source } = counted(100_000);
+    setTimeout(() => source.destroy(), 50);
+    await assert.rejects(conn.sendStream(source, 5000), /Premature close/);
+    conn.close();
+  });
+
+  it("a source that failed before the upload began fails it at once", async () => {
+    onPeer = (sock) => sock.resume();
+    const conn = await connect();
+    const { source } = counted(1);
+    source.on("error", () => undefined); // as a pipeline() does for its streams
+    source.destroy(new Error("over the chunk limit"));
+    await new Promise((resolve) => setImmediate(resolve));
+    await assert.rejects(conn.sendStream(source, 5000), /over the chunk limit/);
+    conn.close();
   });
 
   it("an agent that reads nothing pauses the source, then fails the upload at the drain deadline", async () => {

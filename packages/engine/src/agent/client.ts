@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import net from "node:net";
 import { EventEmitter } from "node:events";
-import { PassThrough, Readable, Writable } from "node:stream";
+import { finished, PassThrough, Readable, Writable } from "node:stream";
 import {
   AGENT_PROTOCOL_VERSION,
   FRAME_HEADER_BYTES,
@@ -280,7 +280,8 @@ export class AgentConn extends EventEmitter {
         if (settled) return;
         settled = true;
         cancelWait?.();
-        source.off("data", onData).off("end", onEnd).off("error", settle);
+        source.off("data", onData);
+        stopWatching();
         this.#sock.off("close", onClose);
         if (err === undefined) resolve();
         else reject(err);
@@ -338,9 +339,12 @@ export class AgentConn extends EventEmitter {
         ended = true;
         if (!flushQueued) flush();
       };
+      // finished() also reports a source that failed or was destroyed before we got here (a
+      // metered body over its limit), and one destroyed without an error, which never ends.
+      const stopWatching = finished(source, { writable: false }, (err) => (err ? settle(err) : onEnd()));
       if (this.#closed) return onClose();
       this.#sock.once("close", onClose);
-      source.on("data", onData).once("end", onEnd).once("error", settle);
+      source.on("data", onData);
     });
   }
 
