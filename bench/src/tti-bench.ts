@@ -15,6 +15,7 @@
  * Mode `snapshot` (not ComputeSDK's): create from a snapshot booted before (so it has a warm VM,
  * waited for before each iteration) -> the first command's result, which must show the snapshot's
  * file; raw runsc's row is `runsc run` + one `runsc exec` of the base image, for reference.
+ * Env CAPSULE_AGENT_BUNDLE: the agent bundle dir (default <data>/agent).
  * Needs root and a set-up host (scripts/setup.sh). Leaves nothing behind, also after a failure
  * or Ctrl-C.
  */
@@ -32,7 +33,8 @@ import { pssKiB, vmProcesses } from "./vm-procs.js";
 
 const DATA = process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule";
 const IMAGES = path.join(DATA, "images");
-const AGENT = path.join(DATA, "agent");
+/** The guest agent bundle (env CAPSULE_AGENT_BUNDLE, as the tests and the other benches take it). */
+const AGENT = process.env.CAPSULE_AGENT_BUNDLE ?? path.join(DATA, "agent");
 const ROOTFS = path.join(IMAGES, "trixie", "rootfs");
 
 const MARKER = "/tmp/.bench_ephemeral_check";
@@ -172,7 +174,9 @@ function rawTarget(raw: RawRunsc): Target {
   return {
     name: "raw",
     async create() {
-      const id = `tti-${process.pid}-${next++}`;
+      // runsc takes a unique prefix of an id for the id, and this one refuses an exact match
+      // that is also a prefix ("tti-1-3" of "tti-1-30": ambiguous): the suffix keeps ids apart.
+      const id = `tti-${process.pid}-${next++}-raw`;
       await raw.start(id);
       return {
         exec: (command) =>
@@ -637,6 +641,15 @@ function printTable(modes: Partial<Record<Mode, ModeResult>>, pool: string): voi
 
 // ---------------------------------------------------------------- main
 
+/** The server's default CPU overcommit (packages/server/src/quotas.ts). */
+const DEFAULT_CPU_OVERCOMMIT = 16;
+
+/** A host CPU overcommit with room for the largest wave's VMs plus a full pool of one-vCPU VMs. */
+function cpuOvercommit(): number {
+  const vms = Math.max(opts.burst, opts.iterations) + (opts.pool ?? 0);
+  return Math.max(DEFAULT_CPU_OVERCOMMIT, Math.ceil(vms / os.cpus().length));
+}
+
 async function main(): Promise<void> {
   await preflight();
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-tti-bench-"));
@@ -661,9 +674,10 @@ async function main(): Promise<void> {
       logLevel: "warn",
       // One account holds a whole burst here. gVisor reserves no memory for a VM's limit, so the
       // host's capacity is counted with a memory overcommit of 8 (2 by default), room for a burst
-      // of 50 default VMs on a 24 GiB host; the CPU overcommit stays.
+      // of 50 default VMs on a 24 GiB host. The CPU overcommit (16 by default: 32 one-vCPU VMs on
+      // 2 cores) grows to hold the burst's VMs and a full pool refilling behind them.
       quotas: { vms: null, runningVms: null, concurrentExecs: null },
-      admission: { memoryOvercommit: 8 },
+      admission: { memoryOvercommit: 8, cpuOvercommit: cpuOvercommit() },
       // --pool N: N warm VMs, bounded by the host's admission only (not the pool's memory budget).
       ...(opts.pool === undefined ? {} : { pool: opts.pool > 0 ? { size: opts.pool, maxMemoryMb: 1 << 30, bootConcurrency: 2 } : { size: 0, hotSize: 0 } }),
     };
