@@ -51,7 +51,8 @@ wait_listening() {
 stop_pidfile() {
   local pid
   pid=$(cat "$1" 2>/dev/null || true)
-  if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"; then
+  # The braces take the shell's own "no such file" for the redirect of a pid that is gone.
+  if [[ $pid =~ ^[0-9]+$ ]] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$2"; then
     kill "$pid"
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
