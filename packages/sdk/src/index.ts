@@ -9,7 +9,7 @@ export type { CapsuleOptions, CreateVmResult, EnsureSnapshotOptions, EnsureSnaps
 export { Build, Builds, BUILD_WAIT_INTERVAL_MS, BUILD_WAIT_TIMEOUT_MS } from "./builds.js";
 export type { BuildWaitOptions } from "./builds.js";
 export { VmSpec } from "./spec.js";
-export type { VmServiceInput, VmSpecJson, VmSpecLayer, VmWaitForOptions } from "./spec.js";
+export type { GitRepoSpec, GitUser, VmServiceInput, VmSpecJson, VmSpecLayer, VmWaitForOptions } from "./spec.js";
 export { Vm } from "./vm.js";
 export type { ForkOptions, SnapshotOptions, StartVmOptions } from "./vm.js";
 export { VmFs } from "./fs.js";

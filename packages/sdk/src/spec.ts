@@ -38,8 +38,24 @@ export interface VmSpecLayer {
   rootfsSizeGb?: number;
   /** Applied to the VM, on a create's outermost layer only. */
   idleTimeoutSeconds?: number | null;
+  /** Repositories cloned into the VM at build time (the operator allows their URLs: docs/builds.md). */
+  git?: { config: { user?: GitUser }; repos: GitRepoSpec[] };
   /** The layer this one builds on. */
   snapshot?: VmSpecLayer;
+}
+
+/** One repository of a layer: cloned at `path`, at `rev` (a branch, tag, ref or commit; default the remote's HEAD). */
+export interface GitRepoSpec {
+  repo: string;
+  path: string;
+  rev?: string;
+}
+
+/** `git.config.user`: written to the VM's system git config. */
+export interface GitUser {
+  name?: string;
+  email?: string;
+  signingkey?: string;
 }
 
 /** A layer as the builder holds it: services still in their input form (`bash` not yet a file). */
@@ -180,6 +196,19 @@ export class VmSpec {
     return this;
   }
 
+  /** Clones `repo` into `path` when the layer is built (as the official client's `repo(url, path)`, plus an optional `rev`). */
+  repo(repo: string, path: string, rev?: string): this {
+    const git = this.#git();
+    git.repos.push({ repo, path, ...(rev !== undefined ? { rev } : {}) });
+    return this;
+  }
+
+  /** The author (and signing key) the VM's git uses: its system git config. */
+  gitUser(user: GitUser): this {
+    this.#git().config.user = { ...user };
+    return this;
+  }
+
   /** A service installed at build time (enabled ones are started); it runs after this layer's `runCommands`. */
   systemdService(service: VmServiceInput): this {
     const services = this.#services();
@@ -199,6 +228,11 @@ export class VmSpec {
   #chain(): VmSpecLayer | undefined {
     const layer = this.toJSON();
     return Object.keys(layer).length === 0 ? undefined : layer;
+  }
+
+  /** This layer's `git`, in the official client's shape (`config` always present). */
+  #git(): NonNullable<VmSpecLayer["git"]> {
+    return (this.#layer.git ??= { config: {}, repos: [] });
   }
 
   #services(): VmServiceInput[] {
@@ -251,8 +285,8 @@ function units(names: string[] | null | undefined): string[] | undefined {
 
 /** One layer on the wire: unit names completed, each `bash` script turned into a file and its `exec`. */
 function serializeLayer(draft: DraftLayer): VmSpecLayer {
-  const { services, patchedServices, ...fields } = draft;
-  const out: VmSpecLayer = { ...fields };
+  const { services, patchedServices, git, ...fields } = draft;
+  const out: VmSpecLayer = { ...fields, ...(git ? { git: { config: { ...git.config }, repos: git.repos.map((r) => ({ ...r })) } } : {}) };
   if (services || patchedServices) {
     const files: Record<string, AdditionalFile> = { ...out.additionalFiles };
     out.systemd = {};

@@ -38,6 +38,7 @@ type Builder = {
   groups(g: Array<{ name: string }>): Builder;
   workdir(p: string): Builder;
   discriminator(d: string): Builder;
+  repo(url: string, path: string): Builder;
   snapshot(): Builder;
 };
 
@@ -55,6 +56,8 @@ function describeSpec(s: Builder): Builder {
     .waitFor("test -f /three", { intervalSeconds: 1 })
     .systemdService({ name: "web", bash: "exec python3 -m http.server 8000", after: ["net"] })
     .systemdService({ name: "tick", exec: ["sleep infinity"] })
+    .repo("https://git.example.com/team/app.git", "/srv/app")
+    .repo("https://git.example.com/team/lib.git", "/srv/lib")
     .workdir("/srv/app");
 }
 
@@ -75,5 +78,19 @@ describe("VmSpec", () => {
     const built = new VmSpec().workdir("/w").snapshot().aptDeps("jq").systemdService({ name: "w", bash: "sleep 1" }).runCommands("echo a").toJSON();
     assert.deepEqual(JSON.parse(JSON.stringify(fromJson)), JSON.parse(JSON.stringify(built)));
     assert.throws(() => new VmSpec().systemdService({ name: "x" }).toJSON(), /needs exec or bash/);
+  });
+
+  it("repo() and gitUser() give the layer's git, a rev only when asked for", () => {
+    const spec = new VmSpec().repo("https://git.example.com/a.git", "/srv/a").repo("https://git.example.com/b.git", "/srv/b", "v1.2").gitUser({ name: "Dana", email: "dana@example.com" });
+    const json = spec.toJSON();
+    assert.deepEqual(json.git, {
+      config: { user: { name: "Dana", email: "dana@example.com" } },
+      repos: [
+        { repo: "https://git.example.com/a.git", path: "/srv/a" },
+        { repo: "https://git.example.com/b.git", path: "/srv/b", rev: "v1.2" },
+      ],
+    });
+    spec.repo("https://git.example.com/c.git", "/srv/c");
+    assert.equal(json.git?.repos.length, 2, "a serialized spec does not change with the builder");
   });
 });
