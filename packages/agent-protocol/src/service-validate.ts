@@ -106,9 +106,13 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     timeoutSec: seconds(o, "timeoutSec"),
     deleteAfterSuccess: optBool(o, "deleteAfterSuccess"),
     remainAfterExit: optBool(o, "remainAfterExit"),
+    readySignal: optBool(o, "readySignal"),
+    watchdogSec: seconds(o, "watchdogSec"),
     restart: o.restart === undefined ? undefined : restartPolicy(o.restart),
   };
   const spec: ServiceSpec = { name: name(o), mode: oneOf(o, "mode", SERVICE_MODES), exec: exec(o), enable: bool(o, "enable") };
+  // systemd's Type=notify and WatchdogSec= are for a long-running main process, not a oneshot's.
+  if (spec.mode === "oneshot" && (optional.readySignal || optional.watchdogSec)) fail(`"readySignal" and "watchdogSec" apply to mode "service" only`);
   for (const [key, value] of Object.entries(optional)) if (value !== undefined) Object.assign(spec, { [key]: value });
   return spec;
 }

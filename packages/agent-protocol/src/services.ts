@@ -98,12 +98,22 @@ export interface ServiceSpec {
   wantedBy?: string[];
   /** Started whenever the agent starts (default true). */
   enable: boolean;
-  /** oneshot: the run's time limit; service: the stop grace. 0 or absent: none (stop: the default grace). */
+  /**
+   * oneshot: the run's time limit; service: the stop grace, and with readySignal the time READY=1
+   * may take. 0: none (stop: the default grace); absent: the defaults.
+   */
   timeoutSec?: number;
   /** oneshot: remove the definition once a run succeeded. */
   deleteAfterSuccess?: boolean;
   /** oneshot: stay active (exited) after a successful run (default true). */
   remainAfterExit?: boolean;
+  /**
+   * service: systemd's Type=notify. The run gets NOTIFY_SOCKET and is active only once it sent
+   * READY=1. Agents older than this field ignore it (and watchdogSec), as they do any unknown field.
+   */
+  readySignal?: boolean;
+  /** service: systemd's WatchdogSec=. Once active, a run that sends no WATCHDOG=1 for this long is aborted. */
+  watchdogSec?: number;
   restart?: RestartPolicy;
 }
 
@@ -112,7 +122,7 @@ export type ServiceActiveState = (typeof SERVICE_ACTIVE_STATES)[number];
 export const SERVICE_SUB_STATES = ["running", "exited", "dead", "failed", "start", "auto-restart", "stop-sigterm"] as const;
 export type ServiceSubState = (typeof SERVICE_SUB_STATES)[number];
 /** Why the last run ended as it did (systemd's Result=). */
-export const SERVICE_RESULTS = ["success", "exit-code", "signal", "timeout", "start-limit-hit", "resources", "dependency"] as const;
+export const SERVICE_RESULTS = ["success", "exit-code", "signal", "timeout", "watchdog", "start-limit-hit", "resources", "dependency"] as const;
 export type ServiceResult = (typeof SERVICE_RESULTS)[number];
 
 export interface ServiceStatus {

@@ -13,6 +13,7 @@
  *   capsule-spawn UID GID GROUPS|- --remove PATH RECURSIVE
  *   capsule-spawn --sync
  *   capsule-spawn --server FIFO_DIR                             the fork server (zygote.c)
+ *   capsule-spawn --notify PATH UID                             a service's sd_notify socket (notify.c)
  *
  * A stat line is "KIND MODE(octal) SIZE UID GID MTIME_SEC MTIME_NSEC\n", KIND one of f d l o.
  * --read puts the stat line on fd 3, closed before the data, so the agent can send it ahead of
@@ -217,6 +218,7 @@ static int do_remove(const char *path, const char *recursive_s) {
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "--sync") == 0) return sync(), 0;
   if (argc == 3 && strcmp(argv[1], "--server") == 0) return zygote_main(argv[2]);
+  if (argc == 4 && strcmp(argv[1], "--notify") == 0) return notify_main(argv[2], argv[3]);
   if (argc < 5) return fprintf(stderr, "usage: capsule-spawn UID GID GROUPS|- [--] PROG ARGS...\n"), X_USAGE;
   drop(argv[1], argv[2], argv[3]);
   char *op = argv[4];

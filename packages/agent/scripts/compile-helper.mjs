@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const SOURCE = fileURLToPath(new URL("../native/capsule-spawn.c", import.meta.url));
-const SOURCES = [SOURCE, fileURLToPath(new URL("../native/zygote.c", import.meta.url))];
+const SOURCES = [SOURCE, ...["zygote.c", "notify.c"].map((f) => fileURLToPath(new URL(`../native/${f}`, import.meta.url)))];
 
 export function compileHelper(output) {
   try {

@@ -46,15 +46,24 @@ const serviceFields = {
   wantedBy: UnitNames,
   /** Start at every boot of the VM (default true); an enabled service is started when created. */
   enable: z.boolean().nullish(),
-  /** oneshot: the run's time limit; both modes: the stop grace (at most 20 s). */
+  /**
+   * oneshot: the run's time limit; both modes: the stop grace (at most 20 s); with readySignal:
+   * how long READY=1 may take (default 20 s, 0 for no limit).
+   */
   timeoutSec: Seconds.nullish(),
   deleteAfterSuccess: z.boolean().nullish(),
   /** oneshot: stay active (exited) after a successful run (default true). */
   remainAfterExit: z.boolean().nullish(),
-  /** sd_notify readiness: not supported (a 501 when true). */
+  /**
+   * systemd's Type=notify (mode service): the service gets NOTIFY_SOCKET and is active once it
+   * sent READY=1; until then activating, and dependents wait for it.
+   */
   readySignal: z.boolean().nullish(),
-  /** systemd watchdog: not supported (a 501 when above 0). */
-  watchdogSec: z.number().min(0).nullish(),
+  /**
+   * systemd's WatchdogSec= (mode service): WATCHDOG_USEC and WATCHDOG_PID in its env; once active,
+   * no WATCHDOG=1 for this long aborts it (SIGABRT, result watchdog) and the restart policy applies.
+   */
+  watchdogSec: Seconds.nullish(),
   restartPolicy: SystemdRestartPolicy.nullish(),
 };
 
@@ -83,7 +92,7 @@ export const SystemdServiceStatus = z
     subState: z.string(),
     loadState: z.string(),
     description: z.string(),
-    /** Capsule's: how the last run ended (systemd's Result=: success, exit-code, signal, timeout, start-limit-hit, resources, dependency). */
+    /** Capsule's: how the last run ended (systemd's Result=: success, exit-code, signal, timeout, watchdog, start-limit-hit, resources, dependency). */
     result: z.string(),
     /** Capsule's: the Linux user it runs as, whether it starts at boot, its process, its automatic restarts. */
     user: z.string(),

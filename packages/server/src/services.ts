@@ -12,29 +12,26 @@ import type { SystemdLogs, SystemdPatchedService, SystemdServiceSpec, SystemdSer
 /** syslog priorities, as journald gives them: stdout info, stderr err, the supervisor's notices. */
 const PRIORITIES = { stdout: "6", stderr: "3", supervisor: "5" } as const;
 
-function unsupported(field: string, why: string): ApiError {
-  return new ApiError("BAD_REQUEST", `${field} is not supported by Capsule: ${why}`, 501, { unsupported: true });
-}
-
 /** Drops null and undefined fields (the client sends null for "not set"). */
 function present<T extends object>(o: T): Partial<{ [K in keyof T]: NonNullable<T[K]> }> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined)) as Partial<{ [K in keyof T]: NonNullable<T[K]> }>;
 }
 
 /**
- * A Freestyle service spec as the agent's. `user` defaults to the request's Linux user. Fields
- * Capsule cannot honour are a 501 naming them; anything the agent protocol refuses (a name with
- * a path character, an oversized field) is a VALIDATION_ERROR.
+ * A Freestyle service spec as the agent's. `user` defaults to the request's Linux user;
+ * `readySignal: false` and `watchdogSec: 0` (systemd's defaults) are left out, so a definition
+ * without sd_notify is stored as before. Anything the agent protocol refuses (a name with a path
+ * character, an oversized field, readySignal on a oneshot) is a VALIDATION_ERROR.
  */
 export function toServiceSpec(s: SystemdServiceSpec | SystemdPatchedService, requestUser: string | undefined): ServiceSpec {
-  if (s.readySignal) throw unsupported("readySignal", "services have no sd_notify socket; poll for readiness (a oneshot that waits, ordered with after/requires) instead");
-  if (s.watchdogSec) throw unsupported("watchdogSec", "services have no sd_notify watchdog; use a restartPolicy instead");
-  const { readySignal: _ready, watchdogSec: _watchdog, restartPolicy, mode, enable, user, ...rest } = present(s);
+  const { readySignal, watchdogSec, restartPolicy, mode, enable, user, ...rest } = present(s);
   const raw = {
     ...rest,
     mode: mode ?? "service",
     enable: enable ?? true,
     ...(user ?? requestUser ? { user: user ?? requestUser } : {}),
+    ...(readySignal ? { readySignal } : {}),
+    ...(watchdogSec ? { watchdogSec } : {}),
     ...(restartPolicy ? { restart: present(restartPolicy) } : {}),
   };
   try {

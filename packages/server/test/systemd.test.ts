@@ -33,6 +33,32 @@ async function rawCreate(url: string, key: string, body: Record<string, unknown>
   return { status: res.status, body: (await res.json()) as { id?: string; code?: string; message?: string } };
 }
 
+/** The sd_notify scripts (the base image has perl-base, whose Socket speaks unix datagrams). */
+const NOTIFY_SCRIPTS: Record<string, string> = {
+  "/opt/sdn.pl": `use Socket; $| = 1;
+sub notify { socket(my $s, PF_UNIX, SOCK_DGRAM, 0) or die "socket: $!"; send($s, $_[0], 0, pack_sockaddr_un($ENV{NOTIFY_SOCKET})) or die "send: $!"; close $s }
+1;`,
+  "/opt/ready.pl": `require "/opt/sdn.pl";
+sleep 3; notify("STATUS=warming up");
+open(my $f, ">", "/tmp/slow-ready") or die; close $f;
+notify("READY=1"); print "ready sent\n"; sleep 1000;`,
+  "/opt/wd.pl": `require "/opt/sdn.pl";
+print(($ENV{WATCHDOG_PID} == $$ ? "watchdog pid ok" : "watchdog pid $ENV{WATCHDOG_PID} is not $$"), " usec $ENV{WATCHDOG_USEC}\n");
+for (1..4) { notify("WATCHDOG=1"); select(undef, undef, undef, 0.3) }
+print "stopped pinging\n"; sleep 1000;`,
+  // From the service's own process: 5 oversized datagrams (dropped; not more: see notify.c on
+  // gVisor and datagrams of a few KiB), then 10000 of junk, control bytes, STATUS and MAINPID.
+  "/opt/flood.pl": `use Socket; $| = 1;
+socket(my $s, PF_UNIX, SOCK_DGRAM, 0) or die; my $to = pack_sockaddr_un($ENV{NOTIFY_SOCKET});
+send($s, "READY=1", 0, $to) or die "send: $!";
+my $sent = 0;
+for (1..5) { $sent++ if send($s, "STATUS=oversized\n" . "x" x 5000, 0, $to) }
+for my $i (1..10000) { my $m = $i % 3 == 0 ? "STATUS=step $i\nMAINPID=1\n\\x00\\xff" : "FOO=$i\nWATCHDOG=maybe\n="; $sent++ if send($s, $m, 0, $to) }
+print "flood done: $sent sent\n"; sleep 1000;`,
+  // Sends one datagram to a socket, as whoever runs it.
+  "/opt/send.pl": `use Socket; socket(my $s, PF_UNIX, SOCK_DGRAM, 0) or die; send($s, $ARGV[1], 0, pack_sockaddr_un($ARGV[0])) or die "send: $!\n"; print "sent\n";`,
+};
+
 /** Polls until `check` holds (services start asynchronously after a boot). */
 async function eventually(check: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -126,7 +152,7 @@ describe("systemd services", () => {
 
       await rejectsWith(vm.systemd.getStatus({ serviceId: "nope" }), "ServiceNotFoundError", "SERVICE_NOT_FOUND");
       await rejectsWith(vm.systemd.create({ name: "web", mode: "service", exec: ["true"] }), "ServiceAlreadyExistsError", "SERVICE_ALREADY_EXISTS");
-      await rejectsWith(vm.systemd.create({ name: "x", mode: "service", exec: ["true"], readySignal: true }), "BadRequestError", "BAD_REQUEST");
+      await rejectsWith(vm.systemd.create({ name: "x", mode: "oneshot", exec: ["true"], readySignal: true }), "ValidationErrorError", "VALIDATION_ERROR");
       await rejectsWith(vm.systemd.create({ name: "../x", mode: "service", exec: ["true"] }), "ValidationErrorError", "VALIDATION_ERROR");
       await rejectsWith((client(t.get().url, t.get().keyB).vms.ref({ vmId }) as Vm).systemd.list(), "VmNotFoundError", "VM_NOT_FOUND");
 
@@ -181,6 +207,89 @@ describe("systemd services", () => {
       assert.ok(logs.every((l) => l.message.length <= 4096));
       const since = new Date(Date.parse(logs.at(-1)!.timestamp) + 1).toISOString();
       assert.ok((await vm.systemd.getLogs({ serviceId: "flood", since })).logs.length <= 1);
+    } finally {
+      await vm.delete();
+    }
+  });
+
+  it("sd_notify: readySignal waits for READY=1 (dependents too), a missing READY times out, the watchdog restarts, the socket is the user's, a flood is harmless", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const vm = (await client(t.get().url, t.get().keyA).vms.create({ idleTimeoutSeconds: null })).vm as Vm;
+    const state = async (id: string): Promise<string> => {
+      const s = await vm.systemd.getStatus({ serviceId: id });
+      return `${s.activeState}/${s.subState}`;
+    };
+    const logLines = async (id: string): Promise<string[]> => (await vm.systemd.getLogs({ serviceId: id, lines: 1000 })).logs.map((l) => l.message);
+    try {
+      for (const [file, text] of Object.entries(NOTIFY_SCRIPTS)) assert.equal((await vm.exec(`cat > ${file} <<'EOF'\n${text}\nEOF`)).statusCode, 0);
+      assert.equal((await vm.exec("perl -MSocket -e1 && useradd -m bob")).statusCode, 0);
+
+      // Activating until READY=1, then active; a dependent (after + requires) starts only then.
+      await vm.systemd.create({ name: "slow", mode: "service", exec: ["perl /opt/ready.pl"], readySignal: true, enable: false });
+      await vm.systemd.create({ name: "dep", mode: "service", exec: ["test -e /tmp/slow-ready && touch /tmp/dep-after-ready; exec sleep 1000"], after: ["slow"], requires: ["slow"], enable: false });
+      const started = vm.systemd.start({ services: [{ id: "dep" }] });
+      await eventually(async () => (await state("slow")) === "activating/start", "slow to be activating");
+      assert.equal(await state("dep"), "inactive/dead", "dep waits for slow's READY=1");
+      assert.deepEqual((await started).results.map((r) => r.success), [true]);
+      assert.deepEqual([await state("slow"), await state("dep")], ["active/running", "active/running"]);
+      assert.equal((await vm.exec("test -e /tmp/dep-after-ready")).statusCode, 0, "dep started after READY=1");
+      const slowLog = await logLines("slow");
+      assert.ok(slowLog.includes("Status: warming up") && slowLog.includes("Ready (READY=1)"), JSON.stringify(slowLog));
+
+      // No READY=1 within timeoutSec: bob cannot send to root's socket, root's exec is not the
+      // service's process; the start fails (timeout) and its process group is gone.
+      await vm.systemd.create({ name: "never", mode: "service", exec: ["echo $NOTIFY_SOCKET > /tmp/never-sock; exec sleep 1000"], readySignal: true, timeoutSec: 6, enable: false });
+      const neverStart = vm.systemd.start({ services: [{ id: "never" }] });
+      await eventually(async () => (await vm.exec("test -s /tmp/never-sock")).statusCode === 0, "never's socket");
+      const sock = String((await vm.exec("cat /tmp/never-sock")).stdout).trim();
+      assert.equal((await vm.exec(`stat -c '%a %U' ${sock}`)).stdout, "600 root\n");
+      const asBob = await vm.exec(`su bob -s /bin/sh -c 'perl /opt/send.pl ${sock} READY=1'`);
+      assert.notEqual(asBob.statusCode, 0, "bob cannot send to root's service");
+      assert.match(String(asBob.stderr), /Permission denied/);
+      assert.equal((await vm.exec(`perl /opt/send.pl ${sock} READY=1`)).stdout, "sent\n");
+      const neverPid = (await vm.systemd.getStatus({ serviceId: "never" })).pid;
+      assert.equal(await state("never"), "activating/start", "READY=1 from outside the service is ignored");
+      await neverStart;
+      const never = await vm.systemd.getStatus({ serviceId: "never" });
+      assert.deepEqual([never.activeState, never.result, never.pid], ["failed", "timeout", null]);
+      assert.notEqual((await vm.exec(`kill -0 ${neverPid}`)).statusCode, 0, "its process is gone");
+      const neverLog = await logLines("never");
+      assert.ok(neverLog.some((l) => l.startsWith(`Ignoring notifications from pid`)) && neverLog.includes("Start timed out: no READY=1 within 6 s, killing it"), JSON.stringify(neverLog));
+
+      // ...and with a restart policy it is restarted until its start limit.
+      await vm.systemd.create({ name: "never2", mode: "service", exec: ["exec sleep 1000"], readySignal: true, timeoutSec: 1, restartPolicy: { policy: "on-failure", restartSec: 0, startLimitBurst: 2, startLimitIntervalSec: 60 } });
+      await eventually(async () => (await state("never2")) === "failed/failed", "never2's start limit");
+      const never2 = await vm.systemd.getStatus({ serviceId: "never2" });
+      assert.deepEqual([never2.result, never2.restarts], ["start-limit-hit", 1]);
+      assert.equal((await logLines("never2")).filter((l) => l === "Start timed out: no READY=1 within 1 s, killing it").length, 2);
+
+      // The watchdog: WATCHDOG_USEC and WATCHDOG_PID (the main process: `exec` makes perl it, as
+      // under systemd, where the command line's own process is the main one); pings stop, SIGABRT, restarted.
+      await vm.systemd.create({ name: "wd", mode: "service", exec: ["exec perl /opt/wd.pl"], watchdogSec: 1, restartPolicy: { policy: "on-failure" } });
+      assert.equal(await state("wd"), "active/running");
+      const firstPid = (await vm.systemd.getStatus({ serviceId: "wd" })).pid;
+      await eventually(async () => (await vm.systemd.getStatus({ serviceId: "wd" })).restarts >= 1, "the watchdog's restart");
+      const wdLog = await logLines("wd");
+      assert.ok(wdLog.includes("watchdog pid ok usec 1000000") && wdLog.includes("Watchdog timeout (limit 1 s): sending SIGABRT") && wdLog.includes("Killed by the watchdog"), JSON.stringify(wdLog));
+      await eventually(async () => (await state("wd")) === "active/running", "wd running again");
+      assert.notEqual((await vm.systemd.getStatus({ serviceId: "wd" })).pid, firstPid);
+      await vm.systemd.delete({ serviceId: "wd" });
+
+      // A flood of datagrams (oversized, junk, control bytes) leaves the agent and the service fine.
+      const t0 = Date.now();
+      await vm.systemd.create({ name: "flood", mode: "service", exec: ["perl /opt/flood.pl"], readySignal: true });
+      assert.equal(await state("flood"), "active/running", JSON.stringify(await logLines("flood")));
+      await eventually(async () => {
+        const lines = await logLines("flood");
+        return lines.includes("flood done: 10005 sent") && lines.includes("Status: step 9999");
+      }, "the flood's end, sent and read", 60_000);
+      const floodMs = Date.now() - t0;
+      const file = "/var/log/capsule/services/flood.log";
+      assert.equal((await vm.exec(`grep -c ' s MAINPID= ignored' ${file}; grep -c 'Status: oversized' ${file}`)).stdout, "1\n0\n", "one MAINPID note, no oversized datagram");
+      assert.equal(await state("flood"), "active/running");
+      assert.equal((await vm.exec("echo still here")).stdout, "still here\n");
+      assert.deepEqual([await state("slow"), await state("dep")], ["active/running", "active/running"]);
+      ctx.diagnostic(`flood of 10000 datagrams: ${floodMs} ms from create to its last line logged`);
     } finally {
       await vm.delete();
     }

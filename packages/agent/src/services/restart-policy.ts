@@ -9,8 +9,11 @@ export const MIN_RESTART_DELAY_MS = 100;
 /** ...and at most once a second when the policy turns the start limit off (interval 0). */
 export const UNLIMITED_RESTART_DELAY_MS = 1000;
 
-/** How a run ended: a command's exit, a signal, the oneshot time limit, or no process at all. */
-export type RunEnd = { kind: "exit"; code: number } | { kind: "signal"; signal: string } | { kind: "timeout" } | { kind: "resources" };
+/**
+ * How a run ended: a command's exit, a signal, a time limit (a oneshot's run, a notify service's
+ * READY=1), a missed watchdog ping, or no process at all.
+ */
+export type RunEnd = { kind: "exit"; code: number } | { kind: "signal"; signal: string } | { kind: "timeout" } | { kind: "watchdog" } | { kind: "resources" };
 
 /** Signals systemd counts as a clean end (SuccessExitStatus's defaults). */
 const CLEAN_SIGNALS = new Set(["SIGHUP", "SIGINT", "SIGTERM", "SIGPIPE"]);
@@ -35,7 +38,7 @@ export function shouldRestart(policy: RestartPolicy | undefined, end: RunEnd): b
     case "on-failure":
       return !clean;
     case "on-abnormal":
-      return (end.kind === "signal" && !clean) || end.kind === "timeout";
+      return (end.kind === "signal" && !clean) || end.kind === "timeout" || end.kind === "watchdog";
     default:
       return false;
   }
