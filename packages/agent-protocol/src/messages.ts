@@ -178,11 +178,22 @@ export const AGENT_ERROR_CODES = [
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 
+/**
+ * What an agent can do beyond its protocol version, for additions that are fields of an existing
+ * op (an older agent ignores an unknown field, where it answers an unknown op with an error).
+ */
+export const AGENT_FEATURES = {
+  /** `readySignal` and `watchdogSec` in `svc.define` (sd_notify). */
+  serviceNotify: "svc.notify",
+} as const;
+
 export interface VersionReply {
   type: "version";
   version: string;
   protocol: number;
   pid: number;
+  /** {@link AGENT_FEATURES} values it has; absent from agents older than the list. */
+  features?: string[];
 }
 
 export interface ExitReply {

@@ -8,6 +8,7 @@
  */
 import {
   AGENT_ERROR_CODES,
+  AGENT_FEATURES,
   FILE_KINDS,
   MAX_PTY_SLUG_LENGTH,
   MAX_TCP_PORT,
@@ -197,6 +198,13 @@ function sessionInfo(raw: unknown): PtySessionInfo {
   };
 }
 
+/** A version reply's `features`: only the ones this host knows are kept (an unknown one means nothing here). */
+function optFeatures(o: Fields): { features?: string[] } {
+  if (o.features === undefined) return {};
+  const known: readonly string[] = Object.values(AGENT_FEATURES);
+  return { features: [...new Set(strings(o, "features").filter((f) => known.includes(f)))] };
+}
+
 function statInfo(raw: unknown): StatInfo {
   const o = object(raw, "a stat");
   return { kind: oneOf<FileKind>(o, "kind", FILE_KINDS), size: uint(o, "size"), mode: uint(o, "mode", 0o7777), uid: uint(o, "uid"), gid: uint(o, "gid"), mtimeMs: finite(o, "mtimeMs") };
@@ -224,7 +232,7 @@ export function parseReply(raw: unknown): Reply {
     case "error":
       return { type, code: oneOf<AgentErrorCode>(o, "code", AGENT_ERROR_CODES), message: str(o, "message") };
     case "version":
-      return { type, version: str(o, "version"), protocol: uint(o, "protocol"), pid: uint(o, "pid") };
+      return { type, version: str(o, "version"), protocol: uint(o, "protocol"), pid: uint(o, "pid"), ...optFeatures(o) };
     case "exit": {
       const timedOut = optBool(o, "timedOut");
       return { type, code: intOrNull(o, "code"), signal: signalOrNull(o), ...(timedOut === undefined ? {} : { timedOut }) };

@@ -1,10 +1,10 @@
-import { AGENT_PROTOCOL_VERSION } from "@capsule/agent-protocol";
+import { AGENT_FEATURES, AGENT_PROTOCOL_VERSION } from "@capsule/agent-protocol";
 import pkg from "../package.json" with { type: "json" };
 import type { Conn } from "./conn.js";
 import { runHelper } from "./helper.js";
 
 export async function replyVersion(conn: Conn): Promise<void> {
-  conn.sendJson({ type: "version", version: pkg.version, protocol: AGENT_PROTOCOL_VERSION, pid: process.pid });
+  conn.sendJson({ type: "version", version: pkg.version, protocol: AGENT_PROTOCOL_VERSION, pid: process.pid, features: Object.values(AGENT_FEATURES) });
   conn.finish();
 }
 

@@ -35,6 +35,7 @@ test("every reply the agent sends is accepted and comes back field for field", (
   const good = [
     { type: "error", code: "FILE_NOT_FOUND", message: "no such file" },
     { type: "version", version: "0.1.0", protocol: 1, pid: 12 },
+    { type: "version", version: "0.1.0", protocol: 1, pid: 12, features: ["svc.notify"] },
     { type: "exit", code: 0, signal: null },
     { type: "exit", code: null, signal: "SIGKILL", timedOut: true },
     { type: "started", pid: 99 },
@@ -55,6 +56,8 @@ test("every reply the agent sends is accepted and comes back field for field", (
 test("fields a reply does not define are dropped, not passed on", () => {
   assert.deepEqual(parseReply({ type: "started", pid: 1, __proto__: { evil: true }, extra: "x" }), { type: "started", pid: 1 });
   assert.deepEqual(parseReply({ type: "stat", stat: { ...stat, secret: 1 } }), { type: "stat", stat });
+  // Features this host does not know mean nothing to it; each known one is kept once.
+  assert.deepEqual(parseReply({ type: "version", version: "1", protocol: 1, pid: 1, features: ["svc.notify", "x".repeat(5000), "svc.notify"] }), { type: "version", version: "1", protocol: 1, pid: 1, features: ["svc.notify"] });
 });
 
 test("every malformed reply is rejected with a reason", () => {
@@ -70,6 +73,8 @@ test("every malformed reply is rejected with a reason", () => {
     [{ type: "error", code: "INTERNAL" }, /"message" must be a string/],
     [{ type: "version", version: 1, protocol: 1, pid: 1 }, /"version" must be a string/],
     [{ type: "version", version: "1", protocol: "1", pid: 1 }, /"protocol" must be an integer/],
+    [{ type: "version", version: "1", protocol: 1, pid: 1, features: "svc.notify" }, /"features" must be an array/],
+    [{ type: "version", version: "1", protocol: 1, pid: 1, features: [1] }, /"features" must be an array of strings/],
     [{ type: "exit", code: "0", signal: null }, /"code" must be an integer or null/],
     [{ type: "exit", code: 1.5, signal: null }, /"code" must be an integer or null/],
     [{ type: "exit", code: 0 }, /"signal" must be a signal name or null/],

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import type net from "node:net";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import {
+  AGENT_FEATURES,
   MAX_SERVICE_STOP_GRACE_MS,
   SERVICE_SETTLE_WAIT_MS,
   type DirEntry,
@@ -16,6 +17,7 @@ import {
   type StatInfo,
 } from "@capsule/agent-protocol";
 import { AGENT_DEADLINES, agentError, protocolError, stdinWritable, type AgentClient, type AgentConn } from "./agent/client.js";
+import type { EngineError } from "./errors.js";
 
 export interface ExecOpts {
   /** Run through `/bin/sh -c` inside the VM. */
@@ -276,7 +278,15 @@ export class GuestOps {
    * with `start`, starts the enabled ones and answers once they settled (or the agent's wait ran out).
    */
   async serviceDefine(vmId: string, services: ServiceSpec[], opts: { replace: boolean; start: boolean }): Promise<ServiceStatus[]> {
-    return (await (await this.agentOf(vmId)).call({ op: "svc.define", services, ...opts }, "services", SERVICE_REPLY_MS)).services;
+    const agent = await this.agentOf(vmId);
+    if (services.some((s) => s.readySignal === true || (s.watchdogSec ?? 0) > 0)) {
+      // An agent older than sd_notify would store these fields' service as a plain one. Answer
+      // as such an agent does for an op it lacks, which the API turns into its 501 AGENT_OUTDATED.
+      const { features } = await agent.call({ op: "version" }, "version");
+      const op = AGENT_FEATURES.serviceNotify;
+      if (!features?.includes(op)) throw agentError({ type: "error", code: "BAD_REQUEST", message: `unknown op ${JSON.stringify(op)}` }) as EngineError;
+    }
+    return (await agent.call({ op: "svc.define", services, ...opts }, "services", SERVICE_REPLY_MS)).services;
   }
 
   async serviceSpec(vmId: string, name: string): Promise<ServiceSpec> {
