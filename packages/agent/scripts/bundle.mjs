@@ -3,7 +3,7 @@
 //
 //   node packages/agent/scripts/bundle.mjs DIR
 //
-// DIR/<hash>/ holds one bundle (node and its libraries, tini, the spawn helper, capsule-boot, agent/main.js and
+// DIR/<hash>/ holds one bundle (node and its libraries, tini, the spawn helper, agent/main.js and
 // agent/main.blob, the V8 startup snapshot of main.js that VMs start from) and DIR/current links
 // to the newest (the engine resolves the link when it starts a VM). A bundle is built in a temp
 // dir and renamed into place, and the link is swapped atomically, so no one ever sees a
@@ -75,21 +75,6 @@ function buildHelper(out) {
   }
   fs.chmodSync(target, 0o755);
   say("  bin/capsule-spawn    native/capsule-spawn.c, gcc -static");
-}
-
-/**
- * bin/capsule-boot: the agent's first process (native/boot.c), a separate static binary so the
- * spawn helper's modes stay apart from the boot path. Same flags as compile-helper.mjs.
- */
-function buildBoot(out) {
-  const target = path.join(out, "bin/capsule-boot");
-  try {
-    execFileSync("gcc", ["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", target, path.join(PACKAGE_DIR, "native/boot.c")], { stdio: ["ignore", "inherit", "pipe"] });
-  } catch (err) {
-    fail(`compiling native/boot.c failed: ${err.stderr?.toString() || err.message}`);
-  }
-  fs.chmodSync(target, 0o755);
-  say("  bin/capsule-boot     native/boot.c, gcc -static");
 }
 
 async function buildAgent(out) {
@@ -189,7 +174,6 @@ async function main() {
     say(`building the agent bundle in ${tmp}`);
     copyNode(tmp);
     buildHelper(tmp);
-    buildBoot(tmp);
     copyTini(tmp);
     await buildAgent(tmp);
     buildSnapshot(tmp);

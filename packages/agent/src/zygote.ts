@@ -1,9 +1,9 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
-import { type Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { signalName } from "@capsule/agent-protocol";
 import { config } from "./config.js";
 import { AgentError } from "./errors.js";
@@ -33,14 +33,8 @@ export interface Spawned extends EventEmitter {
 
 type Reply = { kind: "P" | "S" | "F"; id: string; rest: string[] };
 
-/** The zygote's stdin and stdout, from our side: requests go in, replies come out. */
-interface ZygoteIo {
-  input: Writable;
-  output: Readable;
-}
-
 class Zygote {
-  readonly #input: Writable;
+  readonly #proc: ChildProcess;
   readonly #dir: string;
   #buf = "";
   #nextId = 0;
@@ -52,24 +46,21 @@ class Zygote {
   /** The slot the next spawn takes, prepared ahead (see the module comment). */
   #spare: Promise<Slot> | undefined;
 
-  constructor(io: ZygoteIo, dir: string) {
-    this.#input = io.input;
+  constructor(proc: ChildProcess, dir: string) {
+    this.#proc = proc;
     this.#dir = dir;
-    io.output.setEncoding("utf8");
-    io.output.on("data", (text: string) => this.#onData(text));
-    io.output.on("error", () => undefined); // its close follows
-    // Its stdout closes when it exits (its commands never hold that pipe): whether we spawned it
-    // or capsule-boot did, which makes it a child Node does not watch.
-    io.output.on("close", () => {
+    proc.stdout?.setEncoding("utf8");
+    proc.stdout?.on("data", (text: string) => this.#onData(text));
+    proc.on("exit", (code, signal) => {
       this.#dead = true;
-      log("zygote gone (its output closed); spawning falls back to Node");
+      log(`zygote exited (${code ?? signal}); spawning falls back to Node`);
       for (const w of this.#waiting.values()) w({ kind: "F", id: "", rest: ["0", "zygote-died"] });
       this.#waiting.clear();
       this.#spare?.then((slot) => slot.destroy(), () => undefined);
       this.#spare = undefined;
       if (zygote === this) zygote = undefined;
     });
-    io.input.on("error", () => undefined);
+    proc.stdin?.on("error", () => undefined);
     this.#refill();
   }
 
@@ -112,7 +103,7 @@ class Zygote {
     header.writeUInt32LE(payload.length, 0);
     return new Promise((resolve) => {
       this.#waiting.set(id, resolve);
-      this.#input.write(Buffer.concat([header, payload]));
+      this.#proc.stdin?.write(Buffer.concat([header, payload]));
     });
   }
 
@@ -282,27 +273,6 @@ function failure(r: Reply, program: string): AgentError {
 
 let zygote: Zygote | undefined;
 
-/**
- * The fork server capsule-boot (native/boot.c) forked before Node, from `CAPSULE_ZYGOTE`
- * (`READ_FD,WRITE_FD,FIFO_DIR`): attached, and true; false when there is none. Our first request
- * (the spare slot's `P`) is what lets it exec. Read at run time: the startup snapshot's `config`
- * was built with no environment.
- */
-export function attachBootZygote(): boolean {
-  const [readFd, writeFd, dir] = (process.env.CAPSULE_ZYGOTE ?? "").split(",");
-  if (!dir || !/^\d+$/.test(readFd ?? "") || !/^\d+$/.test(writeFd ?? "")) return false;
-  delete process.env.CAPSULE_ZYGOTE; // not for the commands Node's own spawn starts
-  try {
-    const output = new net.Socket({ fd: Number(readFd), readable: true, writable: false });
-    const input = new net.Socket({ fd: Number(writeFd), readable: false, writable: true });
-    zygote = new Zygote({ input, output }, dir);
-    return true;
-  } catch (err) {
-    log(`zygote from capsule-boot unusable: ${(err as Error).message}`);
-    return false;
-  }
-}
-
 /** Starts the fork server; without it (or once it died) callers fall back to Node's spawn. */
 export function startZygote(): void {
   if (config.fifoDir === "off") return;
@@ -311,7 +281,7 @@ export function startZygote(): void {
     fs.mkdirSync(config.fifoDir, { recursive: true, mode: 0o700 });
     const proc = spawn(config.spawnHelper, ["--server", config.fifoDir], { stdio: ["pipe", "pipe", "inherit"] });
     proc.on("error", (err) => log(`zygote failed to start: ${err.message}`));
-    if (proc.stdin && proc.stdout) zygote = new Zygote({ input: proc.stdin, output: proc.stdout }, config.fifoDir);
+    zygote = new Zygote(proc, config.fifoDir);
   } catch (err) {
     log(`zygote unavailable: ${(err as Error).message}`);
   }

@@ -11,7 +11,7 @@ import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
 import { reachesPublic } from "./net/policy.js";
 import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
-import { AGENT_BOOT, AGENT_SNAPSHOT, buildSpec } from "./runtime/oci.js";
+import { AGENT_SNAPSHOT, buildSpec } from "./runtime/oci.js";
 import type { Runtime } from "./runtime/types.js";
 import type { Records, VmRecord } from "./state/records.js";
 import { pathExists, writeJsonAtomic } from "./state/store.js";
@@ -102,7 +102,7 @@ export class VmHost {
         hostname: rec.id,
         rootfs: p.rootfs,
         agentBundleDir: rec.agentBundle,
-        agentBundle: { snapshot: await pathExists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`), boot: await pathExists(`${rec.agentBundle}/${AGENT_BOOT}`) },
+        agentSnapshot: await pathExists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`),
         runDir: p.run,
         etcDir: p.etc,
         etcFiles: cacheFiles,

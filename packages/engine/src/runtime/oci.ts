@@ -1,4 +1,3 @@
-import { AGENT_SOCKET_DIR_IN_VM, AGENT_SOCKET_NAME } from "@capsule/agent-protocol";
 import type { VmLimits } from "../config.js";
 
 /**
@@ -24,36 +23,20 @@ const CAPS = [
 export const AGENT_SNAPSHOT = "agent/main.blob";
 
 /**
- * The agent's first process in the bundle (agent/native/boot.c): it listens on the agent's socket
- * and starts the fork server before Node, then becomes Node.
- */
-export const AGENT_BOOT = "bin/capsule-boot";
-
-/** Where the fork server keeps its FIFOs: the sandbox's own /dev tmpfs, fresh at every boot. */
-const FIFO_DIR_IN_VM = "/dev/.capsule-fifo";
-
-/** What the bundle offers (older bundles lack the snapshot and capsule-boot). */
-export interface AgentBundleFeatures {
-  snapshot: boolean;
-  boot: boolean;
-}
-
-/**
  * The agent runs under tini (-s: subreaper, -g: signal the whole group) as PID 1's child, from
- * its startup snapshot when the bundle has one, behind capsule-boot when the bundle has it.
+ * its startup snapshot when the bundle has one (a bundle built before snapshots has main.js only).
  */
-export function agentArgs(bundle: AgentBundleFeatures): string[] {
+export function agentArgs(fromSnapshot: boolean): string[] {
   return [
     "/.capsule/bin/tini",
     "-s",
     "-g",
     "--",
-    ...(bundle.boot ? [`/.capsule/${AGENT_BOOT}`, `${AGENT_SOCKET_DIR_IN_VM}/${AGENT_SOCKET_NAME}`, FIFO_DIR_IN_VM, "/.capsule/bin/capsule-spawn", "--"] : []),
     "/.capsule/lib/ld-linux-x86-64.so.2",
     "--library-path",
     "/.capsule/lib",
     "/.capsule/bin/node",
-    ...(bundle.snapshot ? ["--snapshot-blob", `/.capsule/${AGENT_SNAPSHOT}`] : ["/.capsule/agent/main.js"]),
+    ...(fromSnapshot ? ["--snapshot-blob", `/.capsule/${AGENT_SNAPSHOT}`] : ["/.capsule/agent/main.js"]),
   ];
 }
 
@@ -61,8 +44,8 @@ export interface SpecInput {
   hostname: string;
   rootfs: string;
   agentBundleDir: string;
-  /** What the bundle has ({@link AGENT_SNAPSHOT}, {@link AGENT_BOOT}). */
-  agentBundle: AgentBundleFeatures;
+  /** The bundle has {@link AGENT_SNAPSHOT}. */
+  agentSnapshot: boolean;
   runDir: string;
   etcDir: string;
   /** More host-managed files in `etcDir`, each bind-mounted at its destination (the package caches' configs). */
@@ -101,7 +84,7 @@ export function buildSpec(input: SpecInput): object {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: agentArgs(input.agentBundle),
+      args: agentArgs(input.agentSnapshot),
       env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
       cwd: "/",
       capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
