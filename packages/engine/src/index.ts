@@ -9,6 +9,7 @@ export type { RecoveryReport } from "./recovery.js";
 export { DEFAULT_LIMITS } from "./config.js";
 export type { EngineOptions, Egress, RuntimeName, VmLimits } from "./config.js";
 export { EngineError, ErrorCode, isEngineError } from "./errors.js";
+export { KeyedMutex } from "./mutex.js";
 export { MAX_FIREWALL_RULES } from "./net/policy.js";
 export type { FirewallMatch, FirewallPolicy, FirewallProtocol, FirewallRule } from "./net/policy.js";
 export type { VmState } from "./lifecycle.js";

@@ -20,6 +20,7 @@
 import crypto from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { KeyedMutex } from "@capsule/engine";
 import { ApiError } from "../errors.js";
 import { GitError, lastLine, runGit } from "./git.js";
 import type { RepoPolicy } from "./policy.js";
@@ -58,7 +59,8 @@ export interface ResolvedRepo {
 }
 
 export class RepoMirrors {
-  readonly #locks = new Map<string, Promise<unknown>>();
+  /** One fetch or read of a mirror at a time, per URL. */
+  readonly #locks = new KeyedMutex();
 
   constructor(
     readonly root: string,
@@ -79,7 +81,7 @@ export class RepoMirrors {
    * full commit id the mirror already has needs no network. `where` names the field in errors.
    */
   resolve(url: string, rev: string | undefined, where: string): Promise<ResolvedRepo> {
-    return this.#locked(url, async () => {
+    return this.#locks.run(url, async () => {
       const dir = this.#dir(url);
       if (rev !== undefined && FULL_COMMIT_RE.test(rev) && (await this.#hasCommit(dir, rev))) return { url, commit: rev };
       const refs = await this.#lsRemote(url, where);
@@ -102,7 +104,7 @@ export class RepoMirrors {
    * under. The ref exists in the mirror only while the bundle is made (a bundle needs a ref).
    */
   bundle(url: string, commit: string, file: string): Promise<string> {
-    return this.#locked(url, async () => {
+    return this.#locks.run(url, async () => {
       const gitDir = this.#dir(url);
       const ref = `refs/capsule/pin/${commit}`;
       await runGit(["update-ref", ref, commit], { gitDir, timeoutMs: this.limits.localMs });
@@ -176,17 +178,7 @@ export class RepoMirrors {
     return FULL_COMMIT_RE.test(out.trim()) ? out.trim() : undefined;
   }
 
-  /** Runs `fn` after every earlier operation on `url` ended. */
-  #locked<T>(url: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(url) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const settled = next.catch(() => undefined);
-    this.#locks.set(url, settled);
-    void settled.then(() => {
-      if (this.#locks.get(url) === settled) this.#locks.delete(url);
-    });
-    return next;
-  }
+
 }
 
 /** The ref `rev` names in an ls-remote listing: an exact ref, a branch, then a tag (peeled). */
