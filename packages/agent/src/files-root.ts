@@ -101,11 +101,13 @@ const FLUSH_BYTES = 8 * 1024 * 1024;
  * Writable's queue) is the upload's backpressure. It finishes once the last partial block is
  * written and the background flush, if one runs, is done.
  */
-function fileSink(handle: FileHandle): Writable {
+export function fileSink(handle: FileHandle): Writable {
   const blocks = Array.from({ length: WRITE_BLOCKS }, () => Buffer.allocUnsafe(WRITE_BLOCK));
   const written: Array<Promise<void>> = [];
   let current = 0;
   let filled = 0;
+  /** Where in the file the current block goes. Two blocks may be in flight at once, so every write names its position. */
+  let position = 0;
   let unflushed = 0;
   let flushing: Promise<void> | undefined;
   let failure: Error | undefined;
@@ -119,7 +121,9 @@ function fileSink(handle: FileHandle): Writable {
   /** Starts writing the current block's `filled` bytes and moves on to the next block once it is free. */
   const writeBlock = async () => {
     const bytes = filled;
-    written[current] = writeFully(handle, (blocks[current] as Buffer).subarray(0, bytes)).then(() => {
+    const at = position;
+    position += bytes;
+    written[current] = writeFully(handle, (blocks[current] as Buffer).subarray(0, bytes), at).then(() => {
       unflushed += bytes;
       if (unflushed >= FLUSH_BYTES && !flushing) flush();
     }, (err: Error) => void (failure ??= err));
@@ -150,8 +154,9 @@ function fileSink(handle: FileHandle): Writable {
   });
 }
 
-async function writeFully(handle: FileHandle, data: Buffer): Promise<void> {
-  for (let off = 0; off < data.length; ) off += (await handle.write(data, off)).bytesWritten;
+/** Writes all of `data` at file offset `at` (a short write continues where it stopped). */
+async function writeFully(handle: Pick<FileHandle, "write">, data: Buffer, at: number): Promise<void> {
+  for (let off = 0; off < data.length; ) off += (await handle.write(data, off, data.length - off, at + off)).bytesWritten;
 }
 
 /**
