@@ -5,6 +5,26 @@ import { AgentError } from "./errors.js";
 import type { UserInfo } from "./users.js";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/**
+ * The most of the VM's env or workdir file read (both are read on every exec). Root in the VM may
+ * put anything there: a bigger file, or one that is not a regular file (a FIFO would block the
+ * read), counts as absent.
+ */
+const VM_FILE_MAX_BYTES = 64 * 1024;
+
+/** A small regular file's text, or undefined (missing, too big, or not a regular file). */
+async function readVmFile(file: string): Promise<string | undefined> {
+  const handle = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY).catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const st = await handle.stat();
+    return st.isFile() && st.size <= VM_FILE_MAX_BYTES ? await handle.readFile("utf8") : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}
 
 /** argv for capsule-spawn: become `user` exactly (uid, gid, groups), then run `rest`. */
 export function helperArgv(user: UserInfo, rest: string[]): string[] {
@@ -26,7 +46,7 @@ export function userEnv(user: UserInfo, extra: Record<string, string> | undefine
  * malformed entry is dropped rather than failing every exec of the VM.
  */
 export async function vmEnv(): Promise<Record<string, string>> {
-  const text = await fs.readFile(config.envFile, "utf8").catch(() => undefined);
+  const text = await readVmFile(config.envFile);
   if (text === undefined) return {};
   let parsed: unknown;
   try {
@@ -51,7 +71,7 @@ async function isDirectory(dir: string): Promise<boolean> {
  * tenant editing the file, takes effect at once, and the file is a few bytes.
  */
 async function vmWorkdir(): Promise<string | undefined> {
-  const text = await fs.readFile(config.workdirFile, "utf8").catch(() => undefined);
+  const text = await readVmFile(config.workdirFile);
   const dir = text?.trim();
   return dir?.startsWith("/") && (await isDirectory(dir)) ? dir : undefined;
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
 import os from "node:os";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { UserInfo } from "../src/users.js";
@@ -56,5 +57,17 @@ describe("resolveCwd", () => {
       await fs.writeFile(envFile, text);
       assert.deepEqual(await vmEnv(), {}, text);
     }
+  });
+
+  it("what root in the VM may put there instead: a file over 64 KiB or a FIFO counts as absent, and nothing blocks", async () => {
+    await fs.writeFile(envFile, JSON.stringify({ BIG: "x".repeat(64 * 1024) }));
+    assert.deepEqual(await vmEnv(), {});
+    await fs.rm(envFile);
+    await fs.rm(workdirFile, { force: true });
+    execFileSync("mkfifo", [envFile, workdirFile]);
+    assert.deepEqual(await vmEnv(), {}, "a FIFO with no writer is not waited for");
+    assert.equal(await resolveCwd(user(home), undefined), home);
+    await fs.rm(envFile);
+    await fs.rm(workdirFile);
   });
 });
