@@ -109,7 +109,8 @@ export interface ServiceSpec {
   remainAfterExit?: boolean;
   /**
    * service: systemd's Type=notify. The run gets NOTIFY_SOCKET and is active only once it sent
-   * READY=1. Agents older than this field ignore it (and watchdogSec), as they do any unknown field.
+   * READY=1. Agents older than this field would ignore it (and watchdogSec), so the host defines
+   * such a service only in an agent whose version reply lists AGENT_FEATURES.serviceNotify.
    */
   readySignal?: boolean;
   /** service: systemd's WatchdogSec=. Once active, a run that sends no WATCHDOG=1 for this long is aborted. */
