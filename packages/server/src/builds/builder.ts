@@ -27,6 +27,7 @@ import type { Quotas } from "../quotas.js";
 import { patchServiceSpec, serviceId, toServiceSpec } from "../services.js";
 import { groupadd, ownerLabel, sizingToLimits, useradd } from "../vms/provisioning.js";
 import type { Rows } from "../vms/rows.js";
+import { lastLine } from "../repos/git.js";
 import type { RepoMirrors, ResolvedRepo } from "../repos/mirrors.js";
 import { gitPhase, resolveRepos } from "./git-phase.js";
 import { buildsAnything, layerHash, specLayers, templateLayer, type BuildLayer, type VmSettings } from "./layers.js";
@@ -446,6 +447,3 @@ function isStarting(s: ServiceStatus): boolean {
   return s.activeState === "activating" || s.subState === "auto-restart";
 }
 
-function lastLine(s: string): string {
-  return s.trim().split("\n").at(-1)?.slice(0, 500) ?? "";
-}

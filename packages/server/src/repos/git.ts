@@ -114,6 +114,7 @@ export function runGit(args: string[], run: GitRun): Promise<string> {
   });
 }
 
+/** The last line of a command's output, at most 500 characters: what an error message quotes. */
 export function lastLine(s: string): string {
   return s.trim().split("\n").at(-1)?.slice(0, 500) ?? "";
 }

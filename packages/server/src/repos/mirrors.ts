@@ -2,7 +2,7 @@
  * Bare mirrors of the repositories builds clone, one per URL under `<dataDir>/repos/`. A build
  * names a repository and a rev; the host resolves the rev to a commit (`git ls-remote`), fetches
  * the branches and tags into the mirror when it lacks that commit, and later hands the builder VM
- * a bundle of the commit's history (builds/repos-phase.ts). Nothing of a repository is checked
+ * a bundle of the commit's history (builds/git-phase.ts). Nothing of a repository is checked
  * out, built or run on the host: the mirrors are bare, and git runs through {@link runGit}.
  *
  * A mirror is made whole or not at all: the first fetch goes into a temporary dir renamed into
@@ -177,8 +177,6 @@ export class RepoMirrors {
     const out = await runGit(["rev-parse", "-q", "--verify", "--end-of-options", `${rev}^{commit}`], { gitDir, timeoutMs: this.limits.localMs }).catch(() => "");
     return FULL_COMMIT_RE.test(out.trim()) ? out.trim() : undefined;
   }
-
-
 }
 
 /** The ref `rev` names in an ls-remote listing: an exact ref, a branch, then a tag (peeled). */
