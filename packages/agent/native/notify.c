@@ -91,7 +91,8 @@ int notify_main(const char *path, const char *uid_s) {
   int bound = bind(s, (struct sockaddr *)&addr, sizeof addr);
   umask(old);
   if (bound != 0) return perror("capsule-spawn: bind"), 1;
-  if (chown(path, (uid_t)uid, (gid_t)-1) != 0) return perror("capsule-spawn: chown"), 1;
+  /* lchown: if the path was swapped for a symlink since the bind, root gives away only that link. */
+  if (lchown(path, (uid_t)uid, (gid_t)-1) != 0) return perror("capsule-spawn: lchown"), 1;
   if (setsockopt(s, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) return perror("capsule-spawn: SO_PASSCRED"), 1;
   if (record("", 0, 0) != 0) return 1;
 

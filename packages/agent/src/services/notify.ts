@@ -128,6 +128,10 @@ export class NotifySocket {
    */
   static async open(serviceName: string, uid: number, onMessage: (pid: number, msg: NotifyMessage) => void): Promise<NotifySocket> {
     await fs.promises.mkdir(NOTIFY_DIR, { recursive: true, mode: 0o755 });
+    // mkdir leaves a directory that was already there as it was: one a user of the VM could
+    // write to (or own) would let them swap the socket under root's bind and chown.
+    const dir = await fs.promises.lstat(NOTIFY_DIR);
+    if (!dir.isDirectory() || dir.uid !== 0 || (dir.mode & 0o022) !== 0) throw new Error(`${NOTIFY_DIR} must be a directory of root's that no one else may write to`);
     const file = socketPath(serviceName);
     const relay = await startServiceProcess(await resolveUser("root"), [config.spawnHelper, "--notify", file, String(uid)], {}, "/");
     const socket = new NotifySocket(file, relay);
