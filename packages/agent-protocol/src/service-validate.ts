@@ -113,6 +113,8 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const spec: ServiceSpec = { name: name(o), mode: oneOf(o, "mode", SERVICE_MODES), exec: exec(o), enable: bool(o, "enable") };
   // systemd's Type=notify and WatchdogSec= are for a long-running main process, not a oneshot's.
   if (spec.mode === "oneshot" && (optional.readySignal || optional.watchdogSec)) fail(`"readySignal" and "watchdogSec" apply to mode "service" only`);
+  // WATCHDOG_USEC is whole microseconds: below 1 ms the service would read "0" (no watchdog) while the agent aborts it at once.
+  if (optional.watchdogSec !== undefined && optional.watchdogSec > 0 && optional.watchdogSec < 0.001) fail(`"watchdogSec" must be 0 or at least 0.001`);
   for (const [key, value] of Object.entries(optional)) if (value !== undefined) Object.assign(spec, { [key]: value });
   return spec;
 }

@@ -66,6 +66,8 @@ test("oversized and mistyped fields are refused on the way in", () => {
     [{ restart: { policy: "sometimes" } }, /policy/],
     [{ restart: { policy: "always", startLimitBurst: 1.5 } }, /startLimitBurst/],
     [{ restart: "always" }, /restart/],
+    [{ watchdogSec: 1e-9 }, /watchdogSec/],
+    [{ watchdogSec: -1 }, /watchdogSec/],
   ];
   for (const [fields, reason] of cases) refused(() => parseServiceSpec({ ...good, ...fields }), reason, JSON.stringify(fields).slice(0, 80));
   refused(() => parseRequest({ op: "svc.define", services: [], replace: false, start: true }), /services/, "no services");
