@@ -44,14 +44,15 @@ export function register(app: App, { svc, preview }: Deps): void {
     async (c) => {
       const row = svc.rows.ownedVm(account(c), c.req.valid("param").vm_id);
       const shares = preview.rows.liveShares(row.id, Date.now());
-      const ports = [...new Set([...preview.rows.publicPorts(row.id), ...shares.map((s) => s.port)])].sort((a, b) => a - b);
+      const publicPorts = new Set(preview.rows.publicPorts(row.id));
+      const ports = [...new Set([...publicPorts, ...shares.map((s) => s.port)])].sort((a, b) => a - b);
       const origin = new URL(c.req.url);
       return c.json(
         {
           ports: ports.map((port) => ({
             vmId: row.id,
             port,
-            public: preview.rows.isPublic(row.id, port),
+            public: publicPorts.has(port),
             url: preview.router.previewUrl(origin, row.id, port),
             shares: shares.filter((s) => s.port === port).map(liveShare),
           })),

@@ -71,8 +71,9 @@ export class DomainRows {
       if (row && row.account_id !== account.id) throw taken(m.domain);
       if (!row) added++;
     }
+    if (added === 0) return;
     const held = (this.db.prepare("SELECT COUNT(*) AS n FROM domains WHERE account_id = ?").get(account.id) as { n: number }).n;
-    if (added > 0 && held + added > MAX_DOMAINS_PER_ACCOUNT) {
+    if (held + added > MAX_DOMAINS_PER_ACCOUNT) {
       throw new ApiError("CREATE_VM_BAD_REQUEST", `domains: the account holds ${held} names and may hold at most ${MAX_DOMAINS_PER_ACCOUNT}; delete VMs whose names you no longer need`, undefined, { reason: "ACCOUNT_DOMAINS" });
     }
   }
