@@ -3,11 +3,13 @@
  * on real sandboxes: create with a firewall, exec (root, the default uid-1000 user, linuxUser,
  * env, stdin, timeout), files (1 KB and 5 MB round trips with equal sha256, Range, mode, dir,
  * mkdir, exists, stat, remove), a disk snapshot and a VM booted from it, delete; and bad input
- * answered `{code, message}` with codes the client passes on.
+ * answered `{code, message}` with codes the client passes on, identity tokens and background
+ * requests among them (coded 501s, each sent once).
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
+import { Freestyle } from "freestyle";
 import { useServer } from "@capsule/server/test-support";
 import { client, INTERNET, NOTHING, rejectsApi, sha256 } from "../test-support/v5.js";
 
@@ -113,6 +115,26 @@ describe("official client 0.2.17 on /v5", () => {
     assert.equal(noFirewall.body.code, "CREATE_VM_BAD_REQUEST");
     assert.match(noFirewall.body.message, /firewall/);
     await rejectsApi(client(url, "cap_wrong").vms.list(), 401, "UNAUTHORIZED");
+
+    // Identities and background requests: coded 501s the caller sees at once. Every call above
+    // carried the background header and was answered inline; each refusal below is sent once.
+    const sent: string[] = [];
+    const counting: typeof fetch = (input, init) => {
+      sent.push(`${init?.method ?? "GET"} ${new URL(String(input)).pathname}`);
+      return fetch(input, init);
+    };
+    const identityClient = new Freestyle({ baseUrl: url, identityAccessToken: "tok_from_freestyle", fetch: counting });
+    const noIdentities = await rejectsApi(identityClient.vms.list(), 501, "BAD_REQUEST");
+    assert.match(noIdentities.message, /identity access tokens are not supported/);
+    await rejectsApi(identityClient.vms.ref("vm-any").exec("true"), 501, "BAD_REQUEST");
+    await rejectsApi(client(url, keyA, counting).identities.create(), 501, "BAD_REQUEST");
+    await rejectsApi(client(url, keyA, counting).identities.list(), 501, "BAD_REQUEST");
+    const identity = client(url, keyA, counting).identities.ref("idn-1");
+    await rejectsApi(identity.tokens.create(), 501, "BAD_REQUEST");
+    await rejectsApi(identity.permissions.vm.grant({ vmId: "vm-any", allowedLinuxUsers: ["root"] }), 501, "BAD_REQUEST");
+    const polled = await raw("/v5/background-requests/req-1", { method: "GET" });
+    assert.deepEqual([polled.status, polled.body.code], [501, "BAD_REQUEST"]);
+    assert.deepEqual(sent, ["GET /v5/vms", "POST /v5/vms/vm-any/exec-await", "POST /v5/identities", "GET /v5/identities", "POST /v5/identities/idn-1/tokens", "POST /v5/identities/idn-1/permissions/vm"], "no retries");
 
     const { vm, vmId } = await fs.vms.create({ firewall: NOTHING });
     try {

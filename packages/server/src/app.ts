@@ -17,6 +17,7 @@ import { CONSOLE_HEADER, readCookie, SESSION_COOKIE } from "./console/auth.js";
 import { isConsolePath } from "./console/routes.js";
 import { RAW_FILES_PATH } from "./routes/vm-files-raw.js";
 import { isV5StreamedBody, V5_ROUTES, v5BadRequestCode } from "./routes/v5/index.js";
+import { IDENTITY_TOKEN_HEADER, identityTokenRefusal } from "./routes/v5/unsupported.js";
 
 /** Routes anyone may call: health checks and the API description. */
 const PUBLIC_PATHS = new Set(["/healthz", "/openapi.json"]);
@@ -79,6 +80,7 @@ export function createApp(deps: Deps): OpenAPIHono<AppEnv> {
     const consoleSession = !key && c.req.header(CONSOLE_HEADER) === "1" ? readCookie(c.req.header("cookie"), SESSION_COOKIE) : undefined;
     const account = key ? deps.keys.authenticate(key) : deps.console?.authenticate(consoleSession);
     if (!account) {
+      if (!key && c.req.header(IDENTITY_TOKEN_HEADER) !== undefined) return renderError(c, identityTokenRefusal());
       const message = key ? "invalid or revoked API key" : "missing API key: send Authorization: Bearer <key> (create one with `capsule keys create`)";
       return renderError(c, new ApiError("UNAUTHORIZED", message));
     }

@@ -17,6 +17,21 @@ const GLOBAL: Array<[path: string, feature: string]> = [
   ["/v5/tls/*", "TLS rules"],
 ];
 
+/**
+ * The header a 0.2 client built with `identityAccessToken` authenticates with instead of
+ * `Authorization` (lower case, as Node's HTTP stack reports it).
+ */
+export const IDENTITY_TOKEN_HEADER = "x-freestyle-identity-access-token";
+
+/**
+ * The answer to a request that brings an identity token and no API key: Capsule has no
+ * identities, so such a client is told so (a coded 501 its caller sees once: 0.2 retries
+ * nothing but upload chunks and background polls) rather than that its key is missing.
+ */
+export function identityTokenRefusal(): ApiError {
+  return new ApiError("BAD_REQUEST", "identity access tokens are not supported by Capsule yet; authenticate with an API key (Authorization: Bearer <key>)", 501, { unsupported: true });
+}
+
 function unsupported(feature: string): ApiError {
   return new ApiError("BAD_REQUEST", `${feature} is not supported by Capsule yet`, 501, { unsupported: true });
 }
