@@ -2,7 +2,8 @@
  * `/v5` PTY sessions and pause through the official `freestyle@0.2.17` client, on real
  * sandboxes: open, write, resize, detach and attach by number and by slug (get-or-create),
  * signals in either case, an unknown signal as an `error` frame, replaceOnExit, list and close;
- * `pause` then `start` keeps a shell counter's memory, also across a server restart.
+ * `pause` then `start` keeps a shell counter's memory, also across a server restart, after which
+ * the paused VM still counts against the account's running-VM quota.
  */
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
@@ -11,10 +12,22 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PtySession } from "freestyle";
 import { createKey, destroyDataDir, scratchDir, spawnServer, useServer } from "@capsule/server/test-support";
-import { client, exitPromise, NOTHING, terminal, within } from "../test-support/v5.js";
+import { client, exitPromise, NOTHING, rejectsApi, terminal, within } from "../test-support/v5.js";
 
 /** A counter that lives only in the shell's memory, written out (atomically) every 50 ms. */
 const COUNTER = "nohup sh -c 'i=0; while true; do i=$((i+1)); echo $i > /root/count.new; mv /root/count.new /root/count; sleep 0.05; done' >/dev/null 2>&1 &";
+
+/** `fn` with one environment variable set (for a child it spawns), restored after. */
+async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.env[name];
+  process.env[name] = value;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
 
 describe("official client 0.2.17: /v5 PTY and pause", () => {
   const t = useServer();
@@ -135,7 +148,7 @@ describe("official client 0.2.17: /v5 PTY and pause", () => {
     await vm.delete();
   });
 
-  it("a paused VM survives a server restart, stays paused, and start resumes it", async (ctx) => {
+  it("a paused VM survives a server restart, stays paused, counts against the running-VM quota, and start resumes it", async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const dataDir = await scratchDir();
     const key = createKey(dataDir, "carol");
@@ -151,10 +164,13 @@ describe("official client 0.2.17: /v5 PTY and pause", () => {
 
       served.child.kill("SIGTERM");
       await new Promise((resolve) => served.child.once("exit", resolve));
-      served = await spawnServer(dataDir);
+      // The new server allows one running VM per account (capsule serve reads CAPSULE_QUOTAS).
+      served = await withEnv("CAPSULE_QUOTAS", JSON.stringify({ runningVms: 1 }), () => spawnServer(dataDir));
       const vm2 = carol().vms.ref(vmId);
       assert.equal((await vm2.data()).state, "paused", "still paused after the restart");
       assert.equal(Number((await fs.readFile(onHost, "utf8")).trim()), atPause);
+      const full = await rejectsApi(carol().vms.create({ firewall: NOTHING }), 403, "VM_LIMIT_EXCEEDED");
+      assert.match(full.message, /at most 1 running VMs, you have 1/, "the paused VM counts as running");
       assert.equal((await vm2.start()).state, "running");
       await sleep(300);
       const after = Number((await vm2.fs.readTextFile("/root/count")).trim());

@@ -2,8 +2,9 @@
  * Changing a v5 VM through the official `freestyle@0.2.17` client, on real sandboxes:
  * `vm.update` (name, idle timeout; what Capsule lacks refused by name) and `vm.resize` (vCPUs and
  * memory grow, recorded at once, applied at the next boot; shrinks, empty requests, disk growth
- * and sizes over the server's maximum refused); and the client's own `freestyle` CLI pointed at
- * Capsule with `--proxy`, listing and creating VMs.
+ * and sizes over the server's maximum refused); the idle timeout of a create (absent or -1: never,
+ * whatever the server's default); and the client's own `freestyle` CLI pointed at Capsule with
+ * `--proxy`, listing and creating VMs.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -13,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { useServer } from "@capsule/server/test-support";
 import { client, NOTHING, rejectsApi } from "../test-support/v5.js";
 
@@ -80,6 +82,35 @@ describe("official client 0.2.17: update and resize", () => {
       assert.equal(Number(memTotal), (memory + 256) * 1024);
     } finally {
       await vm.delete();
+    }
+  });
+});
+
+describe("official client 0.2.17: the idle timeout as 0.2 means it", () => {
+  // A server whose own default would stop a VM after 1 s idle: 0.2's absent and -1 must not.
+  const t = useServer({ defaultIdleTimeoutSeconds: 1, idleCheckMs: 200 });
+
+  it("absent or -1 is never (the server's default does not apply); a given timeout stops the VM", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA } = t.get();
+    const fsA = client(url, keyA);
+    const absent = await fsA.vms.create({ firewall: NOTHING });
+    const never = await fsA.vms.create({ firewall: NOTHING, idleTimeoutSeconds: -1 });
+    const short = await fsA.vms.create({ firewall: NOTHING, idleTimeoutSeconds: 1 });
+    try {
+      assert.deepEqual([absent.data.idleTimeoutSeconds, never.data.idleTimeoutSeconds, short.data.idleTimeoutSeconds], [null, null, 1]);
+      // Listing does not count as activity: it reaches no guest.
+      const states = async () => new Map((await fsA.vms.list()).vms.map((v) => [v.id, v.state]));
+      const deadline = Date.now() + 15_000;
+      while ((await states()).get(short.vmId) !== "stopped") {
+        assert.ok(Date.now() < deadline, "the VM with a 1 s idle timeout was never stopped");
+        await sleep(200);
+      }
+      await sleep(1_500); // well past the 1 s default, a few idle checks later
+      const now = await states();
+      assert.deepEqual([now.get(absent.vmId), now.get(never.vmId)], ["running", "running"], "absent and -1: never idle-stopped");
+    } finally {
+      for (const id of [absent.vmId, never.vmId, short.vmId]) await fsA.vms.delete(id);
     }
   });
 });
