@@ -8,11 +8,26 @@ Capsule with \`FREESTYLE_API_URL=http://HOST:PORT\` and \`FREESTYLE_API_KEY=<cap
 
 **Auth.** Every route except \`/healthz\` and \`/openapi.json\` (and every WebSocket upgrade) needs
 \`Authorization: Bearer <key>\`; create keys with \`capsule keys create\`. Ids of other accounts' VMs,
-snapshots and sessions answer 404, never 403.
+snapshots and sessions answer 404, never 403. A request with a 0.2 identity token
+(\`x-freestyle-identity-access-token\`) and no key answers \`BAD_REQUEST\` 501 (\`unsupported: true\`):
+Capsule has no identities.
 
 **Errors.** \`{code, message}\` (plus \`error\` = code), with codes the Freestyle client maps to its
-typed errors. Features Capsule lacks (git, domains, VPCs, identities, builds, watch-files,
+typed errors. Features Capsule lacks (on \`/v1\`: git, domains, VPCs, identities, builds, watch-files,
 terminals, resize) answer \`BAD_REQUEST\` with status 501.
+
+**\`/v5\` (the \`freestyle@0.2.x\` client, \`new Freestyle({ baseUrl: "http://HOST:PORT" })\`).** The same
+accounts, keys, ownership and quotas over the \`/v5\` paths. What differs from \`/v1\`, route by route
+below: a create needs a \`firewall\` (default deny; outbound allow rules to \`{public: true}\`, an IPv4
+\`{cidr}\`, another of the account's VMs \`{vmId}\`, or a host port: \`{vmId: "host", protocol: "tcp",
+port}\`, a port the operator lists with \`--allow-host-port\`, which the VM reaches at its gateway as
+\`host.capsule.internal\`); \`idleTimeoutSeconds\` -1, null or absent means never; \`pause\` keeps the
+VM's memory, a paused VM stays paused across a server restart and counts as running for the
+account's running-VM quota and the host's capacity; \`resize\` only grows vCPUs and memory and applies
+at the VM's next boot; snapshots hold the disk only (\`contents: "disk"\`). The background-request
+header (\`x-freestyle-background-after-secs\`) is accepted and every call answers inline, never 202;
+\`/v5/background-requests\`, \`/v5/identities\`, VPCs, tunnels, domains, TLS and standalone firewall
+rules answer \`BAD_REQUEST\` 501 (\`unsupported: true\`); 0.2 retries neither.
 
 **Linux users.** \`X-Freestyle-Vm-Linux-User-Id: <name>\` runs exec, file access, PTYs and services as that user.
 

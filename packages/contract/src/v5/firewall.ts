@@ -12,7 +12,11 @@ export const MAX_FIREWALL_DESCRIPTION = 256;
 
 export const FirewallEndpoint = z
   .strictObject({
-    vmId: z.string().min(1).optional(),
+    vmId: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({ description: 'Another of the account\'s VMs, or `"host"`: Capsule\'s host, which the VM reaches at its gateway address as `host.capsule.internal`. A rule to `"host"` opens one TCP port (`protocol: "tcp"` and `port` are required) and only a port the server lists (`--allow-host-port`, `allowedHostPorts`); any other port is refused with 400.' }),
     vpcId: z.string().min(1).optional(),
     tunnelId: z.string().min(1).optional(),
     cidr: z.string().min(1).optional(),
@@ -44,7 +48,7 @@ export const FirewallSpec = z
   .meta({
     id: "V5FirewallSpec",
     description:
-      "Required on create: a VM gets nothing implicitly, only what its allow rules name. Capsule serves outbound rules (`source: {}`) to `{public: true}`, an IPv4 `{cidr}`, a listed host port (`{vmId: \"host\", protocol: \"tcp\", port}`) and another of the account's VMs (`{vmId}`), narrowed by `protocol`/`port`. Inbound rules, VPCs, tunnels and IPv6 answer 501 BAD_REQUEST (`unsupported: true`, `reason: FIREWALL_RULES`).",
+      "Required on create: a VM gets nothing implicitly, only what its allow rules name. Capsule serves outbound rules (`source: {}`) to `{public: true}`, an IPv4 `{cidr}`, a host port the server lists (`{vmId: \"host\", protocol: \"tcp\", port}`, reached as `host.capsule.internal`) and another of the account's VMs (`{vmId}`), narrowed by `protocol`/`port`. Inbound rules, VPCs, tunnels and IPv6 answer 501 BAD_REQUEST (`unsupported: true`, `reason: FIREWALL_RULES`).",
   });
 export type FirewallSpec = z.infer<typeof FirewallSpec>;
 
