@@ -27,7 +27,7 @@ as_root "$ROOT/scripts/setup.sh" "$@"
 
 DATA_DIR=${CAPSULE_DATA_DIR:-/var/lib/capsule}
 IMAGE=${CAPSULE_IMAGE:-trixie}
-STEPS=$([ -n "$BUILD_ONLY" ] && echo 2 || echo 9)
+STEPS=$([ -n "$BUILD_ONLY" ] && echo 2 || echo 10)
 step=0
 CACHE="$ROOT/node_modules/.cache/capsule-setup"
 
@@ -143,6 +143,12 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+say "runsc with gVisor's own network stack (memory snapshots)"
+# Probes runsc with the agent bundle, so after it; builds and installs one only when the runsc on
+# PATH cannot start netstack (cached by version: seconds when warm, about 5 min cold on 2 cores).
+bash "$ROOT/scripts/install-runsc.sh"
+
+# ---------------------------------------------------------------------------------------------
 say "base image '$IMAGE'"
 # `capsule image build` writes etc/capsule-image last and renames the finished image into place,
 # so the marker means a complete image; the CLI itself skips a present image the same way.
@@ -156,7 +162,8 @@ fi
 # ---------------------------------------------------------------------------------------------
 say "smoke test: boot a sandbox"
 # This exact build on this host: the engine's compiled code (and its workspace dependencies), the
-# agent bundle, the image, runsc, the kernel and this script's smoke test.
+# agent bundle, the image, the runsc binary (its version does not tell a build with the netstack
+# fix from Debian's), the kernel and this script's smoke test.
 mapfile -t engine_dirs < <(node -e '
 const fs = require("fs");
 const dirs = fs.readdirSync("packages").map((d) => `packages/${d}`).filter((d) => fs.existsSync(`${d}/package.json`));
@@ -171,7 +178,7 @@ visit("packages/engine");
 console.log([...seen].map((d) => `${d}/dist/src`).join("\n"));')
 [ ${#engine_dirs[@]} -gt 0 ] || die "cannot list the engine's workspace packages"
 smoke_key=$(printf '%s\n' "$(tree_hash "${engine_dirs[@]}" scripts/smoke.mjs)" "$(cat "$DATA_DIR/agent/current/VERSION")" \
-  "$(cat "$marker")" "$(runsc --version | head -1)" "$(uname -r)" "$(node --version)" | sha256sum | cut -c1-64)
+  "$(cat "$marker")" "$(sha256sum "$(command -v runsc)")" "$(uname -r)" "$(node --version)" | sha256sum | cut -c1-64)
 if stamp_ok "$DATA_DIR/.setup-smoke" "$smoke_key"; then
   note "this build already booted a sandbox on this host (stamp $DATA_DIR/.setup-smoke)"
 else

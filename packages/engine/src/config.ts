@@ -3,6 +3,14 @@ import { EngineError, ErrorCode } from "./errors.js";
 
 export type RuntimeName = "runsc" | "runc";
 export type Egress = "none" | "internet";
+/**
+ * How a runsc VM's network stack is provided. `netstack`: gVisor's own (`--network=sandbox`) in the
+ * VM's netns; sandboxes on it can be checkpointed. `hostinet`: the host kernel's stack inside the
+ * VM's netns (`--network=host`); runsc refuses to checkpoint those. runc VMs always use the kernel's.
+ */
+export type NetworkStack = "netstack" | "hostinet";
+/** The engine's `network` when none is given. */
+export const DEFAULT_NETWORK: NetworkStack | "auto" = "netstack";
 
 /** Per-VM resource limits. Every field has a documented default in {@link DEFAULT_LIMITS}. */
 export interface VmLimits {
@@ -55,6 +63,12 @@ export interface EngineOptions {
   subnet?: string;
   /** The runsc binary. Default: `runsc` on PATH. */
   runscPath?: string;
+  /**
+   * The runsc VMs' network stack. `netstack` and `hostinet` are what they say: with `netstack` and a
+   * runsc that cannot start it, the engine does not open. `auto`: netstack when the runsc can start
+   * it, else hostinet. Default `netstack` (scripts/setup.sh installs a runsc that starts it).
+   */
+  network?: NetworkStack | "auto";
   /** The runc binary. Default: `runc` on PATH. */
   runcPath?: string;
   /** runsc platform. Default `systrap`. */
@@ -79,6 +93,7 @@ export function resolveOptions(opts: EngineOptions): ResolvedOptions {
     packageCaches: opts.packageCaches ?? true,
     subnet: opts.subnet ?? "10.213.0.0/16",
     runscPath: opts.runscPath ?? "runsc",
+    network: opts.network ?? DEFAULT_NETWORK,
     runcPath: opts.runcPath ?? "runc",
     runscPlatform: opts.runscPlatform ?? "systrap",
     bootTimeoutMs: opts.bootTimeoutMs ?? 15_000,

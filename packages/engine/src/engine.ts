@@ -10,7 +10,7 @@ import { KeyedMutex } from "./mutex.js";
 import { PhaseTimer } from "./phase-timer.js";
 import { validatePolicy, type FirewallPolicy } from "./net/policy.js";
 import { hostIfName, Paths } from "./paths.js";
-import { checkHost } from "./preflight.js";
+import { checkHost, type EngineFeatures } from "./preflight.js";
 import { recover, type RecoveryReport } from "./recovery.js";
 import { RuncRuntime } from "./runtime/runc.js";
 import { RunscRuntime } from "./runtime/runsc.js";
@@ -78,6 +78,8 @@ export interface VmInfo {
  */
 export class Engine {
   readonly options: ResolvedOptions;
+  /** What start-up found this host's sandboxes can do (the network stack, checkpoints). */
+  readonly features: EngineFeatures;
   readonly guest: GuestOps;
   readonly #paths: Paths;
   readonly #records: Records;
@@ -97,13 +99,14 @@ export class Engine {
   #recovery: RecoveryReport | undefined;
   #closed = false;
 
-  private constructor(options: ResolvedOptions) {
+  private constructor(options: ResolvedOptions, features: EngineFeatures) {
     this.options = options;
+    this.features = Object.freeze({ ...features });
     this.#paths = new Paths(options.dataDir);
     this.#records = new Records(this.#paths);
     this.#layers = new LayerStore(this.#paths, this.#records);
     this.#runtimes = {
-      runsc: new RunscRuntime(options.runscPath, `${this.#paths.runtimeRoot}/runsc`, options.runscPlatform),
+      runsc: new RunscRuntime(options.runscPath, `${this.#paths.runtimeRoot}/runsc`, options.runscPlatform, features.network),
       runc: new RuncRuntime(options.runcPath, `${this.#paths.runtimeRoot}/runc`),
     };
     this.#host = new VmHost(options, this.#paths, this.#runtimes, this.#records);
@@ -117,8 +120,7 @@ export class Engine {
    */
   static async open(opts: EngineOptions = {}): Promise<Engine> {
     const options = resolveOptions(opts);
-    await checkHost(options);
-    const engine = new Engine(options);
+    const engine = new Engine(options, await checkHost(options));
     await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     engine.#dataDirLock = await DataDirLock.acquire(engine.#paths.lockFile);
     try {

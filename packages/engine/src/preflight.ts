@@ -1,14 +1,23 @@
 import fs from "node:fs/promises";
 import { run } from "./host/run.js";
-import type { ResolvedOptions } from "./config.js";
+import type { NetworkStack, ResolvedOptions } from "./config.js";
 import { EngineError, ErrorCode } from "./errors.js";
+import { probeNetstack } from "./runtime/netstack-probe.js";
 import { resolveBundle } from "./vm-host.js";
+
+/** What start-up found this host's sandboxes can do. */
+export interface EngineFeatures {
+  /** The runsc VMs' network stack: the one asked for, or what `auto` chose. */
+  network: NetworkStack;
+  /** Whether runsc can checkpoint a running VM (memory snapshots): only on netstack. */
+  checkpoint: boolean;
+}
 
 /**
  * Checks that this host can run sandboxes before anything is created, and says exactly what is
  * missing and how to get it.
  */
-export async function checkHost(opts: ResolvedOptions): Promise<void> {
+export async function checkHost(opts: ResolvedOptions): Promise<EngineFeatures> {
   const problems: string[] = [];
   if (process.getuid?.() !== 0) problems.push("the engine must run as root (it mounts filesystems and creates network namespaces)");
   const tools: Array<[string, string[], string]> = [
@@ -30,7 +39,31 @@ export async function checkHost(opts: ResolvedOptions): Promise<void> {
   }
   const fsTypes = await fs.readFile("/proc/filesystems", "utf8").catch(() => "");
   if (!/\boverlay\b/.test(fsTypes)) problems.push("the kernel has no overlayfs (modprobe overlay)");
+  // The netstack probe needs runsc and the bundle, so it runs only when nothing else is missing.
+  const network = problems.length > 0 ? "hostinet" : await networkStack(opts, bundle, problems);
   if (problems.length > 0) {
     throw new EngineError(ErrorCode.HostNotReady, `this host cannot run Capsule sandboxes yet:\n  - ${problems.join("\n  - ")}`);
   }
+  return { network, checkpoint: network === "netstack" };
+}
+
+/**
+ * `netstack` must start (else a problem is added), `auto` takes netstack only if it starts, and
+ * `hostinet` needs no probe.
+ */
+async function networkStack(opts: ResolvedOptions, bundle: string, problems: string[]): Promise<NetworkStack> {
+  const asked: unknown = opts.network;
+  if (asked !== "netstack" && asked !== "hostinet" && asked !== "auto") {
+    throw new EngineError(ErrorCode.InvalidArgument, `network must be netstack, hostinet or auto, got ${JSON.stringify(asked)}`);
+  }
+  if (asked === "hostinet") return "hostinet";
+  const why = await probeNetstack(opts.runscPath, opts.runscPlatform, bundle);
+  if (why === undefined) return "netstack";
+  if (asked === "netstack") {
+    problems.push(
+      `runsc (${opts.runscPath}) cannot start gVisor's netstack in a network namespace (${why}); scripts/setup.sh installs one that can ` +
+        "(built by scripts/build-runsc.sh), or set runscPath to such a runsc, or network to hostinet (no memory snapshots) or auto",
+    );
+  }
+  return "hostinet";
 }

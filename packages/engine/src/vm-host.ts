@@ -108,7 +108,7 @@ export class VmHost {
         etcFiles: cacheFiles,
         limits: rec.limits,
         runtime: rec.runtime,
-        ...(rec.runtime === "runc" ? { netnsPath: netnsPath(ns) } : {}),
+        ...(runtime.netnsInSpec ? { netnsPath: netnsPath(ns) } : {}),
       });
       await writeJsonAtomic(`${p.bundle}/config.json`, spec);
       phase("spec");

@@ -15,6 +15,11 @@ export const IMAGES_DIR = process.env.CAPSULE_IMAGES_DIR ?? "/var/lib/capsule/im
 export const AGENT_BUNDLE = process.env.CAPSULE_AGENT_BUNDLE ?? "/var/lib/capsule/agent";
 /** The runtime the suites run on: `runsc` by default; `npm test` runs the applicable ones on runc too. */
 export const RUNTIME: RuntimeName = process.env.CAPSULE_TEST_RUNTIME === "runc" ? "runc" : "runsc";
+/** The engine's runsc and network stack, as the server takes them (CAPSULE_RUNSC, CAPSULE_NETWORK); unset: the engine's defaults. */
+export const RUNSC_OPTIONS: Pick<EngineOptions, "runscPath" | "network"> = {
+  ...(process.env.CAPSULE_RUNSC ? { runscPath: process.env.CAPSULE_RUNSC } : {}),
+  ...(process.env.CAPSULE_NETWORK ? { network: process.env.CAPSULE_NETWORK as NonNullable<EngineOptions["network"]> } : {}),
+};
 
 /** Why this host cannot run the real-sandbox tests, or undefined when it can. */
 export async function hostGap(): Promise<string | undefined> {
@@ -60,7 +65,7 @@ export function useEngine(opts: EngineOptions | (() => EngineOptions) = {}): { g
     gap = await sandboxGap();
     if (gap) return;
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-test-"));
-    const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, runtime: RUNTIME, ...(typeof opts === "function" ? opts() : opts) });
+    const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, runtime: RUNTIME, ...RUNSC_OPTIONS, ...(typeof opts === "function" ? opts() : opts) });
     current = { engine, dataDir };
   });
   after(async () => {

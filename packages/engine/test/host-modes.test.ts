@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Engine } from "../src/index.js";
-import { AGENT_BUNDLE, IMAGES_DIR, RUNTIME, destroyAll, sandboxGap, type TestEngine } from "../test-support/harness.js";
+import { AGENT_BUNDLE, IMAGES_DIR, RUNTIME, RUNSC_OPTIONS, destroyAll, sandboxGap, type TestEngine } from "../test-support/harness.js";
 
 const NOBODY = 65534;
 
@@ -32,7 +32,7 @@ describe("host file hygiene", () => {
     await fs.chmod(dataDir, 0o755);
     await fs.mkdir(path.join(dataDir, "layers"), { mode: 0o755 });
     await fs.chmod(path.join(dataDir, "layers"), 0o755);
-    const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, runtime: RUNTIME });
+    const engine = await Engine.open({ dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, runtime: RUNTIME, ...RUNSC_OPTIONS });
     t = { engine, dataDir };
   });
   after(async () => {

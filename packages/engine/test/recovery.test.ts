@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Engine, RECOVERY_PROBE_BUDGET_MS, type EngineOptions } from "../src/index.js";
-import { AGENT_BUNDLE, IMAGES_DIR, RUNTIME, countResources, destroyAll, hostGap } from "../test-support/harness.js";
+import { AGENT_BUNDLE, IMAGES_DIR, RUNTIME, RUNSC_OPTIONS, countResources, destroyAll, hostGap } from "../test-support/harness.js";
 import { freezeContainer } from "../src/runtime/cgroups.js";
 import { turnHostile } from "../test-support/hostile-agent.js";
 
@@ -26,7 +26,7 @@ describe("recovery at start-up", () => {
       return;
     }
     dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-recovery-"));
-    opts = { dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, runtime: RUNTIME };
+    opts = { dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, runtime: RUNTIME, ...RUNSC_OPTIONS };
   });
   after(async () => {
     if (!dataDir) return;

@@ -9,6 +9,7 @@ import type { Runtime } from "./types.js";
  */
 export abstract class OciCliRuntime implements Runtime {
   abstract readonly name: "runsc" | "runc";
+  abstract readonly netnsInSpec: boolean;
 
   constructor(
     protected readonly bin: string,

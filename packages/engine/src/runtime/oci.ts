@@ -52,7 +52,7 @@ export interface SpecInput {
   etcFiles?: ReadonlyArray<{ file: string; destination: string }>;
   limits: VmLimits;
   runtime: "runsc" | "runc";
-  /** runc joins this namespace through the spec; runsc is started inside it instead. */
+  /** The network namespace the runtime joins through the spec (runc, runsc on netstack); runsc on hostinet is started inside it instead. */
   netnsPath?: string;
 }
 

@@ -6,6 +6,7 @@ import { OciCliRuntime } from "./oci-cli.js";
  */
 export class RuncRuntime extends OciCliRuntime {
   readonly name = "runc" as const;
+  readonly netnsInSpec = true;
 
   protected globalArgs(): string[] {
     return [`--root=${this.root}`];

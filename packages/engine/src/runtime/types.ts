@@ -1,6 +1,8 @@
 /** What the engine needs from an OCI runtime. One implementation per runtime, same contract. */
 export interface Runtime {
   readonly name: "runsc" | "runc";
+  /** The VM's netns goes into the OCI spec (the runtime joins it); otherwise `run` starts the runtime inside it. */
+  readonly netnsInSpec: boolean;
   /** Creates and starts the container detached; resolves once the runtime reports it started. */
   run(id: string, bundleDir: string, netnsPath: string, logFile: string): Promise<void>;
   /** `running`, `paused`, `stopped`, `created`, or `absent` when the runtime does not know it. */
