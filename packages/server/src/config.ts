@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { DEFAULT_NETWORK, type NetworkStack } from "@capsule/engine";
 import { DEFAULT_QUOTAS, defaultAdmission, type AccountQuotas, type AdmissionConfig } from "./quotas.js";
 import { isHostname } from "./preview/host.js";
 import { normalizeRepoUrl } from "./repos/policy.js";
@@ -78,6 +79,14 @@ export interface ServerConfig {
    * Default none.
    */
   repoPrefixes: string[];
+  /** The runsc binary (the engine's runscPath). Env CAPSULE_RUNSC. Default `runsc` on PATH, where scripts/setup.sh installs one. */
+  runscPath: string;
+  /**
+   * The gVisor VMs' network stack (the engine's network): netstack (gVisor's own; VMs can be
+   * checkpointed), hostinet (the host kernel's) or auto (netstack if this runsc can start it). With
+   * netstack and a runsc that cannot start it, the server does not start. Env CAPSULE_NETWORK.
+   */
+  network: NetworkStack | "auto";
 }
 
 /** Settings as options, env or the file give them: any subset; `quotas` and `admission` key by key. */
@@ -169,6 +178,8 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     opts[k] !== undefined ? (opts[k] as ServerConfig[K]) : fromEnv !== undefined ? fromEnv : fromFile[k] !== undefined ? (fromFile[k] as ServerConfig[K]) : dflt;
   const egress = pick("egress", env.CAPSULE_EGRESS as ServerConfig["egress"] | undefined, "internet");
   if (egress !== "none" && egress !== "internet") throw new Error(`egress must be none or internet, got ${String(egress)}`);
+  const network = pick("network", env.CAPSULE_NETWORK as ServerConfig["network"] | undefined, DEFAULT_NETWORK);
+  if (network !== "netstack" && network !== "hostinet" && network !== "auto") throw new Error(`network must be netstack, hostinet or auto, got ${String(network)}`);
   return {
     port: pick("port", num(env.CAPSULE_PORT), 8080),
     host: pick("host", env.CAPSULE_HOST, "127.0.0.1"),
@@ -187,6 +198,8 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     domainSuffixes: pick("domainSuffixes", names(env.CAPSULE_DOMAIN_SUFFIXES), []).map(previewDomain),
     apiHostnames: pick("apiHostnames", names(env.CAPSULE_API_HOSTNAMES), []).map(previewDomain),
     repoPrefixes: pick("repoPrefixes", names(env.CAPSULE_REPO_PREFIXES), []).map(repoPrefix),
+    runscPath: pick("runscPath", env.CAPSULE_RUNSC, "runsc"),
+    network,
     pool: section<PoolConfig>("pool", DEFAULT_POOL, { zero: true, integer: true }, fromFile.pool as Record<string, unknown> | undefined, jsonObject("CAPSULE_POOL", env.CAPSULE_POOL), opts.pool as Record<string, unknown> | undefined),
   };
 }

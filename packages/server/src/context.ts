@@ -1,6 +1,7 @@
 /** Types shared by the app, the routes and the WebSocket handlers. */
 import type { IncomingMessage } from "node:http";
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { EngineFeatures } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { ConsoleAuth } from "./console/auth.js";
 import type { KeyStore, Account } from "./keys.js";
@@ -29,6 +30,8 @@ export interface Deps {
   preview?: PreviewAccess;
   /** The v5 chunked uploads in progress; the server's shutdown ends them (UploadSessions.close). */
   uploads: UploadSessions;
+  /** What the engine's sandboxes can do (network stack, checkpoints); absent: /healthz says only ok. */
+  features?: EngineFeatures;
 }
 
 export interface ServerLimits {

@@ -14,8 +14,10 @@ export function registerServe(program: Command): void {
     .option("--egress <mode>", "VM egress: internet or none (env CAPSULE_EGRESS; default internet)")
     .option("--allow-host-port <port>", "a host TCP port VMs may reach at host.capsule.internal; repeatable (env CAPSULE_ALLOWED_HOST_PORTS, comma-separated)", (v: string, acc: number[] = []) => [...acc, Number(v)])
     .option("--no-package-caches", "VMs do not get the host's apt and npm caches at host.capsule.internal (env CAPSULE_PACKAGE_CACHES=0)")
+    .option("--runsc <path>", "the runsc (gVisor) binary (env CAPSULE_RUNSC; default runsc on PATH)")
+    .option("--network <stack>", "gVisor VMs' network stack: netstack (checkpoints), hostinet or auto (env CAPSULE_NETWORK; default netstack)")
     .option("--allow-repo <prefix>", "an http(s) URL prefix of repositories builds may clone (git.repos); repeatable (env CAPSULE_REPO_PREFIXES, comma-separated; default none)", (v: string, acc: string[] = []) => [...acc, v])
-    .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet"; allowHostPort?: number[]; packageCaches?: boolean; allowRepo?: string[] }) => {
+    .action(async (o: { port?: number; host?: string; dataDir?: string; imagesDir?: string; agentDir?: string; idleTimeout?: string; egress?: "none" | "internet"; allowHostPort?: number[]; packageCaches?: boolean; allowRepo?: string[]; runsc?: string; network?: "netstack" | "hostinet" | "auto" }) => {
       const { installLastResortGuard, startServer } = await import("@capsule/server"); // the server, engine and SQLite load only for `serve`
       const idle = o.idleTimeout === undefined ? undefined : o.idleTimeout === "none" ? null : Number(o.idleTimeout);
       const server = await startServer({
@@ -28,6 +30,8 @@ export function registerServe(program: Command): void {
         ...(o.egress !== undefined ? { egress: o.egress } : {}),
         ...(o.allowHostPort !== undefined ? { allowedHostPorts: o.allowHostPort } : {}),
         ...(o.allowRepo !== undefined ? { repoPrefixes: o.allowRepo } : {}),
+        ...(o.runsc !== undefined ? { runscPath: o.runsc } : {}),
+        ...(o.network !== undefined ? { network: o.network } : {}),
         // commander sets packageCaches true unless --no-package-caches: only the flag overrides env and file.
         ...(o.packageCaches === false ? { packageCaches: false } : {}),
       });
