@@ -3,7 +3,7 @@
  * the data-dir lock, on a scratch directory. Needs neither root nor a VM.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -99,6 +99,23 @@ describe("engine state on disk", () => {
       await Promise.all([racing.saveVm({ ...a }), racing.saveVm({ ...b }), racing.readVm("vma")]);
       assert.equal((await racing.readVm("vma"))?.state, a.state, `round ${i}`);
     }
+  });
+
+  it("another VM's record write ending during a read leaves that read cached (a burst of claims keeps the listing in memory)", async () => {
+    await fresh("cache-beside");
+    await records.saveVm(vmRecord("vmb", []));
+    // vma's record is a FIFO for now, so its read ends only when the test writes it: after vmb's write.
+    const vma = paths.vm("vma");
+    await fs.mkdir(vma.dir, { recursive: true });
+    execFileSync("mkfifo", [vma.record]);
+    const cold = new Records(paths); // an empty cache, so the read goes to the file
+    const read = cold.readVm("vma");
+    await cold.saveVm(vmRecord("vmb", ["l1"]));
+    await fs.writeFile(vma.record, JSON.stringify(vmRecord("vma", [])));
+    assert.deepEqual((await read)?.layers, []);
+    await fs.rm(vma.record);
+    await fs.writeFile(vma.record, JSON.stringify(vmRecord("vma", ["written-behind-the-cache"])));
+    assert.deepEqual((await cold.readVm("vma"))?.layers, [], "the read was cached");
   });
 
   it("temp files a crash left are removed; finished records are kept", async () => {

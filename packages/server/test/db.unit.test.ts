@@ -29,3 +29,24 @@ it("commits durably (synchronous=FULL under WAL) and keeps the database files pr
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
+
+it("hands out one compiled statement per SQL string, each run with its own arguments", async () => {
+  const dir = await scratchDir();
+  try {
+    const db = openDb(path.join(dir, "server.db"));
+    const sql = "SELECT ? AS v";
+    const first = db.prepare(sql);
+    assert.equal(db.prepare(sql), first, "the same SQL: the same statement");
+    assert.notEqual(db.prepare("SELECT ? AS w"), first);
+    assert.deepEqual([db.prepare(sql).get(1), db.prepare(sql).get(2)], [{ v: 1 }, { v: 2 }]);
+    // A key is found through the shared statements after others ran between its uses.
+    const keys = new KeyStore(db);
+    const { key } = keys.createKey("alice");
+    assert.equal(keys.authenticate(key)?.name, "alice");
+    keys.createKey("bob");
+    assert.equal(keys.authenticate(key)?.name, "alice");
+    db.close();
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

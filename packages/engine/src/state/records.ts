@@ -64,8 +64,16 @@ export class Records {
    * state on every call need no file read.
    */
   readonly #vms = new Map<string, string>();
-  /** Counts record writes and removals: a read that overlapped one does not fill the cache. */
+  /** Counts record writes and removals. */
   #changes = 0;
+  /**
+   * When each VM's record last changed (a {@link #changes} count): a read that overlapped a change
+   * of its own record does not fill the cache, while the other VMs' writes (the claims of a burst
+   * of creates) leave it alone. Kept only while reads are under way: a read that starts later
+   * sees every earlier change as before its start.
+   */
+  readonly #changedAt = new Map<string, number>();
+  #reading = 0;
 
   constructor(private readonly paths: Paths) {}
 
@@ -85,10 +93,15 @@ export class Records {
     if (!VM_ID.test(id)) return undefined;
     const cached = this.#vms.get(id);
     if (cached !== undefined) return JSON.parse(cached) as VmRecord; // a copy: callers change records
-    const changes = this.#changes;
-    const rec = await readJson<VmRecord>(this.paths.vm(id).record);
-    if (rec && changes === this.#changes) this.#vms.set(id, JSON.stringify(rec));
-    return rec;
+    const start = this.#changes;
+    this.#reading++;
+    try {
+      const rec = await readJson<VmRecord>(this.paths.vm(id).record);
+      if (rec && (this.#changedAt.get(id) ?? 0) <= start) this.#vms.set(id, JSON.stringify(rec));
+      return rec;
+    } finally {
+      if (--this.#reading === 0) this.#changedAt.clear();
+    }
   }
 
   /** Every readable VM record, in any state. */
@@ -103,27 +116,36 @@ export class Records {
 
   async saveVm(rec: VmRecord): Promise<void> {
     rec.updatedAt = new Date().toISOString();
-    // Counted at both ends, so a read or another write that overlaps this one caches nothing:
-    // while it runs (or after it failed) the file may hold either record.
+    // Marked at both ends, so a read or another write of this record that overlaps this one
+    // caches nothing: while it runs (or after it failed) the file may hold either record.
     // A read that both starts and ends inside this write may have cached the old record: at the
-    // end the entry is replaced, or, when another write overlapped, dropped.
-    const start = ++this.#changes;
+    // end the entry is replaced, or, when another write of it overlapped (or its mark was
+    // cleared), dropped.
+    const start = this.#changed(rec.id);
     this.#vms.delete(rec.id);
     try {
       await writeJsonAtomic(this.paths.vm(rec.id).record, rec);
     } catch (err) {
-      this.#changes++;
+      this.#changed(rec.id);
       this.#vms.delete(rec.id);
       throw err;
     }
-    if (++this.#changes === start + 1) this.#vms.set(rec.id, JSON.stringify(rec));
+    const alone = this.#changedAt.get(rec.id) === start;
+    this.#changed(rec.id);
+    if (alone) this.#vms.set(rec.id, JSON.stringify(rec));
     else this.#vms.delete(rec.id);
   }
 
   /** Forgets a VM whose directory was removed. */
   forgetVm(id: string): void {
-    this.#changes++;
+    this.#changed(id);
     this.#vms.delete(id);
+  }
+
+  /** Marks a change of the VM's record; returns its count. */
+  #changed(id: string): number {
+    this.#changedAt.set(id, ++this.#changes);
+    return this.#changes;
   }
 
   // ---------------------------------------------------------------- snapshots
