@@ -19,6 +19,7 @@
  * | `fs.read`     | –                                             | JSON `stat`, `Stdout` chunks, `Eof`, close                    |
  * | `fs.write`    | `Stdin` chunks, `Eof`                         | JSON `ok` (after the atomic rename), close                    |
  * | `tcp.connect` | after `ok`: raw TCP bytes, unframed           | JSON `ok`, then raw TCP bytes, unframed, until either closes  |
+ * | `ckpt.prepare`| –                                             | JSON `ok`, close; then no listener until the checkpoint ends  |
  * | other ops     | –                                             | one JSON reply, close                                         |
  *
  * The `svc.*` ops (services the agent supervises) are each one JSON request and one reply: see

@@ -110,6 +110,30 @@ export interface SimpleRequest {
   op: "version" | "sync";
 }
 
+/**
+ * The file whose appearance beside the agent's socket (in the host's run dir of the VM) tells an
+ * agent made deaf by `ckpt.prepare` that the checkpoint is over: the host writes it into the
+ * original VM's run dir once `runsc checkpoint` returned, and into a restored VM's run dir before
+ * its restore. gVisor gives the guest no event at either moment, so the agent polls for it.
+ */
+export const CKPT_RESUME_MARKER = "ckpt-resume";
+/** How long an agent made deaf by `ckpt.prepare` waits for the marker by default, and at most. */
+export const DEFAULT_CKPT_DEAF_MS = 10_000;
+export const MAX_CKPT_DEAF_MS = 120_000;
+
+/**
+ * Before a memory checkpoint: runsc refuses to save a listening host socket or an open host
+ * connection, so after its `ok` the agent closes its listener and every host connection (PTY
+ * sessions, services and running commands go on; a command's output from then on is dropped),
+ * and listens again once {@link CKPT_RESUME_MARKER} appears, or after `deafMs`
+ * (default {@link DEFAULT_CKPT_DEAF_MS}) on its own, so a host that died mid-checkpoint leaves no
+ * deaf VM.
+ */
+export interface CkptPrepareRequest {
+  op: "ckpt.prepare";
+  deafMs?: number;
+}
+
 /** Lowest and highest TCP port a `tcp.connect` may name. */
 export const MIN_TCP_PORT = 1;
 export const MAX_TCP_PORT = 65535;
@@ -137,6 +161,7 @@ export type Request =
   | FsRemoveRequest
   | ServiceRequest
   | TcpConnectRequest
+  | CkptPrepareRequest
   | SimpleRequest;
 
 /** Host → agent control messages during an `exec`. */
@@ -179,12 +204,14 @@ export const AGENT_ERROR_CODES = [
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 
 /**
- * What an agent can do beyond its protocol version, for additions that are fields of an existing
- * op (an older agent ignores an unknown field, where it answers an unknown op with an error).
+ * What an agent can do beyond its protocol version: fields of an existing op (an older agent
+ * ignores an unknown field), and ops the host must know are there before it acts on them.
  */
 export const AGENT_FEATURES = {
   /** `readySignal` and `watchdogSec` in `svc.define` (sd_notify). */
   serviceNotify: "svc.notify",
+  /** `ckpt.prepare`: asked before a checkpoint, so an older agent is refused before the VM is touched. */
+  checkpoint: "ckpt.prepare",
 } as const;
 
 export interface VersionReply {

@@ -10,6 +10,7 @@ import {
   AGENT_ERROR_CODES,
   AGENT_FEATURES,
   FILE_KINDS,
+  MAX_CKPT_DEAF_MS,
   MAX_PTY_SLUG_LENGTH,
   MAX_TCP_PORT,
   MIN_TCP_PORT,
@@ -147,6 +148,11 @@ export function parseRequest(raw: unknown): Request {
       const port = uint(o, "port", MAX_TCP_PORT);
       if (port < MIN_TCP_PORT) fail(`"port" must be an integer from ${MIN_TCP_PORT} to ${MAX_TCP_PORT}`);
       return { op, port };
+    }
+    case "ckpt.prepare": {
+      const deafMs = optUint(o, "deafMs", MAX_CKPT_DEAF_MS);
+      if (deafMs === 0) fail(`"deafMs" must be from 1 to ${MAX_CKPT_DEAF_MS}`);
+      return { op, deafMs };
     }
     default:
       return fail(`unknown op ${JSON.stringify(op)}`);

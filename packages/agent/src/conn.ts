@@ -25,7 +25,20 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const LINGER_MS = 5_000;
 
 export type FrameHandler = (frame: Frame) => void;
+
 export type RequestHandler = (request: unknown, conn: Conn) => Promise<void>;
+
+/** Every host connection still open, so a checkpoint can close them all ({@link dropAllConnections}). */
+const openConns = new Set<Conn>();
+
+/**
+ * Closes every host connection but `keep`, at once and without a reply: runsc cannot save an
+ * open host connection. Operations see an ordinary hang-up, except that a running command is
+ * not killed for it ({@link Conn.droppedForCheckpoint}).
+ */
+export function dropAllConnections(keep: Conn): void {
+  for (const conn of openConns) if (conn !== keep) conn.dropForCheckpoint();
+}
 
 /**
  * One host connection carrying one operation: frame decoding, replies, and backpressure in both
@@ -43,6 +56,7 @@ export class Conn {
   #held: Frame[] = [];
   #inputBlocked = false;
   #finished = false;
+  #dropped = false;
   readonly #requestTimer: NodeJS.Timeout;
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
 
@@ -55,11 +69,38 @@ export class Conn {
     sock.on("data", this.#onData);
     // Resets and broken pipes surface as "close"; there is nothing more to do with them here.
     sock.on("error", () => undefined);
-    sock.on("close", () => clearTimeout(this.#requestTimer));
+    openConns.add(this);
+    sock.on("close", () => {
+      openConns.delete(this);
+      clearTimeout(this.#requestTimer);
+    });
   }
 
   get finished(): boolean {
     return this.#finished || this.#sock.destroyed;
+  }
+
+  /** True once a checkpoint closed this connection: what the host started here goes on without it. */
+  get droppedForCheckpoint(): boolean {
+    return this.#dropped;
+  }
+
+  /** Closes the connection at once, for {@link dropAllConnections}. */
+  dropForCheckpoint(): void {
+    this.#dropped = true;
+    this.#finished = true;
+    this.#sock.destroy();
+  }
+
+  /**
+   * Sends the last reply and closes our end once the kernel took it, without lingering for the
+   * host's hang-up: the host reads the reply, then end-of-file, and knows this end is closed.
+   */
+  finishNow(reply: Reply): void {
+    if (this.finished) return;
+    this.#finished = true;
+    clearTimeout(this.#requestTimer);
+    this.#sock.write(encodeJson(reply), () => this.#sock.destroy());
   }
 
   /** Delivers every later frame (and any held ones) to `handler`. */
@@ -106,8 +147,13 @@ export class Conn {
     return this.#sock.write(frame);
   }
 
+  /** Runs `callback` once the socket can take more, or once it is gone (sending is a no-op then). */
   onDrain(callback: () => void): void {
-    this.#sock.once("drain", callback);
+    const done = () => {
+      this.#sock.off("drain", done).off("close", done);
+      callback();
+    };
+    this.#sock.once("drain", done).once("close", done);
   }
 
   /** Streams `source` out as frames of `type`, pausing it whenever the socket is full. */

@@ -1,5 +1,6 @@
 import type net from "node:net";
 import { parseRequest } from "@capsule/agent-protocol";
+import { prepareCheckpoint } from "./checkpoint.js";
 import { Conn } from "./conn.js";
 import { runExec } from "./exec.js";
 import { handleFs } from "./files.js";
@@ -35,6 +36,8 @@ async function dispatch(raw: unknown, conn: Conn): Promise<void> {
       return closePty(conn, req);
     case "tcp.connect":
       return connectTcp(conn, req);
+    case "ckpt.prepare":
+      return prepareCheckpoint(conn, req);
     default:
       return handleFs(conn, req);
   }

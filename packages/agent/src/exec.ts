@@ -64,8 +64,9 @@ export async function runExec(conn: Conn, req: ExecRequest): Promise<void> {
     conn.sendJson({ type: "exit", code, signal, timedOut });
     conn.finish();
   });
+  // A host that hangs up ends the command; a checkpoint closing the connection does not.
   conn.onClose(() => {
-    if (!closed) killGroup(pid, "SIGKILL");
+    if (!closed && !conn.droppedForCheckpoint) killGroup(pid, "SIGKILL");
   });
   conn.onFrames((frame) => handleFrame(conn, child, pid, frame));
 }

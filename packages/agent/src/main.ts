@@ -1,10 +1,7 @@
-import fs from "node:fs";
-import net from "node:net";
-import path from "node:path";
 import v8 from "node:v8";
-import { config } from "./config.js";
 import { serveConnection } from "./dispatch.js";
 import { killRunningCommands } from "./exec.js";
+import { listen, stopListening } from "./listener.js";
 import { log } from "./log.js";
 import { hangUpSessions } from "./pty.js";
 import { bootServices, killServices } from "./services/index.js";
@@ -21,9 +18,6 @@ function main(): void {
   process.on("uncaughtException", (err) => log(`uncaught exception: ${err.stack ?? err.message}`));
   process.on("unhandledRejection", (err) => log(`unhandled rejection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`));
 
-  const socketPath = config.socketPath;
-  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-  fs.rmSync(socketPath, { force: true }); // a stale socket from an earlier run would make listen fail
   // Starting the fork server forks this process, which inside gVisor stops us for ~35 ms. It
   // starts once the host's first request (its boot check) is answered, so the VM is ready that
   // much sooner and the fork runs while the host does its own work before sending a command. A
@@ -36,22 +30,14 @@ function main(): void {
     startZygote();
     bootServices();
   };
-  const server = net.createServer((sock) => {
+  listen((sock) => {
     serveConnection(sock);
     sock.once("close", startZygoteOnce);
-  });
-  server.on("error", (err) => {
-    log(`cannot listen on ${socketPath}: ${err.message}`);
-    process.exit(1);
-  });
-  server.listen(socketPath, () => {
-    fs.chmodSync(socketPath, 0o600);
-    log(`listening on ${socketPath} (pid ${process.pid}, ${Math.round(performance.now())} ms after start)`);
   });
   // In a VM everything ends with tini anyway; run directly on a host, nothing is left behind.
   const stop = (signal: NodeJS.Signals) => {
     log(`${signal}: exiting`);
-    server.close();
+    stopListening();
     killRunningCommands();
     killServices();
     hangUpSessions();

@@ -45,6 +45,8 @@ class Zygote {
   readonly #early = new Map<number, [number | null, NodeJS.Signals | null]>();
   /** The slot the next spawn takes, prepared ahead (see the module comment). */
   #spare: Promise<Slot> | undefined;
+  /** No slot is prepared ahead while a checkpoint may be running ({@link dropSpare}). */
+  #noSpare = false;
 
   constructor(proc: ChildProcess, dir: string) {
     this.#proc = proc;
@@ -64,9 +66,31 @@ class Zygote {
     this.#refill();
   }
 
+  /**
+   * Closes the prepared slot and removes its FIFOs, and prepares none ahead until
+   * {@link prepareSpare} (a spawn in between makes its own).
+   */
+  dropSpare(): void {
+    this.#noSpare = true;
+    const spare = this.#spare;
+    this.#spare = undefined;
+    spare?.then(
+      (slot) => {
+        slot.destroy();
+        for (const fd of [0, 1, 2]) fs.rmSync(`${this.#dir}/${slot.id}.${fd}`, { force: true });
+      },
+      () => undefined,
+    );
+  }
+
+  prepareSpare(): void {
+    this.#noSpare = false;
+    this.#refill();
+  }
+
   /** Prepares the next spawn's slot, unless one is; one that fails is retried by the spawn that finds it. */
   #refill(): void {
-    if (this.#dead || this.#spare) return;
+    if (this.#dead || this.#spare || this.#noSpare) return;
     this.#spare = this.#prepare();
     this.#spare.catch(() => undefined);
   }
@@ -285,6 +309,16 @@ export function startZygote(): void {
   } catch (err) {
     log(`zygote unavailable: ${(err as Error).message}`);
   }
+}
+
+/** Before a checkpoint: no FIFO of a prepared slot stays open (see checkpoint.ts). */
+export function dropSpareSlot(): void {
+  zygote?.dropSpare();
+}
+
+/** After a checkpoint: the next spawn finds its slot ready again. */
+export function prepareSpareSlot(): void {
+  zygote?.prepareSpare();
 }
 
 /** Spawns through the zygote; undefined when there is none (use Node's spawn then). */

@@ -3,8 +3,10 @@ import os from "node:os";
 import { test } from "node:test";
 import {
   AGENT_ERROR_CODES,
+  AGENT_FEATURES,
   FrameDecoder,
   FrameType,
+  MAX_CKPT_DEAF_MS,
   ProtocolError,
   SIGNALS,
   SIGNAL_NAMES,
@@ -192,4 +194,14 @@ test("PTY slugs, numbers and replaceOnExit: what a guest replies and what a clie
     rejects(() => parseRequest({ ...open, slug }), /"slug" must be/, `slug ${JSON.stringify(slug)}`);
   }
   rejects(() => parseRequest({ ...open, replaceOnExit: "true" }), /"replaceOnExit" must be a boolean/, "replaceOnExit string");
+});
+
+test("ckpt.prepare: deafMs is optional, from 1 ms to MAX_CKPT_DEAF_MS; its feature is listed", () => {
+  assert.deepEqual(JSON.parse(JSON.stringify(parseRequest({ op: "ckpt.prepare" }))), { op: "ckpt.prepare" });
+  assert.deepEqual(parseRequest({ op: "ckpt.prepare", deafMs: MAX_CKPT_DEAF_MS, junk: 1 }), { op: "ckpt.prepare", deafMs: MAX_CKPT_DEAF_MS });
+  for (const deafMs of [0, -1, 1.5, MAX_CKPT_DEAF_MS + 1, "10", null]) {
+    rejects(() => parseRequest({ op: "ckpt.prepare", deafMs }), /"deafMs" must be/, `deafMs ${JSON.stringify(deafMs)}`);
+  }
+  const reply = parseReply({ type: "version", version: "0.1.0", protocol: 1, pid: 2, features: [AGENT_FEATURES.checkpoint, "from-the-future"] });
+  assert.deepEqual(reply.type === "version" && reply.features, ["ckpt.prepare"]);
 });

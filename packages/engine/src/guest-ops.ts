@@ -19,6 +19,15 @@ import {
 import { AGENT_DEADLINES, agentError, protocolError, stdinWritable, type AgentClient, type AgentConn } from "./agent/client.js";
 import type { EngineError } from "./errors.js";
 
+/**
+ * Refuses an agent whose version reply does not list `feature` as such an agent answers an op it
+ * lacks, which the API turns into its 501 AGENT_OUTDATED.
+ */
+async function requireFeature(agent: AgentClient, feature: string): Promise<void> {
+  const { features } = await agent.call({ op: "version" }, "version");
+  if (!features?.includes(feature)) throw agentError({ type: "error", code: "BAD_REQUEST", message: `unknown op ${JSON.stringify(feature)}` }) as EngineError;
+}
+
 export interface ExecOpts {
   /** Run through `/bin/sh -c` inside the VM. */
   command: string;
@@ -279,13 +288,8 @@ export class GuestOps {
    */
   async serviceDefine(vmId: string, services: ServiceSpec[], opts: { replace: boolean; start: boolean }): Promise<ServiceStatus[]> {
     const agent = await this.agentOf(vmId);
-    if (services.some((s) => s.readySignal === true || (s.watchdogSec ?? 0) > 0)) {
-      // An agent older than sd_notify would store these fields' service as a plain one. Answer
-      // as such an agent does for an op it lacks, which the API turns into its 501 AGENT_OUTDATED.
-      const { features } = await agent.call({ op: "version" }, "version");
-      const op = AGENT_FEATURES.serviceNotify;
-      if (!features?.includes(op)) throw agentError({ type: "error", code: "BAD_REQUEST", message: `unknown op ${JSON.stringify(op)}` }) as EngineError;
-    }
+    // An agent older than sd_notify would store these fields' service as a plain one.
+    if (services.some((s) => s.readySignal === true || (s.watchdogSec ?? 0) > 0)) await requireFeature(agent, AGENT_FEATURES.serviceNotify);
     return (await agent.call({ op: "svc.define", services, ...opts }, "services", SERVICE_REPLY_MS)).services;
   }
 
@@ -374,6 +378,17 @@ export class GuestOps {
    */
   async connectTcp(vmId: string, port: number): Promise<net.Socket> {
     return (await this.agentOf(vmId)).tunnel(port);
+  }
+
+  /**
+   * Makes the VM's agent let go of every host socket before a memory checkpoint (the protocol's
+   * `ckpt.prepare`). An agent older than the op is refused as for any op it lacks (the API's 501
+   * AGENT_OUTDATED), before it is asked anything else.
+   */
+  async checkpointPrepare(vmId: string, opts: { deafMs?: number } = {}): Promise<void> {
+    const agent = await this.agentOf(vmId);
+    await requireFeature(agent, AGENT_FEATURES.checkpoint);
+    await agent.prepareCheckpoint(opts.deafMs);
   }
 
   async agentVersion(vmId: string): Promise<{ version: string; protocol: number }> {

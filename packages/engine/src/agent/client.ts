@@ -223,6 +223,11 @@ export class AgentConn extends EventEmitter {
     return this.#closed;
   }
 
+  /** True when the connection ended through {@link fail} (a protocol error or a missed deadline). */
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
   /** With `eof`, an Eof frame follows in the same write: the operation has no more input. */
   sendJson(value: unknown, opts: { eof?: boolean } = {}): boolean {
     if (this.#closed) return false;
@@ -457,6 +462,30 @@ export class AgentClient {
       throw new EngineError(ErrorCode.AgentProtocolError, `the VM's agent speaks protocol ${reply.protocol}, this host ${AGENT_PROTOCOL_VERSION}: restart the VM to give it the current agent`);
     }
     return reply;
+  }
+
+  /**
+   * `ckpt.prepare`: resolves once the agent answered `ok` and closed its end, so that its
+   * listener, every other host connection and this one are gone and runsc may save the VM. The
+   * agent listens again once the protocol's `CKPT_RESUME_MARKER` appears in the VM's run dir, or after
+   * `deafMs` on its own.
+   */
+  async prepareCheckpoint(deafMs?: number): Promise<void> {
+    const conn = await this.open({ op: "ckpt.prepare", ...(deafMs === undefined ? {} : { deafMs }) }, { eof: true });
+    return new Promise((resolve, reject) => {
+      let answered = false;
+      conn.once("json", (reply: Reply) => {
+        const err = agentError(reply);
+        if (err || reply.type !== "ok") {
+          conn.close();
+          reject(err ?? protocolError(`it answered ${reply.type} to ckpt.prepare`));
+          return;
+        }
+        answered = true;
+        conn.deadline(AGENT_DEADLINES.replyMs, `the VM's agent answered ckpt.prepare and did not close its end within ${AGENT_DEADLINES.replyMs} ms`);
+      });
+      conn.once("close", () => (answered && !conn.failed ? resolve() : reject(conn.closeError("agent closed the connection during ckpt.prepare"))));
+    });
   }
 
   /**
