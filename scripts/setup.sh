@@ -51,6 +51,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   note "all present"
 fi
+# The host's git (repository mirrors for builds, docs/builds.md) runs as this user, never as root.
+if ! id capsule-git >/dev/null 2>&1; then
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin capsule-git
+  note "created the system user capsule-git (the host's git runs as it)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Before the long builds: a host that cannot run sandboxes should say so in the first seconds.

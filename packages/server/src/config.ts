@@ -8,7 +8,8 @@ import path from "node:path";
 import { DEFAULT_NETWORK, type NetworkStack } from "@capsule/engine";
 import { DEFAULT_QUOTAS, defaultAdmission, type AccountQuotas, type AdmissionConfig } from "./quotas.js";
 import { isHostname } from "./preview/host.js";
-import { normalizeRepoUrl } from "./repos/policy.js";
+import { REPO_LIMITS } from "./repos/mirrors.js";
+import { RepoPolicy } from "./repos/policy.js";
 import { DEFAULT_POOL, type PoolConfig } from "./vms/pool.js";
 
 export interface ServerConfig {
@@ -87,6 +88,15 @@ export interface ServerConfig {
    * netstack and a runsc that cannot start it, the server does not start. Env CAPSULE_NETWORK.
    */
   network: NetworkStack | "auto";
+  /**
+   * The repository mirrors' dir, owned by the `capsule-git` user git runs as; outside the data
+   * dir, which that user must not read. Env CAPSULE_REPO_MIRRORS_DIR. Default `<dataDir>-repos`.
+   */
+  repoMirrorsDir: string;
+  /** All mirrors together; LRU ones no build uses make room. Env CAPSULE_REPO_MIRRORS_MAX_BYTES. Default 20 GiB. */
+  repoMirrorsMaxBytes: number;
+  /** A mirror unused for this many days is removed. Env CAPSULE_REPO_MIRROR_UNUSED_DAYS. Default 30. */
+  repoMirrorUnusedDays: number;
 }
 
 /** Settings as options, env or the file give them: any subset; `quotas` and `admission` key by key. */
@@ -158,11 +168,9 @@ function names(v: string | undefined): string[] | undefined {
   return v.split(",").map((s) => s.trim());
 }
 
-/** A repository URL prefix, normalized; a bad one stops the server before anything opens. */
-function repoPrefix(v: string): string {
-  const url = normalizeRepoUrl(v);
-  if (url === undefined) throw new Error(`repoPrefixes: expected an http(s) URL without credentials, query or fragment, got ${JSON.stringify(v)}`);
-  return url;
+function positive(name: string, v: number): number {
+  if (!(v > 0)) throw new Error(`${name} must be a positive number, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function idle(v: string | undefined): number | null | undefined {
@@ -197,9 +205,13 @@ export function resolveConfig(opts: Partialish = {}, env: NodeJS.ProcessEnv = pr
     previewDomain: previewDomain(pick("previewDomain", env.CAPSULE_PREVIEW_DOMAIN, "localhost")),
     domainSuffixes: pick("domainSuffixes", names(env.CAPSULE_DOMAIN_SUFFIXES), []).map(previewDomain),
     apiHostnames: pick("apiHostnames", names(env.CAPSULE_API_HOSTNAMES), []).map(previewDomain),
-    repoPrefixes: pick("repoPrefixes", names(env.CAPSULE_REPO_PREFIXES), []).map(repoPrefix),
+    // Normalized by the policy itself (one check of a prefix), so a bad one stops the server before anything opens.
+    repoPrefixes: [...new RepoPolicy(pick("repoPrefixes", names(env.CAPSULE_REPO_PREFIXES), [])).prefixes],
     runscPath: pick("runscPath", env.CAPSULE_RUNSC, "runsc"),
     network,
+    repoMirrorsDir: path.resolve(pick("repoMirrorsDir", env.CAPSULE_REPO_MIRRORS_DIR, `${dataDir}-repos`)),
+    repoMirrorsMaxBytes: positive("repoMirrorsMaxBytes", pick("repoMirrorsMaxBytes", num(env.CAPSULE_REPO_MIRRORS_MAX_BYTES), REPO_LIMITS.totalBytes)),
+    repoMirrorUnusedDays: positive("repoMirrorUnusedDays", pick("repoMirrorUnusedDays", num(env.CAPSULE_REPO_MIRROR_UNUSED_DAYS), REPO_LIMITS.unusedMs / 86_400_000)),
     pool: section<PoolConfig>("pool", DEFAULT_POOL, { zero: true, integer: true }, fromFile.pool as Record<string, unknown> | undefined, jsonObject("CAPSULE_POOL", env.CAPSULE_POOL), opts.pool as Record<string, unknown> | undefined),
   };
 }

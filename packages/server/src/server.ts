@@ -5,6 +5,7 @@
  * @module
  */
 import fs from "node:fs";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import http, { type Server } from "node:http";
 import { getRequestListener } from "@hono/node-server";
@@ -64,6 +65,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
   setInternalErrorSink(({ requestId, err, engineCode }) => log.error({ err, requestId, engineCode }, "internal error (the tenant sees only the request id)"));
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // Repository mirrors lived in <dataDir>/repos before git dropped root (repos/mirrors.ts); a cache, so it just goes.
+  fs.rmSync(path.join(config.dataDir, "repos"), { recursive: true, force: true });
   const db = openDb(dbPath(config.dataDir));
   let engine: Engine;
   try {
@@ -88,6 +91,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     admission: config.admission,
     pool: config.pool,
     repoPrefixes: config.repoPrefixes,
+    repoMirrorsDir: config.repoMirrorsDir,
+    repoMirrorsMaxBytes: config.repoMirrorsMaxBytes,
+    repoMirrorUnusedDays: config.repoMirrorUnusedDays,
     ...(poolBootGate ? { poolBootGate } : {}),
     startWithUnowned: opts.startWithUnowned ?? process.env[START_WITH_UNOWNED_ENV] === "1",
     domains: hostNames,

@@ -5,7 +5,6 @@
  * WebSocket handlers use these; none of them touches the engine directly.
  * @module
  */
-import path from "node:path";
 import type { Engine } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { ActivityTracker } from "./activity.js";
@@ -20,7 +19,8 @@ import { Rows } from "./vms/rows.js";
 import { DEFAULT_POOL, WarmPool, type PoolConfig } from "./vms/pool.js";
 import type { VmState } from "@capsule/contract/schemas";
 import { Views } from "./vms/views.js";
-import { RepoMirrors } from "./repos/mirrors.js";
+import { GIT_USER_NAME, lookupGitUser } from "./repos/git-user.js";
+import { REPO_LIMITS, RepoMirrors } from "./repos/mirrors.js";
 import { RepoPolicy } from "./repos/policy.js";
 
 export { apiState } from "./vms/views.js";
@@ -37,6 +37,10 @@ export type VmServiceOptions = ProvisioningOptions &
     poolBootGate?: () => Promise<void>;
     /** URL prefixes of the repositories builds may clone (`git.repos`); none: a 501. */
     repoPrefixes?: string[];
+    /** The mirrors' dir (default `<dataDir>-repos`), their total bound and idle time (config.ts). */
+    repoMirrorsDir?: string;
+    repoMirrorsMaxBytes?: number;
+    repoMirrorUnusedDays?: number;
   };
 
 export class VmService {
@@ -75,8 +79,20 @@ export class VmService {
     this.provisioning = new Provisioning(engine, this.rows, activity, log, opts, this.quotas, this.pool);
     this.gateway = new GuestGateway(engine, this.rows, this.power, activity);
     const repoPrefixes = opts.repoPrefixes ?? [];
-    const repos = repoPrefixes.length > 0 ? new RepoMirrors(path.join(engine.options.dataDir, "repos"), new RepoPolicy(repoPrefixes)) : undefined;
+    const repos = repoPrefixes.length > 0 ? this.#mirrors(engine, log, opts, repoPrefixes) : undefined;
     this.builds = new Builds(engine, this.rows, buildRows, this.quotas, log, { egress: opts.egress, ...(repos ? { repos } : {}) });
+  }
+
+  /** The mirrors, their git run as `capsule-git`; without that user, as the server, said loudly at start. */
+  #mirrors(engine: Engine, log: Logger, opts: VmServiceOptions, prefixes: string[]): RepoMirrors {
+    const user = lookupGitUser();
+    if (!user) log.warn({ user: GIT_USER_NAME }, `repository mirrors: no ${GIT_USER_NAME} user on this host, so the host's git runs as the server's user (root); scripts/setup.sh creates it`);
+    const limits = {
+      ...REPO_LIMITS,
+      ...(opts.repoMirrorsMaxBytes !== undefined ? { totalBytes: opts.repoMirrorsMaxBytes } : {}),
+      ...(opts.repoMirrorUnusedDays !== undefined ? { unusedMs: opts.repoMirrorUnusedDays * 86_400_000 } : {}),
+    };
+    return new RepoMirrors(opts.repoMirrorsDir ?? `${engine.options.dataDir}-repos`, new RepoPolicy(prefixes), { limits, user });
   }
 
   /**

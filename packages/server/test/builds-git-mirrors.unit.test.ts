@@ -4,7 +4,9 @@
  * abbreviated id), a new commit seen at once, a full id the mirror has answered with no network,
  * an unreachable URL, a missing rev and a fetch past the size bound refused with nothing left
  * (no mirror, whole or partial), and no hook or config of the
- * host's environment run by the host's git.
+ * host's environment run by the host's git; git as the capsule-git user (the mirror is its, a
+ * root-only database is not readable to it), the total bound (LRU eviction of unheld mirrors,
+ * REPO_MIRRORS_FULL when the held ones fill it) and unused mirrors collected (a fake clock).
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -19,6 +21,8 @@ import { templateLayer } from "../src/builds/layers.js";
 import crypto from "node:crypto";
 import { REPO_LIMITS, RepoMirrors } from "../src/repos/mirrors.js";
 import { RepoPolicy } from "../src/repos/policy.js";
+import { lookupGitUser } from "../src/repos/git-user.js";
+import { runGit } from "../src/repos/git.js";
 import { deadPort, startGitServer, type GitServer } from "./builds-git-support.js";
 
 async function refusal(p: Promise<unknown>): Promise<ApiError> {
@@ -101,7 +105,7 @@ describe("repository mirrors", () => {
   });
 
   it("a fetch past the size bound fails and leaves no mirror, first fetch or later", async () => {
-    const m = new RepoMirrors(dir, new RepoPolicy([gs.url]), { ...REPO_LIMITS, mirrorBytes: 64 * 1024 });
+    const m = new RepoMirrors(dir, new RepoPolicy([gs.url]), { limits: { ...REPO_LIMITS, mirrorBytes: 64 * 1024 } });
     const big = { "blob.bin": crypto.randomBytes(256 * 1024).toString("base64") };
     const before = await fs.readdir(dir);
     const url = await gs.create("big", big);
@@ -130,8 +134,7 @@ describe("repository mirrors", () => {
       try {
         const m = new RepoMirrors(dir, new RepoPolicy([gs.url]));
         const r = await m.resolve(url, undefined, "t");
-        await m.bundle(url, r.commit, path.join(dir, "b.tmp-1"));
-        await fs.rm(path.join(dir, "b.tmp-1"));
+        await (await m.bundle(url, r.commit)).file.close();
       } finally {
         process.env = saved;
       }
@@ -140,6 +143,99 @@ describe("repository mirrors", () => {
       assert.ok(mirror, "the mirror is a bare repository");
     } finally {
       await fs.rm(hooks, { recursive: true, force: true });
+    }
+  });
+
+  it("git runs as capsule-git: the mirror is that user's, and it cannot read a root-only database", async (t) => {
+    const user = lookupGitUser();
+    if (!user) return t.skip("no capsule-git user on this host (scripts/setup.sh creates it)");
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-mirrors-user-"));
+    const data = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-data-"));
+    const m = new RepoMirrors(path.join(root, "mirrors"), new RepoPolicy([gs.url]), { user });
+    await assert.rejects(m.recover(), /not searchable by capsule-git/, "a mirrors dir the user cannot reach stops the start");
+    await fs.chmod(root, 0o755); // as /var/lib is, above <dataDir>-repos
+    try {
+      const db = path.join(data, "server.db");
+      await fs.writeFile(db, "secret", { mode: 0o600 });
+      await m.recover();
+      const url = await gs.create("owned", { "a.txt": "a\n" });
+      await m.resolve(url, undefined, "t");
+      const [mirror] = (await fs.readdir(m.root)).filter((n) => n.endsWith(".git"));
+      for (const f of [m.root, path.join(m.root, mirror!), path.join(m.root, mirror!, "packed-refs"), path.join(m.root, mirror!, "objects", "pack")]) {
+        const st = await fs.stat(f).catch(() => undefined);
+        if (st) assert.equal(st.uid, user.uid, `${f} was written by the git user`);
+      }
+      const packs = await fs.readdir(path.join(m.root, mirror!, "objects", "pack"));
+      assert.ok(packs.some((p) => p.endsWith(".pack")), "the fetch kept a pack (fetch.unpackLimit=1)");
+      for (const p of packs) assert.equal((await fs.stat(path.join(m.root, mirror!, "objects", "pack", p))).uid, user.uid);
+      const read = await runGit(["hash-object", "--", db], { timeoutMs: 10_000, user }).then(() => "read", (e: Error) => e.message);
+      assert.match(read, /Permission denied|exited 128/, "git as capsule-git cannot read the data dir");
+      assert.ok((await runGit(["hash-object", "--", db], { timeoutMs: 10_000 })).length > 0, "the same command as root can (so the refusal is the user's)");
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+      await fs.rm(data, { recursive: true, force: true });
+    }
+  });
+
+  it("the mirrors' total bound evicts the least recently used unheld mirror, refuses when held ones fill it, and unused mirrors go", async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-mirrors-total-"));
+    let now = 1_000_000;
+    try {
+      const blob = (n: number) => ({ "blob.bin": crypto.randomBytes(n).toString("base64") });
+      const urls = [await gs.create("t1", blob(256 * 1024)), await gs.create("t2", blob(256 * 1024)), await gs.create("t3", blob(256 * 1024))];
+      // Room for two of these mirrors (each a little over 256 KiB on disk: random bytes do not compress), not three.
+      const m = new RepoMirrors(root, new RepoPolicy([gs.url]), { limits: { ...REPO_LIMITS, totalBytes: 700 * 1024, unusedMs: 60_000 }, now: () => now });
+      await m.recover();
+      const mirrors = async () => (await fs.readdir(root)).filter((n) => n.endsWith(".git")).length;
+      await m.resolve(urls[0]!, undefined, "t");
+      now += 10;
+      const hold = m.hold(urls[1]!);
+      await m.resolve(urls[1]!, undefined, "t");
+      assert.equal(await mirrors(), 2);
+      now += 10;
+      await m.resolve(urls[2]!, undefined, "t");
+      await new Promise((r) => setTimeout(r, 100)); // the eviction's rm runs under its lock
+      assert.equal(await mirrors(), 2, "the least recently used unheld mirror (t1) went");
+      const held = m.hold(urls[2]!);
+      const full = await refusal(m.resolve(urls[0]!, undefined, "template.git.repos[0]"));
+      assert.deepEqual([full.code, full.status, full.extra.reason], ["SERVICE_UNAVAILABLE", 503, "REPO_MIRRORS_FULL"]);
+      assert.match(full.message, /^template\.git\.repos\[0\]: the host cannot fetch .* repository mirrors are full/);
+      assert.equal(await mirrors(), 2, "the refused fetch left nothing");
+      hold();
+      held();
+      now += 120_000;
+      const small = await gs.create("t4", { "a.txt": "a\n" });
+      await m.resolve(small, undefined, "t");
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await mirrors(), 1, "mirrors unused past unusedMs were collected; only the one just used is left");
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("bundles are cached per commit inside the mirror: a second bundle of one commit is the same file; the newest few are kept", async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-mirrors-bundles-"));
+    try {
+      const m = new RepoMirrors(root, new RepoPolicy([gs.url]), { limits: { ...REPO_LIMITS, bundlesPerMirror: 2 } });
+      await m.recover();
+      const url = await gs.create("bundled", { "a.txt": "a\n" });
+      const first = await m.resolve(url, undefined, "t");
+      const made = await m.bundle(url, first.commit);
+      const ino = (await made.file.stat()).ino;
+      await made.file.close();
+      assert.equal(made.cached, false);
+      const again = await m.bundle(url, first.commit);
+      assert.deepEqual([again.cached, (await again.file.stat()).ino, again.ref], [true, ino, `refs/capsule/pin/${first.commit}`], "the same file, no new git bundle");
+      await again.file.close();
+      for (const n of [2, 3]) {
+        await gs.commit("bundled", { "a.txt": `${n}\n` });
+        await (await m.bundle(url, (await m.resolve(url, undefined, "t")).commit)).file.close();
+      }
+      const [mirror] = (await fs.readdir(root)).filter((n) => n.endsWith(".git"));
+      assert.equal((await fs.readdir(path.join(root, mirror!, "capsule-bundles"))).length, 2, "only bundlesPerMirror are kept");
+      assert.deepEqual((await fs.readdir(root)).filter((n) => n.includes(".tmp-")), [], "no temporary bundle left");
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
     }
   });
 });

@@ -2,10 +2,11 @@
  * The `git` layer on real sandboxes, with repositories served from this machine only (scratch
  * bare repos behind `git http-backend` on 127.0.0.1) and the server's egress `none`: the client's
  * `VmSpec.repo(url, path)` builds a snapshot whose VM has a clone at that commit; a second ensure
- * is cached, a pinned rev of the same commit too, a new commit on the branch rebuilds; a URL
+ * is cached, a pinned rev of the same commit too, another path for that commit reuses its bundle,
+ * a new commit on the branch rebuilds; a URL
  * outside the operator's prefixes (403) and an unreachable one (503) fail before any build row,
  * builder VM or mirror exists; a repository with hooks and a `.gitattributes` filter runs nothing
- * on the host.
+ * on the host; the host's git ran as capsule-git (the mirror is that user's) when the host has it.
  */
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
@@ -17,6 +18,7 @@ import type { Freestyle } from "freestyle";
 import { startServer, type RunningServer } from "../src/index.js";
 import { client } from "../test-support/client.js";
 import { call, destroyEngineState, hostGap, scratchDir, testServerOptions } from "../test-support/harness.js";
+import { lookupGitUser } from "../src/repos/git-user.js";
 import { deadPort, startGitServer, type GitServer } from "./builds-git-support.js";
 
 interface VmSpecBuilder {
@@ -54,6 +56,7 @@ describe("git layer", () => {
     } finally {
       await server.close();
       await fs.rm(dataDir, { recursive: true, force: true });
+      await fs.rm(`${dataDir}-repos`, { recursive: true, force: true });
       await gs.close();
     }
   });
@@ -88,6 +91,15 @@ describe("git layer", () => {
     ctx.diagnostic(`git phase log: ${phases[1]!.log.split("\n").filter((l) => l.includes("bundle of")).join("; ")}`);
     const out = await inVm(a.snapshotId, "cd /srv/app && git rev-parse HEAD && git branch --show-current && git rev-parse --abbrev-ref @{upstream} && git remote get-url origin && git status --porcelain && cat README.md && stat -c %U . src/main.sh && git log --oneline | wc -l");
     assert.equal(out, `${first}\nmain\norigin/main\n${url}\nfirst\nroot\nroot\n1\n`, "a clean clone at the commit, on main tracking origin/main");
+    const user = lookupGitUser();
+    const mirrorsDir = `${dataDir}-repos`;
+    const owners = await Promise.all((await fs.readdir(mirrorsDir)).map(async (n) => (await fs.stat(path.join(mirrorsDir, n, "packed-refs")).catch(() => fs.stat(path.join(mirrorsDir, n)))).uid));
+    assert.deepEqual(owners, [user?.uid ?? 0], user ? "the fetch ran as capsule-git" : "no capsule-git user here: git ran as root");
+
+    // Another spec of the same commit builds anew but reuses the commit's bundle.
+    const elsewhere = await ensure(fs0, new VmSpec().repo(url, "/srv/elsewhere"));
+    assert.equal(elsewhere.cached, false);
+    assert.match(server.svc.builds.buildRows.phases(elsewhere.buildId).find((p) => p.name === "git")!.log, new RegExp(`${first} \\(main\\): bundle of \\d+ bytes \\(cached\\)`));
 
     t0 = Date.now();
     const b = await ensure(fs0, new VmSpec().repo(url, "/srv/app"));
@@ -106,7 +118,7 @@ describe("git layer", () => {
     } finally {
       await call(server.url, key, "DELETE", `/v1/vms/${created.body.id as string}`);
     }
-    assert.equal(server.svc.builds.buildRows.count(alice.id), builds + 1, "one build so far");
+    assert.equal(server.svc.builds.buildRows.count(alice.id), builds + 2, "two builds so far");
 
     const second = await gs.commit("app", { "NEW.txt": "second\n" });
     const c = await ensure(fs0, new VmSpec().repo(url, "/srv/app"));
@@ -120,7 +132,7 @@ describe("git layer", () => {
     if (gap) return ctx.skip(gap);
     const alice = server.keys.ensureAccount("alice");
     const builds = server.svc.builds.buildRows.count(alice.id);
-    const mirrors = path.join(dataDir, "repos");
+    const mirrors = `${dataDir}-repos`;
     const before = await fs.readdir(mirrors);
     const refused = await call(server.url, key, "POST", "/v1/vms/snapshots", { template: { git: { config: {}, repos: [{ repo: "https://github.com/octocat/Hello-World", path: "/app" }] } } });
     assert.deepEqual([refused.status, refused.body.code, refused.body.reason], [403, "FORBIDDEN", "REPO_NOT_ALLOWED"], JSON.stringify(refused.body));

@@ -156,10 +156,14 @@ export class Builds {
       if (base !== undefined) this.rows.ownedSnapshot(account, base);
       if (layer.dockerfile) await this.#assertBaseImage(layer.dockerfile.suite);
       for (const s of layer.services) toServiceSpec(s, undefined); // refused before any VM exists
-      const repos = await resolveRepos(this.opts.repos, layer);
-      result = await this.#ensureLayer(account, layer, base, repos, i === layers.length - 1 ? name : null).catch((err: unknown) => {
-        throw toApiError(err, badRequest);
-      });
+      const { repos, release } = await resolveRepos(this.opts.repos, layer);
+      try {
+        result = await this.#ensureLayer(account, layer, base, repos, i === layers.length - 1 ? name : null).catch((err: unknown) => {
+          throw toApiError(err, badRequest);
+        });
+      } finally {
+        release();
+      }
       base = result.snapshotId;
     }
     return result!;

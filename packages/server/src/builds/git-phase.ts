@@ -15,10 +15,6 @@
  * VM, never on the host.
  * @module
  */
-import { createReadStream } from "node:fs";
-import fs from "node:fs/promises";
-import path from "node:path";
-import crypto from "node:crypto";
 import type { Engine } from "@capsule/engine";
 import { shq } from "@capsule/contract/shell";
 import { ApiError } from "../errors.js";
@@ -35,21 +31,30 @@ export const GIT_PHASE_LIMITS = {
 /**
  * Every repository the layer names, allowed and resolved to a commit (in the mirror afterwards),
  * before any build row or VM exists: a refusal or an unreachable remote leaves nothing behind.
+ * The mirrors stay held (not evicted) until `release`, which the build calls when it has ended.
  */
-export async function resolveRepos(mirrors: RepoMirrors | undefined, layer: BuildLayer): Promise<ResolvedRepo[]> {
+export async function resolveRepos(mirrors: RepoMirrors | undefined, layer: BuildLayer): Promise<{ repos: ResolvedRepo[]; release: () => void }> {
   const resolved: ResolvedRepo[] = [];
-  for (const r of layer.repos) {
-    const field = r.where.replace(/\[\d+\]$/, "");
-    if (!mirrors) {
-      throw new ApiError("BAD_REQUEST", `${field} is not supported by this server: its operator enables repositories by allowing URL prefixes (capsule serve --allow-repo <prefix>, CAPSULE_REPO_PREFIXES, or repoPrefixes in capsule.json)`, 501, { unsupported: true });
+  const holds: Array<() => void> = [];
+  const release = () => holds.forEach((h) => h());
+  try {
+    for (const r of layer.repos) {
+      const field = r.where.replace(/\[\d+\]$/, "");
+      if (!mirrors) {
+        throw new ApiError("BAD_REQUEST", `${field} is not supported by this server: its operator enables repositories by allowing URL prefixes (capsule serve --allow-repo <prefix>, CAPSULE_REPO_PREFIXES, or repoPrefixes in capsule.json)`, 501, { unsupported: true });
+      }
+      const url = mirrors.policy.allowed(r.repo);
+      if (url === undefined) {
+        throw new ApiError("FORBIDDEN", `${r.where}.repo: ${r.repo} is not a repository this server may clone (allowed: http(s) URLs under ${mirrors.policy.prefixes.join(", ")})`, undefined, { reason: "REPO_NOT_ALLOWED" });
+      }
+      holds.push(mirrors.hold(url));
+      resolved.push(await mirrors.resolve(url, r.rev, r.where));
     }
-    const url = mirrors.policy.allowed(r.repo);
-    if (url === undefined) {
-      throw new ApiError("FORBIDDEN", `${r.where}.repo: ${r.repo} is not a repository this server may clone (allowed: http(s) URLs under ${mirrors.policy.prefixes.join(", ")})`, undefined, { reason: "REPO_NOT_ALLOWED" });
-    }
-    resolved.push(await mirrors.resolve(url, r.rev, r.where));
+  } catch (err) {
+    release();
+    throw err;
   }
-  return resolved;
+  return { repos: resolved, release };
 }
 
 /**
@@ -61,17 +66,16 @@ export async function gitPhase(engine: Engine, mirrors: RepoMirrors | undefined,
   let log = await run(`command -v git >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends git; }`, GIT_PHASE_LIMITS.installMs);
   for (const [i, repo] of resolved.entries()) {
     const dest = layer.repos[i]!.path;
-    // Resolved repositories exist only where mirrors do (resolveRepos refuses them otherwise).
-    const bundle = path.join(mirrors!.root, `bundle.tmp-${crypto.randomBytes(6).toString("hex")}`);
     const inVm = `/tmp/.capsule-repo-${i}.bundle`;
+    // Resolved repositories exist only where mirrors do (resolveRepos refuses them otherwise).
+    const { file, ref, cached } = await mirrors!.bundle(repo.url, repo.commit);
     try {
-      const ref = await mirrors!.bundle(repo.url, repo.commit, bundle);
-      const bytes = await engine.guest.writeFile(vmId, inVm, createReadStream(bundle), { mode: 0o600 });
-      log += `${repo.url} at ${repo.commit}${repo.branch ? ` (${repo.branch})` : ""}: bundle of ${bytes} bytes\n`;
-      log += await run(cloneScript(inVm, ref, dest, repo), GIT_PHASE_LIMITS.cloneMs);
+      const bytes = await engine.guest.writeFile(vmId, inVm, file.createReadStream({ start: 0, autoClose: false }), { mode: 0o600 });
+      log += `${repo.url} at ${repo.commit}${repo.branch ? ` (${repo.branch})` : ""}: bundle of ${bytes} bytes${cached ? " (cached)" : ""}\n`;
     } finally {
-      await fs.rm(bundle, { force: true });
+      await file.close();
     }
+    log += await run(cloneScript(inVm, ref, dest, repo), GIT_PHASE_LIMITS.cloneMs);
   }
   for (const [key, value] of Object.entries(layer.gitUser)) log += await run(`git config --system user.${key} ${shq(value)}`, GIT_PHASE_LIMITS.cloneMs);
   return log;

@@ -62,7 +62,8 @@ const GitConfig = z
       .nullish(),
   })
   .strict();
-const Git = z.object({ config: GitConfig.nullish(), repos: z.array(GitRepo).max(LAYER_LIMITS.repos).nullish() }).strict();
+const GitRepos = z.array(GitRepo).max(LAYER_LIMITS.repos).nullish();
+const Git = z.object({ config: GitConfig.nullish(), repos: GitRepos }).strict();
 
 /** One repository to clone: `where` names its field in errors (`template.git.repos[0]`). */
 export interface RepoRequest {
@@ -143,26 +144,26 @@ function parseLayer(raw: Record<string, unknown>, where: string, vmFields: boole
   return { layer: { ...toLayer(parsed.data), ...parseGit(git, gitRepos, where), ...(dockerfile ? { dockerfile } : {}) }, vm };
 }
 
+/** `value` as `schema` parses it, or a VALIDATION_ERROR naming `field` and the first issue's path. */
+function parseField<T extends z.ZodType>(schema: T, value: unknown, field: string): z.infer<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new ApiError("VALIDATION_ERROR", `${field}.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+}
+
 /** `git` (`{config, repos}`) and the deprecated root-level `gitRepos`, which the client sends as the same list. */
 function parseGit(git: unknown, gitRepos: unknown, where: string): Pick<BuildLayer, "repos" | "gitUser"> {
-  const parsed = Git.safeParse(git ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ApiError("VALIDATION_ERROR", `${where}.git.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
-  }
-  const legacy = z.array(GitRepo).max(LAYER_LIMITS.repos).nullish().safeParse(gitRepos);
-  if (!legacy.success) {
-    const issue = legacy.error.issues[0];
-    throw new ApiError("VALIDATION_ERROR", `${where}.gitRepos.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
-  }
-  const list = [...(parsed.data.repos ?? []).map((r, i) => ({ r, where: `${where}.git.repos[${i}]` })), ...(legacy.data ?? []).map((r, i) => ({ r, where: `${where}.gitRepos[${i}]` }))];
+  const parsed = parseField(Git, git ?? {}, `${where}.git`);
+  const legacy = parseField(GitRepos, gitRepos, `${where}.gitRepos`);
+  const list = [...(parsed.repos ?? []).map((r, i) => ({ r, where: `${where}.git.repos[${i}]` })), ...(legacy ?? []).map((r, i) => ({ r, where: `${where}.gitRepos[${i}]` }))];
   if (list.length > LAYER_LIMITS.repos) throw new ApiError("VALIDATION_ERROR", `${where}.git.repos: at most ${LAYER_LIMITS.repos} repositories`);
   const paths = new Set<string>();
   for (const { r, where: w } of list) {
     if ([...paths].some((p) => p === r.path || r.path.startsWith(`${p}/`) || p.startsWith(`${r.path}/`))) throw new ApiError("VALIDATION_ERROR", `${w}.path: ${r.path} overlaps another repository's path`);
     paths.add(r.path);
   }
-  const user = parsed.data.config?.user;
+  const user = parsed.config?.user;
   const gitUser = Object.fromEntries(Object.entries(user ?? {}).filter(([, v]) => typeof v === "string")) as BuildLayer["gitUser"];
   return { repos: list.map(({ r, where: w }) => ({ repo: r.repo, path: r.path, ...(r.rev ? { rev: r.rev } : {}), where: w })), gitUser };
 }

@@ -9,6 +9,7 @@
  * @module
  */
 import { spawn } from "node:child_process";
+import type { GitUser } from "./git-user.js";
 
 /** Bytes of stdout/stderr a git run may print before it is killed (ls-remote of a big repo fits). */
 export const GIT_OUTPUT_MAX_BYTES = 16 * 1024 * 1024;
@@ -65,13 +66,17 @@ export interface GitRun {
   /** Called while git runs; a string it returns kills git and becomes the error (a size bound). */
   watch?: () => Promise<string | undefined>;
   watchEveryMs?: number;
+  /** The unprivileged user git runs as; absent: the server's own (root), see git-user.ts. */
+  user?: GitUser | undefined;
 }
 
 /** Runs git with the hardening above; resolves its stdout, rejects a {@link GitError} with its stderr. */
 export function runGit(args: string[], run: GitRun): Promise<string> {
   const full = [...hardening(run.schemes ?? []), ...(run.gitDir ? ["--git-dir", run.gitDir] : []), ...args];
   return new Promise((resolve, reject) => {
-    const child = spawn("git", full, { env: gitEnv(), stdio: ["ignore", "pipe", "pipe"], detached: true });
+    // With uid/gid, Node (libuv) also drops the supplementary groups before exec.
+    const as = run.user ? { uid: run.user.uid, gid: run.user.gid, cwd: "/" } : {};
+    const child = spawn("git", full, { env: gitEnv(), stdio: ["ignore", "pipe", "pipe"], detached: true, ...as });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let printed = 0;

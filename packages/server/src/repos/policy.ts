@@ -17,7 +17,7 @@ export class RepoPolicy {
   constructor(prefixes: readonly string[]) {
     this.prefixes = prefixes.map((p) => {
       const url = normalizeRepoUrl(p);
-      if (url === undefined) throw new Error(`repoPrefixes: ${JSON.stringify(p)} is not an http(s) URL without credentials, query or fragment`);
+      if (url === undefined) throw new Error(`repoPrefixes: expected an http(s) URL without credentials, query or fragment, got ${JSON.stringify(p)}`);
       return url;
     });
     this.schemes = [...new Set(this.prefixes.map((p) => new URL(p).protocol.slice(0, -1)))];

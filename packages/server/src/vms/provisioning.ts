@@ -80,7 +80,6 @@ export class Provisioning {
     for (const f of UNSUPPORTED_CREATE_FIELDS) {
       if (body[f] !== undefined && body[f] !== null) throw new ApiError("CREATE_VM_BAD_REQUEST", `${f} is not supported by Capsule; remove it from the request`);
     }
-    if (body.git !== undefined && !isEmptyGit(body.git)) throw new ApiError("CREATE_VM_BAD_REQUEST", "git repos and config are not supported by Capsule; clone inside the VM with exec instead");
     const snapshotId = body.snapshotId ?? body.template?.snapshotId ?? undefined;
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
     const domains = this.#checkDomains(account, body.domains ?? []);
@@ -384,14 +383,6 @@ export function useradd(u: UserSpec): string {
     ...(u.system ? ["-r"] : []),
     shq(u.name),
   ].join(" ");
-}
-
-function isEmptyGit(git: unknown): boolean {
-  if (typeof git !== "object" || git === null) return false;
-  const g = git as { config?: unknown; repos?: unknown };
-  const emptyConfig = g.config === undefined || (typeof g.config === "object" && g.config !== null && Object.keys(g.config).length === 0);
-  const noRepos = g.repos === undefined || (Array.isArray(g.repos) && g.repos.length === 0);
-  return emptyConfig && noRepos;
 }
 
 function stripNullish<T extends object>(o: T | undefined): Partial<T> {
