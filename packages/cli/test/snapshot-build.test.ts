@@ -1,6 +1,6 @@
 /**
  * `capsule snapshot build --spec` against a real server: the phases shown while it builds (lines,
- * not a terminal), the snapshot id printed, the cache on a second run, `build show` / `build logs`,
+ * not a terminal, with the running phase's log lines), the snapshot id printed, the cache on a second run, `build show` / `build logs`,
  * and a failing command: exit 1 with the failed phase's log tail. Plus the terminal rendering.
  */
 import assert from "node:assert/strict";
@@ -34,6 +34,17 @@ describe("capsule snapshot build", () => {
     assert.match(frames[1]!, /✓ files\s+2\.0s\n.*… systemd\s+0\.5s\n$/);
   });
 
+  it("lines: a running phase's log is printed as it grows, whole lines only, and resumes after a rewritten log", () => {
+    let out = "";
+    const display = new PhaseDisplay({ write: (s: string) => ((out += s), true) });
+    const t0 = "2026-01-01T00:00:00.000Z";
+    const at = (state: BuildPhase["state"], log: string) => new Map([["b", [{ ...phase("systemd", state, t0, state === "running" ? null : "2026-01-01T00:00:03.000Z"), log }]]]);
+    display.show(at("running", "one.service: activating\n--- one.service ---\nfirst\nhal"), Date.parse(t0) + 1000);
+    display.show(at("running", "one.service: activating\n--- one.service ---\nfirst\nhalf done\n"), Date.parse(t0) + 2000);
+    display.show(at("succeeded", "one.service: inactive\n--- one.service ---\nfirst\nhalf done\nlast"), Date.parse(t0) + 3000);
+    assert.equal(out, "build b: systemd started\n  one.service: activating\n  --- one.service ---\n  first\n  half done\n  last\nbuild b: systemd succeeded (3.0s)\n");
+  });
+
   it("builds with progress, then answers from the cache; build show and logs; a failure exits 1 with the log tail", { timeout: 240_000 }, async (ctx) => {
     if (t.skip()) return ctx.skip(String(t.skip()));
     const { url, keyA } = t.get();
@@ -41,7 +52,7 @@ describe("capsule snapshot build", () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "capsule-spec-"));
     const specFile = path.join(dir, "spec.json");
     // The sleep keeps the systemd phase running across a few progress polls.
-    await writeFile(specFile, JSON.stringify({ additionalFiles: { "/etc/cli-spec": { content: "cli\n" } }, runCommands: ["sleep 2; echo slow-step-done"] }));
+    await writeFile(specFile, JSON.stringify({ additionalFiles: { "/etc/cli-spec": { content: "cli\n" } }, runCommands: ["echo slow-step-start; sleep 3; echo slow-step-done"] }));
     const discriminator = randomUUID();
 
     const built = await run(["snapshot", "build", "--spec", specFile, "--discriminator", discriminator, "--name", "cli-built"]);
@@ -51,6 +62,7 @@ describe("capsule snapshot build", () => {
     const buildId = /build (bld-[0-9a-f]+): systemd started/.exec(built.stderr)?.[1];
     assert.ok(buildId, `the systemd phase was shown while it ran:\n${built.stderr}`);
     assert.match(built.stderr, new RegExp(`build ${buildId}: snapshot succeeded \\(\\d+\\.\\ds\\)`), "and every phase's end, the last one too");
+    assert.match(built.stderr, /^ {2}slow-step-start$/m, "the running command's output, as it came");
 
     const cached = await run(["snapshot", "build", "--spec", specFile, "--discriminator", discriminator, "--json"]);
     assert.equal(cached.code, 0, cached.stderr);

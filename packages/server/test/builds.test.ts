@@ -3,7 +3,8 @@
  * server's egress `none` (apt reaches only the host's package cache): a VmSpec builds once (two
  * concurrent ensures share the build, a later one is cached, a create with the spec boots from
  * it), the VM has the package, files, command output and running service, and the builds API
- * shows the build; a oneshot that needs the internet fails the build with its service and log;
+ * shows the build; a running phase's log is readable while it runs (a runCommands line before the
+ * build ends); a oneshot that needs the internet fails the build with its service and log;
  * a baseImage Dockerfile builds, and what it cannot build is a 501 naming the instruction.
  */
 import assert from "node:assert/strict";
@@ -132,6 +133,42 @@ describe("declarative snapshots", () => {
     assert.match(failed.failureReason ?? "", /systemd/);
     assert.equal((await server.engine.listVms()).length, 0, "the builder VM is gone");
     assert.equal((await server.engine.listSnapshots()).length, snapshotsBefore, "no snapshot was made");
+  });
+
+  it("a running phase's log is readable while it runs: a runCommands line shows before the build ends", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { url, keyA } = t.get();
+    const fs = client(url, keyA);
+    const started = Date.now();
+    const building = ensure(fs, new VmSpec().runCommands(`echo live-first-${started}; sleep 8; echo live-second-${started}`));
+    let seenAt: number | undefined;
+    try {
+      await eventually(
+        async () => {
+          const running = (await call(url, keyA, "GET", "/v1/vms/builds?state=running")).body.builds as Array<{ buildId: string }>;
+          for (const b of running) {
+            const phases = (await call(url, keyA, "GET", `/v1/vms/builds/${b.buildId}/phases`)).body.phases as Array<{ name: string; state: string; log: string }>;
+            const systemd = phases.find((p) => p.name === "systemd");
+            if (!systemd?.log.includes(`live-first-${started}`)) continue;
+            assert.equal(systemd.state, "running");
+            assert.ok(!systemd.log.includes(`live-second-${started}`), "read before the second line was printed");
+            assert.equal((await call(url, keyA, "GET", `/v1/vms/builds/${b.buildId}`)).body.state, "running", "while the build runs");
+            seenAt = Date.now();
+            return true;
+          }
+          return false;
+        },
+        "the first line in the running phase's log",
+        60_000,
+      );
+    } finally {
+      const done = await building;
+      ctx.diagnostic(`first line seen ${seenAt! - started} ms after the ensure was sent; the build took ${Date.now() - started} ms`);
+      const phases = (await call(url, keyA, "GET", `/v1/vms/builds/${done.buildId}/phases`)).body.phases as Array<{ name: string; log: string }>;
+      // What was last read of it: a runCommands oneshot removes itself (and its log) when it succeeds,
+      // so a line printed after the last poll is not kept (docs/builds.md).
+      assert.match(phases.find((p) => p.name === "systemd")!.log, new RegExp(`live-first-${started}`), "the ended phase keeps the command's output");
+    }
   });
 
   it("a baseImage Dockerfile (FROM debian:trixie-slim, ENV, RUN, WORKDIR, USER) builds and its ENV and WORKDIR hold in the VM; the rest is a 501", async (ctx) => {

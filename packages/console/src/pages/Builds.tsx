@@ -75,7 +75,7 @@ function BuildRow({ build: b, open }: { build: BuildInfo; open: boolean }) {
   );
 }
 
-/** Each phase with its state, time and log (read again while the build runs). */
+/** Each phase with its state, time and log (read again while the build runs: a running phase's log grows, and is shown open). */
 function BuildDetail({ build }: { build: BuildInfo }) {
   const { data: phases, error } = usePoll(() => buildPhases(build.buildId), build.finishedAt ? 60_000 : 2000);
   if (error) return <p className="error">{error}</p>;
@@ -87,11 +87,11 @@ function BuildDetail({ build }: { build: BuildInfo }) {
         const p = byName.get(name);
         const state = p?.state ?? (build.finishedAt ? "not run" : "pending");
         return (
-          <details key={name} data-phase={name} open={p?.state === "failed"}>
+          <details key={name} data-phase={name} open={p?.state === "failed" || p?.state === "running"}>
             <summary>
               <strong>{name}</strong> <span className={`state state-${p?.state ?? "pending"}`}>{state}</span> {p && <span className="muted">{took(p.startedAt, p.finishedAt)}</span>}
             </summary>
-            <pre className="log-lines">{p?.log || (p?.finishedAt ? "(no output)" : "(its log is stored when it ends)")}</pre>
+            <pre className="log-lines">{p?.log || (p?.finishedAt ? "(no output)" : "(no output yet)")}</pre>
           </details>
         );
       })}

@@ -16,6 +16,7 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import { DEFAULT_ENV_FILE_IN_VM, DEFAULT_WORKDIR_FILE_IN_VM, serviceNameOf, type Engine, type ServiceSpec, type ServiceStatus } from "@capsule/engine";
 import type { Logger } from "pino";
 import type { BuildDiagnostics } from "@capsule/contract/errors";
@@ -33,6 +34,7 @@ import { gitPhase, resolveRepos } from "./git-phase.js";
 import { buildsAnything, layerHash, specLayers, templateLayer, type BuildLayer, type VmSettings } from "./layers.js";
 import type { Dockerfile } from "./dockerfile.js";
 import { buildOwner, isBuildOwner } from "./owner.js";
+import { PhaseLog } from "./phase-log.js";
 import type { BuildRows } from "./rows.js";
 
 /** Time limits of the build's steps. */
@@ -52,6 +54,9 @@ export const BUILD_LIMITS = {
   /** ... and in its message. */
   messageLogLines: 10,
 } as const;
+
+/** The end of a command's stdout and stderr kept for its error message's last line. */
+const ERROR_TAIL_CHARS = 4096;
 
 /** The phases a layer runs, in order; those with nothing to do are left out. */
 function plannedPhases(l: BuildLayer): string[] {
@@ -89,6 +94,8 @@ export interface EnsureResult {
 export class Builds {
   /** Builds in flight by account and hash: a second ensure of one hash waits for the first. */
   readonly #inflight = new Map<string, Promise<EnsureResult>>();
+  /** The running phase's live log, by builder VM. */
+  readonly #live = new Map<string, PhaseLog>();
 
   constructor(
     private readonly engine: Engine,
@@ -192,15 +199,23 @@ export class Builds {
     let vmId: string | undefined;
     /** Runs one phase: its row, its log, and its failure as a PhaseFailure naming it. */
     const phase = async <T>(phaseName: string, run: () => Promise<{ log: string; value: T }>, snapshotOf?: (v: T) => string): Promise<T> => {
-      const end = this.buildRows.beginPhase(buildId, seq++, phaseName);
+      const phaseSeq = seq++;
+      const end = this.buildRows.beginPhase(buildId, phaseSeq, phaseName);
+      // What the phase's commands print reaches its row while it runs (#run, #services).
+      const live = new PhaseLog((log) => this.buildRows.phaseProgress(buildId, phaseSeq, log));
+      if (vmId !== undefined) this.#live.set(vmId, live);
       try {
         const { log, value } = await run();
+        live.close();
         end("succeeded", log, snapshotOf?.(value));
         return value;
       } catch (err) {
+        live.close();
         const failure = err instanceof PhaseFailure ? err : new PhaseFailure(err instanceof Error ? err.message : String(err), "");
         end("failed", failure.log || failure.message);
         throw Object.assign(failure, { phase: phaseName, cause: err });
+      } finally {
+        if (vmId !== undefined) this.#live.delete(vmId);
       }
     };
     try {
@@ -243,11 +258,41 @@ export class Builds {
     }
   }
 
+  /**
+   * One command in the builder VM, its output streamed into the running phase's live log as it
+   * comes (stdout and stderr in the order they arrive) and kept only as a bounded tail: a command
+   * that prints forever costs no more memory than the row's limit.
+   */
   async #run(id: string, command: string, timeoutMs: number, as: { user?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<{ log: string; value: undefined }> {
-    const r = await this.engine.guest.exec(id, { command, timeoutMs, ...as });
-    const log = `$ ${command}\n${r.stdout}${r.stderr}`;
+    const live = this.#live.get(id);
+    const out = new PhaseLog(() => undefined);
+    const tails = { stdout: "", stderr: "" };
+    const show = (s: string) => {
+      out.append(s);
+      live?.append(s);
+    };
+    show(`$ ${command}\n`);
+    const proc = await this.engine.guest.spawn(id, { command, timeoutMs, ...as });
+    proc.stdin.end();
+    const drain = (name: "stdout" | "stderr") =>
+      new Promise<void>((resolve) => {
+        const decoder = new StringDecoder("utf8");
+        const stream = proc[name];
+        stream.on("data", (b: Buffer) => {
+          const s = decoder.write(b);
+          tails[name] = (tails[name] + s).slice(-ERROR_TAIL_CHARS);
+          show(s);
+        });
+        stream.once("end", () => {
+          show(decoder.end());
+          resolve();
+        });
+      });
+    const [, , r] = await Promise.all([drain("stdout"), drain("stderr"), proc.exited]);
+    out.close();
+    const log = out.text();
     if (r.timedOut) throw new PhaseFailure(`\`${command}\` ran past ${timeoutMs / 1000} s`, log);
-    if (r.exitCode !== 0) throw new PhaseFailure(`\`${command}\` exited ${r.exitCode ?? r.signal}: ${lastLine(r.stderr || r.stdout)}`, log);
+    if (r.exitCode !== 0) throw new PhaseFailure(`\`${command}\` exited ${r.exitCode ?? r.signal}: ${lastLine(tails.stderr || tails.stdout)}`, log);
     return { log, value: undefined };
   }
 
@@ -336,16 +381,36 @@ export class Builds {
     for (const p of l.patchedServices) patched.push(patchServiceSpec(await this.engine.guest.serviceSpec(id, serviceId(p.name)), p));
     const specs = l.services.map((s) => toServiceSpec(s, undefined));
     const named = new Set(specs.map((s) => s.name));
-    await this.engine.guest.serviceDefine(id, [...patched.filter((p) => !named.has(p.name)), ...specs], { replace: true, start: true });
+    // The starting services' (runCommands, waitFor) last lines, read at each poll: the live log
+    // shows them as they come. A service that stopped starting is read once more (its last lines);
+    // a oneshot that removed itself keeps what was last read.
+    const printed = new Map<string, string>();
+    const ended = new Set<string>();
+    const summary = (states: ServiceStatus[]) => states.map((s) => `${s.name}.service: ${s.activeState} (${s.subState}, ${s.result})`).join("\n");
+    const withOutput = (states: ServiceStatus[]) => [summary(states), ...[...printed].map(([name, log]) => `--- ${name}.service ---\n${log}`)].join("\n");
+    const poll = async () => {
+      const states = await this.engine.guest.serviceList(id);
+      for (const s of states.filter((x) => isStarting(x) || (printed.has(x.name) && !ended.has(x.name)))) {
+        const lines = await this.engine.guest.serviceLogs(id, s.name, { lines: BUILD_LIMITS.failedLogLines }).catch(() => undefined);
+        if (lines && lines.length > 0) printed.set(s.name, lines.map((e) => e.message).join("\n"));
+        if (!isStarting(s)) ended.add(s.name);
+      }
+      this.#live.get(id)?.set(withOutput(states));
+      return states;
+    };
+    // A define that starts services answers only once they settled (oneshots that end within the
+    // agent's settle wait have ended): the poll runs beside it, so their output shows as it comes.
+    const defining = this.engine.guest.serviceDefine(id, [...patched.filter((p) => !named.has(p.name)), ...specs], { replace: true, start: true });
+    await whilePending(defining, BUILD_LIMITS.servicesPollMs, () => poll().then(() => undefined, () => undefined));
     const deadline = Date.now() + BUILD_LIMITS.servicesMs;
-    let states = await this.engine.guest.serviceList(id);
+    let states = await poll();
     while (states.some(isStarting)) {
       if (Date.now() > deadline) throw new PhaseFailure(`services still starting after ${BUILD_LIMITS.servicesMs / 1000} s: ${states.filter(isStarting).map((s) => s.name).join(", ")}`, "", await this.#diagnostics(id, states));
       await new Promise((r) => setTimeout(r, BUILD_LIMITS.servicesPollMs));
-      states = await this.engine.guest.serviceList(id);
+      states = await poll();
     }
     const failed = states.filter((s) => s.activeState === "failed");
-    const log = states.map((s) => `${s.name}.service: ${s.activeState} (${s.subState}, ${s.result})`).join("\n");
+    const log = summary(states);
     if (failed.length > 0) {
       const diagnostics = await this.#diagnostics(id, states);
       // The message carries each failed service's last lines too: older clients show only the message.
@@ -353,7 +418,7 @@ export class Builds {
       throw new PhaseFailure(`service(s) failed: ${failed.map((s) => `${s.name}.service (${s.result})`).join(", ")}\n${tails.join("\n")}`, [log, ...diagnostics.failedServiceLogs.map((f) => `--- ${f.unitName} ---\n${f.log}`)].join("\n"), diagnostics);
     }
     await this.#dropMetRequirements(id, states);
-    return { log, value: undefined };
+    return { log: withOutput(states), value: undefined };
   }
 
   /**
@@ -445,6 +510,23 @@ function withRootGit<T extends { spec?: unknown; template?: Record<string, unkno
     if ((layer as Record<string, unknown>)[k] != null) throw new ApiError("CREATE_VM_BAD_REQUEST", `${k} is set both on the create and in its ${into}: send it once`);
   }
   return { ...body, [into]: { ...layer, ...git } };
+}
+
+/** Awaits `work`, calling `tick` every `everyMs` (one at a time) until it settles; rejects as `work` does. */
+async function whilePending<T>(work: Promise<T>, everyMs: number, tick: () => Promise<void>): Promise<T> {
+  let settled = false;
+  const ticking = (async () => {
+    while (!settled) {
+      await new Promise((r) => setTimeout(r, everyMs));
+      if (!settled) await tick();
+    }
+  })();
+  try {
+    return await work;
+  } finally {
+    settled = true;
+    await ticking;
+  }
 }
 
 function isStarting(s: ServiceStatus): boolean {

@@ -125,6 +125,12 @@ export class BuildRows {
     };
   }
 
+  /** A running phase's log so far (phase-log.ts); an ended phase keeps its final log. */
+  phaseProgress(buildId: string, seq: number, log: string): void {
+    this.db.prepare("UPDATE build_phases SET log = ? WHERE build_id = ? AND seq = ? AND state = 'running'").run(logTail(log), buildId, seq);
+    this.#touch(buildId);
+  }
+
   succeed(buildId: string, snapshotId: string): void {
     const t = now();
     this.db.prepare("UPDATE builds SET state = 'succeeded', snapshot_id = ?, finished_at = ?, updated_at = ? WHERE id = ?").run(snapshotId, t, t, buildId);
