@@ -1,0 +1,92 @@
+/**
+ * The order of a memory checkpoint (memory/checkpoint.ts) against a fake runsc that logs its
+ * calls: the agent is prepared before the pause, the layer is copied between the save and the
+ * resume, and the marker comes last; a refused save still resumes the VM and wakes its agent.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { CKPT_RESUME_MARKER } from "@capsule/agent-protocol";
+import { checkpointVm, restoreVm, type RunscCli } from "../src/memory/checkpoint.js";
+
+describe("memory checkpoint order", () => {
+  let dir: string;
+  let rt: RunscCli;
+  const calls = (): string[] => fs.readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n");
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "capsule-memory-"));
+    const fake = path.join(dir, "runsc");
+    // Logs its arguments (and whether the marker exists yet); refuses a checkpoint while dir/refuse exists.
+    fs.writeFileSync(
+      fake,
+      `#!/bin/sh\nm=no; [ -e "${dir}/run/${CKPT_RESUME_MARKER}" ] && m=yes\necho "$* marker=$m upper-copied=$(ls ${dir}/copy 2>/dev/null | tr '\\n' ,)" >> "${dir}/calls"\ncase "$*" in *checkpoint*) [ -e "${dir}/refuse" ] && exit 1;; esac\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    fs.mkdirSync(path.join(dir, "run"));
+    fs.mkdirSync(path.join(dir, "upper"));
+    fs.writeFileSync(path.join(dir, "upper", "file"), "x");
+    rt = { bin: fake, root: path.join(dir, "state"), sandboxFlags: ["--network=sandbox"] };
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const source = (log: string[]) => ({
+    id: "vm-1",
+    runDir: path.join(dir, "run"),
+    upperDir: path.join(dir, "upper"),
+    prepare: async () => {
+      log.push("prepare");
+    },
+  });
+  const reset = () => {
+    for (const p of ["calls", "copy", "image", `run/${CKPT_RESUME_MARKER}`]) fs.rmSync(path.join(dir, p), { recursive: true, force: true });
+    fs.writeFileSync(path.join(dir, "calls"), "");
+  };
+
+  it("prepare, pause, save, copy, resume, then the marker", async () => {
+    reset();
+    const log: string[] = [];
+    const t = await checkpointVm(rt, source(log), { imageDir: path.join(dir, "image"), upperCopy: path.join(dir, "copy") });
+    assert.deepEqual(log, ["prepare"]);
+    const state = `--root=${rt.root}`;
+    assert.deepEqual(calls(), [
+      `${state} pause vm-1 marker=no upper-copied=`,
+      `${state} checkpoint --leave-running --compression=none --image-path=${dir}/image vm-1 marker=no upper-copied=`,
+      `${state} resume vm-1 marker=no upper-copied=file,`,
+    ]);
+    assert.ok(fs.existsSync(path.join(dir, "run", CKPT_RESUME_MARKER)), "the marker is written last");
+    assert.equal(fs.readFileSync(path.join(dir, "copy", "file"), "utf8"), "x");
+    assert.ok(t.totalMs >= t.checkpointMs);
+  });
+
+  it("a refused save: rejected, and the VM is resumed and its agent woken all the same", async () => {
+    reset();
+    fs.writeFileSync(path.join(dir, "refuse"), "");
+    try {
+      await assert.rejects(checkpointVm(rt, source([]), { imageDir: path.join(dir, "image"), upperCopy: path.join(dir, "copy") }));
+    } finally {
+      fs.rmSync(path.join(dir, "refuse"));
+    }
+    assert.deepEqual(calls().map((c) => c.split(" ")[1]), ["pause", "checkpoint", "resume"]);
+    assert.ok(fs.existsSync(path.join(dir, "run", CKPT_RESUME_MARKER)));
+    assert.equal(fs.existsSync(path.join(dir, "copy")), false, "no layer copy of a refused save");
+  });
+
+  it("a symlink the guest planted at the marker's name is replaced, its target left alone", async () => {
+    reset();
+    const target = path.join(dir, "host-file");
+    fs.writeFileSync(target, "precious");
+    fs.symlinkSync(target, path.join(dir, "run", CKPT_RESUME_MARKER));
+    await checkpointVm(rt, source([]), { imageDir: path.join(dir, "image"), upperCopy: path.join(dir, "copy") });
+    assert.equal(fs.readFileSync(target, "utf8"), "precious");
+    assert.ok(fs.lstatSync(path.join(dir, "run", CKPT_RESUME_MARKER)).isFile());
+  });
+
+  it("restore: the marker is in the new VM's run dir before runsc starts it", async () => {
+    reset();
+    await restoreVm(rt, path.join(dir, "image"), { id: "vm-2", bundleDir: path.join(dir, "bundle"), runDir: path.join(dir, "run"), logFile: path.join(dir, "log") });
+    assert.deepEqual(calls(), [`--root=${rt.root} --network=sandbox restore --detach --image-path=${dir}/image --bundle=${dir}/bundle vm-2 marker=yes upper-copied=`]);
+  });
+});
