@@ -304,6 +304,10 @@ async function measure(samples) {
     const t1 = performance.now();
     await waitAgent(src, 20_000);
     const relistenMs = ms(t1);
+    // One `version` round trip once listening: what of relistenMs is the agent's answer itself.
+    const t2 = performance.now();
+    await src.agent.call({ op: "version" }, "version");
+    const versionMs = ms(t2);
     const r = await engineRestore(ckpt, 10 + i);
     // Raw runsc on the same VM: a save of the deaf agent (runsc refuses a listening one), and a
     // restore of that image, timed alone.
@@ -315,7 +319,7 @@ async function measure(samples) {
     runsc([...FLAGS, "restore", "--detach", `--image-path=${SCRATCH}/raw`, `--bundle=${raw.dir}/bundle`, raw.id], `${raw.dir}/guest/runtime.log`);
     made.sandboxes.push(raw.id);
     const rawRestoreMs = ms(t0);
-    rows.push({ ...ckpt.timings, relistenMs, restoreMs: r.restoreMs, restoreToAgentMs: r.agentMs, restoreToFirstExecMs: r.firstExecMs, rawCkptMs, rawRestoreMs });
+    rows.push({ ...ckpt.timings, relistenMs, versionMs, restoreMs: r.restoreMs, restoreToAgentMs: r.agentMs, restoreToFirstExecMs: r.firstExecMs, rawCkptMs, rawRestoreMs });
     console.log(JSON.stringify(rows.at(-1)));
     for (const vm of [r.vm, raw]) destroyVm(vm);
   }
