@@ -58,3 +58,10 @@ test("the ruleset accepts egress only for IPv4 outside the denylist (IPv6 has no
   for (const range of EGRESS_DENIED_IPV4) assert.ok(line.includes(range), `${range} in ${line}`);
   assert.doesNotMatch(rules, /\bip6 daddr\b[^\n]*accept/);
 });
+
+test("before conntrack, a VM's packets with a source not routed back out of its veth, and all its IPv6, are dropped", () => {
+  const guard = /chain guard \{([^}]*)\}/.exec(firewallRuleset())?.[1] ?? "";
+  assert.match(guard, /priority raw;/);
+  assert.match(guard, /iifname "cv\*" meta nfproto ipv6 counter name ipv6 drop/);
+  assert.match(guard, /iifname "cv\*" fib saddr \. iif oif missing counter name spoofed drop/);
+});

@@ -26,12 +26,21 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  * rejected before even an established connection's accept: only connections this DNAT made
  * reach loopback.
  *
+ * `guard` (raw prerouting, before conntrack and routing) is also the anti-spoofing check, for both
+ * kinds and without a rule per VM: a packet from a VM's interface is dropped unless its source is
+ * routed back out of that same interface (so only the VM's own /30 passes; another VM's address,
+ * the host's, and any other are dropped), and every IPv6 packet from a VM is dropped (no rule opens
+ * IPv6; the host end also has IPv6 off, netns.ts). gVisor's netstack writes whole frames onto the
+ * veth, so this must hold whatever the sandbox's stack does; root in the VM has neither
+ * CAP_NET_ADMIN nor CAP_NET_RAW today (runtime/oci.ts), which is the first line, not the only one.
+ * The named counters `spoofed` and `ipv6` count what it dropped.
+ *
  * Everything else from a VM is rejected (at once, so a blocked connect fails fast instead of
  * hanging): the host on any of its addresses and ports, the Capsule server too, other VMs.
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced (its set elements are re-added on boot). */
-const RULESET_VERSION = 6;
+const RULESET_VERSION = 7;
 /** The shared sets whose elements survive a ruleset upgrade. */
 const SHARED_SETS = ["allowed", "egress", "pkgcache"] as const;
 const { apt, npm } = PACKAGE_CACHE_PORTS;
@@ -45,6 +54,8 @@ table inet ${TABLE} {
   set public_denied { type ipv4_addr; flags interval; elements = { ${EGRESS_DENIED_IPV4.join(", ")} } }
   map vm_in { type ifname : verdict; }
   map vm_fwd { type ifname : verdict; }
+  counter spoofed {}
+  counter ipv6 {}
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${apt.guest} dnat ip to 127.0.0.1:${apt.listen}
@@ -53,6 +64,8 @@ table inet ${TABLE} {
   chain guard {
     type filter hook prerouting priority raw; policy accept;
     iifname "cv*" ip saddr 127.0.0.0/8 counter drop
+    iifname "cv*" meta nfproto ipv6 counter name ipv6 drop
+    iifname "cv*" fib saddr . iif oif missing counter name spoofed drop
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;

@@ -7,7 +7,7 @@ import type { Lease } from "./ipam.js";
  * default route is the host end; what it may reach beyond that is decided by the firewall.
  * `packageCaches`: the host end routes to loopback (`route_localnet`), so the firewall can DNAT
  * the VM's connections to the package caches' loopback listeners; the firewall rejects every
- * other packet from a VM to 127.0.0.0/8.
+ * other packet from a VM to 127.0.0.0/8. The host end has IPv6 disabled.
  */
 export async function createNetns(ns: string, hostIf: string, lease: Lease, packageCaches: boolean): Promise<void> {
   // Two `ip -batch` runs instead of eight processes: each ip start costs ~15 ms here.
@@ -20,10 +20,15 @@ export async function createNetns(ns: string, hostIf: string, lease: Lease, pack
       "",
     ].join("\n"),
   });
+  // No IPv6 on the host end: no link-local address a VM could reach, no router advertisement it
+  // could make the host accept (the firewall also drops every IPv6 packet from a VM).
+  await fs.writeFile(`/proc/sys/net/ipv6/conf/${hostIf}/disable_ipv6`, "1");
   if (packageCaches) await fs.writeFile(`/proc/sys/net/ipv4/conf/${hostIf}/route_localnet`, "1");
   await run("ip", ["-n", ns, "-batch", "-"], {
     input: [
       `addr add ${lease.guestIp}/${lease.prefix} dev eth0`,
+      // No IPv6 link-local address for netstack to copy into the sandbox.
+      "link set eth0 addrgenmode none",
       "link set eth0 up",
       "link set lo up",
       `route add default via ${lease.hostIp}`,
