@@ -93,7 +93,8 @@ table inet ${TABLE} {
 }
 `;
 
-let ensured = false;
+/** The one ensureFirewall of this process, shared by concurrent callers (a pool's boots). */
+let ensuring: Promise<void> | undefined;
 
 /** The whole ruleset as `nft -f` reads it (exported for checks). */
 export function firewallRuleset(): string {
@@ -106,8 +107,16 @@ export function firewallRuleset(): string {
  * closed: the VM reaches nothing) until their engine applies them again, which its recovery does
  * for every VM it adopts.
  */
-export async function ensureFirewall(): Promise<void> {
-  if (ensured) return;
+export function ensureFirewall(): Promise<void> {
+  // Two callers each replacing an older table raced: the second `delete table` failed, and so did its VM's boot.
+  ensuring ??= installRuleset().catch((err: unknown) => {
+    ensuring = undefined;
+    throw err;
+  });
+  return ensuring;
+}
+
+async function installRuleset(): Promise<void> {
   const current = await run("nft", ["list", "table", "inet", TABLE]).then(
     (r) => r.stdout.includes(`capsule ruleset v${RULESET_VERSION}"`),
     () => undefined,
@@ -122,7 +131,6 @@ export async function ensureFirewall(): Promise<void> {
   } else if (current === undefined) {
     await run("nft", ["-f", "-"], { input: RULESET });
   }
-  ensured = true;
 }
 
 export async function allowVm(hostIf: string, ports: number[], egress: boolean): Promise<void> {
