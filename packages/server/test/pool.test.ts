@@ -1,11 +1,13 @@
 /**
  * The warm pool on a real server and real sandboxes: a create claims a pre-booted VM that is as
- * fresh and isolated as a cold one (and gets the services it asks for); a snapshot that was just booted gets warm VMs too; the pool
+ * fresh and isolated as a cold one (and gets the services it asks for), frozen while it waited
+ * and answering at once once claimed; a snapshot that was just booted gets warm VMs too; the pool
  * counts against the host, never the account, and gives capacity back to a create; it survives a
- * restart (adopting its VMs or deleting the ones it no longer wants); a create never waits for a
+ * restart (adopting its VMs, frozen again, or deleting the ones it no longer wants); a create never waits for a
  * refill; and many create/exec/delete cycles leave nothing behind.
  */
 import assert from "node:assert/strict";
+import fs from "node:fs/promises";
 import { describe, it } from "node:test";
 import { countResources } from "@capsule/engine/test-support";
 import { startServer, type RunningServer, type StartOptions } from "../src/index.js";
@@ -13,6 +15,8 @@ import { isPoolOwner } from "../src/vms/pool.js";
 import { call, destroyDataDir, sandboxGap, scratchDir, testServerOptions } from "../test-support/harness.js";
 
 const POOL_WAIT_MS = 60_000;
+/** A claimed VM's first exec answers within this (a VM left frozen would not answer at all). */
+const CLAIMED_EXEC_MS = 5_000;
 
 function start(dataDir: string, extra: Partial<StartOptions>): Promise<RunningServer> {
   return startServer(testServerOptions(dataDir, extra));
@@ -28,6 +32,17 @@ async function poolReady(server: RunningServer, n: number): Promise<void> {
 
 async function poolVmIds(server: RunningServer): Promise<string[]> {
   return (await server.engine.listVms()).filter((v) => isPoolOwner(v.owner)).map((v) => v.id);
+}
+
+/** Whether the VM's freezer cgroup (v1 or v2, as the engine's runtime lays it out) is frozen. */
+async function isFrozen(id: string): Promise<boolean> {
+  const v1 = await fs.readFile(`/sys/fs/cgroup/freezer/${id}/freezer.state`, "utf8").catch(() => undefined);
+  if (v1 !== undefined) return v1.trim() === "FROZEN";
+  return /^frozen 1$/m.test(await fs.readFile(`/sys/fs/cgroup/${id}/cgroup.events`, "utf8"));
+}
+
+async function frozenStates(ids: string[]): Promise<boolean[]> {
+  return Promise.all(ids.map(isFrozen));
 }
 
 /** What a tenant would look at to tell one VM from another (and from an earlier tenant's). */
@@ -76,10 +91,16 @@ describe("warm pool", () => {
       const other = server.keys.createKey("bob").key;
       await poolReady(server, 2);
       const warmIds = await poolVmIds(server);
+      assert.deepEqual(await frozenStates(warmIds), [true, true], "warm VMs wait frozen");
 
       const a = (await call(server.url, key, "POST", "/v1/vms", { name: "first" })).body;
       assert.ok(warmIds.includes(a.id as string), "the create got a warm VM");
       assert.equal(server.svc.pool.stats().hits, 1);
+      assert.equal(await isFrozen(a.id as string), false, "thawed when claimed");
+      assert.equal(await isFrozen(warmIds.find((id) => id !== a.id) as string), true, "the other still waits frozen");
+      const t0 = Date.now();
+      assert.equal((await call(server.url, key, "POST", `/v1/vms/${a.id}/exec-await`, { command: "true" })).body.statusCode, 0);
+      assert.ok(Date.now() - t0 < CLAIMED_EXEC_MS, `the claimed VM's first exec took ${Date.now() - t0} ms`);
       const idA = await identity(server.url, key, a.id as string);
       assert.equal(idA.hostname, a.id, "hostname is the VM's own id");
       assert.equal(idA.marker, "no-marker");
@@ -203,10 +224,20 @@ describe("warm pool", () => {
       const before = (await poolVmIds(server)).sort();
       const seen = new Set(before);
       await server.close();
+      assert.deepEqual(await frozenStates(before), [true, true], "left frozen for the next server");
 
       server = await start(dataDir, { pool: { size: 2, hotSize: 0 } });
       assert.equal(server.svc.pool.stats().ready, 2, "warm again at once, no boot needed");
       assert.deepEqual((await poolVmIds(server)).sort(), before);
+      assert.deepEqual(await frozenStates(before), [true, true], "recovery thawed them to probe them; adopted, they are frozen again");
+      // An adopted VM is claimed like any other: thawed, it answers.
+      const key = server.keys.createKey("bob").key;
+      const claimed = (await call(server.url, key, "POST", "/v1/vms", {})).body;
+      assert.ok(before.includes(claimed.id as string), "the create got an adopted warm VM");
+      assert.equal((await call(server.url, key, "POST", `/v1/vms/${claimed.id}/exec-await`, { command: "true" })).body.statusCode, 0);
+      await call(server.url, key, "DELETE", `/v1/vms/${claimed.id}`);
+      await poolReady(server, 2);
+      for (const id of await poolVmIds(server)) seen.add(id);
       await server.close();
 
       server = await start(dataDir, { pool: { size: 1, hotSize: 0 } });

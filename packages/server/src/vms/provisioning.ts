@@ -88,9 +88,9 @@ export class Provisioning {
     const limits = sizingToLimits({ ...body, ...stripNullish(body.template) });
     const full = this.quotas.fullLimits(limits);
     const kind: PoolKind = { ...(snapshotId !== undefined ? { snapshotId } : {}), limits: full, egress };
-    // A warm VM of this kind, if the pool has one: it already runs and counts on the host, so only
-    // the account's caps are checked for it.
-    let warm = this.pool?.take(kind);
+    // A warm VM of this kind, if the pool has one, thawed: it already runs and counts on the host,
+    // so only the account's caps are checked for it.
+    let warm = await this.pool?.take(kind);
     const ticket = await this.#admitCreate(account, kind, warm === undefined).catch((err: unknown) => {
       if (warm) this.pool?.putBack(warm);
       throw err;
