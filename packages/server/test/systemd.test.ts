@@ -233,7 +233,9 @@ describe("systemd services", () => {
       assert.equal(await state("dep"), "inactive/dead", "dep waits for slow's READY=1");
       assert.deepEqual((await started).results.map((r) => r.success), [true]);
       assert.deepEqual([await state("slow"), await state("dep")], ["active/running", "active/running"]);
-      assert.equal((await vm.exec("test -e /tmp/dep-after-ready")).statusCode, 0, "dep started after READY=1");
+      // "active" means dep's process was spawned, not that its shell has run `test` yet (a CI run
+      // under load checked first): wait for the file it makes only when slow's was already there.
+      await eventually(async () => (await vm.exec("test -e /tmp/dep-after-ready")).statusCode === 0, "dep to start after READY=1 (it saw /tmp/slow-ready)");
       const slowLog = await logLines("slow");
       assert.ok(slowLog.includes("Status: warming up") && slowLog.includes("Ready (READY=1)"), JSON.stringify(slowLog));
 
