@@ -19,7 +19,7 @@ describe("ckpt.prepare from the host", () => {
   let server: net.Server;
   let features: string[] | undefined;
   /** How the fake agent answers ckpt.prepare. */
-  let answer: "ok-and-close" | "refuse" = "ok-and-close";
+  let answer: "ok-and-close" | "refuse" | "wrong-reply" = "ok-and-close";
   const requests: Array<Record<string, unknown>> = [];
 
   before(async () => {
@@ -34,6 +34,8 @@ describe("ckpt.prepare from the host", () => {
           requests.push(req);
           if (req.op === "version") sock.end(encodeJson({ type: "version", version: "0.0.0", protocol: 1, pid: 1, ...(features ? { features } : {}) }));
           else if (answer === "refuse") sock.end(encodeJson({ type: "error", code: "INTERNAL", message: "cannot prepare" }));
+          // Root in the VM answers something else than ok: the host must not take it for prepared.
+          else if (answer === "wrong-reply") sock.end(encodeJson({ type: "stat", kind: "file", size: 1 }));
           else sock.write(encodeJson({ type: "ok" }), () => sock.destroy());
         }
       });
@@ -60,6 +62,12 @@ describe("ckpt.prepare from the host", () => {
     requests.length = 0;
     await guest.checkpointPrepare("vm-1", { deafMs: 2_000 });
     assert.deepEqual(requests, [{ op: "version" }, { op: "ckpt.prepare", deafMs: 2_000 }]);
+  });
+
+  it("a hostile agent's reply other than ok: rejected, never taken for prepared", async () => {
+    features = [AGENT_FEATURES.checkpoint];
+    answer = "wrong-reply";
+    await assert.rejects(guest.checkpointPrepare("vm-1"), (e: unknown) => isEngineError(e) && e.code === ErrorCode.AgentProtocolError);
   });
 
   it("an agent that refuses: its error", async () => {
