@@ -16,7 +16,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { AgentClient } from "../../engine/dist/src/agent/client.js";
-import { checkpointVm, restoreVm } from "../../engine/dist/src/memory/checkpoint.js";
+import { copyLayer } from "../../engine/dist/src/disk/layers.js";
+import { checkpointVm, maxImageBytes, restoreVm } from "../../engine/dist/src/memory/checkpoint.js";
+import { RunscRuntime } from "../../engine/dist/src/runtime/runsc.js";
 
 const { values: opt } = parseArgs({
   options: {
@@ -35,7 +37,7 @@ const STATE = path.join(SCRATCH, "runsc-root");
 const FLAGS = ["--platform=systrap", "--network=sandbox", "--net-disconnect-ok", "--overlay2=none", "--host-uds=create"];
 const MARKER = "ckpt-resume";
 const made = { netns: [], mounts: [], sandboxes: [] };
-const RT = { bin: RUNSC, root: STATE, sandboxFlags: FLAGS };
+const RT = new RunscRuntime(RUNSC, STATE, "systrap", "netstack");
 
 const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts }).toString();
 const ms = (t0) => Math.round((performance.now() - t0) * 10) / 10;
@@ -247,18 +249,20 @@ async function generations(count) {
 
 /** The engine's checkpoint (memory/checkpoint.ts) of `vm`, into fresh dirs under the scratch dir. */
 function engineCheckpoint(vm, name) {
-  const out = { imageDir: `${SCRATCH}/${name}-img`, upperCopy: `${SCRATCH}/${name}-upper` };
+  const upperCopy = `${SCRATCH}/${name}-upper`;
+  const out = { imageDir: `${SCRATCH}/${name}-img`, copyUpper: (upper) => copyLayer(upper, upperCopy), maxImageBytes: maxImageBytes(2048) };
   fs.rmSync(out.imageDir, { recursive: true, force: true });
-  fs.rmSync(out.upperCopy, { recursive: true, force: true });
+  fs.rmSync(`${upperCopy}.partial`, { recursive: true, force: true });
   const source = { id: vm.id, runDir: vm.run, upperDir: vm.upper, prepare: () => prepare(vm) };
-  return checkpointVm(RT, source, out).then((timings) => ({ ...out, timings }));
+  // copyLayer leaves the copy under its temp name (the engine seals it; the lab uses it as is).
+  return checkpointVm(RT, source, out).then((timings) => ({ imageDir: out.imageDir, upperCopy: `${upperCopy}.partial`, timings }));
 }
 
 /** A new VM from an engine checkpoint: restoreVm, then the first answered exec. */
 async function engineRestore(ckpt, n) {
   const vm = makeVm(n, ckpt.upperCopy);
   const t0 = performance.now();
-  await restoreVm(RT, ckpt.imageDir, { id: vm.id, bundleDir: `${vm.dir}/bundle`, runDir: vm.run, logFile: `${vm.dir}/guest/runtime.log` });
+  await restoreVm(RT, ckpt.imageDir, { id: vm.id, bundleDir: `${vm.dir}/bundle`, runDir: vm.run, netnsPath: `/run/netns/ck15-ns${n}`, logFile: `${vm.dir}/guest/runtime.log` });
   made.sandboxes.push(vm.id);
   const restoreMs = ms(t0);
   await waitAgent(vm, 20_000);

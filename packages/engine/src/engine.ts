@@ -1,11 +1,14 @@
 import fs from "node:fs/promises";
 import { resolveOptions, validateLimits, type EngineOptions, type Egress, type ResolvedOptions, type RuntimeName, type VmLimits } from "./config.js";
-import { LayerStore } from "./disk/layer-store.js";
+import { AGENT_FEATURES } from "@capsule/agent-protocol";
+import { ImageStore, LayerStore } from "./disk/layer-store.js";
+import { diskUsageBytes } from "./disk/layers.js";
 import { mountDisk, unmountDisk } from "./disk/writable.js";
 import { EngineError, ErrorCode } from "./errors.js";
 import { GuestOps } from "./guest-ops.js";
 import { newId } from "./ids.js";
 import { assertTransition, requireState, type VmState } from "./lifecycle.js";
+import { checkpointVm, maxImageBytes, type CheckpointTimings } from "./memory/checkpoint.js";
 import { KeyedMutex } from "./mutex.js";
 import { PhaseTimer } from "./phase-timer.js";
 import { validatePolicy, type FirewallPolicy } from "./net/policy.js";
@@ -17,14 +20,29 @@ import { RunscRuntime } from "./runtime/runsc.js";
 import type { Runtime } from "./runtime/types.js";
 import { DataDirLock } from "./state/data-dir-lock.js";
 import { secureDataDir } from "./state/host-modes.js";
-import { Records, type SnapshotRecord, type VmRecord } from "./state/records.js";
-import { VmHost } from "./vm-host.js";
+import { Records, type MemorySnapshot, type SnapshotRecord, type VmRecord } from "./state/records.js";
+import { pathExists } from "./state/store.js";
+import { VmHost, type StartHow } from "./vm-host.js";
 
-export type { SnapshotRecord } from "./state/records.js";
+export type { MemorySnapshot, SnapshotRecord } from "./state/records.js";
+
+/** `memory` of a snapshot or fork: true captures memory or throws, "auto" falls back to the disk where the VM cannot be checkpointed. */
+export type MemoryMode = boolean | "auto";
+
+/**
+ * Restores of one memory fork in flight at once. Each is mostly runsc reading the image and
+ * gVisor starting (CPU-bound); this host has 2 cores.
+ */
+export const FORK_RESTORE_CONCURRENCY = 2;
 
 export interface CreateVmOpts {
-  /** Boot from this snapshot's disk. */
+  /** Boot from this snapshot's disk; a memory snapshot's processes are restored (see `memory`). */
   snapshotId?: string;
+  /**
+   * For a memory snapshot: absent or true restores its processes where they were (UNSUPPORTED
+   * where this engine cannot restore it); false boots its disk only. Ignored for a disk snapshot.
+   */
+  memory?: boolean;
   /** Base image when no snapshot is given. Default: the engine's `defaultImage`. */
   image?: string;
   name?: string;
@@ -63,6 +81,8 @@ export interface VmInfo {
   lostReason?: string;
   /** The owner label it was created with (see {@link CreateVmOpts.owner}). */
   owner?: string;
+  /** The memory snapshot id (or, for a memory fork, the source VM id) its processes were restored from. */
+  restoredFrom?: string;
   createdAt: string;
 }
 
@@ -84,6 +104,7 @@ export class Engine {
   readonly #paths: Paths;
   readonly #records: Records;
   readonly #layers: LayerStore;
+  readonly #images: ImageStore;
   readonly #host: VmHost;
   readonly #runtimes: Record<RuntimeName, Runtime>;
   readonly #lock = new KeyedMutex();
@@ -105,6 +126,7 @@ export class Engine {
     this.#paths = new Paths(options.dataDir);
     this.#records = new Records(this.#paths);
     this.#layers = new LayerStore(this.#paths, this.#records);
+    this.#images = new ImageStore(this.#paths, this.#records);
     this.#runtimes = {
       runsc: new RunscRuntime(options.runscPath, `${this.#paths.runtimeRoot}/runsc`, options.runscPlatform, features.network),
       runc: new RuncRuntime(options.runcPath, `${this.#paths.runtimeRoot}/runc`),
@@ -132,6 +154,7 @@ export class Engine {
         host: engine.#host,
         runtimes: engine.#runtimes,
         layers: engine.#layers,
+        images: engine.#images,
       });
     } catch (err) {
       await engine.close();
@@ -170,11 +193,31 @@ export class Engine {
       const snap = await this.#records.snapshot(opts.snapshotId);
       image = snap.image;
       layers = snap.layers;
+      if (snap.memory && opts.memory !== false) return this.#restoreSnapshot(snap, snap.memory, opts);
     }
     return this.#createFromLayers({ ...opts, image, layers });
   }
 
-  async #createFromLayers(opts: CreateVmOpts & { image: string; layers: string[] }): Promise<VmInfo> {
+  /** A new VM whose processes are those of the memory snapshot, restored on its disk. */
+  async #restoreSnapshot(snap: SnapshotRecord, memory: MemorySnapshot, opts: CreateVmOpts): Promise<VmInfo> {
+    if (opts.runtime !== undefined && opts.runtime !== "runsc") throw new EngineError(ErrorCode.Unsupported, `snapshot ${snap.id} holds a runsc VM's memory; it restores on runsc only (or create with memory: false)`);
+    if (!this.#runtimes.runsc.canCheckpoint) throw new EngineError(ErrorCode.Unsupported, `snapshot ${snap.id} holds memory, and this engine runs runsc on ${this.features.network}, where it cannot restore it (create with memory: false)`);
+    if (!(await pathExists(`${memory.agentBundle}/agent/main.js`))) throw new EngineError(ErrorCode.Unsupported, `snapshot ${snap.id}'s memory needs the agent bundle ${memory.agentBundle}, which is gone from this host (create with memory: false)`);
+    const limits = validateLimits({ ...memory.limits, ...opts.limits });
+    if (limits.memoryMb < memory.limits.memoryMb) throw new EngineError(ErrorCode.InvalidArgument, `snapshot ${snap.id} holds a VM of ${memory.limits.memoryMb} MiB; its copy cannot have less`);
+    this.#images.hold(memory.image);
+    try {
+      if (!(await pathExists(this.#images.path(memory.image)))) throw new EngineError(ErrorCode.Internal, `snapshot ${snap.id}'s memory image is missing from the data dir`);
+      return await this.#createFromLayers(
+        { ...opts, runtime: "runsc", limits, image: snap.image, layers: snap.layers },
+        { how: { kind: "restore", imageDir: this.#images.path(memory.image), agentBundle: memory.agentBundle, caches: memory.caches }, restoredFrom: snap.id },
+      );
+    } finally {
+      this.#images.release(memory.image);
+    }
+  }
+
+  async #createFromLayers(opts: CreateVmOpts & { image: string; layers: string[] }, restore?: { how: StartHow; restoredFrom: string }): Promise<VmInfo> {
     await this.#assertImage(opts.image);
     const runtime = opts.runtime ?? this.options.runtime;
     if (runtime !== "runsc" && runtime !== "runc") throw new EngineError(ErrorCode.InvalidArgument, `unknown runtime ${String(runtime)}; use runsc or runc`);
@@ -196,6 +239,7 @@ export class Engine {
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       ...(opts.snapshotId !== undefined ? { snapshotId: opts.snapshotId } : {}),
       ...(opts.owner !== undefined ? { owner: checkOwner(opts.owner) } : {}),
+      ...(restore ? { restoredFrom: restore.restoredFrom } : {}),
     };
     return this.#lock.run(rec.id, async () => {
       // The record goes to disk before any resource exists, so a crash at any later point is
@@ -205,7 +249,7 @@ export class Engine {
         const t0 = performance.now();
         await this.#host.createDisk(rec);
         const diskMs = performance.now() - t0;
-        this.#bootPhases.set(rec.id, { disk: diskMs, ...(await this.#host.bringUp(rec)) });
+        this.#bootPhases.set(rec.id, { disk: diskMs, ...(await this.#host.bringUp(rec, restore?.how)) });
       } catch (err) {
         await this.#host.tearDown(rec).catch(() => undefined);
         await this.#host.removeFiles(rec.id);
@@ -449,9 +493,39 @@ export class Engine {
    * Takes a disk snapshot: the VM's writable layer becomes a new read-only layer. A running VM
    * keeps running; it is paused only while its layer is copied, after a sync. The layer is on
    * stable storage before the record that names it is written.
+   *
+   * With `memory` (see {@link MemoryMode}), a running or paused VM's memory is captured with its
+   * layer at one instant (prepare its agent, pause, checkpoint, copy the layer, resume): a VM
+   * created from the snapshot resumes its processes. The image is sealed like the layer before
+   * the record is written; `sizeBytes` counts both.
    */
-  async snapshotVm(id: string, opts: { name?: string; owner?: string } = {}): Promise<SnapshotRecord> {
+  async snapshotVm(id: string, opts: { name?: string; owner?: string; memory?: MemoryMode } = {}): Promise<SnapshotRecord> {
     if (opts.owner !== undefined) checkOwner(opts.owner);
+    if (opts.memory === true || opts.memory === "auto") {
+      const captured = await this.#captureMemory(id, opts.memory, { sealImage: true });
+      if (captured) {
+        const { layer, image, rec, layerBytes, imageBytes, fromState, timer } = captured;
+        try {
+          const snap: SnapshotRecord = {
+            id: `snap-${newId()}`,
+            image: rec.image,
+            layers: [layer, ...rec.layers],
+            sourceVmId: id,
+            sizeBytes: layerBytes + imageBytes,
+            memory: { bytes: imageBytes, network: "netstack", agentBundle: rec.agentBundle ?? "", createdFromState: fromState, image, limits: rec.limits, caches: rec.caches ?? [] },
+            createdAt: new Date().toISOString(),
+            ...(opts.name !== undefined ? { name: opts.name } : {}),
+            ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
+          };
+          await this.#records.saveSnapshot(snap);
+          timer.end("record");
+          return snap;
+        } finally {
+          this.#layers.release(layer);
+          this.#images.release(image);
+        }
+      }
+    }
     const { layer, rec, sizeBytes, timer } = await this.#captureLayer(id);
     try {
       const snap: SnapshotRecord = {
@@ -472,11 +546,22 @@ export class Engine {
     }
   }
 
-  /** Creates `count` new VMs from the VM's current disk. The source keeps running. */
-  async forkVm(id: string, opts: { count?: number; owner?: string } = {}): Promise<VmInfo[]> {
+  /**
+   * Creates `count` new VMs from the VM's current disk. The source keeps running.
+   *
+   * With `memory` (see {@link MemoryMode}): one checkpoint of the source, restored into each copy
+   * ({@link FORK_RESTORE_CONCURRENCY} at a time), so each runs the source's processes on, on the
+   * captured layer (shared by reference) under its own empty upper dir, with its own address and
+   * hostname (its id). If any copy fails, the copies already made are deleted and it throws.
+   */
+  async forkVm(id: string, opts: { count?: number; owner?: string; memory?: MemoryMode } = {}): Promise<VmInfo[]> {
     if (opts.owner !== undefined) checkOwner(opts.owner);
     const count = opts.count ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > 64) throw new EngineError(ErrorCode.InvalidArgument, "count must be an integer from 1 to 64");
+    if (opts.memory === true || opts.memory === "auto") {
+      const captured = await this.#captureMemory(id, opts.memory, { sealImage: false });
+      if (captured) return this.#restoreForks(id, count, opts.owner, captured);
+    }
     const { layer, rec } = await this.#captureLayer(id);
     try {
       const forks: VmInfo[] = [];
@@ -500,6 +585,144 @@ export class Engine {
     }
   }
 
+  /** `count` copies restored from one fork's capture; the image goes once they run. */
+  async #restoreForks(sourceId: string, count: number, owner: string | undefined, captured: MemoryCapture): Promise<VmInfo[]> {
+    const { layer, image, rec } = captured;
+    const how: StartHow = { kind: "restore", imageDir: this.#images.partialPath(image), agentBundle: rec.agentBundle ?? "", caches: rec.caches ?? [] };
+    const one = () =>
+      this.#createFromLayers(
+        {
+          image: rec.image,
+          layers: [layer, ...rec.layers],
+          runtime: "runsc",
+          limits: rec.limits,
+          egress: rec.egress,
+          ...(rec.firewall !== undefined ? { firewall: rec.firewall } : {}),
+          ...(owner !== undefined ? { owner } : {}),
+        },
+        { how, restoredFrom: sourceId },
+      );
+    try {
+      const results: Array<PromiseSettledResult<VmInfo>> = [];
+      let next = 0;
+      const worker = async () => {
+        while (next < count) {
+          const i = next++;
+          results[i] = await one().then(
+            (value) => ({ status: "fulfilled" as const, value }),
+            (reason: unknown) => ({ status: "rejected" as const, reason }),
+          );
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(FORK_RESTORE_CONCURRENCY, count) }, worker));
+      const failed = results.find((r) => r.status === "rejected");
+      const made = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      if (failed) {
+        for (const vm of made) await this.deleteVm(vm.id, { wait: true }).catch(() => undefined);
+        throw failed.reason;
+      }
+      return made;
+    } finally {
+      this.#layers.release(layer);
+      await this.#images.discard(image);
+      await this.#layers.gc();
+    }
+  }
+
+  /**
+   * Whether `snapshotVm`/`forkVm` with `memory: true` would be tried for this VM now: a running
+   * or paused runsc VM booted on netstack, on an engine that runs netstack, with an agent that has
+   * `ckpt.prepare` (not asked of a paused VM, whose agent cannot answer).
+   */
+  async canCheckpoint(id: string): Promise<boolean> {
+    this.#assertOpen();
+    return this.#lock.run(id, async () => (await this.#whyNotCheckpoint(await this.#record(id))) === undefined);
+  }
+
+  /** Why the VM cannot be checkpointed now (the error to throw), or undefined when it can. */
+  async #whyNotCheckpoint(rec: VmRecord): Promise<EngineError | undefined> {
+    if (rec.state !== "running" && rec.state !== "paused") {
+      return new EngineError(ErrorCode.InvalidState, `cannot capture the memory of VM ${rec.id}: it is ${rec.state} (needs running or paused)${rec.state === "stopped" || rec.state === "lost" ? "; start it first" : ""}`);
+    }
+    if (rec.runtime !== "runsc") return new EngineError(ErrorCode.Unsupported, `VM ${rec.id} runs on runc, which has no memory checkpoints; only runsc VMs do`);
+    if (!this.#runtimes.runsc.canCheckpoint) return new EngineError(ErrorCode.Unsupported, `this engine runs runsc on ${this.features.network}, which runsc cannot checkpoint; memory snapshots need netstack`);
+    if (rec.network !== "netstack") {
+      return new EngineError(ErrorCode.Unsupported, `VM ${rec.id}'s sandbox was started on ${rec.network ?? "an unrecorded network stack"}, which runsc cannot checkpoint; stop and start it to move it onto netstack`);
+    }
+    return rec.state === "running" ? this.#agentRefusal(rec.id) : undefined;
+  }
+
+  /** UNSUPPORTED when the VM's (answering) agent has no `ckpt.prepare`. */
+  async #agentRefusal(id: string): Promise<EngineError | undefined> {
+    const { features } = await this.#host.agent(id).call({ op: "version" }, "version");
+    if (features?.includes(AGENT_FEATURES.checkpoint)) return undefined;
+    return new EngineError(ErrorCode.Unsupported, `VM ${id}'s agent predates memory checkpoints (no ${AGENT_FEATURES.checkpoint}); stop and start it to get the current agent`);
+  }
+
+  /**
+   * Captures a running or paused VM's memory and layer at one instant (memory/checkpoint.ts),
+   * both reserved for the caller, who releases them; the layer is sealed, the image too if asked
+   * (a fork restores from the unsealed one and discards it). Resolves undefined when `mode` is
+   * "auto" and the VM cannot be checkpointed. A refused or failed capture leaves the VM as it was
+   * (running or paused, its agent listening again) and no files behind.
+   */
+  async #captureMemory(id: string, mode: true | "auto", opts: { sealImage: boolean }): Promise<MemoryCapture | undefined> {
+    return this.#lock.run(id, async () => {
+      const rec = await this.#record(id);
+      const why = await this.#whyNotCheckpoint(rec);
+      if (why) {
+        if (mode === "auto") return undefined;
+        throw why;
+      }
+      const runtime = this.#runtimes.runsc;
+      const fromState = rec.state === "paused" ? "paused" : "running";
+      const p = this.#paths.vm(id);
+      const timer = new PhaseTimer();
+      this.#capturePhases.set(id, timer.phases);
+      if (fromState === "paused") {
+        // A paused VM's agent must answer ckpt.prepare: it runs for that moment and is paused again after.
+        await runtime.resume(id);
+        const refusal = await this.#agentRefusal(id).catch(async (err: unknown) => {
+          await runtime.pause(id);
+          throw err;
+        });
+        if (refusal) {
+          await runtime.pause(id);
+          if (mode === "auto") return undefined;
+          throw refusal;
+        }
+      }
+      const layer = this.#layers.reserve();
+      const image = this.#images.reserve();
+      try {
+        let timings: CheckpointTimings;
+        try {
+          await fs.mkdir(this.#images.dir, { recursive: true, mode: 0o700 });
+          timings = await checkpointVm(
+            runtime,
+            { id, runDir: p.run, upperDir: p.upper, prepare: () => this.#prepareAgent(id) },
+            { imageDir: this.#images.partialPath(image), copyUpper: (upper) => this.#layers.copy(layer, upper), maxImageBytes: maxImageBytes(rec.limits.memoryMb) },
+          );
+        } finally {
+          if (fromState === "paused") await runtime.pause(id);
+        }
+        timer.end("capture");
+        Object.assign(timer.phases, { prepare: timings.prepareMs, pause: timings.pauseMs, checkpoint: timings.checkpointMs, copy: timings.copyMs });
+        const [layerBytes, imageBytes] = await Promise.all([this.#layers.seal(layer, timer), opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image))]);
+        return { layer, image, rec, layerBytes, imageBytes, fromState, timer };
+      } catch (err) {
+        await this.#layers.discard(layer);
+        await this.#images.discard(image);
+        throw err;
+      }
+    });
+  }
+
+  /** `ckpt.prepare` of a running or just-resumed VM whose agent has it (GuestOps refuses a VM whose record says paused). */
+  async #prepareAgent(id: string): Promise<void> {
+    await this.#host.agent(id).prepareCheckpoint();
+  }
+
   async listSnapshots(): Promise<SnapshotRecord[]> {
     return this.#records.allSnapshots();
   }
@@ -510,12 +733,14 @@ export class Engine {
 
   /**
    * Deletes a snapshot. Its layer is shared by reference with the VMs booted from it (and with
-   * snapshots taken of those), so the files go only when nothing references them any more.
+   * snapshots taken of those), so the files go only when nothing references them any more; its
+   * memory image, which only its record names, goes with it.
    */
   async deleteSnapshot(id: string): Promise<void> {
     await this.#records.snapshot(id);
     await this.#records.removeSnapshot(id);
     await this.#layers.gc();
+    await this.#images.gc();
   }
 
   /** Snapshot layers on disk right now (for tests and metrics). */
@@ -617,12 +842,25 @@ export class Engine {
       ...(rec.net ? { ip: rec.net.guestIp, gatewayIp: rec.net.hostIp } : {}),
       ...(rec.state === "lost" && rec.lostReason !== undefined ? { lostReason: rec.lostReason } : {}),
       ...(rec.owner !== undefined ? { owner: rec.owner } : {}),
+      ...(rec.restoredFrom !== undefined ? { restoredFrom: rec.restoredFrom } : {}),
     };
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new EngineError(ErrorCode.InvalidState, "engine is closed");
   }
+}
+
+/** What {@link Engine.#captureMemory} hands its caller. */
+interface MemoryCapture {
+  /** The captured layer (sealed) and the memory image, both reserved. */
+  layer: string;
+  image: string;
+  rec: VmRecord;
+  layerBytes: number;
+  imageBytes: number;
+  fromState: "running" | "paused";
+  timer: PhaseTimer;
 }
 
 /** Owner labels are short printable text (they go into records and logs). */

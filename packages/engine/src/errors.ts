@@ -23,6 +23,8 @@ export const ErrorCode = {
   AgentOutdated: "AGENT_OUTDATED",
   ExecTimedOut: "EXEC_TIMED_OUT",
   NetworkExhausted: "NETWORK_EXHAUSTED",
+  /** The operation cannot be done to this VM or snapshot on this engine at all (a memory snapshot of a runc VM, say); the message says why. */
+  Unsupported: "UNSUPPORTED",
   Internal: "INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -2,8 +2,8 @@
  * @capsule/engine — the host-side sandbox engine. Public surface; everything else is internal.
  * @module
  */
-export { Engine } from "./engine.js";
-export type { CreateVmOpts, SnapshotRecord, VmInfo } from "./engine.js";
+export { Engine, FORK_RESTORE_CONCURRENCY } from "./engine.js";
+export type { CreateVmOpts, MemoryMode, MemorySnapshot, SnapshotRecord, VmInfo } from "./engine.js";
 export { RECOVERY_PROBE_BUDGET_MS } from "./recovery.js";
 export type { RecoveryReport } from "./recovery.js";
 export { DEFAULT_LIMITS, DEFAULT_NETWORK } from "./config.js";

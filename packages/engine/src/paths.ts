@@ -16,6 +16,10 @@ export class Paths {
   get layersDir(): string {
     return path.join(this.dataDir, "layers");
   }
+  /** Memory images of memory snapshots (`runsc checkpoint`), one directory each. */
+  get memoryDir(): string {
+    return path.join(this.dataDir, "memory");
+  }
   get runtimeRoot(): string {
     return path.join(this.dataDir, "runtime");
   }

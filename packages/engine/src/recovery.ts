@@ -1,8 +1,9 @@
 import fs from "node:fs/promises";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
-import type { LayerStore } from "./disk/layer-store.js";
+import type { ImageStore, LayerStore } from "./disk/layer-store.js";
 import { EngineError, ErrorCode, isEngineError } from "./errors.js";
 import { findProcs, waitGone } from "./host/procs.js";
+import { writeMarker } from "./memory/checkpoint.js";
 import { claimsOf, release } from "./net/ipam.js";
 import { deleteNetns } from "./net/netns.js";
 import { hostIfName, netnsName, type Paths } from "./paths.js";
@@ -40,7 +41,7 @@ export interface RecoveryReport {
   removed: string[];
   /** VMs recovery could not handle (clean-up failed, record unreadable); left as they are for the next open. */
   failed: Array<{ id: string; reason: string }>;
-  /** Why unused layers were not collected this time, if they were not. */
+  /** Why unused layers or memory images were not collected this time, if they were not. */
   layersNotCollected?: string;
   durationMs: number;
 }
@@ -52,6 +53,7 @@ export interface RecoveryDeps {
   host: VmHost;
   runtimes: Record<RuntimeName, Runtime>;
   layers: LayerStore;
+  images: ImageStore;
   /** Overrides {@link RECOVERY_PROBE_BUDGET_MS}. */
   probeBudgetMs?: number;
 }
@@ -117,9 +119,12 @@ export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
     await release(c.slot, c.vmId);
   }
   // GC refuses to run while any record is unreadable (a layer might be in use); open anyway.
-  await deps.layers.gc().catch((err: unknown) => {
-    report.layersNotCollected = (err as Error)?.message ?? String(err);
-  });
+  // Memory images likewise: a checkpoint a crash cut short left a partial one.
+  for (const store of [deps.layers, deps.images]) {
+    await store.gc().catch((err: unknown) => {
+      report.layersNotCollected = (err as Error)?.message ?? String(err);
+    });
+  }
   report.durationMs = Math.round(performance.now() - t0);
   return report;
 }
@@ -163,9 +168,35 @@ async function probe(rec: VmRecord, deps: RecoveryDeps): Promise<boolean> {
   // snapshot's copy. Resumed, it answers like any other.
   if (state === "paused") await withDeadline(deps.runtimes[rec.runtime].resume(rec.id), left(), `the sandbox could not be resumed within ${budget} ms`);
   else if (state !== "running") return false;
+  await wakeDeafAgent(rec, deps, left());
   // hello() checks the reply's shape and protocol version; anything else is a coded error.
   await withDeadline(deps.host.agent(rec.id).hello(left()), left(), `the agent did not answer version within ${budget} ms`);
   return true;
+}
+
+/**
+ * A crash between a checkpoint's `ckpt.prepare` and its marker leaves the agent deaf (its socket
+ * removed) until its own deaf limit, longer than the probe's budget: the marker wakes it now.
+ * Then its socket is waited for, at most `withinMs`. A VM without a socket for another reason
+ * (its agent died) is left to the probe; the marker it did not take is removed by the next
+ * checkpoint before it asks the agent anything.
+ */
+async function wakeDeafAgent(rec: VmRecord, deps: RecoveryDeps, withinMs: number): Promise<void> {
+  const p = deps.paths.vm(rec.id);
+  if (await exists(p.socket)) return;
+  await writeMarker(p.run);
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline && !(await exists(p.socket))) await new Promise((r) => setTimeout(r, DEAF_AGENT_POLL_MS));
+}
+
+/** How often recovery looks for a woken agent's socket. */
+const DEAF_AGENT_POLL_MS = 5;
+
+function exists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: RecoveryDeps, report: RecoveryReport): Promise<void> {
@@ -254,6 +285,8 @@ async function recoverPaused(rec: VmRecord, deps: RecoveryDeps, report: Recovery
   const state = await withDeadline(runtime.state(rec.id), budget, `the runtime did not report the sandbox's state within ${budget} ms`);
   if (state === "running") await withDeadline(runtime.pause(rec.id), budget, `the sandbox could not be paused again within ${budget} ms`);
   if (state === "running" || state === "paused") {
+    // A crash mid-checkpoint of a paused VM may have left its agent deaf: it listens again once resumed.
+    if (!(await exists(deps.paths.vm(rec.id).socket))) await writeMarker(deps.paths.vm(rec.id).run);
     report.paused.push(rec.id);
     return;
   }

@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import { AgentClient } from "./agent/client.js";
 import { answeringCaches, guestCacheFile, type GuestCacheFile } from "./caches/guest-config.js";
+import type { PackageCache } from "./caches/ports.js";
 import { withRollback } from "./cleanup.js";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
 import { mountGuestFiles, unmountGuestFiles } from "./disk/guest-files.js";
@@ -10,6 +11,7 @@ import { allowPackageCaches, allowVm, applyVmPolicy, forgetVm } from "./net/fire
 import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
 import { reachesPublic } from "./net/policy.js";
+import { restoreVm } from "./memory/checkpoint.js";
 import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
 import { AGENT_SNAPSHOT, buildSpec } from "./runtime/oci.js";
 import type { Runtime } from "./runtime/types.js";
@@ -17,6 +19,15 @@ import type { Records, VmRecord } from "./state/records.js";
 import { pathExists, writeJsonAtomic } from "./state/store.js";
 
 export type { VmRecord } from "./state/records.js";
+
+/**
+ * How {@link VmHost.bringUp} starts the sandbox once its host side is ready: a fresh boot, or a
+ * restore of a memory image, whose spec must mount what the image's sandbox had mounted (the
+ * same agent bundle version, the same package-cache configs).
+ */
+export type StartHow = { kind: "boot" } | { kind: "restore"; imageDir: string; agentBundle: string; caches: PackageCache[] };
+
+const BOOT: StartHow = { kind: "boot" };
 
 /**
  * Brings one VM's host-side resources up and down: disk, rootfs overlay, network namespace,
@@ -50,10 +61,11 @@ export class VmHost {
   }
 
   /**
-   * Boots the VM; on failure everything it acquired is released again and the error rethrown.
-   * Resolves with how long each phase took (ms), for diagnostics and the benchmark.
+   * Boots the VM (or restores it, see {@link StartHow}); on failure everything it acquired is
+   * released again and the error rethrown. Resolves with how long each phase took (ms), for
+   * diagnostics and the benchmark.
    */
-  async bringUp(rec: VmRecord): Promise<Record<string, number>> {
+  async bringUp(rec: VmRecord, how: StartHow = BOOT): Promise<Record<string, number>> {
     const p = this.paths.vm(rec.id);
     const runtime = this.runtimes[rec.runtime];
     const ns = netnsName(rec.id);
@@ -96,8 +108,10 @@ export class VmHost {
       mark = performance.now();
       const lease = n.value.result;
 
-      const cacheFiles = await this.writeGuestFiles(rec, lease);
-      rec.agentBundle = await resolveBundle(this.opts.agentBundleDir);
+      rec.caches = how.kind === "restore" ? how.caches : this.opts.packageCaches ? await answeringCaches() : [];
+      const cacheFiles = await this.writeGuestFiles(rec, lease, rec.caches.map(guestCacheFile));
+      rec.agentBundle = how.kind === "restore" ? how.agentBundle : await resolveBundle(this.opts.agentBundleDir);
+      if (runtime.network !== undefined) rec.network = runtime.network;
       const spec = buildSpec({
         hostname: rec.id,
         rootfs: p.rootfs,
@@ -112,10 +126,20 @@ export class VmHost {
       });
       await writeJsonAtomic(`${p.bundle}/config.json`, spec);
       phase("spec");
-      await runtime.run(rec.id, p.bundle, netnsPath(ns), p.log);
       cleanup.add("destroy sandbox", () => runtime.destroy(rec.id));
-      phase("runtimeRun");
-      await this.waitForAgent(rec.id);
+      if (how.kind === "boot") {
+        await runtime.run(rec.id, p.bundle, netnsPath(ns), p.log);
+        phase("runtimeRun");
+        await this.waitForAgent(rec.id);
+      } else {
+        await restoreVm(runtime, how.imageDir, { id: rec.id, bundleDir: p.bundle, runDir: p.run, netnsPath: netnsPath(ns), logFile: p.log });
+        phase("runtimeRestore");
+        // The UTS name is the source's (it lives in the checkpointed kernel); the agent is
+        // waited for meanwhile, and the VM is handed out only once both are done.
+        const [named, ready] = await Promise.allSettled([runtime.setHostname(rec.id, rec.id), this.waitForAgent(rec.id)]);
+        if (ready.status === "rejected") throw ready.reason;
+        if (named.status === "rejected") throw named.reason;
+      }
       phase("agentReady");
     }).catch((err: unknown) => {
       delete rec.net;
@@ -200,10 +224,9 @@ export class VmHost {
    * /etc/hosts, resolv.conf and hostname are host-managed files bind-mounted into the VM, never
    * written into its rootfs by the host: the host must not follow links a VM planted there. They
    * live on the VM's guest-files tmpfs, which caps what the VM can write into them. So do the
-   * apt and npm configs for the package caches that answer now; those are returned, for the spec
-   * to mount.
+   * apt and npm configs of `cacheFiles`, returned for the spec to mount.
    */
-  private async writeGuestFiles(rec: VmRecord, lease: Lease): Promise<GuestCacheFile[]> {
+  private async writeGuestFiles(rec: VmRecord, lease: Lease, cacheFiles: GuestCacheFile[]): Promise<GuestCacheFile[]> {
     const p = this.paths.vm(rec.id);
     await fs.rm(p.socket, { force: true });
     const hosts = [
@@ -216,7 +239,6 @@ export class VmHost {
     await fs.writeFile(`${p.etc}/hosts`, hosts);
     await fs.writeFile(`${p.etc}/hostname`, `${rec.id}\n`);
     await this.writeResolvConf(rec);
-    const cacheFiles = this.opts.packageCaches ? (await answeringCaches()).map(guestCacheFile) : [];
     for (const f of cacheFiles) await fs.writeFile(`${p.etc}/${f.file}`, f.content);
     return cacheFiles;
   }

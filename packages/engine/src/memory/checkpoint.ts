@@ -1,21 +1,12 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { CKPT_RESUME_MARKER } from "@capsule/agent-protocol";
-import { run, runDetachedTo } from "../host/run.js";
+import { EngineError, ErrorCode } from "../errors.js";
+import type { Runtime } from "../runtime/types.js";
+import { diskUsageBytes } from "../disk/layers.js";
 
-/**
- * Memory checkpoint and restore of a runsc VM with its agent (issue 15). The engine's `Runtime`
- * has no checkpoint or restore yet and the netstack mode they need is landing in `runtime/`, so
- * this module drives runsc itself from what the runtime would give it ({@link RunscCli}); once
- * netstack lands these calls belong in `runtime/runsc.ts` (see docs/memory-snapshots-spike.md).
- */
-export interface RunscCli {
-  bin: string;
-  /** runsc's `--root`, the VM's runtime state. */
-  root: string;
-  /** The flags the sandbox was run with (platform, network, overlay, host-uds): restore needs the same. */
-  sandboxFlags: readonly string[];
-}
+// Memory checkpoint and restore of a runsc VM with its agent (issue 15), through the VM's
+// Runtime (`runtime/runsc.ts` holds runsc's argv).
 
 /** One VM's host side, as the checkpoint sees it. */
 export interface CheckpointSource {
@@ -31,8 +22,23 @@ export interface CheckpointSource {
 export interface CheckpointOut {
   /** An empty or absent directory for runsc's image. */
   imageDir: string;
-  /** An absent directory that gets a copy of the upper dir as it was at the save. */
-  upperCopy: string;
+  /**
+   * Copies the upper dir as it was at the save (while the VM is paused), e.g. into a reserved
+   * layer; resolves once the copy is complete.
+   */
+  copyUpper(upperDir: string): Promise<void>;
+  /** An image bigger than this is refused (the guest filled its memory right before): see {@link maxImageBytes}. */
+  maxImageBytes: number;
+}
+
+/**
+ * The memory image's bound: the VM's memory limit plus room for gVisor's own state (kernel
+ * objects, page tables, the file descriptor table), which an idle VM's 16 MiB image is mostly.
+ */
+export const MEMORY_IMAGE_SLACK_BYTES = 128 * 1024 * 1024;
+
+export function maxImageBytes(memoryMb: number): number {
+  return memoryMb * 1024 * 1024 + MEMORY_IMAGE_SLACK_BYTES;
 }
 
 export interface CheckpointTimings {
@@ -44,41 +50,44 @@ export interface CheckpointTimings {
   totalMs: number;
 }
 
-/** runsc's default compression costs 2 to 3 times the save's time for images kept on this host. */
-const CHECKPOINT_FLAGS = ["--leave-running", "--compression=none"] as const;
-const RUNSC_TIMEOUT_MS = 120_000;
-
 /**
  * Checkpoints a running VM and copies its writable layer at the same instant:
  * 1. the agent lets go of its host sockets (runsc refuses to save them);
  * 2. `runsc pause`: from here to the resume nothing in the VM runs, so the layer cannot move;
  * 3. `runsc checkpoint --leave-running` of the paused sandbox (it stays paused after the save);
+ *    an image past `maxImageBytes` is refused;
  * 4. the upper dir is copied;
  * 5. `runsc resume`, and the marker tells the agent to listen again.
  * A refused checkpoint leaves the VM running (the resume and the marker come all the same) and
  * rejects; the caller removes what `out` holds.
  */
-export async function checkpointVm(rt: RunscCli, vm: CheckpointSource, out: CheckpointOut): Promise<CheckpointTimings> {
+export async function checkpointVm(rt: Runtime, vm: CheckpointSource, out: CheckpointOut): Promise<CheckpointTimings> {
   const lap = stopwatch();
+  // A marker left behind (a crash after it was written, before the agent took it) would make
+  // the agent listen again at once, and runsc would refuse to save its socket.
+  await fs.rm(path.join(vm.runDir, CKPT_RESUME_MARKER), { force: true, recursive: true });
   await vm.prepare();
   const prepareMs = lap();
   let paused = false;
   try {
-    await runsc(rt, ["pause", vm.id]);
+    await rt.pause(vm.id);
     paused = true;
     const pauseMs = lap();
     await fs.mkdir(out.imageDir, { recursive: true, mode: 0o700 });
-    await runsc(rt, ["checkpoint", ...CHECKPOINT_FLAGS, `--image-path=${out.imageDir}`, vm.id]);
+    await rt.checkpoint(vm.id, out.imageDir);
     const checkpointMs = lap();
-    await fs.mkdir(out.upperCopy, { mode: 0o755 });
-    await run("cp", ["-a", "--reflink=auto", `${vm.upperDir}/.`, out.upperCopy], { timeoutMs: RUNSC_TIMEOUT_MS });
+    const bytes = await diskUsageBytes(out.imageDir);
+    if (bytes > out.maxImageBytes) {
+      throw new EngineError(ErrorCode.Unsupported, `VM ${vm.id}'s memory image is ${bytes} bytes, more than its memory limit allows (${out.maxImageBytes}); refused`);
+    }
+    await out.copyUpper(vm.upperDir);
     const copyMs = lap();
-    await runsc(rt, ["resume", vm.id]);
+    await rt.resume(vm.id);
     paused = false;
     return { prepareMs, pauseMs, checkpointMs, copyMs, totalMs: prepareMs + pauseMs + checkpointMs + copyMs + lap() };
   } finally {
     // On every path: a VM left paused or deaf would look dead to every later request.
-    if (paused) await runsc(rt, ["resume", vm.id]).catch(() => undefined);
+    if (paused) await rt.resume(vm.id).catch(() => undefined);
     await writeMarker(vm.runDir);
   }
 }
@@ -88,6 +97,7 @@ export interface RestoreTarget {
   id: string;
   bundleDir: string;
   runDir: string;
+  netnsPath: string;
   /** The sandbox's stdout and stderr (the guest tmpfs's runtime.log). */
   logFile: string;
 }
@@ -97,14 +107,9 @@ export interface RestoreTarget {
  * restored agent, whose first look for it comes as soon as it runs, listens again at once.
  * Resolves when runsc reports the sandbox restored (the agent answers a few ms later).
  */
-export async function restoreVm(rt: RunscCli, imageDir: string, target: RestoreTarget): Promise<void> {
+export async function restoreVm(rt: Runtime, imageDir: string, target: RestoreTarget): Promise<void> {
   await writeMarker(target.runDir);
-  const log = await fs.open(target.logFile, "a", 0o600);
-  try {
-    await runDetachedTo(rt.bin, [`--root=${rt.root}`, ...rt.sandboxFlags, "restore", "--detach", `--image-path=${imageDir}`, `--bundle=${target.bundleDir}`, target.id], log.fd, RUNSC_TIMEOUT_MS);
-  } finally {
-    await log.close();
-  }
+  await rt.restore(target.id, imageDir, target.bundleDir, target.netnsPath, target.logFile);
 }
 
 /**
@@ -113,16 +118,12 @@ export async function restoreVm(rt: RunscCli, imageDir: string, target: RestoreT
  * no symlink). One planted again in between is the guest's own loss: its agent then waits out
  * its deaf limit.
  */
-async function writeMarker(runDir: string): Promise<void> {
+export async function writeMarker(runDir: string): Promise<void> {
   const marker = path.join(runDir, CKPT_RESUME_MARKER);
   await fs.rm(marker, { force: true, recursive: true });
   await fs.writeFile(marker, "", { flag: "wx", mode: 0o600 }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== "EEXIST") throw err;
   });
-}
-
-function runsc(rt: RunscCli, args: string[]): Promise<unknown> {
-  return run(rt.bin, [`--root=${rt.root}`, ...args], { timeoutMs: RUNSC_TIMEOUT_MS });
 }
 
 /** Each call returns the milliseconds since the previous one (or since the stopwatch was made). */

@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import { run, runDetachedTo } from "../host/run.js";
 import { freezeContainer, removeContainerCgroups, thawContainer } from "./cgroups.js";
+import type { NetworkStack } from "../config.js";
 import type { Runtime } from "./types.js";
 
 /**
@@ -10,6 +11,8 @@ import type { Runtime } from "./types.js";
 export abstract class OciCliRuntime implements Runtime {
   abstract readonly name: "runsc" | "runc";
   abstract readonly netnsInSpec: boolean;
+  abstract readonly network: NetworkStack | undefined;
+  abstract readonly canCheckpoint: boolean;
 
   constructor(
     protected readonly bin: string,
@@ -19,15 +22,24 @@ export abstract class OciCliRuntime implements Runtime {
   protected abstract globalArgs(): string[];
   protected abstract runArgv(id: string, bundleDir: string, netnsPath: string): { cmd: string; args: string[] };
 
+  abstract checkpoint(id: string, imageDir: string): Promise<void>;
+  abstract restore(id: string, imageDir: string, bundleDir: string, netnsPath: string, logFile: string): Promise<void>;
+  abstract setHostname(id: string, hostname: string): Promise<void>;
+
   async run(id: string, bundleDir: string, netnsPath: string, logFile: string): Promise<void> {
-    await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
     const { cmd, args } = this.runArgv(id, bundleDir, netnsPath);
+    await this.startDetached(cmd, args, logFile, "start");
+  }
+
+  /** Runs a command that starts a sandbox and detaches (`run`, `restore`), its output to `logFile`. */
+  protected async startDetached(cmd: string, args: string[], logFile: string, what: string, timeoutMs?: number): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
     const log = await fs.open(logFile, "a", 0o600);
     try {
-      await runDetachedTo(cmd, args, log.fd);
+      await runDetachedTo(cmd, args, log.fd, timeoutMs);
     } catch (err) {
       const tail = (await fs.readFile(logFile, "utf8").catch(() => "")).split("\n").slice(-15).join("\n");
-      throw new Error(`${this.name} could not start the sandbox: ${(err as Error).message}\n${tail}`, { cause: err });
+      throw new Error(`${this.name} could not ${what} the sandbox: ${(err as Error).message}\n${tail}`, { cause: err });
     } finally {
       await log.close();
     }

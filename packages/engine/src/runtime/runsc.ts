@@ -1,21 +1,31 @@
 import type { NetworkStack } from "../config.js";
+import { EngineError, ErrorCode } from "../errors.js";
+import { run } from "../host/run.js";
 import { OciCliRuntime } from "./oci-cli.js";
+
+/** How long one `runsc checkpoint` or `restore` may take: a save writes the sandbox's memory, up to its limit. */
+export const RUNSC_MEMORY_TIMEOUT_MS = 120_000;
+/** How long the `runsc exec` that renames a restored copy may take. */
+const SET_HOSTNAME_TIMEOUT_MS = 10_000;
 
 /**
  * gVisor, on one of two network stacks inside the VM's namespace:
  * - `netstack`: gVisor's own (`--network=sandbox`). runsc gets the namespace as the spec's network
  *   namespace and moves the veth's address and routes into the sandbox (the namespace's `eth0`
  *   keeps its MAC and link, but no address). `--net-disconnect-ok` lets a checkpoint reset open
- *   connections instead of refusing to save them.
+ *   connections instead of refusing to save them. A restore into another namespace takes that
+ *   namespace's address the same way, so a restored copy has its own.
  * - `hostinet`: the host kernel's (`--network=host`), with runsc started under `nsenter --net` (not
  *   `ip netns exec`, which remounts /sys and hides the cgroup filesystems runsc needs for limits).
  *   runsc refuses to checkpoint such a sandbox.
  * `--overlay2=none` makes writes land in the rootfs directory (our overlay), where snapshots can
  * copy them. `--host-uds=create` lets the agent listen on a host-visible unix socket.
+ * This class is the one place that knows runsc's argv.
  */
 export class RunscRuntime extends OciCliRuntime {
   readonly name = "runsc" as const;
   readonly netnsInSpec: boolean;
+  readonly canCheckpoint: boolean;
 
   constructor(
     bin: string,
@@ -25,15 +35,43 @@ export class RunscRuntime extends OciCliRuntime {
   ) {
     super(bin, root);
     this.netnsInSpec = network === "netstack";
+    this.canCheckpoint = network === "netstack";
   }
 
   protected globalArgs(): string[] {
     return [`--root=${this.root}`];
   }
 
+  /** The flags a sandbox is started with; a restore needs the same ones as the run it continues. */
+  private sandboxArgs(): string[] {
+    return [`--root=${this.root}`, `--platform=${this.platform}`, ...runscNetworkFlags(this.network), "--overlay2=none", "--host-uds=create"];
+  }
+
   protected runArgv(id: string, bundleDir: string, netnsPath: string): { cmd: string; args: string[] } {
-    const args = [`--root=${this.root}`, `--platform=${this.platform}`, ...runscNetworkFlags(this.network), "--overlay2=none", "--host-uds=create", "run", "--detach", `--bundle=${bundleDir}`, id];
+    const args = [...this.sandboxArgs(), "run", "--detach", `--bundle=${bundleDir}`, id];
     return this.network === "netstack" ? { cmd: this.bin, args } : { cmd: "nsenter", args: [`--net=${netnsPath}`, "--", this.bin, ...args] };
+  }
+
+  /** Uncompressed: runsc's default compression costs 2 to 3 times the save's time for images kept on this host. */
+  async checkpoint(id: string, imageDir: string): Promise<void> {
+    this.#requireCheckpoint();
+    await run(this.bin, [...this.globalArgs(), "checkpoint", "--leave-running", "--compression=none", `--image-path=${imageDir}`, id], { timeoutMs: RUNSC_MEMORY_TIMEOUT_MS });
+  }
+
+  /** Never under `nsenter`: a netstack sandbox joins its namespace through the spec. */
+  async restore(id: string, imageDir: string, bundleDir: string, _netnsPath: string, logFile: string): Promise<void> {
+    this.#requireCheckpoint();
+    const args = [...this.sandboxArgs(), "restore", "--detach", `--image-path=${imageDir}`, `--bundle=${bundleDir}`, id];
+    await this.startDetached(this.bin, args, logFile, "restore", RUNSC_MEMORY_TIMEOUT_MS);
+  }
+
+  async setHostname(id: string, hostname: string): Promise<void> {
+    // The image's hostname(1) (Debian's is essential), run with the one capability it needs.
+    await run(this.bin, [...this.globalArgs(), "exec", "--cap=CAP_SYS_ADMIN", id, "hostname", hostname], { timeoutMs: SET_HOSTNAME_TIMEOUT_MS });
+  }
+
+  #requireCheckpoint(): void {
+    if (!this.canCheckpoint) throw new EngineError(ErrorCode.Unsupported, "runsc cannot checkpoint a sandbox on host networking (hostinet); run the engine on netstack");
   }
 }
 

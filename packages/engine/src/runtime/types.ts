@@ -1,6 +1,16 @@
 /** What the engine needs from an OCI runtime. One implementation per runtime, same contract. */
+import type { NetworkStack } from "../config.js";
+
 export interface Runtime {
   readonly name: "runsc" | "runc";
+  /** The network stack this runtime's sandboxes get (runsc's netstack or hostinet); runc: undefined, the host kernel's. */
+  readonly network: NetworkStack | undefined;
+  /**
+   * Whether {@link checkpoint} and {@link restore} work here: runsc on netstack only. runsc
+   * refuses to save a hostinet sandbox, and runc has no memory checkpoints at all (CRIU does not
+   * run on these kernels); where this is false both reject with UNSUPPORTED.
+   */
+  readonly canCheckpoint: boolean;
   /** The VM's netns goes into the OCI spec (the runtime joins it); otherwise `run` starts the runtime inside it. */
   readonly netnsInSpec: boolean;
   /** Creates and starts the container detached; resolves once the runtime reports it started. */
@@ -16,6 +26,21 @@ export interface Runtime {
   freeze(id: string): Promise<boolean>;
   /** Undoes freeze; a container that is not frozen is left alone. */
   thaw(id: string): Promise<void>;
+  /**
+   * Saves the sandbox's memory and kernel state into `imageDir` (uncompressed) and leaves the
+   * sandbox as it was: a paused one stays paused, a running one runs on.
+   */
+  checkpoint(id: string, imageDir: string): Promise<void>;
+  /**
+   * Starts a new sandbox `id` from `imageDir` on the bundle's spec (which must have the same
+   * mounts as the one the image was taken with), detached like {@link run}.
+   */
+  restore(id: string, imageDir: string, bundleDir: string, netnsPath: string, logFile: string): Promise<void>;
+  /**
+   * Sets a running sandbox's UTS hostname. A restored copy's lives in its source's checkpointed
+   * kernel, and root in the VM lacks CAP_SYS_ADMIN to change it, so the host does it.
+   */
+  setHostname(id: string, hostname: string): Promise<void>;
   /** Kills and removes the container; resolves when it is gone. Idempotent. */
   destroy(id: string): Promise<void>;
   /** Container ids known to this runtime root. */

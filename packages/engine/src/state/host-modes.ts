@@ -11,7 +11,7 @@ import { listDir } from "./store.js";
  * (they are the VM's filesystem); the 0700 dirs above them are what keeps them out of reach.
  */
 export async function secureDataDir(paths: Paths): Promise<void> {
-  const dirs = [paths.dataDir, paths.vmsDir, paths.layersDir, paths.snapshotsDir, paths.runtimeRoot];
+  const dirs = [paths.dataDir, paths.vmsDir, paths.layersDir, paths.memoryDir, paths.snapshotsDir, paths.runtimeRoot];
   for (const dir of dirs) await chmodIfPresent(dir, 0o700);
   for (const id of await listDir(paths.vmsDir)) {
     await chmodIfPresent(paths.vm(id).dir, 0o700);

@@ -1,5 +1,6 @@
 import fs from "node:fs/promises";
-import type { Egress, RuntimeName, VmLimits } from "../config.js";
+import type { PackageCache } from "../caches/ports.js";
+import type { Egress, NetworkStack, RuntimeName, VmLimits } from "../config.js";
 import { EngineError, ErrorCode } from "../errors.js";
 import type { VmState } from "../lifecycle.js";
 import type { Lease } from "../net/ipam.js";
@@ -27,6 +28,16 @@ export interface VmRecord {
   net?: Lease;
   /** The agent bundle version directory mounted at /.capsule while the VM is up. */
   agentBundle?: string;
+  /**
+   * runsc's network stack this VM's sandbox was started with (set at every boot; absent for runc
+   * and for records older than this field). Only a netstack sandbox can be checkpointed, whatever
+   * the engine runs now.
+   */
+  network?: NetworkStack;
+  /** The package caches whose configs are mounted into the running sandbox (a restore needs the same mounts). */
+  caches?: PackageCache[];
+  /** The memory snapshot id (or, for a fork, the source VM id) this VM's processes were restored from. */
+  restoredFrom?: string;
   /** Why the VM is `lost` (set with that state, cleared when it starts again). */
   lostReason?: string;
   /** The creator's owner label, written with the first record (before any resource exists). */
@@ -43,10 +54,30 @@ export interface SnapshotRecord {
   /** This snapshot's own layer first, then the layers it was taken on top of. */
   layers: string[];
   sourceVmId: string;
+  /** The disk layer's bytes plus, for a memory snapshot, the memory image's. */
   sizeBytes: number;
   /** The creator's owner label (see the VM record's). */
   owner?: string;
+  /** Present when the snapshot holds the VM's memory too: a VM created from it resumes its processes. */
+  memory?: MemorySnapshot;
   createdAt: string;
+}
+
+/** What a memory snapshot holds beside its layers, and what a restore of it needs. */
+export interface MemorySnapshot {
+  /** The memory image's bytes. */
+  bytes: number;
+  network: "netstack";
+  /** The agent bundle version dir the image's sandbox had mounted at /.capsule; a restore mounts the same one. */
+  agentBundle: string;
+  /** Whether the source VM was running or paused when the image was taken. */
+  createdFromState: "running" | "paused";
+  /** The image's id in the memory image store (`<dataDir>/memory/<id>`). */
+  image: string;
+  /** The source's limits: a restored sandbox keeps the memory it had. */
+  limits: VmLimits;
+  /** The package-cache configs the source had mounted (a restore needs the same mounts). */
+  caches: PackageCache[];
 }
 
 const VM_ID = /^[a-z0-9]{1,32}$/;
@@ -191,6 +222,17 @@ export class Records {
     for (const f of await listDir(this.paths.snapshotsDir)) {
       if (!f.endsWith(".json")) continue;
       for (const l of (await readJson<SnapshotRecord>(`${this.paths.snapshotsDir}/${f}`))?.layers ?? []) used.add(l);
+    }
+    return used;
+  }
+
+  /** Memory images some snapshot record names (see {@link referencedLayers}). */
+  async referencedImages(): Promise<Set<string>> {
+    const used = new Set<string>();
+    for (const f of await listDir(this.paths.snapshotsDir)) {
+      if (!f.endsWith(".json")) continue;
+      const image = (await readJson<SnapshotRecord>(`${this.paths.snapshotsDir}/${f}`))?.memory?.image;
+      if (image !== undefined) used.add(image);
     }
     return used;
   }

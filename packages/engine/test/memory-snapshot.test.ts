@@ -1,0 +1,233 @@
+/**
+ * Memory snapshots and memory forks through the engine's API (issue 15), on real sandboxes:
+ * processes counting in memory count on in a copy from where the capture was (not from 1), a
+ * file held open for appending goes on being appended to, each copy has its own hostname,
+ * /etc/hosts, address and writable layer, a Node REPL's variable and a listening TCP server come
+ * through, the source runs on, and the refusals are the documented ones. No timed assertions:
+ * "counts on" is a value read twice, the second bigger, polled within a named limit.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ErrorCode, type Engine, type PtyAttachment } from "../src/index.js";
+import { useEngine } from "../test-support/harness.js";
+
+/** A counter in a shell's memory, written out each round, and the same number appended to a file the loop holds open. */
+const COUNTER = "nohup sh -c 'i=0; exec 3>>/root/append; while true; do i=$((i+1)); echo $i > /root/count.new; mv /root/count.new /root/count; echo $i >&3; sleep 0.05; done' >/dev/null 2>&1 &";
+/** A TCP server in the VM's memory: it answers each connection with how many it answered before. */
+const SERVER = `nohup /.capsule/bin/node -e 'let n=0; require("net").createServer((s)=>s.end("served "+(n++)+"\\n")).listen(7000)' >/dev/null 2>&1 &`;
+/** How long a value that should move may take to move on this busy host. */
+const MOVE_LIMIT_MS = 20_000;
+
+async function count(engine: Engine, id: string, file = "/root/count"): Promise<number> {
+  const text = (await engine.guest.readFile(id, file)).toString("utf8").trim();
+  return Number(text.split("\n").at(-1));
+}
+
+/** Resolves with the first value of `read` above `floor`; fails after MOVE_LIMIT_MS. */
+async function movesPast(read: () => Promise<number>, floor: number, what: string): Promise<number> {
+  const deadline = Date.now() + MOVE_LIMIT_MS;
+  for (;;) {
+    const v = await read().catch(() => Number.NaN);
+    if (v > floor) return v;
+    if (Date.now() > deadline) throw new Error(`${what} did not move past ${floor} within ${MOVE_LIMIT_MS} ms (last ${v})`);
+    await sleep(50);
+  }
+}
+
+async function sh(engine: Engine, id: string, command: string): Promise<string> {
+  const r = await engine.guest.exec(id, { command });
+  assert.equal(r.exitCode, 0, `${command}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** What a TCP connection to the VM's port reads until the server closes it. */
+async function tcpRead(engine: Engine, id: string, port: number): Promise<string> {
+  const sock = await engine.guest.connectTcp(id, port);
+  let got = "";
+  sock.on("data", (b: Buffer) => (got += b.toString("utf8")));
+  const ended = new Promise((resolve, reject) => {
+    sock.once("end", resolve);
+    sock.once("error", reject);
+  });
+  sock.resume();
+  await ended;
+  sock.destroy();
+  return got;
+}
+
+function screen(a: PtyAttachment): { waitFor(re: RegExp): Promise<void> } {
+  let text = "";
+  a.on("data", (b: Buffer) => (text += b.toString("utf8")));
+  return {
+    async waitFor(re) {
+      const deadline = Date.now() + MOVE_LIMIT_MS;
+      while (!re.test(text)) {
+        if (Date.now() > deadline) throw new Error(`the PTY never showed ${re}; it showed:\n${text.slice(-1000)}`);
+        await sleep(20);
+      }
+    },
+  };
+}
+
+describe("memory snapshots", () => {
+  const env = useEngine();
+  const ready = (ctx: { skip(why: string): void }): boolean => {
+    const gap = env.skip();
+    if (gap) {
+      ctx.skip(gap);
+      return false;
+    }
+    if (!env.get().engine.features.checkpoint) {
+      ctx.skip(`runsc cannot checkpoint on the ${env.get().engine.features.network} network stack`);
+      return false;
+    }
+    return true;
+  };
+
+  it("a VM created from a memory snapshot counts on from the capture, as itself; memory: false boots the disk only", async (ctx) => {
+    if (!ready(ctx)) return;
+    const { engine, dataDir } = env.get();
+    const src = await engine.createVm();
+    await sh(engine, src.id, COUNTER);
+    await movesPast(() => count(engine, src.id), 3, "the source's counter");
+    assert.equal(await engine.canCheckpoint(src.id), true);
+
+    const snap = await engine.snapshotVm(src.id, { memory: true, name: "counting" });
+    ctx.diagnostic(`capture phases (ms): ${JSON.stringify(engine.capturePhases(src.id))}`);
+    assert.ok(snap.memory, "a memory snapshot");
+    assert.equal(snap.memory.network, "netstack");
+    assert.equal(snap.memory.createdFromState, "running");
+    assert.ok(snap.memory.bytes > 0 && snap.sizeBytes > snap.memory.bytes, `sizeBytes ${snap.sizeBytes} counts the layer and the ${snap.memory.bytes}-byte image`);
+    // The layer is the disk at the image's instant: what the copy's counter must count on from.
+    const layer = path.join(dataDir, "layers", snap.layers[0] ?? "");
+    const atCapture = Number((await fs.readFile(path.join(layer, "root", "count"), "utf8")).trim());
+    assert.ok(atCapture > 3);
+
+    const copy = await engine.createVm({ snapshotId: snap.id });
+    ctx.diagnostic(`restore phases (ms): ${JSON.stringify(engine.bootPhases(copy.id))}`);
+    assert.equal(copy.restoredFrom, snap.id);
+    assert.equal(copy.snapshotId, snap.id);
+    const first = await count(engine, copy.id);
+    assert.ok(first >= atCapture, `the copy's counter went on from ${atCapture} (a fresh loop would start at 1): ${first}`);
+    await movesPast(() => count(engine, copy.id), first, "the copy's counter");
+    // The file the loop holds open for appending: appended to in the copy, through its own upper dir.
+    const appended = await movesPast(() => count(engine, copy.id, "/root/append"), atCapture, "the copy's appended file");
+    assert.ok(appended >= atCapture);
+    await fs.access(path.join(dataDir, "vms", copy.id, "disk", "upper", "root", "append"));
+
+    // Its own identity: hostname (the UTS name and /etc/hostname), /etc/hosts, address.
+    assert.equal(await sh(engine, copy.id, "hostname; cat /etc/hostname"), `${copy.id}\n${copy.id}\n`);
+    assert.match(await sh(engine, copy.id, "cat /etc/hosts"), new RegExp(`^${copy.ip?.replace(/\./g, "\\.")}\\t${copy.id}$`, "m"));
+    assert.notEqual(copy.ip, src.ip);
+    assert.equal(await sh(engine, src.id, "hostname"), `${src.id}\n`);
+    // The source ran on, and the two disks are apart.
+    await movesPast(() => count(engine, src.id), atCapture, "the source's counter");
+    await sh(engine, copy.id, "echo copy > /root/mine");
+    assert.equal(await engine.guest.exists(src.id, "/root/mine"), false);
+
+    // memory: false is a fresh boot on the snapshot's disk: the file is there, its writer is not.
+    const disk = await engine.createVm({ snapshotId: snap.id, memory: false });
+    assert.equal(disk.restoredFrom, undefined);
+    assert.ok((await count(engine, disk.id)) >= atCapture);
+    assert.doesNotMatch(await sh(engine, disk.id, "ps -eo args"), /count\.new/);
+
+    // A second generation: a memory snapshot of the copy, restored.
+    const snap2 = await engine.snapshotVm(copy.id, { memory: true });
+    const gen2 = await engine.createVm({ snapshotId: snap2.id });
+    const gen2First = await count(engine, gen2.id);
+    await movesPast(() => count(engine, gen2.id), gen2First, "the second generation's counter");
+    assert.equal(await sh(engine, gen2.id, "hostname"), `${gen2.id}\n`);
+
+    // Images go with their snapshot records.
+    for (const vm of [copy, disk, gen2]) await engine.deleteVm(vm.id, { wait: true });
+    await engine.deleteSnapshot(snap.id);
+    await engine.deleteSnapshot(snap2.id);
+    assert.deepEqual(await fs.readdir(path.join(dataDir, "memory")), []);
+  });
+
+  it("forkVm({count: 3, memory: true}): three copies count on their own, with their own names, addresses and disks; a REPL's variable and a TCP server come through", async (ctx) => {
+    if (!ready(ctx)) return;
+    const { engine, dataDir } = env.get();
+    const src = await engine.createVm();
+    await sh(engine, src.id, COUNTER);
+    await sh(engine, src.id, SERVER);
+    const repl = await engine.guest.ptyOpen(src.id, { command: ["/.capsule/bin/node"], slug: "repl" });
+    const s = screen(repl);
+    await s.waitFor(/> /);
+    await repl.write("var secret = 6 * 7\r");
+    await s.waitFor(/undefined/);
+    repl.detach();
+    await movesPast(() => count(engine, src.id), 3, "the source's counter");
+    assert.equal(await tcpRead(engine, src.id, 7000), "served 0\n");
+
+    const t0 = performance.now();
+    const forks = await engine.forkVm(src.id, { count: 3, memory: true });
+    ctx.diagnostic(`fork of 3 with memory: ${Math.round(performance.now() - t0)} ms; capture ${JSON.stringify(engine.capturePhases(src.id))}; restores ${JSON.stringify(forks.map((f) => engine.bootPhases(f.id)))}`);
+    assert.equal(forks.length, 3);
+    assert.equal(new Set(forks.map((f) => f.ip)).size, 3);
+    assert.ok(!forks.some((f) => f.ip === src.ip));
+    // The captured layer is shared by reference: no new layer per copy.
+    const layers = await engine.layerIds();
+    assert.equal(layers.length, 1, `one captured layer for all copies: ${layers.join(", ")}`);
+    assert.deepEqual(await fs.readdir(path.join(dataDir, "memory")), [], "a fork keeps no image once its copies run");
+
+    for (const f of forks) {
+      assert.equal(f.restoredFrom, src.id);
+      const first = await count(engine, f.id);
+      await movesPast(() => count(engine, f.id), first, `fork ${f.id}'s counter`);
+      assert.equal(await sh(engine, f.id, "hostname"), `${f.id}\n`);
+      // The server's count is in memory: the source answered once before the fork, so every copy answers 1.
+      assert.equal(await tcpRead(engine, f.id, 7000), "served 1\n");
+      const [session] = await engine.guest.ptyList(f.id);
+      assert.ok(session?.running, "the REPL's session came through");
+      const a = await engine.guest.ptyAttach(f.id, session.sessionId);
+      const fs2 = screen(a);
+      await a.write("secret + 1\r");
+      await fs2.waitFor(/43/);
+      a.detach();
+    }
+    await sh(engine, forks[0]!.id, "echo one > /root/only-in-first");
+    for (const id of [src.id, forks[1]!.id, forks[2]!.id]) assert.equal(await engine.guest.exists(id, "/root/only-in-first"), false);
+    // Counting on their own: each copy's counter moves while another's is read.
+    const [c0, c1] = [await count(engine, forks[0]!.id), await count(engine, forks[1]!.id)];
+    await movesPast(() => count(engine, forks[1]!.id), c1, "the second copy's counter");
+    await movesPast(() => count(engine, forks[0]!.id), c0, "the first copy's counter");
+    assert.equal(await tcpRead(engine, src.id, 7000), "served 1\n", "the source's server runs on, apart");
+  });
+
+  it("a paused VM's memory snapshot leaves it paused; refusals: stopped (VM_INVALID_STATE), runc (UNSUPPORTED), auto falls back to the disk", async (ctx) => {
+    if (!ready(ctx)) return;
+    const { engine } = env.get();
+    const src = await engine.createVm();
+    await sh(engine, src.id, COUNTER);
+    await movesPast(() => count(engine, src.id), 3, "the source's counter");
+    await engine.pauseVm(src.id);
+    const snap = await engine.snapshotVm(src.id, { memory: true });
+    assert.equal(snap.memory?.createdFromState, "paused");
+    assert.equal((await engine.getVm(src.id)).state, "paused");
+    const copy = await engine.createVm({ snapshotId: snap.id });
+    const first = await count(engine, copy.id);
+    await movesPast(() => count(engine, copy.id), first, "the copy's counter");
+    await engine.startVm(src.id);
+    const resumed = await count(engine, src.id);
+    await movesPast(() => count(engine, src.id), resumed, "the resumed source's counter");
+
+    await engine.stopVm(src.id);
+    assert.equal(await engine.canCheckpoint(src.id), false);
+    await assert.rejects(engine.snapshotVm(src.id, { memory: true }), { code: ErrorCode.InvalidState });
+    await assert.rejects(engine.forkVm(src.id, { memory: true }), { code: ErrorCode.InvalidState });
+    const auto = await engine.snapshotVm(src.id, { memory: "auto" });
+    assert.equal(auto.memory, undefined, "auto on a stopped VM: a disk snapshot");
+
+    const runc = await engine.createVm({ runtime: "runc" }).catch(() => undefined);
+    if (runc) {
+      assert.equal(await engine.canCheckpoint(runc.id), false);
+      await assert.rejects(engine.snapshotVm(runc.id, { memory: true }), { code: ErrorCode.Unsupported });
+      assert.equal((await engine.snapshotVm(runc.id, { memory: "auto" })).memory, undefined);
+      await assert.rejects(engine.createVm({ snapshotId: snap.id, runtime: "runc" }), { code: ErrorCode.Unsupported });
+    } else ctx.diagnostic("runc cannot run VMs here: its refusal is covered by the unit test");
+  });
+});
