@@ -148,7 +148,7 @@ async function main(url: string, apiKey: string, opts: WalkthroughOptions): Prom
   const { snapshotId, snapshot } = await step("snapshot", () => vm.snapshot({ displayName: "walkthrough" }));
   const booted = await step("boot from snapshot", () => fs.vms.create({ snapshotId, firewall: NOTHING }));
   const fromSnapshot = await step("read the booted VM", async () => ({
-    // Capsule's snapshots are disk-only; the contract's field says so.
+    // What the snapshot holds (memory+disk where the VM can be checkpointed); the contract's field says so.
     contents: (snapshot as unknown as { contents: string }).contents,
     bootedFrom: booted.data.snapshotId ?? null,
     bootedBig: sha256(await booted.vm.fs.readFile("/root/big.bin")),

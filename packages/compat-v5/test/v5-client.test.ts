@@ -72,10 +72,10 @@ describe("official client 0.2.17 on /v5", () => {
       assert.equal(await vm.fs.exists("/root/made"), false);
       await rejectsApi(vm.fs.readFile("/root/missing"), 404, "FILE_NOT_FOUND");
 
-      // a disk snapshot, and a VM with no network booted from it.
+      // a snapshot (memory and disk: the VM runs on netstack), and a VM with no network booted from it.
       const { snapshotId, snapshot } = await vm.snapshot({ displayName: "with claude" });
       assert.equal(snapshot.id, snapshotId);
-      assert.equal((snapshot as unknown as { contents: string }).contents, "disk");
+      assert.equal((snapshot as unknown as { contents: string }).contents, "memory+disk");
       assert.equal((await fs.vms.snapshots.get(snapshotId)).displayName, "with claude");
       assert.deepEqual(
         (await fs.vms.snapshots.list({ sourceVmId: vmId })).snapshots.map((s) => s.id),

@@ -108,7 +108,7 @@ describe("official client 0.2.17 on Node 22, against capsule serve", () => {
       assertResumedOnce(r.big.uploadCalls, r.big.cutAt, [0, 16 * MiB, 32 * MiB]);
       assert.equal(r.big.leftChunks, "", "nothing of the upload is left in the VM");
 
-      assert.equal(r.snapshot.contents, "disk");
+      assert.equal(r.snapshot.contents, "memory+disk");
       assert.match(r.snapshot.bootedFrom ?? "", /./);
       assert.equal(r.snapshot.bootedBig, r.big.sent, "the booted VM has the snapshot's file");
       assert.equal(r.snapshot.bootedUser, "claude\n", "and its user");

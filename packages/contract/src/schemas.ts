@@ -143,6 +143,9 @@ export const CreateVmRequest = z
     dockerCredentials: z.unknown().optional(),
     udpHolePunchPorts: z.unknown().optional(),
     spec: z.unknown().optional(),
+    memory: z.boolean().optional().meta({
+      description: "Capsule extension, for a memory snapshot (`memory: true` in its record): absent or true resumes its processes where they were; false boots its disk only, processes afresh. A memory snapshot this server cannot restore answers 400 CREATE_VM_BAD_REQUEST with `reason: MEMORY_UNSUPPORTED`. Ignored for a disk snapshot or the base image.",
+    }),
   })
   .meta({ id: "CreateVmRequest" });
 export type CreateVmRequest = z.infer<typeof CreateVmRequest>;
@@ -253,7 +256,15 @@ export const DirListing = z.object({ files: z.array(DirEntry) }).meta({ id: "Dir
 export type DirListing = z.infer<typeof DirListing>;
 
 /** `POST /v1/vms/{vm_id}/snapshot`. */
-export const SnapshotRequest = z.object({ name: z.string().max(256).nullish(), persistence: z.unknown().optional() }).meta({ id: "SnapshotRequest" });
+export const SnapshotRequest = z
+  .object({
+    name: z.string().max(256).nullish(),
+    persistence: z.unknown().optional(),
+    memory: z.boolean().optional().meta({
+      description: "Capsule extension. true: capture the VM's memory (its running processes) with its disk at one instant; a VM booted from the snapshot resumes them. A VM that cannot be checkpointed (a runc VM, a host on host networking, an older agent) answers 400 BAD_REQUEST with `reason: MEMORY_UNSUPPORTED`, a stopped one 400 VM_NOT_RUNNING. Absent or false: the disk only.",
+    }),
+  })
+  .meta({ id: "SnapshotRequest" });
 export type SnapshotRequest = z.infer<typeof SnapshotRequest>;
 
 /** `POST /v1/vms/{vm_id}/snapshot`'s answer. */
@@ -272,7 +283,9 @@ export const SnapshotInfo = z
     accountId: z.string(),
     /** ISO 8601. */
     createdAt: z.string(),
-    sizeBytes: z.number(),
+    sizeBytes: z.number().meta({ description: "Capsule extension: the bytes it holds, its disk layer plus its memory image (what the account's snapshot-bytes cap counts)." }),
+    memory: z.boolean().meta({ description: "Capsule extension: true when it holds the VM's memory too, so a VM created from it resumes the source's processes." }),
+    memoryBytes: z.number().meta({ description: "Capsule extension: the bytes of its memory image (part of `sizeBytes`); 0 for a disk snapshot." }),
     failed: z.boolean(),
     cancelled: z.boolean(),
     lost: z.boolean(),
@@ -306,7 +319,14 @@ export const PatchSnapshotRequest = z.object({ name: z.string().max(256).nullabl
 export type PatchSnapshotRequest = z.infer<typeof PatchSnapshotRequest>;
 
 /** `POST /v1/vms/{vm_id}/fork`. */
-export const ForkRequest = z.looseObject({ count: z.number().int().min(1).max(16).optional() }).meta({ id: "ForkRequest" });
+export const ForkRequest = z
+  .looseObject({
+    count: z.number().int().min(1).max(16).optional(),
+    memory: z.boolean().optional().meta({
+      description: "Capsule extension. Absent: each fork resumes the source's running processes (one checkpoint of its memory, restored into each) where the VM can be checkpointed, else boots the source's current disk afresh. true: memory forks or 400 BAD_REQUEST with `reason: MEMORY_UNSUPPORTED`; false: disk forks.",
+    }),
+  })
+  .meta({ id: "ForkRequest" });
 export type ForkRequest = z.infer<typeof ForkRequest>;
 
 /** A PTY session as `GET /v1/vms/{vm_id}/pty/sessions` reports it. */

@@ -39,11 +39,12 @@ export type {
 /**
  * Options of `vms.create()`: the parts of the create request Capsule supports. `{}` boots the
  * base image; `spec` is ensured first (built, or its cached snapshot reused) and the VM boots
- * from its snapshot.
+ * from its snapshot. From a memory snapshot the VM resumes its processes; `memory: false` boots
+ * its disk only.
  */
 export type CreateVmOptions = Pick<
   CreateVmRequest,
-  "snapshotId" | "name" | "idleTimeoutSeconds" | "users" | "groups" | "vcpuCount" | "memSizeGb" | "rootfsSizeGb" | "additionalFiles" | "systemd"
+  "snapshotId" | "name" | "idleTimeoutSeconds" | "users" | "groups" | "vcpuCount" | "memSizeGb" | "rootfsSizeGb" | "additionalFiles" | "systemd" | "memory"
 > & { spec?: VmSpec };
 
 /**

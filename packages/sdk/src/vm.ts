@@ -18,12 +18,24 @@ export interface StartVmOptions {
 export interface SnapshotOptions {
   /** A label for the snapshot. Default: none. */
   name?: string | null;
+  /**
+   * Also capture the VM's memory, at the same instant as its disk: a VM created from the
+   * snapshot resumes the running processes. A VM that cannot be checkpointed (runc, a server on
+   * host networking) fails with BAD_REQUEST, `reason` MEMORY_UNSUPPORTED. Default false: the disk only.
+   */
+  memory?: boolean;
 }
 
 /** Options of `vm.fork()`. */
 export interface ForkOptions {
   /** How many copies. Default 1. */
   count?: number;
+  /**
+   * true: each copy resumes this VM's running processes (or the fork fails with BAD_REQUEST,
+   * `reason` MEMORY_UNSUPPORTED); false: each boots its current disk afresh. Default: memory
+   * where this VM can be checkpointed, else the disk.
+   */
+  memory?: boolean;
 }
 
 /**
@@ -126,12 +138,15 @@ export class Vm {
     return this.#t.json("POST", this.#path("/kill"));
   }
 
-  /** Snapshots the VM's disk; the VM keeps running. Boot copies with `vms.create({ snapshotId })`. */
+  /**
+   * Snapshots the VM's disk (with `memory: true`, its memory too); the VM keeps running. Boot
+   * copies with `vms.create({ snapshotId })`.
+   */
   async snapshot(opts: SnapshotOptions = {}): Promise<SnapshotResult> {
     return this.#t.json("POST", this.#path("/snapshot"), { json: opts });
   }
 
-  /** New VMs booted from this VM's current disk; this VM keeps running. */
+  /** New VMs from this VM as it is now (its processes too, where it can be checkpointed); this VM keeps running. */
   async fork(opts: ForkOptions = {}): Promise<{ forks: Array<{ vmId: string; vm: Vm }> }> {
     const r = await this.#t.json<{ forks: Array<{ id: string }> }>("POST", this.#path("/fork"), { json: opts });
     return { forks: r.forks.map((f) => ({ vmId: f.id, vm: this.#ref(f.id) })) };

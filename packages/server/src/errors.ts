@@ -58,6 +58,9 @@ export function internalError(err: unknown, engineCode?: string): ApiError {
   });
 }
 
+/** The `reason` of a memory snapshot, fork or restore this host cannot do (the engine's UNSUPPORTED). */
+export const MEMORY_UNSUPPORTED = "MEMORY_UNSUPPORTED";
+
 /** Agent codes that map one to one onto client codes. */
 const AGENT_CODES: Partial<Record<string, ApiErrorCode>> = {
   FILE_NOT_FOUND: "FILE_NOT_FOUND",
@@ -102,6 +105,10 @@ export function toApiError(err: unknown, badRequest: ApiErrorCode = "BAD_REQUEST
       case "INVALID_ARGUMENT":
       case "IMAGE_NOT_FOUND":
         return new ApiError(badRequest, err.message);
+      case "UNSUPPORTED":
+        // Memory asked of a VM or snapshot this host cannot checkpoint or restore: the caller can
+        // ask again without memory. The route's own client-known code, never a new one (wire §2.5).
+        return new ApiError(badRequest, err.message, undefined, { reason: MEMORY_UNSUPPORTED });
       case "AGENT_PROTOCOL_ERROR":
       case "AGENT_TIMEOUT":
       case "AGENT_OUTDATED":

@@ -24,7 +24,9 @@ port}\`, a port the operator lists with \`--allow-host-port\`, which the VM reac
 \`host.capsule.internal\`); \`idleTimeoutSeconds\` -1, null or absent means never; \`pause\` keeps the
 VM's memory, a paused VM stays paused across a server restart and counts as running for the
 account's running-VM quota and the host's capacity; \`resize\` only grows vCPUs and memory and applies
-at the VM's next boot; snapshots hold the disk only (\`contents: "disk"\`). The background-request
+at the VM's next boot; a snapshot holds the VM's memory and disk where the VM can be checkpointed
+(\`contents: "memory+disk"\`: a VM created from it resumes its processes), else the disk only
+(\`contents: "disk"\`). The background-request
 header (\`x-freestyle-background-after-secs\`) is accepted and every call answers inline, never 202;
 \`/v5/background-requests\`, \`/v5/identities\`, VPCs, tunnels, domains, TLS and standalone firewall
 rules answer \`BAD_REQUEST\` 501 (\`unsupported: true\`); 0.2 retries neither.

@@ -17,6 +17,7 @@ import { dbPath, KeyStore, openDb, startServer, type RunningServer, type StartOp
 import { AGENT_BUNDLE, IMAGES_DIR, hostGap, sandboxGap } from "@capsule/engine/test-support";
 
 export { AGENT_BUNDLE, IMAGES_DIR, hostGap, sandboxGap };
+export { VM_NODE } from "./preview-app.js";
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../cli/dist/src/main.js");
 
 /** CAPSULE_POOL for servers tests spawn: the warm pool off. */

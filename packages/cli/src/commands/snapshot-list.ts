@@ -12,8 +12,8 @@ export function registerSnapshotList(snap: Command): void {
         const r = await client(this).snapshots.list();
         if (this.opts<{ json?: boolean }>().json) return printJson(r);
         printTable(
-          ["ID", "NAME", "SOURCE VM", "CREATED", "SIZE"],
-          r.snapshots.map((s) => [s.snapshotId, s.name, s.sourceVmId, age(s.createdAt), bytes(s.sizeBytes)]),
+          ["ID", "NAME", "SOURCE VM", "CREATED", "HOLDS", "SIZE"],
+          r.snapshots.map((s) => [s.snapshotId, s.name, s.sourceVmId, age(s.createdAt), s.memory ? "memory+disk" : "disk", bytes(s.sizeBytes)]),
         );
       }),
     );

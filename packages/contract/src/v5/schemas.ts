@@ -44,6 +44,9 @@ export const CreateVmRequest = z
     networks: z.array(z.unknown()).optional(),
     placement: z.unknown().optional(),
     tls: z.looseObject({ rules: z.array(z.unknown()) }).optional(),
+    memory: z.boolean().optional().meta({
+      description: "Capsule extension, for a snapshot with `contents: memory+disk`: absent or true resumes its processes where they were; false boots its disk only, processes afresh. One this server cannot restore answers 400 CREATE_VM_BAD_REQUEST with `reason: MEMORY_UNSUPPORTED`.",
+    }),
   })
   .meta({ id: "V5CreateVmRequest" });
 export type CreateVmRequest = z.infer<typeof CreateVmRequest>;
@@ -188,12 +191,13 @@ export const SnapshotData = z
     lastUsedAt: z.null(),
     createdAt: z.string(),
     updatedAt: z.string(),
-    /** Capsule extension: what the snapshot holds. Always `disk`: memory is not captured yet. */
-    contents: z.literal("disk"),
-    /** Capsule extension: the bytes of the disk layer it added. */
-    sizeBytes: z.number(),
+    contents: z.enum(["memory+disk", "disk"]).meta({
+      description: "Capsule extension: what the snapshot holds. `memory+disk`: a VM created from it resumes the source's processes; `disk`: it starts them afresh (the source could not be checkpointed, or the snapshot was taken through /v1 without memory).",
+    }),
+    sizeBytes: z.number().meta({ description: "Capsule extension: the bytes it holds, its disk layer plus its memory image (what the account's snapshot-bytes cap counts)." }),
+    memoryBytes: z.number().meta({ description: "Capsule extension: the bytes of its memory image (part of `sizeBytes`); 0 for `contents: disk`." }),
   })
-  .meta({ id: "V5SnapshotData", description: "A disk snapshot. Freestyle's v5 snapshots hold memory and disk; Capsule's hold the disk only (`contents: \"disk\"`): a VM booted from one starts its processes afresh." });
+  .meta({ id: "V5SnapshotData", description: "A snapshot: the VM's disk, and its memory where the VM could be checkpointed (`contents`)." });
 export type SnapshotData = z.infer<typeof SnapshotData>;
 
 export const SnapshotCreated = z.object({ snapshotId: z.string(), sourceVmId: z.string(), snapshot: SnapshotData }).meta({ id: "V5SnapshotCreated" });

@@ -82,6 +82,9 @@ export class Provisioning {
     }
     const snapshotId = body.snapshotId ?? body.template?.snapshotId ?? undefined;
     if (snapshotId !== undefined) this.rows.ownedSnapshot(account, snapshotId);
+    // A memory snapshot's VM is a restore of its processes (or, with memory: false, a boot the
+    // pool's VMs of that snapshot would not be: they are restores too), so never a warm VM.
+    const fromMemory = snapshotId !== undefined && (await this.engine.getSnapshot(snapshotId)).memory !== undefined;
     const domains = this.#checkDomains(account, body.domains ?? []);
     // Checked before any VM exists: a spec Capsule cannot run fails the create at once.
     const services = (body.systemd?.services ?? []).map((s) => toServiceSpec(s, undefined));
@@ -90,7 +93,7 @@ export class Provisioning {
     const kind: PoolKind = { ...(snapshotId !== undefined ? { snapshotId } : {}), limits: full, egress };
     // A warm VM of this kind, if the pool has one, thawed: it already runs and counts on the host,
     // so only the account's caps are checked for it.
-    let warm = await this.pool?.take(kind);
+    let warm = fromMemory ? undefined : await this.pool?.take(kind);
     const ticket = await this.#admitCreate(account, kind, warm === undefined).catch((err: unknown) => {
       if (warm) this.pool?.putBack(warm);
       throw err;
@@ -116,6 +119,7 @@ export class Provisioning {
       }
       vm ??= await this.engine.createVm({
         ...(snapshotId !== undefined ? { snapshotId } : {}),
+        ...(body.memory !== undefined ? { memory: body.memory } : {}),
         ...(body.name ? { name: body.name } : {}),
         limits,
         egress,
@@ -177,8 +181,11 @@ export class Provisioning {
     this.log.info({ vmId: id, account: account.name }, "vm deleted");
   }
 
-  /** Forks of a VM the caller owns (`source` from the guest gateway); they inherit its idle settings. */
-  async fork(account: Account, source: VmRow, count: number): Promise<string[]> {
+  /**
+   * Forks of a VM the caller owns (`source` from the guest gateway); they inherit its idle
+   * settings. `memory`: see the engine's forkVm ("auto": memory forks where the VM can be checkpointed).
+   */
+  async fork(account: Account, source: VmRow, count: number, memory: boolean | "auto"): Promise<string[]> {
     let forks: VmInfo[];
     let ticket: { release(): void } | undefined;
     let intent: string | undefined;
@@ -187,7 +194,7 @@ export class Provisioning {
       const { limits } = await this.engine.getVm(source.id);
       ticket = await this.quotas.admitVms(account, limits, count, true);
       intent = this.rows.beginIntent(account.id, "fork");
-      forks = await this.engine.forkVm(source.id, { count, owner: ownerLabel(account.id, intent) });
+      forks = await this.engine.forkVm(source.id, { count, memory, owner: ownerLabel(account.id, intent) });
     } catch (err) {
       ticket?.release();
       if (intent !== undefined) this.rows.endIntent(intent);
@@ -207,13 +214,18 @@ export class Provisioning {
 
   // ---------------------------------------------------------------- snapshots
 
-  /** Snapshot of a VM the caller owns (`source` from the guest gateway). */
-  async snapshot(account: Account, source: VmRow, name: string | null): Promise<SnapshotRecord> {
+  /**
+   * Snapshot of a VM the caller owns (`source` from the guest gateway). `memory`: see the
+   * engine's snapshotVm (true: memory and disk or an error; "auto": memory where it can be
+   * checkpointed; false: the disk). A memory image counts in the snapshot's `sizeBytes`, so the
+   * account's byte cap covers it.
+   */
+  async snapshot(account: Account, source: VmRow, name: string | null, memory: boolean | "auto"): Promise<SnapshotRecord> {
     const ticket = await this.quotas.admitSnapshot(account);
     const intent = this.rows.beginIntent(account.id, "snapshot");
     let snap: SnapshotRecord;
     try {
-      snap = await this.engine.snapshotVm(source.id, { ...(name ? { name } : {}), owner: ownerLabel(account.id, intent) });
+      snap = await this.engine.snapshotVm(source.id, { ...(name ? { name } : {}), memory, owner: ownerLabel(account.id, intent) });
     } catch (err) {
       ticket.release();
       this.rows.endIntent(intent);
@@ -225,7 +237,7 @@ export class Provisioning {
     } finally {
       ticket.release();
     }
-    this.log.info({ vmId: source.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes }, "snapshot taken");
+    this.log.info({ vmId: source.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, memoryBytes: snap.memory?.bytes ?? 0 }, "snapshot taken");
     return snap;
   }
 

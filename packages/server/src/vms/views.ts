@@ -128,6 +128,8 @@ function snapshotView(r: SnapshotRow, s: SnapshotRecord, built: SnapshotBuild | 
     accountId: r.account_id,
     createdAt: r.created_at,
     sizeBytes: s.sizeBytes,
+    memory: s.memory !== undefined,
+    memoryBytes: s.memory?.bytes ?? 0,
     failed: false,
     cancelled: false,
     lost: false,

@@ -1,7 +1,8 @@
 /**
  * Snapshots under `/v5`: `POST /v5/vms/{vm_id}/snapshot`, and `/v5/snapshots` list, get, PATCH and
- * DELETE, over the same provisioning, quotas and views as `/v1`. Capsule's snapshots hold the
- * disk only (v5 documents memory and disk): the records say `contents: "disk"`.
+ * DELETE, over the same provisioning, quotas and views as `/v1`. As v5 documents ("the VM's exact
+ * state, memory and disk"), a snapshot holds the memory where the VM can be checkpointed, and the
+ * disk only otherwise: the records say which (`contents`).
  * @module
  */
 import { createRoute } from "@hono/zod-openapi";
@@ -12,7 +13,7 @@ import { account, errors, json, security } from "../common.js";
 import { page, snapshotData } from "./views.js";
 import { isNever, unsupportedField } from "./unsupported.js";
 
-const DISK_ONLY = "Capsule snapshots hold the VM's disk only, not its memory: a VM created from one starts its processes afresh.";
+const CONTENTS = "`contents: memory+disk`: a VM created from it resumes the source's processes; `disk` (the source could not be checkpointed: a runc VM, a server on host networking, a stopped VM): it starts them afresh.";
 
 /** Refuses the snapshot options Capsule does not have (a slug, auto-delete, a TTL). */
 function refuseUnsupported(o: SnapshotRequest): void {
@@ -25,8 +26,8 @@ export function register(app: App, { svc }: Deps): void {
     createRoute({
       method: "post",
       path: "/v5/vms/{vm_id}/snapshot",
-      summary: "Snapshot a VM's disk (v5)",
-      description: `${DISK_ONLY} A running VM keeps running (paused only while its layer is copied). \`displayName\` is kept as the snapshot's name. The account's snapshot caps answer 403 SNAPSHOT_LIMIT_EXCEEDED.`,
+      summary: "Snapshot a VM's memory and disk (v5)",
+      description: `Captures the VM's memory and disk at one instant where it can be checkpointed, its disk only otherwise. ${CONTENTS} A running VM keeps running (paused only while its memory is saved and its layer copied). \`displayName\` is kept as the snapshot's name. The account's snapshot caps answer 403 SNAPSHOT_LIMIT_EXCEEDED.`,
       security,
       request: { params: VmParams, body: { content: { "application/json": { schema: SnapshotRequest } }, required: false } },
       responses: { 200: json(SnapshotCreated), ...errors(400, 403, 404, 501) },
@@ -36,13 +37,13 @@ export function register(app: App, { svc }: Deps): void {
       const opts = c.req.valid("json") ?? {};
       refuseUnsupported(opts);
       const acc = account(c);
-      const snap = await svc.gateway.withVm(acc, vm_id, { wake: false }, (vm) => svc.provisioning.snapshot(acc, vm.row, opts.displayName || null));
+      const snap = await svc.gateway.withVm(acc, vm_id, { wake: false }, (vm) => svc.provisioning.snapshot(acc, vm.row, opts.displayName || null, "auto"));
       return c.json({ snapshotId: snap.id, sourceVmId: vm_id, snapshot: snapshotData(await svc.views.getSnapshot(acc, snap.id)) }, 200);
     },
   );
 
   app.openapi(
-    createRoute({ method: "get", path: "/v5/snapshots", summary: "List the account's snapshots (v5)", description: DISK_ONLY, security, request: { query: ListSnapshotsQuery }, responses: { 200: json(SnapshotList), ...errors(400) } }),
+    createRoute({ method: "get", path: "/v5/snapshots", summary: "List the account's snapshots (v5)", description: CONTENTS, security, request: { query: ListSnapshotsQuery }, responses: { 200: json(SnapshotList), ...errors(400) } }),
     async (c) => {
       const q = c.req.valid("query");
       const all = (await svc.views.listSnapshots(account(c))).map(snapshotData).filter((s) => q.sourceVmId === undefined || s.sourceVmId === q.sourceVmId);

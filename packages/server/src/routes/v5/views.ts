@@ -52,8 +52,9 @@ export function snapshotData(s: SnapshotInfo): SnapshotData {
     lastUsedAt: null,
     createdAt: s.createdAt,
     updatedAt: s.createdAt,
-    contents: "disk",
+    contents: s.memory ? "memory+disk" : "disk",
     sizeBytes: s.sizeBytes,
+    memoryBytes: s.memoryBytes,
   };
 }
 

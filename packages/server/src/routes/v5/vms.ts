@@ -38,6 +38,7 @@ export function register(app: App, { svc }: Deps): void {
       description: [
         "Boots a VM from the base image or a Capsule snapshot and answers when exec works. `firewall` is required: the VM reaches nothing but what its allow rules name (`{rules: []}`: nothing). Outbound rules by destination: `{public: true}` (public IPv4), `{cidr}` (an IPv4 range; never loopback, link-local, multicast or the VM network), `{vmId: \"host\", protocol: \"tcp\", port}` (a host port the server lists, at `host.capsule.internal`), `{vmId}` (another of the account's VMs), each narrowed by `protocol`/`port`. Public and CIDR rules are refused (CREATE_VM_BAD_REQUEST) on a server run with `--egress none`. Inbound rules, VPCs, tunnels and IPv6 answer 501 (`reason: FIREWALL_RULES`).",
         "`idleTimeoutSeconds` -1, null or absent: never idle-stopped. `displayName` is kept as the VM's name.",
+        "From a snapshot holding memory (`contents: memory+disk`) the VM resumes the source's processes (never a warm pool VM); `memory: false` boots its disk only.",
         "Not supported yet, answered 501 `BAD_REQUEST` (`unsupported: true`) when asked for: slugs, auto-delete, TTL, run limits, automaticRestart, VPCs, metadata, placement, TLS rules.",
         "Admission as for `POST /v1/vms` (403 *_OVER_PLAN_LIMIT / VM_LIMIT_EXCEEDED, 503 SERVICE_UNAVAILABLE).",
       ].join("\n\n"),
@@ -55,7 +56,7 @@ export function register(app: App, { svc }: Deps): void {
       await checkVmTargets(firewall, (vmId) => svc.views.get(acc, vmId).then(() => true, () => false));
       const { id } = await svc.provisioning.create(
         acc,
-        { ...(body.snapshotId ? { snapshotId: body.snapshotId } : {}), ...(body.displayName ? { name: body.displayName } : {}), idleTimeoutSeconds: idle },
+        { ...(body.snapshotId ? { snapshotId: body.snapshotId } : {}), ...(body.displayName ? { name: body.displayName } : {}), ...(body.memory !== undefined ? { memory: body.memory } : {}), idleTimeoutSeconds: idle },
         { firewall },
       );
       const { info, record } = await svc.views.getWithEngine(acc, id);
