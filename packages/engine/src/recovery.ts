@@ -72,7 +72,7 @@ export async function recover(deps: RecoveryDeps): Promise<RecoveryReport> {
   const { paths, records, host, runtimes } = deps;
   const report: RecoveryReport = { adopted: [], paused: [], restarted: [], stopped: [], lost: [], removed: [], failed: [], durationMs: 0 };
   await fs.mkdir(paths.vmsDir, { recursive: true, mode: 0o700 });
-  await settleRuntimeCommands(paths.runtimeRoot);
+  await settleOrphanCommands(paths);
   await records.removeTempFiles();
 
   const recs: VmRecord[] = [];
@@ -318,20 +318,25 @@ function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T>
 }
 
 /**
- * A crashed engine leaves its runtime commands (`runsc run`, `delete`, …) running as orphans;
- * one that finishes after recovery looked would leave a sandbox nobody knows. Wait for them
- * (they end within seconds), and kill those that do not.
+ * A crashed engine leaves its runtime commands (`runsc run`, `checkpoint`, `restore`, `delete`, …)
+ * running as orphans, and its copies into layers and memory images (`cp`, `sync`); one that
+ * finishes after recovery looked would leave a sandbox nobody knows, or write into a partial
+ * directory the collection below is removing. Wait for them (they end within seconds), and kill
+ * those that do not.
  */
-async function settleRuntimeCommands(runtimeRoot: string): Promise<void> {
+async function settleOrphanCommands(paths: Paths): Promise<void> {
   // Only processes in our own PID namespace: a runc guest's processes are host processes too,
   // and one that put `--root=…` in its argv must not make recovery wait for it.
   const ourPidNs = await fs.readlink("/proc/self/ns/pid");
   const ours = async (pid: number) => (await fs.readlink(`/proc/${pid}/ns/pid`).catch(() => "")) === ourPidNs;
-  const cmds: number[] = [];
-  for (const p of await findProcs(`--root=${runtimeRoot}/`)) {
-    if (!p.argv.some((a) => a === "boot" || a === "gofer") && (await ours(p.pid))) cmds.push(p.pid);
+  const cmds = new Set<number>();
+  for (const p of await findProcs(`--root=${paths.runtimeRoot}/`)) {
+    if (!p.argv.some((a) => a === "boot" || a === "gofer") && (await ours(p.pid))) cmds.add(p.pid);
   }
-  const left = await waitGone(cmds, ORPHAN_COMMAND_GRACE_MS);
+  for (const dir of [paths.layersDir, paths.memoryDir]) {
+    for (const p of await findProcs(`${dir}/`)) if (p.pid !== process.pid && (await ours(p.pid))) cmds.add(p.pid);
+  }
+  const left = await waitGone([...cmds], ORPHAN_COMMAND_GRACE_MS);
   for (const pid of left) killQuietly(pid);
 }
 

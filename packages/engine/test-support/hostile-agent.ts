@@ -4,6 +4,7 @@
  * connection's first frame picks a misbehaviour: an exec's `command`, else the last path
  * component of a file op, else the op (`version`, `pty.open`, ...).
  */
+import { AGENT_FEATURES, AGENT_PROTOCOL_VERSION } from "@capsule/agent-protocol";
 import type { Engine } from "../src/index.js";
 
 /** The misbehaviours the listener knows, by name. */
@@ -29,6 +30,8 @@ export const HOSTILE_CASES = [
 export type HostileCase = (typeof HOSTILE_CASES)[number];
 
 const LISTENER = String.raw`
+const PROTOCOL = ${AGENT_PROTOCOL_VERSION};
+const FEATURES = ${JSON.stringify(Object.values(AGENT_FEATURES))};
 const fs = require("fs");
 const net = require("net");
 const SOCK = "/.capsule-run/agent.sock";
@@ -70,6 +73,8 @@ const cases = {
   version: (s) => s.end(json({ type: "version", version: "6.6.6", protocol: 999, pid: 1 })),
   // What an agent of an older protocol (a VM booted before an upgrade) answers.
   "version-older": (s) => s.end(json({ type: "version", version: "0.0.1", protocol: 0, pid: 1 })),
+  // A version reply like the real agent's, features and all: the host goes on to the op it checked for.
+  "version-current": (s) => s.end(json({ type: "version", version: "6.6.6", protocol: PROTOCOL, pid: 1, features: FEATURES })),
   "pty.open": (s) => s.end(json({ type: "session", session: { sessionId: "x", cols: "80" } })),
   "data-first": (s) => s.end(frame(3, "data before any stat")),
   "data-after-eof": (s) => s.end(Buffer.concat([json({ type: "stat", stat: { kind: "file", size: 4, mode: 420, uid: 0, gid: 0, mtimeMs: 0 } }), frame(3, "data"), frame(5, ""), frame(3, "more")])),
@@ -86,7 +91,7 @@ const server = net.createServer((s) => {
     started = true;
     let req = {};
     try { req = JSON.parse(buf.subarray(5, 5 + buf.readUInt32BE(1)).toString()); } catch {}
-    const name = (req.op === "version" && process.env.HOSTILE_VERSION) || (req.command ?? (typeof req.path === "string" ? req.path.split("/").pop() : req.op));
+    const name = (req.op === "version" && process.env.HOSTILE_VERSION) || (req.op === "ckpt.prepare" && process.env.HOSTILE_CKPT) || (req.command ?? (typeof req.path === "string" ? req.path.split("/").pop() : req.op));
     (cases[name] ?? cases["bad-json"])(s);
   });
 });
@@ -94,12 +99,18 @@ try { fs.unlinkSync(SOCK); } catch {}
 server.listen(SOCK, () => fs.writeFileSync("/tmp/hostile.ready", String(process.pid)));
 `;
 
+export interface HostileOpts {
+  version?: HostileCase | "version-older" | "version-current";
+  ckpt?: HostileCase;
+}
+
 /**
  * Replaces the VM's agent socket with the hostile listener, through the real agent (which keeps
  * running, unreachable). From then on every call on this VM meets the listener. `version` picks
  * how it answers the `version` op (what boot and start-up recovery send); default: a wrong protocol.
+ * `ckpt` picks how it answers `ckpt.prepare`; default: bad JSON.
  */
-export async function turnHostile(engine: Engine, vmId: string, opts: { version?: HostileCase | "version-older" } = {}): Promise<void> {
+export async function turnHostile(engine: Engine, vmId: string, opts: HostileOpts = {}): Promise<void> {
   const { path, script, start } = hostileListener(opts);
   await engine.guest.writeFile(vmId, path, script);
   const r = await engine.guest.exec(vmId, { command: start });
@@ -110,12 +121,12 @@ export async function turnHostile(engine: Engine, vmId: string, opts: { version?
  * The listener as a file to put at `path` in the VM and a root command line that starts it and
  * exits 0 once it listens: for callers that reach the VM some other way (the HTTP API, say).
  */
-export function hostileListener(opts: { version?: HostileCase | "version-older" } = {}): { path: string; script: string; start: string } {
+export function hostileListener(opts: HostileOpts = {}): { path: string; script: string; start: string } {
   return {
     path: "/tmp/hostile.js",
     script: LISTENER,
     start: [
-      `${opts.version ? `HOSTILE_VERSION=${opts.version} ` : ""}setsid /.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node /tmp/hostile.js </dev/null >/tmp/hostile.log 2>&1 &`,
+      `${opts.version ? `HOSTILE_VERSION=${opts.version} ` : ""}${opts.ckpt ? `HOSTILE_CKPT=${opts.ckpt} ` : ""}setsid /.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node /tmp/hostile.js </dev/null >/tmp/hostile.log 2>&1 &`,
       "for i in $(seq 200); do [ -e /tmp/hostile.ready ] && exit 0; sleep 0.05; done",
       "cat /tmp/hostile.log; exit 1",
     ].join("\n"),

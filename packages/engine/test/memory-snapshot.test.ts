@@ -13,6 +13,7 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorCode, type Engine, type PtyAttachment } from "../src/index.js";
 import { useEngine } from "../test-support/harness.js";
+import { turnHostile } from "../test-support/hostile-agent.js";
 
 /** A counter in a shell's memory, written out each round, and the same number appended to a file the loop holds open. */
 const COUNTER = "nohup sh -c 'i=0; exec 3>>/root/append; while true; do i=$((i+1)); echo $i > /root/count.new; mv /root/count.new /root/count; echo $i >&3; sleep 0.05; done' >/dev/null 2>&1 &";
@@ -229,5 +230,32 @@ describe("memory snapshots", () => {
       assert.equal((await engine.snapshotVm(runc.id, { memory: "auto" })).memory, undefined);
       await assert.rejects(engine.createVm({ snapshotId: snap.id, runtime: "runc" }), { code: ErrorCode.Unsupported });
     } else ctx.diagnostic("runc cannot run VMs here: its refusal is covered by the unit test");
+  });
+
+  it("a guest that answers ckpt.prepare with garbage, or not at all: a coded error, the VM runs on, no files left", async (ctx) => {
+    if (!ready(ctx)) return;
+    const { engine, dataDir } = env.get();
+    const [garbage, silent] = await Promise.all([engine.createVm(), engine.createVm()]);
+    const [snapsBefore, layersBefore, imagesBefore] = [await engine.listSnapshots(), await engine.layerIds(), await fs.readdir(path.join(dataDir, "memory")).catch(() => [])];
+    for (const [vm, ckpt, code] of [
+      [garbage, "bad-json", ErrorCode.AgentProtocolError],
+      [silent, "silent", ErrorCode.AgentTimeout],
+    ] as const) {
+      await sh(engine, vm.id, COUNTER);
+      await movesPast(() => count(engine, vm.id), 2, "the counter");
+      // Root in the VM answers `version` like a current agent, then ckpt.prepare its own way.
+      await turnHostile(engine, vm.id, { version: "version-current", ckpt });
+      await assert.rejects(engine.snapshotVm(vm.id, { memory: true }), { code });
+      // (A silent guest costs the agent's reply deadline per call: one is enough.)
+      if (ckpt === "bad-json") await assert.rejects(engine.forkVm(vm.id, { memory: true, count: 2 }), { code });
+      assert.equal((await engine.getVm(vm.id)).state, "running");
+      // Its agent is the listener's now: the counter is read from the host side of its disk.
+      const counter = path.join(dataDir, "vms", vm.id, "disk", "upper", "root", "count");
+      const read = async () => Number((await fs.readFile(counter, "utf8")).trim());
+      await movesPast(read, await read(), `${ckpt}: the VM's counter`);
+    }
+    assert.deepEqual(await engine.listSnapshots(), snapsBefore);
+    assert.deepEqual(await fs.readdir(path.join(dataDir, "memory")).catch(() => []), imagesBefore, "no image, partial or whole");
+    assert.deepEqual(await fs.readdir(path.join(dataDir, "layers")).catch(() => []), layersBefore, "no layer, partial or whole");
   });
 });
