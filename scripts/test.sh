@@ -82,9 +82,10 @@ CAPSULE_TEST_RUNTIME=runc timeout -k 10 900 node --test --test-reporter=spec --t
   packages/engine/dist/test/host-modes.test.js packages/engine/dist/test/hostile-agent.test.js 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
-echo "== isolation again on hostinet (the host kernel's network stack; netstack is the default)"
+echo "== isolation and hostile networking again on hostinet (the host kernel's network stack; netstack is the default)"
 CAPSULE_NETWORK=hostinet timeout -k 10 600 node --test --test-reporter=spec --test-concurrency=1 \
-  packages/engine/dist/test/isolation.test.js packages/engine/dist/test/network-stack.test.js 2>&1 | tee -a "$log"
+  packages/engine/dist/test/isolation.test.js packages/engine/dist/test/network-stack.test.js \
+  packages/engine/dist/test/net-hostile.test.js 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || exit "$rc"
 echo "== fuzzers, short run: 5000 agent frames, 3000 API requests (the full run: npm run fuzz)"

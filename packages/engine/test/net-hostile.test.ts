@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import type { VmInfo } from "../src/index.js";
+import { MAX_CONNTRACK_ENTRIES_PER_VM, VM_FLOW_LIMITS } from "../src/net/firewall.js";
 import { useEngine } from "../test-support/harness.js";
 
 const NODE = "/.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node";
@@ -16,9 +17,69 @@ const UDP_PORT = 9999;
 const hostIf = (id: string) => `cv${id.slice(-12)}`;
 const netns = (id: string) => `cap-${id}`;
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-/** Packets the shared table's named counter has seen (the guard chain's drops). */
-const dropped = (counter: "spoofed") => Number(/packets (\d+)/.exec(sh("nft", ["list", "counter", "inet", "capsule", counter]))?.[1] ?? NaN);
+/** Packets a named counter of the shared table has seen (what the guard or the flow limits dropped). */
+const counted = (counter: "spoofed" | "flows_rate" | "flows_live") => Number(/packets (\d+)/.exec(sh("nft", ["list", "counter", "inet", "capsule", counter]))?.[1] ?? NaN);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long the connect storm runs: long enough to spend a VM's burst many times over. */
+const STORM_SECONDS = 6;
+
+/** The host's conntrack entries a VM started (its address the original source), optionally to one port. */
+function conntrackOf(ip: string, dport?: number): Array<{ state: string; secondsLeft: number }> {
+  const entries = [];
+  for (const line of sh("cat", ["/proc/net/nf_conntrack"]).split("\n")) {
+    // ipv4 2 tcp 6 <seconds left> <STATE> src=… dst=… sport=… dport=… (then the reply's); udp has no state.
+    const f = line.split(/\s+/);
+    const first = (key: string) => f.find((x) => x.startsWith(`${key}=`))?.slice(key.length + 1);
+    if (first("src") !== ip || (dport !== undefined && first("dport") !== String(dport))) continue;
+    entries.push({ state: f[2] === "tcp" ? (f[5] ?? "") : "", secondsLeft: Number(f[4]) });
+  }
+  return entries;
+}
+
+/** `work`'s result, and the most conntrack entries `ip` had at once while it ran (sampled every 250 ms). */
+async function mostEntriesWhile<T>(ip: string, work: Promise<T>): Promise<{ result: T; most: number }> {
+  let done = false;
+  const settle = () => (done = true);
+  work.then(settle, settle);
+  let most = 0;
+  while (!done) {
+    most = Math.max(most, conntrackOf(ip).length);
+    await sleep(250);
+  }
+  return { result: await work, most: Math.max(most, conntrackOf(ip).length) };
+}
+
+/**
+ * Node as root in a VM: one connection to the echo port held open, then connects to the host's
+ * allowed port as fast as 64 at a time can for `secs`, each closed at once; then the held
+ * connection is asked once more. Prints `{ connected, failed, held }`.
+ */
+const stormScript = (gateway: string, port: number, echoPort: number, secs: number) => `
+const net = require("net");
+const held = net.connect({ host: "${gateway}", port: ${echoPort} });
+held.setEncoding("utf8");
+const ask = (what) => new Promise((r) => { held.once("data", r); held.write(what); });
+held.once("connect", async () => {
+  await ask("before");
+  let connected = 0, failed = 0, inflight = 0;
+  const end = Date.now() + ${secs * 1000};
+  await new Promise((done) => {
+    const one = () => {
+      if (Date.now() > end) return inflight === 0 && done();
+      inflight++;
+      const c = net.connect({ host: "${gateway}", port: ${port} });
+      const t = setTimeout(() => c.destroy(), 3000);
+      c.on("connect", () => { connected++; c.resume(); c.end(); });
+      c.on("error", () => failed++);
+      c.on("close", () => { clearTimeout(t); inflight--; one(); });
+    };
+    for (let i = 0; i < 64; i++) one();
+  });
+  console.log(JSON.stringify({ connected, failed, held: await ask("after") }));
+  process.exit(0);
+});
+held.on("error", (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
+`;
 
 /**
  * Perl (in the image) as root in the VM: every way to a foreign source address that needs no tool
@@ -45,24 +106,52 @@ for my $src ("${own}", ${spoofs.map((s) => `"${s}"`).join(", ")}) {
   send($u, "from-$src", 0, pack_sockaddr_in(${UDP_PORT}, inet_aton("${to}"))) for 1 .. 3;
 }'`;
 
+/**
+ * Node as root in a VM: `n` connections to the host's echo port at once, each given 4 s, all held
+ * open until the last one settled and 2 s more. Prints `{ connected, failed }` when they settled.
+ */
+const holdScript = (gateway: string, echoPort: number, n: number) => `
+const net = require("net");
+let connected = 0, failed = 0;
+const settled = () => {
+  if (connected + failed < ${n}) return;
+  console.log(JSON.stringify({ connected, failed }));
+  setTimeout(() => process.exit(0), 2000);
+};
+for (let i = 0; i < ${n}; i++) {
+  const c = net.connect({ host: "${gateway}", port: ${echoPort} });
+  const t = setTimeout(() => c.destroy(new Error("timeout")), 4000);
+  c.on("connect", () => { clearTimeout(t); connected++; settled(); });
+  c.on("error", () => { failed++; settled(); });
+}
+`;
+
 describe("hostile VM root on the network", () => {
   /** Connections the host's allowed-port listener accepted, by peer address. */
   const hostPeers: string[] = [];
   let allowed: net.Server;
   let allowedPort = 0;
+  /** A second allowed host port that echoes, for a connection held open across a storm. */
+  let echo: net.Server;
+  let echoPort = 0;
   before(async () => {
     // Dual-stack, so an IPv6 connection would be seen too.
     allowed = net.createServer((s) => {
       hostPeers.push(s.remoteAddress ?? "?");
+      s.on("error", () => {});
       s.end("host-says-hi\n");
     });
     await new Promise<void>((r) => allowed.listen(0, "::", r));
     allowedPort = (allowed.address() as net.AddressInfo).port;
+    echo = net.createServer((s) => s.on("error", () => {}).pipe(s));
+    await new Promise<void>((r) => echo.listen(0, r));
+    echoPort = (echo.address() as net.AddressInfo).port;
   });
   after(async () => {
     await new Promise<void>((r) => allowed.close(() => r()));
+    await new Promise<void>((r) => echo.close(() => r()));
   });
-  const t = useEngine(() => ({ allowedHostPorts: [allowedPort] }));
+  const t = useEngine(() => ({ allowedHostPorts: [allowedPort, echoPort] }));
 
   /**
    * B listens for UDP and prints each datagram's source and payload; A may send it UDP (a `vm`
@@ -117,7 +206,7 @@ describe("hostile VM root on the network", () => {
       for (const s of spoofs) sh("ip", ["-n", ns, "addr", "add", `${s}/32`, "dev", "eth0"]);
       sh("ip", ["-n", ns, "route", "replace", `${b.ip}/32`, "via", a.gatewayIp!, "dev", "eth0", "onlink"]);
       sh("ip", ["-n", ns, "route", "replace", `${a.gatewayIp}/32`, "dev", "eth0"]);
-      const before = dropped("spoofed");
+      const before = counted("spoofed");
       const sender = [
         "const dgram = require('dgram'), net = require('net');",
         `for (const src of ${JSON.stringify(spoofs)}) {`,
@@ -129,7 +218,7 @@ describe("hostile VM root on the network", () => {
       sh("ip", ["netns", "exec", ns, process.execPath, "-e", sender]);
       await sleep(300);
       // 3 datagrams and at least one SYN per spoofed source, each dropped before routing.
-      assert.ok(dropped("spoofed") - before >= spoofs.length * 4, `spoofed counter rose by ${dropped("spoofed") - before}`);
+      assert.ok(counted("spoofed") - before >= spoofs.length * 4, `spoofed counter rose by ${counted("spoofed") - before}`);
       assert.deepEqual(received(), []);
       assert.deepEqual(hostPeers.slice(hostPeersBefore), []);
     } finally {
@@ -158,5 +247,72 @@ describe("hostile VM root on the network", () => {
     });
     assert.doesNotMatch(r.stdout, /connected/, r.stdout);
     assert.deepEqual(hostPeers.slice(peersBefore), []);
+  });
+
+  it("a VM connecting as fast as it can holds at most its bounded share of the host's conntrack table; another VM connects meanwhile", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { engine } = t.get();
+    const [a, b] = await Promise.all([engine.createVm(), engine.createVm()]);
+    await engine.guest.writeFile(a.id, "/tmp/storm.js", stormScript(a.gatewayIp!, allowedPort, echoPort, STORM_SECONDS));
+    const dropsBefore = counted("flows_rate");
+    const entriesBefore = conntrackOf(a.ip!).length;
+    const started = Date.now();
+    const storm = mostEntriesWhile(a.ip!, engine.guest.exec(a.id, { command: `${NODE} /tmp/storm.js` }));
+    // B, in the middle of A's storm: every one of its connections to the same host port works.
+    await sleep(2000);
+    const other = await engine.guest.exec(b.id, {
+      command: `for i in $(seq 20); do timeout 5 bash -c 'exec 3<>/dev/tcp/${b.gatewayIp}/${allowedPort} && head -1 <&3' || echo failed; done`,
+    });
+    const { result: r, most } = await storm;
+    const elapsedS = (Date.now() - started) / 1000;
+    assert.equal(other.stdout, "host-says-hi\n".repeat(20), other.stderr);
+    assert.equal(r.exitCode, 0, r.stdout + r.stderr);
+    const result = JSON.parse(r.stdout) as { connected: number; failed: number; held: string };
+    // Its connection from before the storm still answers: only new flows are limited.
+    assert.equal(result.held, "after", r.stdout);
+    // The limit engaged (A tried faster than it may), and A's entries stayed under what its
+    // limits allow: every new flow passes the rate limit, so in this run at most the burst plus
+    // the rate over the time it ran, and never more than the per-VM bound.
+    const drops = counted("flows_rate") - dropsBefore;
+    assert.ok(drops > 0, `no new flow of A was dropped (${r.stdout})`);
+    const allowedByRate = VM_FLOW_LIMITS.burst + VM_FLOW_LIMITS.newPerSecond * Math.ceil(elapsedS + 1);
+    assert.ok(most - entriesBefore <= allowedByRate, `A had ${most} conntrack entries (${entriesBefore} before), more than ${allowedByRate} in ${elapsedS} s`);
+    assert.ok(most <= MAX_CONNTRACK_ENTRIES_PER_VM, `A had ${most} conntrack entries, over ${MAX_CONNTRACK_ENTRIES_PER_VM}`);
+    assert.ok(result.connected > 0, r.stdout);
+    ctx.diagnostic(`storm: ${r.stdout.trim()}; most entries ${most}; rate drops ${drops}; ${elapsedS.toFixed(1)} s`);
+  });
+
+  it("a VM holds at most its limit of open flows at a time", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { engine } = t.get();
+    const vm = await engine.createVm();
+    // More than the limit, but within the burst, so only the open-flow limit can refuse them.
+    const tries = VM_FLOW_LIMITS.live + 50;
+    assert.ok(tries <= VM_FLOW_LIMITS.burst + VM_FLOW_LIMITS.newPerSecond);
+    await engine.guest.writeFile(vm.id, "/tmp/hold.js", holdScript(vm.gatewayIp!, echoPort, tries));
+    const refusedBefore = counted("flows_live");
+    const { result: r, most } = await mostEntriesWhile(vm.ip!, engine.guest.exec(vm.id, { command: `${NODE} /tmp/hold.js` }));
+    assert.equal(r.exitCode, 0, r.stdout + r.stderr);
+    const { connected, failed } = JSON.parse(r.stdout) as { connected: number; failed: number };
+    assert.equal(connected + failed, tries, r.stdout);
+    assert.ok(connected <= VM_FLOW_LIMITS.live && failed >= tries - VM_FLOW_LIMITS.live, r.stdout);
+    assert.ok(counted("flows_live") > refusedBefore, "the open-flow limit refused nothing");
+    assert.ok(most <= VM_FLOW_LIMITS.live, `${most} conntrack entries while it held ${connected} connections`);
+    ctx.diagnostic(`held: ${r.stdout.trim()}; most entries ${most}`);
+  });
+
+  it("a VM's closed connection leaves the host's conntrack table within the short timeout, not the kernel's 120 s", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { engine } = t.get();
+    const vm = await engine.createVm();
+    const r = await engine.guest.exec(vm.id, { command: `timeout 3 bash -c 'exec 3<>/dev/tcp/${vm.gatewayIp}/${allowedPort} && head -1 <&3'` });
+    assert.equal(r.stdout, "host-says-hi\n", r.stderr);
+    await sleep(200);
+    const entries = conntrackOf(vm.ip!, allowedPort);
+    assert.equal(entries.length, 1, JSON.stringify(entries));
+    assert.equal(entries[0]?.state, "TIME_WAIT");
+    assert.ok(entries[0]!.secondsLeft <= VM_FLOW_LIMITS.shortSeconds, JSON.stringify(entries));
+    await sleep((VM_FLOW_LIMITS.shortSeconds + 1) * 1000);
+    assert.deepEqual(conntrackOf(vm.ip!, allowedPort), []);
   });
 });

@@ -35,19 +35,72 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  * CAP_NET_ADMIN nor CAP_NET_RAW today (runtime/oci.ts), which is the first line, not the only one.
  * The named counters `spoofed` and `ipv6` count what it dropped.
  *
+ * `flows` (prerouting, after conntrack) bounds each VM's share of the host's one conntrack table
+ * ({@link VM_FLOW_LIMITS}), keyed by its interface in two dynamic sets, so no rule per VM either.
+ *
  * Everything else from a VM is rejected (at once, so a blocked connect fails fast instead of
  * hanging): the host on any of its addresses and ports, the Capsule server too, other VMs.
  */
 const TABLE = "capsule";
-/** Bump when RULESET changes: an older table is replaced (its set elements are re-added on boot). */
-const RULESET_VERSION = 7;
+/** Bump when RULESET changes: an older table is replaced, keeping its shared sets' elements. */
+const RULESET_VERSION = 8;
 /** The shared sets whose elements survive a ruleset upgrade. */
 const SHARED_SETS = ["allowed", "egress", "pkgcache"] as const;
+/** The dynamic sets holding a VM's flow limits' state, keyed by its interface alone. */
+const FLOW_SETS = ["vm_flow_rate", "vm_flow_live"] as const;
+/** Tries at replacing an older table while other engines on the host may be replacing it too. */
+const MAX_INSTALL_ATTEMPTS = 3;
 const { apt, npm } = PACKAGE_CACHE_PORTS;
+
+/**
+ * One VM's share of the host's conntrack table (`nf_conntrack_max`, 262144 on this kind of host;
+ * when it is full the kernel drops every new connection on the host: other VMs', the API's
+ * clients', ssh). Root in one VM made ~52k entries in 40 s before these limits, each kept 120 s
+ * in TIME_WAIT. A VM over a limit loses only its own new flows (dropped, so a TCP client retries
+ * its SYN a second later); its established connections and every other VM go on.
+ */
+export const VM_FLOW_LIMITS = {
+  /**
+   * New flows (TCP connections, UDP and ICMP flows) a VM may start per second. `npm install`
+   * through the cache opens tens a second, a connect storm thousands.
+   */
+  newPerSecond: 100,
+  /** New flows a VM that was quiet may start at once: a parallel install's first fetches. */
+  burst: 500,
+  /**
+   * Flows a VM may have open at a time, in every state nft's `ct count` counts: all but TCP's
+   * TIME_WAIT and CLOSE, which the two limits above and the short timeouts below bound instead.
+   */
+  live: 512,
+  /**
+   * Seconds a VM's TCP flow is kept once closed (TIME_WAIT, CLOSE; the kernel's default is 120
+   * and 10) or while its handshake is unanswered (SYN_SENT, SYN_RECV; default 120 and 60), and a
+   * UDP flow with no reply (default 30). Long enough for a late FIN or SYN-ACK; a closed flow's
+   * ports can be reused at once anyway.
+   */
+  shortSeconds: 10,
+  /** Seconds an answered UDP flow is kept idle (the kernel's default is 120): a DNS query's is short-lived, a QUIC one sends within this. */
+  udpRepliedSeconds: 60,
+} as const;
+
+/**
+ * The most conntrack entries one VM can hold at once: at most `live` counted ones, plus closed
+ * ones, each of which closed within the last `shortSeconds` and so was either one of the `live`
+ * open then or a flow started since (at most `burst` + `newPerSecond` x `shortSeconds`).
+ */
+export const MAX_CONNTRACK_ENTRIES_PER_VM =
+  2 * VM_FLOW_LIMITS.live + VM_FLOW_LIMITS.burst + VM_FLOW_LIMITS.newPerSecond * VM_FLOW_LIMITS.shortSeconds;
+
+const L = VM_FLOW_LIMITS;
+/** Seconds an idle VM's rate-limit element lives: past burst / rate, so a fresh one (full burst) changes nothing. */
+const FLOW_RATE_ELEMENT_SECONDS = 60;
+
+/** How a table says its version (older engines read it too). */
+const TABLE_COMMENT = `capsule ruleset v${RULESET_VERSION}`;
 
 const RULESET = `
 table inet ${TABLE} {
-  comment "capsule ruleset v${RULESET_VERSION}"
+  comment "${TABLE_COMMENT}"
   set allowed { type ifname . inet_service; }
   set egress { type ifname; }
   set pkgcache { type ifname . ipv4_addr; }
@@ -56,6 +109,12 @@ table inet ${TABLE} {
   map vm_fwd { type ifname : verdict; }
   counter spoofed {}
   counter ipv6 {}
+  ct timeout vm_tcp { protocol tcp; l3proto ip; policy = { syn_sent: ${L.shortSeconds}, syn_recv: ${L.shortSeconds}, time_wait: ${L.shortSeconds}, close: ${L.shortSeconds} }; }
+  ct timeout vm_udp { protocol udp; l3proto ip; policy = { unreplied: ${L.shortSeconds}, replied: ${L.udpRepliedSeconds} }; }
+  set vm_flow_rate { type ifname; flags dynamic, timeout; timeout ${FLOW_RATE_ELEMENT_SECONDS}s; }
+  set vm_flow_live { type ifname; flags dynamic; }
+  counter flows_rate {}
+  counter flows_live {}
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${apt.guest} dnat ip to 127.0.0.1:${apt.listen}
@@ -66,6 +125,16 @@ table inet ${TABLE} {
     iifname "cv*" ip saddr 127.0.0.0/8 counter drop
     iifname "cv*" meta nfproto ipv6 counter name ipv6 drop
     iifname "cv*" fib saddr . iif oif missing counter name spoofed drop
+  }
+  chain flows {
+    type filter hook prerouting priority filter; policy accept;
+    # Before a new flow's entry is confirmed (at input or postrouting), so a dropped one leaves none.
+    # A VM's rate element is refreshed by each new flow (update); its live element (ct count's
+    # list of its flows) is collected by the kernel once empty.
+    iifname "cv*" ct state new update @vm_flow_rate { iifname limit rate over ${L.newPerSecond}/second burst ${L.burst} packets } counter name flows_rate drop
+    iifname "cv*" ct state new add @vm_flow_live { iifname ct count over ${L.live} } counter name flows_live drop
+    iifname "cv*" ct state new meta l4proto tcp ct timeout set "vm_tcp"
+    iifname "cv*" ct state new meta l4proto udp ct timeout set "vm_udp"
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
@@ -105,7 +174,8 @@ export function firewallRuleset(): string {
  * Creates the table if it is missing (idempotent; other engines may have made it). An older
  * ruleset is replaced, keeping the shared sets' elements; per-VM chains are not kept (they fail
  * closed: the VM reaches nothing) until their engine applies them again, which its recovery does
- * for every VM it adopts.
+ * for every VM it adopts. A newer ruleset (a newer engine's) is left as it is: never downgraded
+ * (engines before v8 still replace any table that is not their own version).
  */
 export function ensureFirewall(): Promise<void> {
   // Two callers each replacing an older table raced: the second `delete table` failed, and so did its VM's boot.
@@ -116,20 +186,37 @@ export function ensureFirewall(): Promise<void> {
   return ensuring;
 }
 
+/** The installed table: its ruleset version (0: older than versions) and its handle, new each time a table is created. */
+async function installedTable(): Promise<{ version: number; handle: number } | undefined> {
+  const listing = await run("nft", ["-a", "list", "table", "inet", TABLE]).then((r) => r.stdout, () => undefined);
+  if (listing === undefined) return undefined;
+  const handle = /^table inet \S+ \{ # handle (\d+)$/m.exec(listing)?.[1];
+  if (!handle) throw new Error(`cannot read the handle of nft table inet ${TABLE}`);
+  return { version: Number(/comment "capsule ruleset v(\d+)"/.exec(listing)?.[1] ?? 0), handle: Number(handle) };
+}
+
+/**
+ * Installs RULESET unless this or a newer version is there, in one `nft -f` transaction (no
+ * moment without the table, which would let VM traffic through unfiltered). Engines on the
+ * host race: the transaction names what it read, so it fails if another engine changed the table
+ * since (`create table` if there was none; `delete table ... handle` of the one read, and a
+ * replaced table has a new handle), and the next attempt reads again. Elements added to the
+ * older table between the read and the swap (by an engine of that older version) are lost: those
+ * VMs fail closed until their engine adds them again.
+ */
 async function installRuleset(): Promise<void> {
-  const current = await run("nft", ["list", "table", "inet", TABLE]).then(
-    (r) => r.stdout.includes(`capsule ruleset v${RULESET_VERSION}"`),
-    () => undefined,
-  );
-  if (current === false) {
-    // An older ruleset: replace the rules but keep the set elements of VMs that are up.
-    const keep: Array<[string, string]> = [];
-    for (const set of SHARED_SETS) for (const e of await elementsOf(set)) keep.push([set, e]);
-    await run("nft", ["delete", "table", "inet", TABLE]);
-    await run("nft", ["-f", "-"], { input: RULESET });
-    for (const [set, e] of keep) await run("nft", ["-f", "-"], { input: `add element inet ${TABLE} ${set} { ${e} }\n` });
-  } else if (current === undefined) {
-    await run("nft", ["-f", "-"], { input: RULESET });
+  for (let attempt = 1; ; attempt++) {
+    const found = await installedTable();
+    if (found && found.version >= RULESET_VERSION) return;
+    // A table's comment is set only where it is created: `create` carries it too.
+    const cmds = [found ? `delete table inet handle ${found.handle}` : `create table inet ${TABLE} { comment "${TABLE_COMMENT}"; }`, RULESET];
+    if (found) for (const set of SHARED_SETS) for (const e of await elementsOf(set)) cmds.push(`add element inet ${TABLE} ${set} { ${e} }`);
+    try {
+      await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
+      return;
+    } catch (err) {
+      if (attempt >= MAX_INSTALL_ATTEMPTS) throw err;
+    }
   }
 }
 
@@ -192,6 +279,12 @@ export async function forgetVm(hostIf: string): Promise<void> {
     const mine = elems.filter((e) => e.startsWith(`"${hostIf}"`));
     if (mine.length === 0) continue;
     await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { ${mine.join(", ")} }\n` }).catch(() => undefined);
+  }
+  // Its flow limits start afresh when it boots again. Entries of this run's flows that are still
+  // open (an idle connection to a host port) are then no longer counted as its own: a VM cycled
+  // through stop and start can leave at most `live` of them behind per cycle.
+  for (const set of FLOW_SETS) {
+    await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { "${hostIf}" }\n` }).catch(() => undefined);
   }
   await ensureFirewall();
   await forgetVmPolicy(hostIf);
