@@ -135,8 +135,9 @@ export class VmHost {
         await restoreVm(runtime, how.imageDir, { id: rec.id, bundleDir: p.bundle, runDir: p.run, netnsPath: netnsPath(ns), logFile: p.log });
         phase("runtimeRestore");
         // The UTS name is the source's (it lives in the checkpointed kernel); the agent is
-        // waited for meanwhile, and the VM is handed out only once both are done.
-        const [named, ready] = await Promise.allSettled([runtime.setHostname(rec.id, rec.id), this.waitForAgent(rec.id)]);
+        // waited for meanwhile, and the VM is handed out only once both are done (`hostname`
+        // is that step's own time, inside `agentReady`).
+        const [named, ready] = await Promise.allSettled([timed(() => runtime.setHostname(rec.id, rec.id)).then((t) => (phases.hostname = t.ms)), this.waitForAgent(rec.id)]);
         if (ready.status === "rejected") throw ready.reason;
         if (named.status === "rejected") throw named.reason;
       }
