@@ -8,11 +8,12 @@
  */
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ErrorCode, type Engine, type PtyAttachment } from "../src/index.js";
-import { useEngine } from "../test-support/harness.js";
+import { Engine, ErrorCode, type EngineOptions, type PtyAttachment } from "../src/index.js";
+import { AGENT_BUNDLE, IMAGES_DIR, RUNSC_OPTIONS, destroyAll, useEngine } from "../test-support/harness.js";
 import { turnHostile } from "../test-support/hostile-agent.js";
 
 /** A counter in a shell's memory, written out each round, and the same number appended to a file the loop holds open. */
@@ -257,5 +258,33 @@ describe("memory snapshots", () => {
     assert.deepEqual(await engine.listSnapshots(), snapsBefore);
     assert.deepEqual(await fs.readdir(path.join(dataDir, "memory")).catch(() => []), imagesBefore, "no image, partial or whole");
     assert.deepEqual(await fs.readdir(path.join(dataDir, "layers")).catch(() => []), layersBefore, "no layer, partial or whole");
+  });
+
+  it("the same data dir opened on hostinet: its netstack VM and memory snapshot are UNSUPPORTED, memory: false still boots", async (ctx) => {
+    if (!ready(ctx)) return;
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-memnet-"));
+    const opts: EngineOptions = { dataDir, imagesDir: IMAGES_DIR, agentBundleDir: AGENT_BUNDLE, ...RUNSC_OPTIONS, network: "netstack" };
+    let engine = await Engine.open(opts);
+    try {
+      const src = await engine.createVm();
+      const snap = await engine.snapshotVm(src.id, { memory: true });
+      await engine.close();
+      engine = await Engine.open({ ...opts, network: "hostinet" });
+      assert.deepEqual(engine.recovery.adopted, [src.id], "the netstack sandbox runs on");
+      assert.equal(await engine.canCheckpoint(src.id), false);
+      await assert.rejects(engine.snapshotVm(src.id, { memory: true }), (err: Error & { code?: string }) => err.code === ErrorCode.Unsupported && /hostinet/.test(err.message));
+      await assert.rejects(engine.createVm({ snapshotId: snap.id }), { code: ErrorCode.Unsupported });
+      const disk = await engine.createVm({ snapshotId: snap.id, memory: false });
+      assert.equal(disk.restoredFrom, undefined);
+      assert.equal(await sh(engine, disk.id, "hostname"), `${disk.id}\n`);
+      // Booted on hostinet, it stays uncheckpointable when netstack is back.
+      await engine.close();
+      engine = await Engine.open(opts);
+      assert.equal(await engine.canCheckpoint(disk.id), false);
+      await assert.rejects(engine.snapshotVm(disk.id, { memory: true }), (err: Error & { code?: string }) => err.code === ErrorCode.Unsupported && /started on hostinet/.test(err.message));
+      assert.equal(await engine.canCheckpoint(src.id), true);
+    } finally {
+      await destroyAll({ engine, dataDir }).catch(() => undefined);
+    }
   });
 });
