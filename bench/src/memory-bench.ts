@@ -17,8 +17,8 @@
  *   `runsc restore --detach` + `runsc exec true`;
  * - fork of 3: `forkVm(id, {count: 3, memory: true})` + exec `true` answered in all three vs one
  *   `runsc checkpoint` + three `runsc restore` at once + `runsc exec true` in each.
- * A case the engine cannot run (no memory snapshots yet, a VM it cannot checkpoint) is skipped
- * with the reason printed; a copy that the engine booted from disk instead of restoring is an
+ * The engine's memory cases are skipped, with the reason printed, where it cannot checkpoint the
+ * VM (an engine on hostinet); a copy that the engine booted from disk instead of restoring is an
  * error, never a figure. Untimed check: a process started in the source before the capture is
  * alive in every restored copy.
  *
@@ -30,8 +30,8 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Engine } from "@capsule/engine";
-import { RawRunsc } from "./raw-runsc.js";
+import { Engine, type SnapshotRecord, type VmInfo } from "@capsule/engine";
+import { RawRunsc, imageBytes } from "./raw-runsc.js";
 
 const argv = process.argv.slice(2);
 const asJson = argv.includes("--json");
@@ -56,21 +56,6 @@ const rawNodeArgs = (mb: number) => [
   "-e", `globalThis.keep = Buffer.alloc(${mb} * 2 ** 20, 1); setInterval(() => {}, 2 ** 30);`,
 ];
 
-/**
- * The memory surface agreed for issue 15, as this bench calls it. Typed here so the bench builds
- * against an engine from before it; {@link memoryApi} checks at run time that the engine has it.
- */
-interface MemoryApi {
-  canCheckpoint(id: string): Promise<boolean>;
-  snapshotVm(id: string, opts: { memory: true }): Promise<{ id: string; memory?: { bytes: number } }>;
-  createVm(opts: { snapshotId: string; memory: true }): Promise<{ id: string; restoredFrom?: string }>;
-  forkVm(id: string, opts: { count: number; memory: true }): Promise<Array<{ id: string; restoredFrom?: string }>>;
-}
-
-function memoryApi(engine: Engine): MemoryApi | undefined {
-  return typeof (engine as unknown as Partial<MemoryApi>).canCheckpoint === "function" ? (engine as unknown as MemoryApi) : undefined;
-}
-
 interface Stat {
   n: number;
   p50: number;
@@ -85,12 +70,6 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();
   return performance.now() - t0;
-}
-
-async function dirBytes(dir: string): Promise<number> {
-  let total = 0;
-  for (const name of await fs.readdir(dir)) total += (await fs.stat(path.join(dir, name))).size;
-  return total;
 }
 
 /** The samples of one case, both sides; `skipped` says why the capsule side has none. */
@@ -155,19 +134,16 @@ async function main(): Promise<void> {
     const snap: Case = (cases.memorySnapshot = { capsule: [], raw: [] });
     const restore: Case = (cases.restoreToFirstExec = { capsule: [], raw: [] });
     const fork: Case = (cases.forkOf3 = { capsule: [], raw: [] });
-    const mem = memoryApi(engine);
-    const skip = !mem
-      ? "this engine has no memory snapshots (no canCheckpoint: issue 15's engine side has not landed)"
-      : !(await mem.canCheckpoint(vm))
-        ? `the engine says VM ${vm} cannot be checkpointed (runtime ${(await engine.getVm(vm)).runtime}; the network stack must be netstack)`
-        : undefined;
+    const skip = (await engine.canCheckpoint(vm))
+      ? undefined
+      : `the engine cannot checkpoint VM ${vm} (network stack ${engine.features.network}; memory snapshots need netstack)`;
     if (skip) {
       for (const c of [snap, restore, fork]) c.skipped = skip;
       log(`engine memory cases skipped: ${skip}`);
     }
     // A process the copies must still have: the capture took its memory, not just the disk.
-    const witness = mem && !skip ? await exec(vm, "nohup sleep 1000000 >/dev/null 2>&1 & echo $!") : "";
-    const assertRestored = async (copy: { id: string; restoredFrom?: string }, from: string) => {
+    const witness = skip ? "" : await exec(vm, "nohup sleep 1000000 >/dev/null 2>&1 & echo $!");
+    const assertRestored = async (copy: VmInfo, from: string) => {
       if (copy.restoredFrom !== from) throw new Error(`VM ${copy.id} was not restored from ${from} (restoredFrom ${copy.restoredFrom ?? "absent"}): a disk boot is not a memory figure`);
       await exec(copy.id, `kill -0 ${witness}`);
     };
@@ -179,14 +155,14 @@ async function main(): Promise<void> {
     for (let i = 0; i < SAMPLES; i++) {
       stop.signal.throwIfAborted();
       // memory snapshot, then a VM restored from it
-      if (mem && !skip) {
-        let s: { id: string; memory?: { bytes: number } } | undefined;
-        snap.capsule.push(await time(async () => (s = await mem.snapshotVm(vm, { memory: true }))));
+      if (!skip) {
+        let s: SnapshotRecord | undefined;
+        snap.capsule.push(await time(async () => (s = await engine.snapshotVm(vm, { memory: true }))));
         if (!s?.memory) throw new Error(`snapshot ${s?.id} of a memory snapshot has no memory record`);
         sizes.capsuleImageBytes = s.memory.bytes;
-        let copy: { id: string; restoredFrom?: string } | undefined;
+        let copy: VmInfo | undefined;
         restore.capsule.push(await time(async () => {
-          copy = await mem.createVm({ snapshotId: s!.id, memory: true });
+          copy = await engine.createVm({ snapshotId: s!.id, memory: true });
           await exec(copy.id, "true");
         }));
         await assertRestored(copy!, s.id);
@@ -195,7 +171,7 @@ async function main(): Promise<void> {
       }
       const img = newImageDir();
       snap.raw.push(await time(() => sized.checkpoint(rawSrc, img)));
-      sizes.rawImageBytes = await dirBytes(img);
+      sizes.rawImageBytes = await imageBytes(img);
       const rawCopy = `${tag}-r${i}`;
       restore.raw.push(await time(async () => {
         await sized.restore(rawCopy, img);
@@ -205,10 +181,10 @@ async function main(): Promise<void> {
       await fs.rm(img, { recursive: true });
 
       // fork of 3
-      if (mem && !skip) {
-        let copies: Array<{ id: string; restoredFrom?: string }> = [];
+      if (!skip) {
+        let copies: VmInfo[] = [];
         fork.capsule.push(await time(async () => {
-          copies = await mem.forkVm(vm, { count: FORK_COUNT, memory: true });
+          copies = await engine.forkVm(vm, { count: FORK_COUNT, memory: true });
           await Promise.all(copies.map((c) => exec(c.id, "true")));
         }));
         if (copies.length !== FORK_COUNT) throw new Error(`forkVm gave ${copies.length} copies, not ${FORK_COUNT}`);

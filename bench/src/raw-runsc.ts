@@ -50,15 +50,27 @@ export class RawRunsc {
     await this.detached(["run", "--detach", `--bundle=${await this.bundle(id)}`, id]);
   }
 
-  /** `runsc restore --detach` of `imageDir` into a new sandbox `id`, on a bundle of its own. */
-  async restore(id: string, imageDir: string): Promise<void> {
-    await this.detached(["restore", "--detach", `--image-path=${imageDir}`, `--bundle=${await this.bundle(id)}`, id]);
+  /** `runsc create`: the sandbox's processes started, its container not; a later {@link restore} with `created` fills it. */
+  async create(id: string): Promise<void> {
+    await this.detached(["create", `--bundle=${await this.bundle(id)}`, id]);
   }
 
-  /** `runsc checkpoint --leave-running --compression=none` into `imageDir` (made here, must not exist). */
-  async checkpoint(id: string, imageDir: string): Promise<void> {
+  /**
+   * `runsc restore --detach` of `imageDir` into sandbox `id`: a new one on a bundle of its own, or
+   * (`created`) the one {@link create} made. `direct`: read the pages file with O_DIRECT.
+   */
+  async restore(id: string, imageDir: string, opts: { created?: boolean; direct?: boolean } = {}): Promise<void> {
+    const bundle = opts.created ? path.join(this.dir, id) : await this.bundle(id);
+    await this.detached(["restore", "--detach", ...(opts.direct ? ["--direct"] : []), `--image-path=${imageDir}`, `--bundle=${bundle}`, id]);
+  }
+
+  /**
+   * `runsc checkpoint --leave-running --compression=none` into `imageDir` (made here, must not
+   * exist); `excludeZeroPages`: leave committed zero-filled pages out of the image.
+   */
+  async checkpoint(id: string, imageDir: string, opts: { excludeZeroPages?: boolean } = {}): Promise<void> {
     await fs.mkdir(imageDir);
-    await run("runsc", [`--root=${this.root}`, "checkpoint", "--leave-running", "--compression=none", `--image-path=${imageDir}`, id]);
+    await run("runsc", [`--root=${this.root}`, "checkpoint", "--leave-running", "--compression=none", ...(opts.excludeZeroPages ? ["--exclude-committed-zero-pages"] : []), `--image-path=${imageDir}`, id]);
   }
 
   async pause(id: string): Promise<void> {
@@ -96,4 +108,11 @@ export class RawRunsc {
       return []; // no root yet: nothing was started
     }
   }
+}
+
+/** The bytes of a checkpoint image (the files runsc wrote into its directory). */
+export async function imageBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await fs.readdir(dir)) total += (await fs.stat(path.join(dir, name))).size;
+  return total;
 }
