@@ -5,8 +5,9 @@
  *   node bench/dist/restore-lab.js [--samples N (5)] [--only name,name] [--json]
  * Variants: the image's size (Node holding 0, 10 or 100 MiB; 100 MiB of committed zero pages with
  * and without `--exclude-committed-zero-pages`), `--direct`, a restore into a sandbox made ahead by
- * `runsc create` (a warm restore target; its idle CPU and memory are measured too), and both
- * cores kept busy by two host loops. Needs root; leaves nothing behind, Ctrl-C included.
+ * `runsc create` (a warm restore target, running or frozen; its idle CPU and memory are measured
+ * too), and both cores kept busy by two host loops. Needs root; leaves nothing behind, Ctrl-C
+ * included.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs/promises";
@@ -38,6 +39,8 @@ interface Variant {
   workload: Workload;
   excludeZeroPages?: boolean;
   created?: boolean;
+  /** The target made ahead waits frozen (cgroup v1 freezer, as warm VMs do); thawed inside the timing. */
+  frozen?: boolean;
   direct?: boolean;
   busy?: boolean;
 }
@@ -45,6 +48,7 @@ const W10 = { fillMb: 10, zeroMb: 0 };
 const VARIANTS: Variant[] = [
   { name: "cold", workload: W10 },
   { name: "created-ahead", workload: W10, created: true },
+  { name: "created-ahead-frozen", workload: W10, created: true, frozen: true },
   { name: "direct", workload: W10, direct: true },
   { name: "fill-0", workload: { fillMb: 0, zeroMb: 0 } },
   { name: "fill-100", workload: { fillMb: 100, zeroMb: 0 } },
@@ -69,6 +73,12 @@ const median = (xs: number[]) => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The CPU (ms per s) and memory (MiB) a sandbox's cgroup is charged while it idles for `ms`. */
+async function setFreezer(id: string, state: "FROZEN" | "THAWED"): Promise<void> {
+  const control = `/sys/fs/cgroup/freezer/${id}/freezer.state`;
+  await fs.writeFile(control, state);
+  while ((await fs.readFile(control, "utf8")).trim() !== state) await sleep(1);
+}
+
 async function idleCost(id: string, ms: number): Promise<{ cpuMsPerS: number; memMiB: number }> {
   const usage = async () => Number(await fs.readFile(`/sys/fs/cgroup/cpuacct/${id}/cpuacct.usage`, "utf8"));
   const before = await usage();
@@ -128,10 +138,12 @@ async function main(): Promise<void> {
         const row = rows[v.name]!;
         if (v.created) {
           await raw.create(id);
+          if (v.frozen) await setFreezer(id, "FROZEN");
           (row.idle ??= []).push(await idleCost(id, WARM_IDLE_MS));
         }
         if (v.busy) loops = busyLoops();
         const t0 = performance.now();
+        if (v.frozen) await setFreezer(id, "THAWED");
         await raw.restore(id, img, { created: v.created, direct: v.direct });
         row.restoreMs.push(performance.now() - t0);
         await raw.exec(id, "true");
