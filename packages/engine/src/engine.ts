@@ -702,7 +702,8 @@ export class Engine {
           await fs.mkdir(this.#images.dir, { recursive: true, mode: 0o700 });
           timings = await checkpointVm(
             runtime,
-            { id, runDir: p.run, upperDir: p.upper, prepare: () => this.#prepareAgent(id) },
+            // Straight to the agent: GuestOps refuses a VM whose record says paused.
+            { id, runDir: p.run, upperDir: p.upper, prepare: () => this.#host.agent(id).prepareCheckpoint() },
             { imageDir: this.#images.partialPath(image), copyUpper: (upper) => this.#layers.copy(layer, upper), maxImageBytes: maxImageBytes(rec.limits.memoryMb) },
           );
         } finally {
@@ -710,19 +711,17 @@ export class Engine {
         }
         timer.end("capture");
         Object.assign(timer.phases, { prepare: timings.prepareMs, pause: timings.pauseMs, checkpoint: timings.checkpointMs, copy: timings.copyMs });
-        const [layerBytes, imageBytes] = await Promise.all([this.#layers.seal(layer, timer), opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image))]);
-        return { layer, image, rec, layerBytes, imageBytes, fromState, timer };
+        // Both settle before a failure discards both: neither is removed while still being sealed.
+        const [layerBytes, imageBytes] = await Promise.allSettled([this.#layers.seal(layer, timer), opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image))]);
+        if (layerBytes.status === "rejected") throw layerBytes.reason;
+        if (imageBytes.status === "rejected") throw imageBytes.reason;
+        return { layer, image, rec, layerBytes: layerBytes.value, imageBytes: imageBytes.value, fromState, timer };
       } catch (err) {
         await this.#layers.discard(layer);
         await this.#images.discard(image);
         throw err;
       }
     });
-  }
-
-  /** `ckpt.prepare` of a running or just-resumed VM whose agent has it (GuestOps refuses a VM whose record says paused). */
-  async #prepareAgent(id: string): Promise<void> {
-    await this.#host.agent(id).prepareCheckpoint();
   }
 
   async listSnapshots(): Promise<SnapshotRecord[]> {
