@@ -6,8 +6,9 @@
  * Variants: the image's size (Node holding 0, 10 or 100 MiB; 100 MiB of committed zero pages with
  * and without `--exclude-committed-zero-pages`), `--direct`, a restore into a sandbox made ahead by
  * `runsc create` (a warm restore target, running or frozen; its idle CPU and memory are measured
- * too), and both cores kept busy by two host loops. Needs root; leaves nothing behind, Ctrl-C
- * included.
+ * too), both cores kept busy by two host loops, and a fork of 3 (checkpoint + 3 restores at
+ * once) with and without its targets made during the checkpoint. Needs root; leaves nothing
+ * behind, Ctrl-C included.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs/promises";
@@ -43,6 +44,12 @@ interface Variant {
   frozen?: boolean;
   direct?: boolean;
   busy?: boolean;
+  /**
+   * A fork: this many copies of a checkpoint taken in the timing (the source runs on), restored at
+   * once, each answering `runsc exec true`; with `created`, their sandboxes are made while the
+   * checkpoint runs, as an engine could once a fork is asked for.
+   */
+  copies?: number;
 }
 const W10 = { fillMb: 10, zeroMb: 0 };
 const VARIANTS: Variant[] = [
@@ -57,6 +64,8 @@ const VARIANTS: Variant[] = [
   { name: "zero-100-excluded", workload: { fillMb: 10, zeroMb: 100 }, excludeZeroPages: true },
   { name: "cold-busy", workload: W10, busy: true },
   { name: "created-ahead-busy", workload: W10, created: true, busy: true },
+  { name: "fork-3", workload: W10, copies: 3 },
+  { name: "fork-3-created-during-checkpoint", workload: W10, copies: 3, created: true },
 ].filter((v) => !ONLY || ONLY.includes(v.name));
 
 /** Node keeping `fillMb` MiB of non-zero pages and `zeroMb` MiB of committed zero pages live. */
@@ -99,6 +108,20 @@ interface Row {
   idle?: Array<{ cpuMsPerS: number; memMiB: number }>;
 }
 
+/** One fork sample: `restoreMs` until every copy is restored, `toExecMs` until each answered. */
+async function forkSample(raw: RawRunsc, source: string, img: string, id: string, v: Variant, row: Row): Promise<void> {
+  const ids = Array.from({ length: v.copies! }, (_, k) => `${id}-${k}`);
+  const t0 = performance.now();
+  await Promise.all([raw.checkpoint(source, img), ...(v.created ? ids.map((c) => raw.create(c)) : [])]);
+  const restored = ids.map((c) => raw.restore(c, img, { created: v.created }));
+  await Promise.all(restored);
+  row.restoreMs.push(performance.now() - t0);
+  await Promise.all(ids.map((c) => raw.exec(c, "true")));
+  row.toExecMs.push(performance.now() - t0);
+  for (const c of ids) await raw.destroy(c);
+  await fs.rm(img, { recursive: true });
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("restore-lab needs root (runsc)");
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-restore-lab-"));
@@ -136,6 +159,10 @@ async function main(): Promise<void> {
         const img = images.get(`${key(v.workload)}${v.excludeZeroPages ? "-x" : ""}`)!;
         const id = `${tag}-${v.name}-${i}`;
         const row = rows[v.name]!;
+        if (v.copies) {
+          await forkSample(raw, `${tag}-${key(v.workload)}`, path.join(scratch, `fork-${i}`), id, v, row);
+          continue;
+        }
         if (v.created) {
           await raw.create(id);
           if (v.frozen) await setFreezer(id, "FROZEN");
@@ -171,7 +198,7 @@ async function main(): Promise<void> {
   console.log(`medians of ${SAMPLES} (ms); load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   for (const [name, s] of Object.entries(summary)) {
     const warm = "warmTargetIdleCpuMsPerS" in s ? `  (target made ahead idles at ${s.warmTargetIdleCpuMsPerS!.toFixed(1)} ms CPU/s, ${s.warmTargetMemMiB!.toFixed(0)} MiB)` : "";
-    console.log(`${name.padEnd(24)} image ${s.imageMiB!.toFixed(1).padStart(6)} MiB  restore ${s.restoreMs.toFixed(0).padStart(4)}  -> first exec ${s.toFirstExecMs.toFixed(0).padStart(4)}${warm}`);
+    console.log(`${name.padEnd(34)} image ${s.imageMiB!.toFixed(1).padStart(6)} MiB  restore ${s.restoreMs.toFixed(0).padStart(4)}  -> first exec ${s.toFirstExecMs.toFixed(0).padStart(4)}${warm}`);
   }
 }
 
