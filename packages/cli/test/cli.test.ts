@@ -122,6 +122,41 @@ describe("capsule CLI", () => {
     assert.doesNotMatch((await run(["vm", "service", "list", vmId])).stdout, /ticker|mine/);
   });
 
+  it("vm snapshot --memory and vm fork --count / --no-memory: a counter counts on in each live copy, not in a disk copy", async (ctx) => {
+    if (t.skip() || !vmId) return ctx.skip(String(t.skip() || "no VM"));
+    const counter = "setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n.new && mv /tmp/n.new /tmp/n; sleep 0.05; done' >/dev/null 2>&1 </dev/null & while [ ! -e /tmp/n ]; do sleep 0.01; done";
+    assert.equal((await run(["vm", "exec", vmId, "--", counter])).code, 0);
+    /** Whether the counter in `id` moves within a few seconds (it moves 20 times a second when its process runs). */
+    const counting = async (id: string) => (await run(["vm", "exec", id, "--", "a=$(cat /tmp/n); for i in $(seq 100); do sleep 0.05; [ \"$(cat /tmp/n)\" != \"$a\" ] && exit 0; done; exit 1"])).code === 0;
+    const made: string[] = [];
+    try {
+      const snap = await run(["vm", "snapshot", vmId, "--memory", "--json"]);
+      assert.equal(snap.code, 0, snap.stderr);
+      const { snapshotId } = JSON.parse(snap.stdout) as { snapshotId: string };
+      assert.match((await run(["snapshot", "list"])).stdout, new RegExp(`${snapshotId}.*memory\\+disk`));
+      const resumed = await run(["vm", "create", "--snapshot", snapshotId, "--idle-timeout", "none"]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      made.push(resumed.stdout.trim());
+      assert.equal(await counting(resumed.stdout.trim()), true, "a VM from the memory snapshot counts on");
+
+      const live = await run(["vm", "fork", vmId, "--count", "2"]);
+      assert.equal(live.code, 0, live.stderr);
+      const copies = live.stdout.trim().split("\n");
+      made.push(...copies);
+      assert.equal(copies.length, 2);
+      for (const id of copies) assert.equal(await counting(id), true, `live copy ${id} counts on`);
+      const disk = await run(["vm", "fork", vmId, "--no-memory", "--json"]);
+      assert.equal(disk.code, 0, disk.stderr);
+      const [diskCopy] = (JSON.parse(disk.stdout) as { forks: Array<{ id: string }> }).forks.map((f) => f.id);
+      made.push(diskCopy!);
+      assert.equal(await counting(diskCopy!), false, "a disk copy has the file, not the process");
+      assert.equal((await run(["vm", "fork", vmId, "--count", "0"])).code, 2);
+      assert.equal((await run(["snapshot", "delete", snapshotId])).code, 0);
+    } finally {
+      for (const id of made) await run(["vm", "delete", id]);
+    }
+  });
+
   it("snapshot create / list / delete, vm stop / start / delete; image list", async (ctx) => {
     if (t.skip() || !vmId) return ctx.skip(String(t.skip() || "no VM"));
     const snap = JSON.parse((await run(["snapshot", "create", vmId, "--name", "cli-snap", "--json"])).stdout) as { snapshotId: string };
