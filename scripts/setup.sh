@@ -9,8 +9,8 @@
 #   bash scripts/setup.sh --build-only    # host packages, npm ci and the build only
 #   CAPSULE_IMAGE=bookworm bash scripts/setup.sh
 #
-# Settings (environment): CAPSULE_DATA_DIR (default /var/lib/capsule), CAPSULE_IMAGE (trixie);
-# the package caches' in scripts/package-caches.sh.
+# Settings (environment): CAPSULE_DATA_DIR (default /var/lib/capsule), CAPSULE_IMAGE (trixie),
+# CAPSULE_MAX_VMS (256: VMs run at once, for the conntrack table); the package caches' in scripts/package-caches.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=common.sh
@@ -40,7 +40,7 @@ case "$IMAGE" in trixie|bookworm) ;; *) die "CAPSULE_IMAGE must be trixie or boo
 
 # ---------------------------------------------------------------------------------------------
 say "host packages"
-PKGS=(iproute2 nftables mmdebstrap tini runc e2fsprogs util-linux gcc libc6-dev make g++ python3 ca-certificates)
+PKGS=(iproute2 nftables conntrack mmdebstrap tini runc e2fsprogs util-linux gcc libc6-dev make g++ python3 ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -65,6 +65,23 @@ if [ -z "$BUILD_ONLY" ]; then
   nft list tables >/dev/null 2>&1 || die "nftables is not usable on this kernel (nft list tables failed)"
   unshare --net true 2>/dev/null || die "cannot create a network namespace (unshare --net failed): in a container, give it CAP_SYS_ADMIN or run Capsule on the host"
   note "overlayfs, nftables and network namespaces available"
+  # The host's one conntrack table (when full, every new connection on the host is dropped): each
+  # VM may hold 2524 entries (the engine's MAX_CONNTRACK_ENTRIES_PER_VM) and 65536 stay for the
+  # host (CONNTRACK_HOST_RESERVE); the engine warns when more VMs run than it holds. An entry
+  # takes ~320 bytes, and only while it exists: 256 VMs at their bound ~220 MiB. Never lowered.
+  max_vms=${CAPSULE_MAX_VMS:-256}
+  case "$max_vms" in ''|*[!0-9]*) die "CAPSULE_MAX_VMS must be a number of VMs, got '$max_vms'" ;; esac
+  ct_max=$(( max_vms * 2524 + 65536 ))
+  modprobe nf_conntrack 2>/dev/null || true
+  ct_now=$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null) || die "the kernel has no conntrack (modprobe nf_conntrack failed)"
+  if [ "$ct_now" -lt "$ct_max" ]; then
+    echo nf_conntrack >/etc/modules-load.d/capsule-conntrack.conf # the sysctl below applies at boot only once it is loaded
+    echo "net.netfilter.nf_conntrack_max = $ct_max" >/etc/sysctl.d/60-capsule-conntrack.conf
+    echo "$ct_max" >/proc/sys/net/netfilter/nf_conntrack_max
+    note "conntrack table raised from $ct_now to $ct_max entries ($max_vms VMs)"
+  else
+    note "conntrack table holds $ct_now entries ($max_vms VMs need $ct_max)"
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------

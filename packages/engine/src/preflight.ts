@@ -24,6 +24,8 @@ export async function checkHost(opts: ResolvedOptions): Promise<EngineFeatures> 
     [opts.runscPath, ["--version"], "runsc (gVisor) — scripts/setup.sh installs it"],
     ["ip", ["-V"], "iproute2 (apt-get install iproute2)"],
     ["nft", ["--version"], "nftables (apt-get install nftables)"],
+    // Required, not optional: without it a stopped VM's open flows stay in the host's conntrack table, for a later VM on its /30 to meet.
+    ["conntrack", ["--version"], "conntrack (apt-get install conntrack)"],
     ["nsenter", ["--version"], "util-linux nsenter"],
     ["mkfs.ext4", ["-V"], "e2fsprogs (apt-get install e2fsprogs)"],
   ];

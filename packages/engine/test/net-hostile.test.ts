@@ -10,6 +10,8 @@ import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import type { VmInfo } from "../src/index.js";
 import { MAX_CONNTRACK_ENTRIES_PER_VM, VM_FLOW_LIMITS } from "../src/net/firewall.js";
+import { claim, release } from "../src/net/ipam.js";
+import { createNetns, deleteNetns } from "../src/net/netns.js";
 import { useEngine } from "../test-support/harness.js";
 
 const NODE = "/.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node";
@@ -35,6 +37,17 @@ function conntrackOf(ip: string, dport?: number): Array<{ state: string; seconds
   }
   return entries;
 }
+
+/** The host's conntrack entries from or to any of `ips` (a VM's link: its address and its gateway), as the kernel prints them. */
+function linkEntries(...ips: string[]): string[] {
+  return sh("cat", ["/proc/net/nf_conntrack"])
+    .split("\n")
+    .filter((line) => ips.some((ip) => line.includes(` src=${ip} `) || line.includes(` dst=${ip} `)));
+}
+
+/** Node as root in a VM: one connection to the host's echo port, held open and idle; prints `held` once it answered. */
+const heldScript = (gateway: string, echoPort: number) =>
+  `${NODE} -e "const c = require('net').connect(${echoPort}, '${gateway}'); c.once('data', () => console.log('held')); c.write('x'); setInterval(() => {}, 1e6)"`;
 
 /** `work`'s result, and the most conntrack entries `ip` had at once while it ran (sampled every 250 ms). */
 async function mostEntriesWhile<T>(ip: string, work: Promise<T>): Promise<{ result: T; most: number }> {
@@ -134,6 +147,7 @@ describe("hostile VM root on the network", () => {
   /** A second allowed host port that echoes, for a connection held open across a storm. */
   let echo: net.Server;
   let echoPort = 0;
+  const echoSockets = new Set<net.Socket>();
   before(async () => {
     // Dual-stack, so an IPv6 connection would be seen too.
     allowed = net.createServer((s) => {
@@ -143,12 +157,17 @@ describe("hostile VM root on the network", () => {
     });
     await new Promise<void>((r) => allowed.listen(0, "::", r));
     allowedPort = (allowed.address() as net.AddressInfo).port;
-    echo = net.createServer((s) => s.on("error", () => {}).pipe(s));
+    echo = net.createServer((s) => {
+      echoSockets.add(s.on("error", () => {}).on("close", () => echoSockets.delete(s)));
+      s.pipe(s);
+    });
     await new Promise<void>((r) => echo.listen(0, r));
     echoPort = (echo.address() as net.AddressInfo).port;
   });
   after(async () => {
     await new Promise<void>((r) => allowed.close(() => r()));
+    // A stopped VM's connection never closed its host end (the sandbox's stack died with it).
+    for (const s of echoSockets) s.destroy();
     await new Promise<void>((r) => echo.close(() => r()));
   });
   const t = useEngine(() => ({ allowedHostPorts: [allowedPort, echoPort] }));
@@ -314,5 +333,54 @@ describe("hostile VM root on the network", () => {
     assert.ok(entries[0]!.secondsLeft <= VM_FLOW_LIMITS.shortSeconds, JSON.stringify(entries));
     await sleep((VM_FLOW_LIMITS.shortSeconds + 1) * 1000);
     assert.deepEqual(conntrackOf(vm.ip!, allowedPort), []);
+  });
+
+  /** Holds an idle connection from `vm` to the host's echo port; resolves once its entry is ESTABLISHED. */
+  async function holdConnection(vm: VmInfo): Promise<string[]> {
+    const { engine } = t.get();
+    const holder = await engine.guest.spawn(vm.id, { command: heldScript(vm.gatewayIp!, echoPort) });
+    holder.exited.catch(() => undefined); // it ends with the VM
+    await new Promise<void>((r) => holder.stdout.once("data", () => r()));
+    const entries = linkEntries(vm.ip!).filter((l) => l.includes(`dport=${echoPort} `) && l.includes(" ESTABLISHED "));
+    assert.equal(entries.length, 1, linkEntries(vm.ip!).join("\n"));
+    return entries;
+  }
+
+  it("a stopped or deleted VM's connections leave the host's conntrack table, established ones included", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { engine } = t.get();
+    const vm = await engine.createVm();
+    const [entry] = await holdConnection(vm);
+    // An idle established flow of a VM is kept for hours, not the kernel's 5 days.
+    const secondsLeft = Number(entry!.split(/\s+/)[4]);
+    assert.ok(secondsLeft > VM_FLOW_LIMITS.shortSeconds && secondsLeft <= VM_FLOW_LIMITS.establishedSeconds, entry);
+    await engine.stopVm(vm.id);
+    assert.deepEqual(linkEntries(vm.ip!, vm.gatewayIp!), []);
+    // Started again (on whichever /30 it gets) and deleted with a connection open: gone too.
+    const again = await engine.startVm(vm.id);
+    await holdConnection(again);
+    await engine.deleteVm(vm.id, { wait: true });
+    assert.deepEqual(linkEntries(again.ip!, again.gatewayIp!), []);
+  });
+
+  it("a VM's /30 carries no conntrack entry of an earlier VM on it once its network is set up", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    // A /30 claimed as a VM's would be, with entries planted as an earlier VM's that escaped its
+    // teardown: one it opened to its gateway and one another address opened to it.
+    const lease = await claim("10.213.0.0/16", { dataDir: t.get().dataDir, vmId: "conntrack-probe" });
+    const ns = `cap-ctprobe-${process.pid}`;
+    const hostIf = `cvct${process.pid}`;
+    const plant = (src: string, dst: string) =>
+      sh("conntrack", ["-I", "-p", "tcp", "-s", src, "-d", dst, "--sport", "40000", "--dport", String(echoPort), "--state", "ESTABLISHED", "-u", "ASSURED", "-t", "3600"]);
+    try {
+      plant(lease.guestIp, lease.hostIp);
+      plant("192.0.2.7", lease.guestIp);
+      assert.equal(linkEntries(lease.guestIp).length, 2, "planting failed");
+      await createNetns(ns, hostIf, lease, false);
+      assert.deepEqual(linkEntries(lease.guestIp, lease.hostIp), []);
+    } finally {
+      await deleteNetns(ns, hostIf);
+      await release(lease.slot, "conntrack-probe");
+    }
   });
 });

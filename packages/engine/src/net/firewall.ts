@@ -43,7 +43,7 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced, keeping its shared sets' elements. */
-const RULESET_VERSION = 8;
+const RULESET_VERSION = 9;
 /** The shared sets whose elements survive a ruleset upgrade. */
 const SHARED_SETS = ["allowed", "egress", "pkgcache"] as const;
 /** The dynamic sets holding a VM's flow limits' state, keyed by its interface alone. */
@@ -81,6 +81,17 @@ export const VM_FLOW_LIMITS = {
   shortSeconds: 10,
   /** Seconds an answered UDP flow is kept idle (the kernel's default is 120): a DNS query's is short-lived, a QUIC one sends within this. */
   udpRepliedSeconds: 60,
+  /**
+   * Seconds an idle established TCP flow is kept (the kernel's default is 5 days). A VM's entries
+   * are flushed when its network is torn down (net/conntrack.ts); this bounds the life of one that
+   * escaped the flush (an engine killed half-way through a teardown). Past the 2 h of idle after
+   * which Linux and gVisor send a connection's first keepalive probe, so a connection with
+   * keepalive on never loses its entry. One idle longer without keepalive does: its next packet
+   * from the VM starts a new flow (a host port's connection goes on; through the egress NAT,
+   * usually too), but one the far end sends first finds no NAT entry and is reset. Cloud NATs
+   * drop idle flows far sooner (minutes), so software that talks across the internet copes.
+   */
+  establishedSeconds: 3 * 3600,
 } as const;
 
 /**
@@ -109,7 +120,7 @@ table inet ${TABLE} {
   map vm_fwd { type ifname : verdict; }
   counter spoofed {}
   counter ipv6 {}
-  ct timeout vm_tcp { protocol tcp; l3proto ip; policy = { syn_sent: ${L.shortSeconds}, syn_recv: ${L.shortSeconds}, time_wait: ${L.shortSeconds}, close: ${L.shortSeconds} }; }
+  ct timeout vm_tcp { protocol tcp; l3proto ip; policy = { syn_sent: ${L.shortSeconds}, syn_recv: ${L.shortSeconds}, established: ${L.establishedSeconds}, time_wait: ${L.shortSeconds}, close: ${L.shortSeconds} }; }
   ct timeout vm_udp { protocol udp; l3proto ip; policy = { unreplied: ${L.shortSeconds}, replied: ${L.udpRepliedSeconds} }; }
   set vm_flow_rate { type ifname; flags dynamic, timeout; timeout ${FLOW_RATE_ELEMENT_SECONDS}s; }
   set vm_flow_live { type ifname; flags dynamic; }
@@ -280,9 +291,8 @@ export async function forgetVm(hostIf: string): Promise<void> {
     if (mine.length === 0) continue;
     await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { ${mine.join(", ")} }\n` }).catch(() => undefined);
   }
-  // Its flow limits start afresh when it boots again. Entries of this run's flows that are still
-  // open (an idle connection to a host port) are then no longer counted as its own: a VM cycled
-  // through stop and start can leave at most `live` of them behind per cycle.
+  // Its flow limits start afresh when it boots again; the conntrack entries of this run's flows
+  // go with its link (deleteNetns, net/conntrack.ts), so none stays behind uncounted.
   for (const set of FLOW_SETS) {
     await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { "${hostIf}" }\n` }).catch(() => undefined);
   }

@@ -1,5 +1,7 @@
 import fs from "node:fs/promises";
+import os from "node:os";
 import { run, runQuiet } from "../host/run.js";
+import { checkConntrackRoom, forgetFlows } from "./conntrack.js";
 import type { Lease } from "./ipam.js";
 
 /**
@@ -7,9 +9,22 @@ import type { Lease } from "./ipam.js";
  * default route is the host end; what it may reach beyond that is decided by the firewall.
  * `packageCaches`: the host end routes to loopback (`route_localnet`), so the firewall can DNAT
  * the VM's connections to the package caches' loopback listeners; the firewall rejects every
- * other packet from a VM to 127.0.0.0/8. The host end has IPv6 disabled.
+ * other packet from a VM to 127.0.0.0/8. The host end has IPv6 disabled. The /30's conntrack
+ * entries are flushed first: none left from an earlier VM on it (net/conntrack.ts).
  */
 export async function createNetns(ns: string, hostIf: string, lease: Lease, packageCaches: boolean): Promise<void> {
+  // The flush runs beside the link's set-up (~20 ms each): the VM starts only after both, so
+  // nothing of its own can be among what it deletes.
+  const results = await Promise.allSettled([forgetFlows(`${lease.hostIp}/${lease.prefix}`), setUpLink(ns, hostIf, lease, packageCaches)]);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) {
+    await deleteNetns(ns, hostIf); // made half-way: the caller undoes only a netns it was given
+    throw failed.reason;
+  }
+  await checkConntrackRoom();
+}
+
+async function setUpLink(ns: string, hostIf: string, lease: Lease, packageCaches: boolean): Promise<void> {
   // Two `ip -batch` runs instead of eight processes: each ip start costs ~15 ms here.
   await run("ip", ["netns", "add", ns]);
   await run("ip", ["-batch", "-"], {
@@ -37,10 +52,20 @@ export async function createNetns(ns: string, hostIf: string, lease: Lease, pack
   });
 }
 
-/** Deleting the namespace destroys its end of the veth, which takes the host end with it. */
+/**
+ * Deleting the namespace destroys its end of the veth, which takes the host end with it. Then
+ * the link's conntrack entries go too (its idle connections' would stay for days): its /30 is
+ * read off the host end first, as only the live interface still knows it. A flush that fails is
+ * a warning, not a failed teardown; the next VM on that /30 flushes it before it starts.
+ */
 export async function deleteNetns(ns: string, hostIf: string): Promise<void> {
+  const link = os.networkInterfaces()[hostIf]?.find((a) => a.family === "IPv4")?.cidr ?? undefined;
   await runQuiet("ip", ["netns", "del", ns]);
   await runQuiet("ip", ["link", "del", hostIf]);
+  if (link === undefined) return;
+  await forgetFlows(link).catch((err: unknown) => {
+    process.emitWarning(`conntrack entries of ${hostIf} (${link}) were not flushed: ${(err as Error).message}`, "CapsuleConntrackWarning");
+  });
 }
 
 export function netnsPath(ns: string): string {
