@@ -14,6 +14,7 @@ import path from "node:path";
 import { buildClaudeSnapshot, Capsule, ensureClaudeCodeBinary } from "@capsule/sdk";
 import { startFakeAnthropic } from "@capsule/sdk/fake-anthropic";
 import { KeyStore, dbPath, openDb, startServer } from "@capsule/server";
+import { quantile } from "./measure.js";
 
 /** Runs a command with stdin closed (`claude -p` otherwise waits 3 s for piped input) and returns stdout. */
 function runClosed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
@@ -48,9 +49,7 @@ interface Stat {
   p95: number;
 }
 function stats(xs: number[]): Stat {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] ?? NaN;
-  return { n: s.length, p50: q(0.5), p95: q(0.95) };
+  return { n: xs.length, p50: quantile(xs, 0.5), p95: quantile(xs, 0.95) };
 }
 async function sample(n: number, fn: () => Promise<void>): Promise<Stat> {
   await fn(); // warm-up, not counted

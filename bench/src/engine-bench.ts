@@ -13,17 +13,13 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { Engine } from "@capsule/engine";
 import { KeyStore, dbPath, openDb, startServer } from "@capsule/server";
+import { benchArgs, quantile, time } from "./measure.js";
 import { RawRunsc } from "./raw-runsc.js";
 import { pssKiB, vmProcesses } from "./vm-procs.js";
 
-const argv = process.argv.slice(2);
-const asJson = argv.includes("--json");
-const argNum = (name: string, dflt: number) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
-};
-const SAMPLES = argNum("--samples", 10);
-const IDLE_VMS = argNum("--idle-vms", 20);
+const { asJson, num } = benchArgs();
+const SAMPLES = num("--samples", 10);
+const IDLE_VMS = num("--idle-vms", 20);
 const DATA = process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule";
 const IMAGES = path.join(DATA, "images");
 const AGENT = path.join(DATA, "agent");
@@ -35,14 +31,7 @@ interface Stat {
   mean: number;
 }
 function stats(xs: number[]): Stat {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] ?? NaN;
-  return { n: s.length, p50: q(0.5), p95: q(0.95), mean: s.reduce((a, b) => a + b, 0) / s.length };
-}
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
+  return { n: xs.length, p50: quantile(xs, 0.5), p95: quantile(xs, 0.95), mean: xs.reduce((a, b) => a + b, 0) / xs.length };
 }
 const log = (...a: unknown[]) => {
   if (!asJson) console.error(...a);

@@ -31,16 +31,12 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Engine, type SnapshotRecord, type VmInfo } from "@capsule/engine";
+import { benchArgs, quantile, time } from "./measure.js";
 import { RawRunsc, imageBytes } from "./raw-runsc.js";
 
-const argv = process.argv.slice(2);
-const asJson = argv.includes("--json");
-const argNum = (name: string, dflt: number) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
-};
-const SAMPLES = argNum("--samples", 5);
-const RAW_FILL_MB = argNum("--raw-fill-mb", 10);
+const { asJson, num } = benchArgs();
+const SAMPLES = num("--samples", 5);
+const RAW_FILL_MB = num("--raw-fill-mb", 10);
 if (!Number.isInteger(SAMPLES) || SAMPLES < 1 || !Number.isInteger(RAW_FILL_MB) || RAW_FILL_MB < 0) {
   throw new Error("usage: memory-bench [--samples N] [--raw-fill-mb N] [--json]");
 }
@@ -62,14 +58,7 @@ interface Stat {
   p90: number;
 }
 function stats(xs: number[]): Stat {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] ?? NaN;
-  return { n: s.length, p50: q(0.5), p90: q(0.9) };
-}
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
+  return { n: xs.length, p50: quantile(xs, 0.5), p90: quantile(xs, 0.9) };
 }
 
 /** The samples of one case, both sides; `skipped` says why the capsule side has none. */

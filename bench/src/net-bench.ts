@@ -12,15 +12,11 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Engine, type NetworkStack } from "@capsule/engine";
+import { benchArgs } from "./measure.js";
 
-const argv = process.argv.slice(2);
-const asJson = argv.includes("--json");
-const argNum = (name: string, dflt: number) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
-};
-const SAMPLES = argNum("--samples", 5);
-const MB = argNum("--mb", 100);
+const { asJson, num } = benchArgs();
+const SAMPLES = num("--samples", 5);
+const MB = num("--mb", 100);
 const BYTES = MB * 1024 * 1024;
 const DATA = process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule";
 const STACKS: NetworkStack[] = ["netstack", "hostinet"];
