@@ -561,8 +561,16 @@ export class Engine {
     const count = opts.count ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > 64) throw new EngineError(ErrorCode.InvalidArgument, "count must be an integer from 1 to 64");
     if (opts.memory === true || opts.memory === "auto") {
-      const captured = await this.#captureMemory(id, opts.memory, { sealImage: false });
-      if (captured) return this.#restoreForks(id, count, opts.owner, captured);
+      // The copies' targets are made on the captured layer while runsc still saves the memory.
+      let forks: Promise<VmInfo[]> | undefined;
+      const captured = await this.#captureMemory(id, opts.memory, {
+        sealImage: false,
+        whileSaving: (capture, saved) => (forks = this.#restoreForks(id, count, opts.owner, capture, saved)),
+      });
+      if (captured) {
+        if (!forks) throw new EngineError(ErrorCode.Internal, `VM ${id}'s capture resolved without sealing its layer`);
+        return forks;
+      }
     }
     const { layer, rec } = await this.#captureLayer(id);
     try {
@@ -587,10 +595,15 @@ export class Engine {
     }
   }
 
-  /** `count` copies restored from one fork's capture; the image goes once they run. */
-  async #restoreForks(sourceId: string, count: number, owner: string | undefined, captured: MemoryCapture): Promise<VmInfo[]> {
+  /**
+   * `count` copies restored from one fork's capture, started as soon as its layer is sealed: each
+   * copy's target is made while the image is still being written and restored into once `saved`
+   * resolves (a rejection fails and tears down every copy). The layer and image are let go once
+   * the copies run and the capture has settled.
+   */
+  async #restoreForks(sourceId: string, count: number, owner: string | undefined, captured: SealedLayer, saved: Promise<void>): Promise<VmInfo[]> {
     const { layer, image, rec } = captured;
-    const how: StartHow = { kind: "restore", imageDir: this.#images.partialPath(image), agentBundle: rec.agentBundle ?? "", caches: rec.caches ?? [] };
+    const how: StartHow = { kind: "restore", imageDir: this.#images.partialPath(image), agentBundle: rec.agentBundle ?? "", caches: rec.caches ?? [], saved };
     const one = () =>
       this.#createFromLayers(
         {
@@ -625,6 +638,8 @@ export class Engine {
       }
       return made;
     } finally {
+      // The capture may still be writing the image (every copy failed early).
+      await saved.catch(() => undefined);
       this.#layers.release(layer);
       await this.#images.discard(image);
       await this.#layers.gc();
@@ -667,8 +682,17 @@ export class Engine {
    * (a fork restores from the unsealed one and discards it). Resolves undefined when `mode` is
    * "auto" and the VM cannot be checkpointed. A refused or failed capture leaves the VM as it was
    * (running or paused, its agent listening again) and no files behind.
+   *
+   * `whileSaving` is called once the layer is sealed, while runsc still writes the image, with a
+   * promise that resolves once the image is complete (just before this resolves) or rejects with
+   * the capture's error; on failure the capture waits for what it returned to settle before it
+   * removes the layer and image.
    */
-  async #captureMemory(id: string, mode: true | "auto", opts: { sealImage: boolean }): Promise<MemoryCapture | undefined> {
+  async #captureMemory(
+    id: string,
+    mode: true | "auto",
+    opts: { sealImage: boolean; whileSaving?: (capture: SealedLayer, saved: Promise<void>) => Promise<unknown> },
+  ): Promise<MemoryCapture | undefined> {
     return this.#lock.run(id, async () => {
       const rec = await this.#record(id);
       const why = await this.#whyNotCheckpoint(rec);
@@ -696,6 +720,18 @@ export class Engine {
       }
       const layer = this.#layers.reserve();
       const image = this.#images.reserve();
+      const saved = settleable();
+      // The layer is sealed while runsc saves the memory (checkpointVm copies it first).
+      let sealing: Promise<number> | undefined;
+      let users: Promise<unknown> | undefined;
+      const copyUpper = async (upper: string) => {
+        await this.#layers.copy(layer, upper);
+        sealing = this.#layers.seal(layer, timer);
+        const { whileSaving } = opts;
+        if (whileSaving) users = sealing.then(() => whileSaving({ layer, image, rec }, saved.promise));
+        // Awaited below on every path; until then a rejection is not an unhandled one.
+        for (const p of [sealing, users]) p?.catch(() => undefined);
+      };
       try {
         let timings: CheckpointTimings;
         try {
@@ -704,7 +740,7 @@ export class Engine {
             runtime,
             // Straight to the agent: GuestOps refuses a VM whose record says paused.
             { id, runDir: p.run, upperDir: p.upper, prepare: () => this.#host.agent(id).prepareCheckpoint() },
-            { imageDir: this.#images.partialPath(image), copyUpper: (upper) => this.#layers.copy(layer, upper), maxImageBytes: maxImageBytes(rec.limits.memoryMb) },
+            { imageDir: this.#images.partialPath(image), copyUpper, maxImageBytes: maxImageBytes(rec.limits.memoryMb) },
           );
         } finally {
           if (fromState === "paused") await runtime.pause(id);
@@ -712,11 +748,16 @@ export class Engine {
         timer.end("capture");
         Object.assign(timer.phases, { prepare: timings.prepareMs, pause: timings.pauseMs, checkpoint: timings.checkpointMs, copy: timings.copyMs });
         // Both settle before a failure discards both: neither is removed while still being sealed.
-        const [layerBytes, imageBytes] = await Promise.allSettled([this.#layers.seal(layer, timer), opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image))]);
+        const [layerBytes, imageBytes] = await Promise.allSettled([sealing, opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image))]);
         if (layerBytes.status === "rejected") throw layerBytes.reason;
         if (imageBytes.status === "rejected") throw imageBytes.reason;
+        if (layerBytes.value === undefined) throw new EngineError(ErrorCode.Internal, `VM ${id}'s checkpoint returned without copying its layer`);
+        saved.resolve();
         return { layer, image, rec, layerBytes: layerBytes.value, imageBytes: imageBytes.value, fromState, timer };
       } catch (err) {
+        saved.reject(err);
+        await sealing?.catch(() => undefined);
+        await users?.catch(() => undefined);
         await this.#layers.discard(layer);
         await this.#images.discard(image);
         throw err;
@@ -852,16 +893,29 @@ export class Engine {
   }
 }
 
-/** What {@link Engine.#captureMemory} hands its caller. */
-interface MemoryCapture {
-  /** The captured layer (sealed) and the memory image, both reserved. */
+/** A capture's layer (sealed), memory image (reserved; complete once the capture resolves) and source record. */
+interface SealedLayer {
   layer: string;
   image: string;
   rec: VmRecord;
+}
+
+/** What {@link Engine.#captureMemory} hands its caller: the layer and image, both reserved. */
+interface MemoryCapture extends SealedLayer {
   layerBytes: number;
   imageBytes: number;
   fromState: "running" | "paused";
   timer: PhaseTimer;
+}
+
+/** A promise and its resolve/reject, for a result that another step settles. */
+function settleable(): { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+  // Its users may not be waiting yet when it rejects (or there may be none).
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
 }
 
 /** Owner labels are short printable text (they go into records and logs). */

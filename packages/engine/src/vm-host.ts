@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import { AgentClient } from "./agent/client.js";
 import { answeringCaches, guestCacheFile, type GuestCacheFile } from "./caches/guest-config.js";
 import type { PackageCache } from "./caches/ports.js";
-import { withRollback } from "./cleanup.js";
+import { withRollback, type Cleanup } from "./cleanup.js";
 import type { ResolvedOptions, RuntimeName } from "./config.js";
 import { mountGuestFiles, unmountGuestFiles } from "./disk/guest-files.js";
 import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
@@ -23,9 +23,13 @@ export type { VmRecord } from "./state/records.js";
 /**
  * How {@link VmHost.bringUp} starts the sandbox once its host side is ready: a fresh boot, or a
  * restore of a memory image, whose spec must mount what the image's sandbox had mounted (the
- * same agent bundle version, the same package-cache configs).
+ * same agent bundle version, the same package-cache configs). A restore with `saved` starts
+ * while the image is still being written (a fork's copies, during the source's save): the
+ * target is made ahead ({@link Runtime.restore}) and restored into once `saved` resolves.
  */
-export type StartHow = { kind: "boot" } | { kind: "restore"; imageDir: string; agentBundle: string; caches: PackageCache[] };
+export type StartHow =
+  | { kind: "boot" }
+  | { kind: "restore"; imageDir: string; agentBundle: string; caches: PackageCache[]; saved?: Promise<void> };
 
 const BOOT: StartHow = { kind: "boot" };
 
@@ -61,87 +65,15 @@ export class VmHost {
   }
 
   /**
-   * Boots the VM (or restores it, see {@link StartHow}); on failure everything it acquired is
-   * released again and the error rethrown. Resolves with how long each phase took (ms), for
-   * diagnostics and the benchmark.
+   * Boots the VM (or restores it, see {@link StartHow}): its target is prepared, then started; on
+   * failure at any point everything either acquired is released again and the error rethrown.
+   * Resolves with how long each phase took (ms), for diagnostics and the benchmark.
    */
   async bringUp(rec: VmRecord, how: StartHow = BOOT): Promise<Record<string, number>> {
-    const p = this.paths.vm(rec.id);
-    const runtime = this.runtimes[rec.runtime];
-    const ns = netnsName(rec.id);
-    const hostIf = hostIfName(rec.id);
     const phases: Record<string, number> = {};
-    let mark = performance.now();
-    const phase = (name: string) => {
-      const now = performance.now();
-      phases[name] = (phases[name] ?? 0) + (now - mark);
-      mark = now;
-    };
     await withRollback(async (cleanup) => {
-      // Mounts and network share nothing, so they run side by side; each registers its own
-      // undos, and a failure waits for the other half, so the rollback sees everything acquired.
-      const mounts = timed(async () => {
-        await mountDisk(p);
-        cleanup.add("unmount disk", () => unmountDisk(p));
-        await mountRootfs(p, this.lowerDirs(rec));
-        cleanup.add("unmount rootfs", () => unmountRootfs(p));
-        await mountGuestFiles(p);
-        cleanup.add("unmount guest files", () => unmountGuestFiles(p));
-      });
-      const network = timed(async () => {
-        const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
-        cleanup.add("release address", () => release(lease.slot, rec.id));
-        rec.net = lease;
-        await this.records.saveVm(rec); // recovery must know the lease even if we crash right now
-        await createNetns(ns, hostIf, lease, this.opts.packageCaches);
-        cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
-        cleanup.add("forget firewall", () => forgetVm(hostIf));
-        await this.applyFirewall(rec, lease);
-        return lease;
-      });
-      const [m, n] = await Promise.allSettled([mounts, network]);
-      if (m.status === "rejected") throw m.reason;
-      if (n.status === "rejected") throw n.reason;
-      // Each half's own duration; together they took the longer of the two.
-      phases.mounts = m.value.ms;
-      phases.network = n.value.ms;
-      mark = performance.now();
-      const lease = n.value.result;
-
-      rec.caches = how.kind === "restore" ? how.caches : this.opts.packageCaches ? await answeringCaches() : [];
-      const cacheFiles = await this.writeGuestFiles(rec, lease, rec.caches.map(guestCacheFile));
-      rec.agentBundle = how.kind === "restore" ? how.agentBundle : await resolveBundle(this.opts.agentBundleDir);
-      if (runtime.network !== undefined) rec.network = runtime.network;
-      const spec = buildSpec({
-        hostname: rec.id,
-        rootfs: p.rootfs,
-        agentBundleDir: rec.agentBundle,
-        agentSnapshot: await pathExists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`),
-        runDir: p.run,
-        etcDir: p.etc,
-        etcFiles: cacheFiles,
-        limits: rec.limits,
-        runtime: rec.runtime,
-        ...(runtime.netnsInSpec ? { netnsPath: netnsPath(ns) } : {}),
-      });
-      await writeJsonAtomic(`${p.bundle}/config.json`, spec);
-      phase("spec");
-      cleanup.add("destroy sandbox", () => runtime.destroy(rec.id));
-      if (how.kind === "boot") {
-        await runtime.run(rec.id, p.bundle, netnsPath(ns), p.log);
-        phase("runtimeRun");
-        await this.waitForAgent(rec.id);
-      } else {
-        await restoreVm(runtime, how.imageDir, { id: rec.id, bundleDir: p.bundle, runDir: p.run, netnsPath: netnsPath(ns), logFile: p.log });
-        phase("runtimeRestore");
-        // The UTS name is the source's (it lives in the checkpointed kernel); the agent is
-        // waited for meanwhile, and the VM is handed out only once both are done (`hostname`
-        // is that step's own time, inside `agentReady`).
-        const [named, ready] = await Promise.allSettled([timed(() => runtime.setHostname(rec.id, rec.id)).then((t) => (phases.hostname = t.ms)), this.waitForAgent(rec.id)]);
-        if (ready.status === "rejected") throw ready.reason;
-        if (named.status === "rejected") throw named.reason;
-      }
-      phase("agentReady");
+      await this.#prepareTarget(rec, how, cleanup, phases);
+      await this.#start(rec, how, cleanup, phases);
     }).catch((err: unknown) => {
       delete rec.net;
       throw err instanceof EngineError
@@ -149,6 +81,89 @@ export class VmHost {
         : new EngineError(ErrorCode.RuntimeFailed, `VM ${rec.id} failed to boot: ${(err as Error).message}`, { cause: err });
     });
     return phases;
+  }
+
+  /**
+   * Everything the sandbox starts on: disk and rootfs mounted, network namespace, address and
+   * firewall, guest files and the bundle's spec. Records `mounts`, `network` and `spec` in `phases`.
+   */
+  async #prepareTarget(rec: VmRecord, how: StartHow, cleanup: Cleanup, phases: Record<string, number>): Promise<void> {
+    const p = this.paths.vm(rec.id);
+    const runtime = this.runtimes[rec.runtime];
+    const ns = netnsName(rec.id);
+    const hostIf = hostIfName(rec.id);
+    // Mounts and network share nothing, so they run side by side; each registers its own
+    // undos, and a failure waits for the other half, so the rollback sees everything acquired.
+    const mounts = timed(async () => {
+      await mountDisk(p);
+      cleanup.add("unmount disk", () => unmountDisk(p));
+      await mountRootfs(p, this.lowerDirs(rec));
+      cleanup.add("unmount rootfs", () => unmountRootfs(p));
+      await mountGuestFiles(p);
+      cleanup.add("unmount guest files", () => unmountGuestFiles(p));
+    });
+    const network = timed(async () => {
+      const lease = await claim(this.opts.subnet, { dataDir: this.opts.dataDir, vmId: rec.id });
+      cleanup.add("release address", () => release(lease.slot, rec.id));
+      rec.net = lease;
+      await this.records.saveVm(rec); // recovery must know the lease even if we crash right now
+      await createNetns(ns, hostIf, lease, this.opts.packageCaches);
+      cleanup.add("delete netns", () => deleteNetns(ns, hostIf));
+      cleanup.add("forget firewall", () => forgetVm(hostIf));
+      await this.applyFirewall(rec, lease);
+      return lease;
+    });
+    const [m, n] = await Promise.allSettled([mounts, network]);
+    if (m.status === "rejected") throw m.reason;
+    if (n.status === "rejected") throw n.reason;
+    // Each half's own duration; together they took the longer of the two.
+    phases.mounts = m.value.ms;
+    phases.network = n.value.ms;
+    const phase = lapsInto(phases);
+    const lease = n.value.result;
+
+    rec.caches = how.kind === "restore" ? how.caches : this.opts.packageCaches ? await answeringCaches() : [];
+    const cacheFiles = await this.writeGuestFiles(rec, lease, rec.caches.map(guestCacheFile));
+    rec.agentBundle = how.kind === "restore" ? how.agentBundle : await resolveBundle(this.opts.agentBundleDir);
+    if (runtime.network !== undefined) rec.network = runtime.network;
+    const spec = buildSpec({
+      hostname: rec.id,
+      rootfs: p.rootfs,
+      agentBundleDir: rec.agentBundle,
+      agentSnapshot: await pathExists(`${rec.agentBundle}/${AGENT_SNAPSHOT}`),
+      runDir: p.run,
+      etcDir: p.etc,
+      etcFiles: cacheFiles,
+      limits: rec.limits,
+      runtime: rec.runtime,
+      ...(runtime.netnsInSpec ? { netnsPath: netnsPath(ns) } : {}),
+    });
+    await writeJsonAtomic(`${p.bundle}/config.json`, spec);
+    phase("spec");
+  }
+
+  /** Runs or restores the prepared target and waits for its agent: phases `runtimeRun` or `runtimeRestore`, then `agentReady`. */
+  async #start(rec: VmRecord, how: StartHow, cleanup: Cleanup, phases: Record<string, number>): Promise<void> {
+    const phase = lapsInto(phases);
+    const p = this.paths.vm(rec.id);
+    const runtime = this.runtimes[rec.runtime];
+    const ns = netnsPath(netnsName(rec.id));
+    cleanup.add("destroy sandbox", () => runtime.destroy(rec.id));
+    if (how.kind === "boot") {
+      await runtime.run(rec.id, p.bundle, ns, p.log);
+      phase("runtimeRun");
+      await this.waitForAgent(rec.id);
+    } else {
+      await restoreVm(runtime, how.imageDir, { id: rec.id, bundleDir: p.bundle, runDir: p.run, netnsPath: ns, logFile: p.log }, how.saved);
+      phase("runtimeRestore");
+      // The UTS name is the source's (it lives in the checkpointed kernel); the agent is
+      // waited for meanwhile, and the VM is handed out only once both are done (`hostname`
+      // is that step's own time, inside `agentReady`).
+      const [named, ready] = await Promise.allSettled([timed(() => runtime.setHostname(rec.id, rec.id)).then((t) => (phases.hostname = t.ms)), this.waitForAgent(rec.id)]);
+      if (ready.status === "rejected") throw ready.reason;
+      if (named.status === "rejected") throw named.reason;
+    }
+    phase("agentReady");
   }
 
   /**
@@ -251,6 +266,16 @@ export class VmHost {
   }
 }
 
+
+/** Each call books the time since the previous one (or since this was made) into `phases` under its name. */
+function lapsInto(phases: Record<string, number>): (name: string) => void {
+  let mark = performance.now();
+  return (name) => {
+    const now = performance.now();
+    phases[name] = (phases[name] ?? 0) + (now - mark);
+    mark = now;
+  };
+}
 
 /** Runs `body` and reports how long it took (ms). */
 async function timed<T>(body: () => Promise<T>): Promise<{ result: T; ms: number }> {

@@ -3,7 +3,8 @@
  * the layer copy) leaves no half-made snapshot: the next open removes the partial image and
  * layer, and the source VM runs again with its agent answering (recovery resumes a sandbox runsc
  * reports paused and wakes a deaf agent). A server killed mid-restore leaves no orphan sandbox:
- * the `creating` VM is torn down. The engine runs in a child process, killed when the phase's
+ * the `creating` VM is torn down, and so are a fork's copies killed while their targets were being
+ * made ahead. The engine runs in a child process, killed when the phase's
  * own evidence appears on disk; nothing in the engine knows it is being tested.
  */
 import assert from "node:assert/strict";
@@ -64,7 +65,7 @@ async function movesPast(read: () => Promise<number>, floor: number): Promise<vo
 }
 
 describe("memory checkpoints and restores cut by a crash", () => {
-  it("a kill mid-checkpoint leaves no half-made snapshot and the source running; a kill mid-restore leaves no orphan sandbox", async (ctx) => {
+  it("a kill mid-checkpoint leaves no half-made snapshot and the source running; a kill mid-restore or while a fork makes its targets leaves no orphan sandbox", async (ctx) => {
     const gap = await sandboxGap();
     if (gap) return ctx.skip(gap);
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "capsule-memcrash-"));
@@ -129,6 +130,29 @@ describe("memory checkpoints and restores cut by a crash", () => {
       // The snapshot is whole and still restores.
       const again = await engine.createVm({ snapshotId: snap.id });
       assert.equal((await engine.guest.exec(again.id, { command: "hostname" })).stdout, `${again.id}\n`);
+
+      // A kill while a fork makes its copies' targets ahead (`runsc create`, during the source's
+      // save): each target is made under its copy's own `creating` record, which recovery removes.
+      await close();
+      const vmsBeforeFork = new Set(await fs.readdir(path.join(dataDir, "vms")));
+      const forker = child(opts, `await engine.forkVm(${JSON.stringify(id)}, { memory: true, count: 2 });`);
+      const creatingTarget = async () => {
+        for (const e of await fs.readdir("/proc")) {
+          const argv = (await fs.readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "")).split("\0");
+          if (argv.includes("create") && argv.some((a) => a.startsWith(`--bundle=${dataDir}/`))) return true;
+        }
+        return false;
+      };
+      const forkKill = await killWhen(forker, creatingTarget, "runsc create of a fork's copy");
+      assert.ok(forkKill.killed, "the child was killed while a copy's target was made");
+      const forkCopies = (await fs.readdir(path.join(dataDir, "vms"))).filter((v) => !vmsBeforeFork.has(v)).sort();
+      assert.ok(forkCopies.length > 0, "the fork had made its copies' records");
+      await reopen();
+      assert.deepEqual([...engine.recovery.removed].sort(), forkCopies);
+      assert.deepEqual((await engine.listVms()).map((v) => v.id).sort(), [id, again.id].sort());
+      await engine.settled();
+      assert.deepEqual(await countResources(dataDir, forkCopies), { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
+      assert.equal((await engine.guest.exec(id, { command: "echo alive" })).stdout, "alive\n");
     } finally {
       if (closed) await reopen().catch(() => undefined);
       await destroyAll({ engine, dataDir }).catch(() => undefined);

@@ -13,7 +13,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Engine, ErrorCode, type EngineOptions, type PtyAttachment } from "../src/index.js";
-import { AGENT_BUNDLE, IMAGES_DIR, RUNSC_OPTIONS, destroyAll, useEngine } from "../test-support/harness.js";
+import { AGENT_BUNDLE, IMAGES_DIR, RUNSC_OPTIONS, countResources, destroyAll, useEngine } from "../test-support/harness.js";
 import { turnHostile } from "../test-support/hostile-agent.js";
 
 /** A counter in a shell's memory, written out each round, and the same number appended to a file the loop holds open. */
@@ -231,6 +231,50 @@ describe("memory snapshots", () => {
       assert.equal((await engine.snapshotVm(runc.id, { memory: "auto" })).memory, undefined);
       await assert.rejects(engine.createVm({ snapshotId: snap.id, runtime: "runc" }), { code: ErrorCode.Unsupported });
     } else ctx.diagnostic("runc cannot run VMs here: its refusal is covered by the unit test");
+  });
+
+  it("a fork whose image is removed while its copies' targets are being made ahead fails and leaves no target, netns, mount or sandbox", async (ctx) => {
+    if (!ready(ctx)) return;
+    const { engine, dataDir } = env.get();
+    const src = await engine.createVm();
+    await sh(engine, src.id, COUNTER);
+    await movesPast(() => count(engine, src.id), 2, "the counter");
+    const vmsBefore = new Set(await fs.readdir(path.join(dataDir, "vms")));
+    const layersBefore = await fs.readdir(path.join(dataDir, "layers")).catch(() => []);
+    const copies = new Set<string>();
+    // The image is removed once the first copy's record is there (the layer is sealed, the
+    // copies' targets are being made) and runsc has begun writing it (before, runsc would make
+    // the directory again): a restore comes only after a target's mounts, network and `runsc
+    // create`, by then the image is gone, and the save or every restore fails.
+    let removed = false;
+    let settled = false;
+    const watch = (async () => {
+      const deadline = Date.now() + MOVE_LIMIT_MS;
+      while (!settled && Date.now() < deadline) {
+        for (const v of await fs.readdir(path.join(dataDir, "vms"))) if (!vmsBefore.has(v)) copies.add(v);
+        if (copies.size > 0 && !removed) {
+          for (const img of await fs.readdir(path.join(dataDir, "memory")).catch(() => [] as string[])) {
+            const dir = path.join(dataDir, "memory", img);
+            if (!img.endsWith(".partial") || (await fs.readdir(dir).catch(() => [])).length === 0) continue;
+            await fs.rm(dir, { recursive: true, force: true });
+            removed = true;
+          }
+        }
+        await sleep(1);
+      }
+    })();
+    await assert.rejects(engine.forkVm(src.id, { memory: true, count: 3 }).finally(() => (settled = true)));
+    await watch;
+    assert.ok(removed, "the fork had made its copies' records (and the image was removed)");
+    assert.ok(!(await engine.listVms()).some((v) => copies.has(v.id)), "no copy is listed");
+    assert.deepEqual(await countResources(dataDir, [...copies]), { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
+    assert.ok(!(await fs.readdir(path.join(dataDir, "memory")).catch(() => [] as string[])).some((e) => e.endsWith(".partial")), "no partial image");
+    assert.deepEqual(await fs.readdir(path.join(dataDir, "layers")).catch(() => []), layersBefore, "no layer, partial or whole");
+    await movesPast(() => count(engine, src.id), await count(engine, src.id), "the source's counter");
+    // The next fork is whole.
+    const [copy] = await engine.forkVm(src.id, { memory: true, count: 1 });
+    assert.ok(copy);
+    await movesPast(() => count(engine, copy.id), 0, "the copy's counter");
   });
 
   it("a guest that answers ckpt.prepare with garbage, or not at all: a coded error, the VM runs on, no files left", async (ctx) => {

@@ -54,9 +54,11 @@ export interface CheckpointTimings {
  * Checkpoints a running VM and copies its writable layer at the same instant:
  * 1. the agent lets go of its host sockets (runsc refuses to save them);
  * 2. `runsc pause`: from here to the resume nothing in the VM runs, so the layer cannot move;
- * 3. `runsc checkpoint --leave-running` of the paused sandbox (it stays paused after the save);
+ * 3. the upper dir is copied, before the save: with nothing running, either order captures the
+ *    same instant, and this one lets a fork make its copies' targets on the layer while runsc
+ *    saves the memory (`copyUpper` resolving is that signal);
+ * 4. `runsc checkpoint --leave-running` of the paused sandbox (it stays paused after the save);
  *    an image past `maxImageBytes` is refused;
- * 4. the upper dir is copied;
  * 5. `runsc resume`, and the marker tells the agent to listen again.
  * A refused checkpoint leaves the VM running (the resume and the marker come all the same) and
  * rejects; the caller removes what `out` holds.
@@ -73,6 +75,8 @@ export async function checkpointVm(rt: Runtime, vm: CheckpointSource, out: Check
     await rt.pause(vm.id);
     paused = true;
     const pauseMs = lap();
+    await out.copyUpper(vm.upperDir);
+    const copyMs = lap();
     await fs.mkdir(out.imageDir, { recursive: true, mode: 0o700 });
     await rt.checkpoint(vm.id, out.imageDir);
     const checkpointMs = lap();
@@ -80,8 +84,6 @@ export async function checkpointVm(rt: Runtime, vm: CheckpointSource, out: Check
     if (bytes > out.maxImageBytes) {
       throw new EngineError(ErrorCode.Unsupported, `VM ${vm.id}'s memory image is ${bytes} bytes, more than its memory limit allows (${out.maxImageBytes}); refused`);
     }
-    await out.copyUpper(vm.upperDir);
-    const copyMs = lap();
     await rt.resume(vm.id);
     paused = false;
     return { prepareMs, pauseMs, checkpointMs, copyMs, totalMs: prepareMs + pauseMs + checkpointMs + copyMs + lap() };
@@ -103,13 +105,14 @@ export interface RestoreTarget {
 }
 
 /**
- * Restores `imageDir` into a new sandbox. The marker goes into the target's run dir first, so the
- * restored agent, whose first look for it comes as soon as it runs, listens again at once.
- * Resolves when runsc reports the sandbox restored (the agent answers a few ms later).
+ * Restores `imageDir` into a new sandbox; with `saved`, an image still being written, into a
+ * target made while it is (see {@link Runtime.restore}). The marker goes into the target's run
+ * dir first, so the restored agent, whose first look for it comes as soon as it runs, listens
+ * again at once. Resolves when runsc reports the sandbox restored (the agent answers a few ms later).
  */
-export async function restoreVm(rt: Runtime, imageDir: string, target: RestoreTarget): Promise<void> {
+export async function restoreVm(rt: Runtime, imageDir: string, target: RestoreTarget, saved?: Promise<void>): Promise<void> {
   await writeMarker(target.runDir);
-  await rt.restore(target.id, imageDir, target.bundleDir, target.netnsPath, target.logFile);
+  await rt.restore(target.id, imageDir, target.bundleDir, target.netnsPath, target.logFile, saved);
 }
 
 /**

@@ -33,9 +33,13 @@ export interface Runtime {
   checkpoint(id: string, imageDir: string): Promise<void>;
   /**
    * Starts a new sandbox `id` from `imageDir` on the bundle's spec (which must have the same
-   * mounts as the one the image was taken with), detached like {@link run}.
+   * mounts as the one the image was taken with), detached like {@link run}. With `saved` (the
+   * image is still being written and is complete once it resolves) the target is made first and
+   * waits: its processes started, its rootfs opened (so the bundle's rootfs must be mounted
+   * already); the restore into it then only loads the state. If `saved` rejects, this rejects
+   * with its reason and leaves the made target for {@link destroy}.
    */
-  restore(id: string, imageDir: string, bundleDir: string, netnsPath: string, logFile: string): Promise<void>;
+  restore(id: string, imageDir: string, bundleDir: string, netnsPath: string, logFile: string, saved?: Promise<void>): Promise<void>;
   /**
    * Sets a running sandbox's UTS hostname. A restored copy's lives in its source's checkpointed
    * kernel, and root in the VM lacks CAP_SYS_ADMIN to change it, so the host does it.
