@@ -508,20 +508,8 @@ export class Engine {
       if (captured) {
         const { layer, image, rec, layerBytes, imageBytes, fromState, timer } = captured;
         try {
-          const snap: SnapshotRecord = {
-            id: `snap-${newId()}`,
-            image: rec.image,
-            layers: [layer, ...rec.layers],
-            sourceVmId: id,
-            sizeBytes: layerBytes + imageBytes,
-            memory: { bytes: imageBytes, network: "netstack", agentBundle: rec.agentBundle ?? "", createdFromState: fromState, image, limits: rec.limits, caches: rec.caches ?? [] },
-            createdAt: new Date().toISOString(),
-            ...(opts.name !== undefined ? { name: opts.name } : {}),
-            ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
-          };
-          await this.#records.saveSnapshot(snap);
-          timer.end("record");
-          return snap;
+          const memory: MemorySnapshot = { bytes: imageBytes, network: "netstack", agentBundle: rec.agentBundle ?? "", createdFromState: fromState, image, limits: rec.limits, caches: rec.caches ?? [] };
+          return await this.#saveSnapshot(rec, layer, layerBytes + imageBytes, timer, opts, memory);
         } finally {
           this.#layers.release(layer);
           this.#images.release(image);
@@ -530,22 +518,28 @@ export class Engine {
     }
     const { layer, rec, sizeBytes, timer } = await this.#captureLayer(id);
     try {
-      const snap: SnapshotRecord = {
-        id: `snap-${newId()}`,
-        image: rec.image,
-        layers: [layer, ...rec.layers],
-        sourceVmId: id,
-        sizeBytes,
-        createdAt: new Date().toISOString(),
-        ...(opts.name !== undefined ? { name: opts.name } : {}),
-        ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
-      };
-      await this.#records.saveSnapshot(snap);
-      timer.end("record");
-      return snap;
+      return await this.#saveSnapshot(rec, layer, sizeBytes, timer, opts);
     } finally {
       this.#layers.release(layer);
     }
+  }
+
+  /** The record of a snapshot of `rec` whose own (sealed) layer is `layer`, written durably. */
+  async #saveSnapshot(rec: VmRecord, layer: string, sizeBytes: number, timer: PhaseTimer, opts: { name?: string; owner?: string }, memory?: MemorySnapshot): Promise<SnapshotRecord> {
+    const snap: SnapshotRecord = {
+      id: `snap-${newId()}`,
+      image: rec.image,
+      layers: [layer, ...rec.layers],
+      sourceVmId: rec.id,
+      sizeBytes,
+      ...(memory !== undefined ? { memory } : {}),
+      createdAt: new Date().toISOString(),
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
+    };
+    await this.#records.saveSnapshot(snap);
+    timer.end("record");
+    return snap;
   }
 
   /**
