@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds gVisor's runsc from Debian's source package golang-gvisor-gvisor with one fix backported:
-# the root-network-namespace check that keeps runsc's own network stack (--network=sandbox) from
-# starting on current kernels (below). Memory snapshots need it: runsc refuses to checkpoint a
-# sandbox on host networking. Everything comes from the Debian mirror this host's apt already
+# Builds gVisor's runsc from Debian's source package golang-gvisor-gvisor with the patches in
+# scripts/runsc-patches: the root-network-namespace check that keeps runsc's own network stack
+# (--network=sandbox) from starting on current kernels, which memory snapshots need (runsc refuses
+# to checkpoint a sandbox on host networking); upstream's fix for epoll after a restore, which
+# reported events of file descriptors a process had closed before the checkpoint. Everything comes from the Debian mirror this host's apt already
 # uses; the build runs in a throw-away mmdebstrap chroot, so the host gets no Go toolchain.
-# The result is cached by (source version, patch hash); a second run only prints its path.
+# The result is cached by (source version, patches' hash); a second run only prints its path.
 #
 #   bash scripts/build-runsc.sh      # as root; prints /var/cache/capsule/runsc/<key>/runsc
 #
-# Settings (environment): CAPSULE_RUNSC_CACHE (default /var/cache/capsule/runsc),
+# Settings (environment): CAPSULE_RUNSC_CACHE (default /var/cache/capsule/runsc), CAPSULE_RUNSC_REFRESH
+# (1: read the source index even when a build with these patches is cached),
 # CAPSULE_RUNSC_SUITE (trixie: the suite whose runsc setup.sh installs), CAPSULE_BUILD_JOBS
 # (parallel Go compiles, default: the core count; the build runs at nice 19 and idle I/O anyway).
 set -euo pipefail
@@ -17,7 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/scripts/common.sh"
 case "${1:-}" in
   "") ;;
-  -h|--help) sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
   *) die "usage: bash scripts/build-runsc.sh" ;;
 esac
 as_root "$ROOT/scripts/build-runsc.sh" "$@"
@@ -30,46 +32,28 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 STEPS=4
 step=0
 
-# The backport, a quilt patch added to the package's own series. Its bytes are part of the cache key.
-patch_text() {
-  cat <<'EOF'
-Description: runsc: tell the root network namespace by net.core.dev_weight
- isRootNS() decided "root netns" by whether /proc/sys/net/core/rmem_default exists. Since
- Linux 6.x (seen on 6.11 and 6.18) that sysctl is visible in every network namespace, so runsc
- refuses --network=sandbox inside any netns with "cannot run with network enabled in root
- network namespace". net.core.dev_weight is still shown only in the initial netns (checked on
- 6.18: present on the host, absent under `ip netns exec`). Later upstream releases test
- dev_weight the same way; no upstream commit id was reachable from this host, so this is the
- minimal equivalent change to the 2024-07-29 snapshot, not a cherry-pick.
-Bug: https://github.com/google/gvisor/issues/10704
-Origin: other, Capsule scripts/build-runsc.sh
-Forwarded: not-needed
---- a/runsc/sandbox/network.go
-+++ b/runsc/sandbox/network.go
-@@ -104,16 +104,17 @@
- }
- 
- // isRootNS determines whether we are running in the root net namespace.
--// /proc/sys/net/core/rmem_default only exists in root network namespace.
-+// /proc/sys/net/core/dev_weight only exists in root network namespace
-+// (rmem_default is per-namespace since Linux 6.x).
- func isRootNS() (bool, error) {
--	err := unix.Access("/proc/sys/net/core/rmem_default", unix.F_OK)
-+	err := unix.Access("/proc/sys/net/core/dev_weight", unix.F_OK)
- 	switch err {
- 	case nil:
- 		return true, nil
- 	case unix.ENOENT:
- 		return false, nil
- 	default:
--		return false, fmt.Errorf("failed to access /proc/sys/net/core/rmem_default: %v", err)
-+		return false, fmt.Errorf("failed to access /proc/sys/net/core/dev_weight: %v", err)
- 	}
- }
- 
-EOF
+# The backports: quilt patches (scripts/runsc-patches, in the order of its `series`) added to the
+# package's own series. Their names and bytes are part of the cache key.
+PATCHES_DIR="$ROOT/scripts/runsc-patches"
+mapfile -t PATCHES < <(grep -v '^#' "$PATCHES_DIR/series" | sed '/^$/d')
+[ "${#PATCHES[@]}" -gt 0 ] || die "$PATCHES_DIR/series lists no patch"
+patches_digest() {
+  local p
+  for p in "${PATCHES[@]}"; do printf '%s\n' "$p"; cat "$PATCHES_DIR/$p"; done | sha256sum | cut -c1-12
 }
-PATCH_NAME=capsule-root-netns-dev-weight.patch
+
+# A build with these patches is reused without reading the source index (offline too, and a
+# second set-up stays fast); CAPSULE_RUNSC_REFRESH=1 reads the index and builds a newer Debian
+# revision of the source if there is one.
+if [ -z "${CAPSULE_RUNSC_REFRESH:-}" ]; then
+  for cached in "$CACHE_ROOT"/*-"$(patches_digest)"/runsc; do
+    if [ -x "$cached" ] && "$cached" --version >/dev/null 2>&1; then
+      note "cached: $(basename "$(dirname "$cached")")"
+      echo "$cached"
+      exit 0
+    fi
+  done
+fi
 
 # The same mirror lookup as setup.sh's runsc step: the Debian mirror this host's apt uses.
 mirror=$(grep -rhoE '^(URIs:|deb)[[:space:]]+[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
@@ -99,7 +83,7 @@ upstream=${version%-*}
 installed=$(runsc --version 2>/dev/null | sed -n 's/^runsc version //p' | head -1 || true)
 [ -z "$installed" ] || [ "$installed" = "$upstream" ] \
   || note "warning: the installed runsc is $installed, $SUITE's source is $upstream"
-key="$version-$(patch_text | sha256sum | cut -c1-12)"
+key="$version-$(patches_digest)"
 out="$CACHE_ROOT/$key/runsc"
 note "$SRC_PKG $version, cache key $key"
 
@@ -124,9 +108,11 @@ while read -r sum _size name; do
 done <"$tmp/sums"
 tar -xf "$tmp"/*.orig.tar.* -C "$src" --strip-components=1
 tar -xf "$tmp"/*.debian.tar.* -C "$src"
-patch_text >"$src/debian/patches/$PATCH_NAME"
-echo "$PATCH_NAME" >>"$src/debian/patches/series"
-note "verified $(wc -l <"$tmp/sums") files; patch $PATCH_NAME added to debian/patches"
+for p in "${PATCHES[@]}"; do
+  cp "$PATCHES_DIR/$p" "$src/debian/patches/$p"
+  echo "$p" >>"$src/debian/patches/series"
+done
+note "verified $(wc -l <"$tmp/sums") files; patches added to debian/patches: ${PATCHES[*]}"
 
 # ---------------------------------------------------------------------------------------------
 say "build in a $SUITE chroot (nice 19, idle I/O, $JOBS jobs)"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes `runsc` on PATH one that starts gVisor's own network stack (--network=sandbox) inside a
-# network namespace, as Capsule's netstack VMs (and so memory snapshots) need. A runsc that already
-# does (a current upstream release) is kept. Otherwise scripts/build-runsc.sh builds one from
-# Debian's source with the fix backported (cached: a second run takes seconds) and it is installed
+# network namespace, as Capsule's netstack VMs (and so memory snapshots) need, and whose epoll
+# survives a restore (upstream's fix of 2026-03-31: before it, a restored process got events of
+# descriptors it had closed before the checkpoint). An upstream release from that date on that
+# starts netstack is kept. Otherwise scripts/build-runsc.sh builds one from Debian's source with
+# both fixes backported (cached: a second run takes seconds) and it is installed
 # as /usr/local/bin/runsc, where setup.sh already puts runsc and which comes first on PATH; the
 # engine's default runscPath is `runsc` on PATH, so no setting changes. Idempotent.
 #
@@ -16,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/scripts/common.sh"
 case "${1:-}" in
   "") ;;
-  -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
   *) die "usage: bash scripts/install-runsc.sh" ;;
 esac
 as_root "$ROOT/scripts/install-runsc.sh" "$@"
@@ -35,12 +37,24 @@ probe() {
     if (why !== undefined) { console.log(why); process.exit(1); }' "$PROBE" "$1" "$DATA_DIR/agent/current"
 }
 
+# The first release with upstream's epoll-after-restore fix (5d857245b, 2026-03-31), which
+# build-runsc.sh backports to Debian's older source.
+EPOLL_FIX_RELEASE=20260401
+# release_date BIN: the date in BIN's version (release-20260331.0, or Debian's 0.0~20240729.0).
+release_date() { "$1" --version 2>/dev/null | sed -n 's/^runsc version .*\([0-9]\{8\}\).*/\1/p' | head -1; }
+
 current=$(command -v runsc || true)
-if [ -n "$current" ] && why=$(probe "$current"); then
-  note "$current starts gVisor's netstack ($(runsc --version | head -1))"
-  exit 0
+why="not installed"
+if [ -n "$current" ]; then
+  date=$(release_date "$current")
+  if [ "${date:-0}" -lt "$EPOLL_FIX_RELEASE" ]; then
+    why="version ${date:-unknown} predates upstream's epoll fix for restores, or is a build of Debian's source"
+  elif why=$(probe "$current"); then
+    note "$current starts gVisor's netstack ($(runsc --version | head -1))"
+    exit 0
+  fi
 fi
-note "${current:-runsc} cannot start gVisor's netstack (${why:-not installed}); building one"
+note "${current:-runsc}: $why; building (or reusing) one from Debian's source with the fixes backported"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 bash "$ROOT/scripts/build-runsc.sh" | tee "$out" | sed 's/^/      /'

@@ -20,6 +20,35 @@ import { turnHostile } from "../test-support/hostile-agent.js";
 const COUNTER = "nohup sh -c 'i=0; exec 3>>/root/append; while true; do i=$((i+1)); echo $i > /root/count.new; mv /root/count.new /root/count; echo $i >&3; sleep 0.05; done' >/dev/null 2>&1 &";
 /** A TCP server in the VM's memory: it answers each connection with how many it answered before. */
 const SERVER = `nohup /.capsule/bin/node -e 'let n=0; require("net").createServer((s)=>s.end("served "+(n++)+"\\n")).listen(7000)' >/dev/null 2>&1 &`;
+/**
+ * An epoll user in perl (the image's one scripting language; syscall numbers are x86-64's). Two
+ * pipes are registered (data 111 and 222), both made ready and drained, then polled once, so
+ * gVisor's epoll checks both and finds neither ready; then the first is deleted from the epoll
+ * instance and closed. The loop logs every event it polls, and writes a byte to the second pipe
+ * whenever /root/poke appears. A runsc without upstream's epoll fix (5d857245b, backported by
+ * scripts/build-runsc.sh) keeps the deleted registration through a restore and reports it again:
+ * `event 111` in a copy, the phantom that crashed Claude Code's Bun in memory forks.
+ */
+const EPOLL_USER = String.raw`use strict; use warnings;
+my ($create, $ctl, $wait) = (291, 233, 232);
+my $ep = syscall($create, 0); die "epoll_create1: $!" if $ep < 0;
+pipe(my $ra, my $wa) or die; pipe(my $rb, my $wb) or die;
+sub add { my ($fd, $data) = @_; my $ev = pack("LQ", 1, $data); syscall($ctl, $ep, 1, $fd, $ev) == 0 or die "epoll_ctl add: $!"; }
+sub events { my $buf = "\0" x 96; my $n = syscall($wait, $ep, $buf, 8, 0); die "epoll_wait: $!" if $n < 0; map { (unpack("LQ", substr($buf, 12 * $_, 12)))[1] } 0 .. $n - 1 }
+add(fileno($ra), 111); add(fileno($rb), 222);
+syswrite($wa, "x"); syswrite($wb, "x"); sysread($ra, my $x, 1); sysread($rb, my $y, 1);
+my @none = events();
+my $gone = pack("LQ", 0, 0);
+syscall($ctl, $ep, 2, fileno($ra), $gone) == 0 or die "epoll_ctl del: $!";
+close($ra); close($wa);
+open(my $log, ">>", "/root/epoll.log") or die; select((select($log), $| = 1)[0]);
+print $log "polled @none\n";
+while (1) {
+  if (-e "/root/poke") { unlink "/root/poke"; syswrite($wb, "y"); }
+  for my $d (events()) { print $log "event $d\n"; sysread($rb, my $c, 1) if $d == 222; }
+  select(undef, undef, undef, 0.05);
+}
+`;
 /** How long a value that should move may take to move on this busy host. */
 const MOVE_LIMIT_MS = 20_000;
 
@@ -330,5 +359,35 @@ describe("memory snapshots", () => {
     } finally {
       await destroyAll({ engine, dataDir }).catch(() => undefined);
     }
+  });
+
+  it("epoll survives a restore: a copy polls no event of a descriptor its process closed before the capture (runsc with upstream's epoll fix)", async (ctx) => {
+    if (!ready(ctx)) return;
+    const { engine } = env.get();
+    const src = await engine.createVm();
+    await engine.guest.writeFile(src.id, "/root/epoll.pl", EPOLL_USER);
+    await sh(engine, src.id, "nohup perl /root/epoll.pl >/root/epoll.err 2>&1 &");
+    const log = async (id: string) => (await engine.guest.readFile(id, "/root/epoll.log").catch(() => Buffer.alloc(0))).toString("utf8");
+    const until = async (id: string, re: RegExp, what: string) => {
+      const deadline = Date.now() + MOVE_LIMIT_MS;
+      while (!re.test(await log(id))) {
+        if (Date.now() > deadline) throw new Error(`${what}: no ${re} within ${MOVE_LIMIT_MS} ms; log:\n${await log(id)}${await sh(engine, id, "cat /root/epoll.err")}`);
+        await sleep(50);
+      }
+    };
+    // Not poked before the capture: a new event on the second pipe would unlink the stale entry.
+    await until(src.id, /^polled \n/m, "the epoll user's first poll");
+    const [copy] = await engine.forkVm(src.id, { count: 1, memory: true });
+    assert.ok(copy);
+    // A poke in the copy is answered, so its loop runs and polls after the restore...
+    await sh(engine, copy.id, "touch /root/poke");
+    await until(copy.id, /^event 222$/m, "the copy's event on the open pipe");
+    await sh(engine, src.id, "touch /root/poke");
+    await until(src.id, /^event 222$/m, "the source's event on the open pipe");
+    // ...and neither polled the closed one.
+    assert.doesNotMatch(await log(copy.id), /event 111/, "the copy polled an event of the descriptor closed before the capture");
+    assert.doesNotMatch(await log(src.id), /event 111/);
+    await engine.deleteVm(copy.id, { wait: true });
+    await engine.deleteVm(src.id, { wait: true });
   });
 });

@@ -14,8 +14,10 @@ import type { AddressInfo } from "node:net";
 export type Step = { text: string } | { tool: string; input: Record<string, unknown> };
 
 export interface ScriptRule {
-  /** Matched against the first user prompt of the conversation (system reminders stripped). */
+  /** Matched against the first user prompt of the conversation (system reminders stripped); with `latest`, against its latest one. */
   match: RegExp;
+  /** Match the conversation's latest user prompt instead of its first: a later prompt of one session. Its steps count from that prompt. */
+  latest?: boolean;
   steps: Step[];
 }
 
@@ -53,9 +55,10 @@ export interface FakeAnthropic {
   close(): Promise<void>;
 }
 
-/** The user's prompt text of a conversation: the first user message's text, reminders stripped. */
-export function promptOf(body: MessagesBody | undefined): string {
-  for (const m of body?.messages ?? []) {
+/** The user's prompt text of a conversation: the first user message's text (with `latest`, the last one's), reminders stripped. */
+export function promptOf(body: MessagesBody | undefined, latest = false): string {
+  const messages = body?.messages ?? [];
+  for (const m of latest ? [...messages].reverse() : messages) {
     if (m.role !== "user") continue;
     const blocks = typeof m.content === "string" ? [{ type: "text", text: m.content }] : m.content;
     const text = blocks
@@ -68,8 +71,15 @@ export function promptOf(body: MessagesBody | undefined): string {
   return "";
 }
 
-function assistantTurns(body: MessagesBody): number {
-  return (body.messages ?? []).filter((m) => m.role === "assistant" && Array.isArray(m.content) && m.content.some((b) => b.type === "tool_use")).length;
+/** The conversation's tool-calling assistant turns; with `latest`, only those after its latest prompt. */
+function assistantTurns(body: MessagesBody, latest = false): number {
+  let messages = body.messages ?? [];
+  if (latest) {
+    const isPrompt = (m: (typeof messages)[number]) => m.role === "user" && (typeof m.content === "string" || m.content.some((b) => b.type === "text" && promptOf({ messages: [m] })));
+    const at = messages.findLastIndex(isPrompt);
+    messages = messages.slice(Math.max(at, 0));
+  }
+  return messages.filter((m) => m.role === "assistant" && Array.isArray(m.content) && m.content.some((b) => b.type === "tool_use")).length;
 }
 
 export async function startFakeAnthropic(rules: ScriptRule[] = [], fallback = "Hello from the scripted Messages API."): Promise<FakeAnthropic> {
@@ -79,10 +89,9 @@ export async function startFakeAnthropic(rules: ScriptRule[] = [], fallback = "H
 
   const reply = (body: MessagesBody): Step => {
     if (!body.tools || body.tools.length === 0) return { text: "Capsule session" }; // side request (e.g. a title)
-    const prompt = promptOf(body);
-    const rule = script.find((r) => r.match.test(prompt));
+    const rule = script.find((r) => r.match.test(promptOf(body, r.latest)));
     if (!rule) return { text: fallback };
-    const i = assistantTurns(body);
+    const i = assistantTurns(body, rule.latest);
     return rule.steps[Math.min(i, rule.steps.length - 1)] ?? { text: fallback };
   };
 

@@ -44,6 +44,9 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
         ],
       },
       { match: /interactive hello/, steps: [{ text: "INTERACTIVE-ANSWER-42" }] },
+      { match: /hello from the copy/, latest: true, steps: [{ text: "FORKED-ANSWER-7" }] },
+      { match: /hello from the source/, latest: true, steps: [{ text: "SOURCE-ANSWER-5" }] },
+      { match: /hello before the fork/, steps: [{ text: "BEFORE-FORK-ANSWER-3" }] },
       {
         match: /agent sdk task/,
         steps: [
@@ -156,6 +159,71 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
       term.dispose();
     }
     assert.equal(exited === undefined || exited !== null, true);
+  });
+
+  it("memory fork mid-session: Claude Code in a PTY answered a prompt; the copy re-attaches the session and it goes on with the next", async (ctx) => {
+    if (skip()) return ctx.skip(String(skip()));
+    const headless = () => {
+      const term = new Terminal({ cols: 100, rows: 30, allowProposedApi: true });
+      const text = () => {
+        const b = term.buffer.active;
+        const lines: string[] = [];
+        for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
+        return lines.join("\n");
+      };
+      return { term, text };
+    };
+    const typed = async (session: { write(s: string): void }, line: string) => {
+      session.write(line);
+      await new Promise((r) => setTimeout(r, 500));
+      session.write("\r");
+    };
+    const src = headless();
+    const session = await vm!.pty.open({ cols: 100, rows: 30, onData: (d) => src.term.write(d) });
+    let copy: Vm | undefined;
+    try {
+      session.write(`cd /root && HOME=/root ANTHROPIC_API_KEY="${KEY}" ${env()} claude\n`);
+      const onScreen = async (screen: { text(): string }, what: RegExp | string, label: string) =>
+        until(() => (typeof what === "string" ? screen.text().includes(what) : what.test(screen.text())), 60_000, label).catch((err: Error) => {
+          throw new Error(`${err.message}; screen:\n${screen.text()}`);
+        });
+      await onScreen(src, /─{20}[^\n]*\n❯[^\n]*\n─{20}/, "the prompt box");
+      await typed(session, "Say hello before the fork");
+      await onScreen(src, "BEFORE-FORK-ANSWER-3", "the answer before the fork");
+      session.detach();
+
+      const { forks } = await vm!.fork({ count: 1, memory: true });
+      copy = forks[0]!.vm;
+      // The source goes on too.
+      const back = headless();
+      const mine = await vm!.pty.attach({ sessionId: session.sessionId, onData: (d) => back.term.write(d) });
+      try {
+        await typed(mine, "And say hello from the source");
+        await onScreen(back, "SOURCE-ANSWER-5", "the source's answer after the fork");
+      } finally {
+        mine.detach();
+        back.term.dispose();
+      }
+      const dst = headless();
+      const again = await copy.pty.attach({ sessionId: session.sessionId, onData: (d) => dst.term.write(d) });
+      try {
+        await typed(again, "Now say hello from the copy");
+        await onScreen(dst, "FORKED-ANSWER-7", "the copy's answer to the next prompt");
+        // The copy's Claude Code went on with the source's conversation: its request carried the first exchange.
+        const turn = fake!.turns().findLast((r) => JSON.stringify(r.body).includes("hello from the copy"));
+        assert.ok(turn, "the copy's Claude Code asked the Messages API");
+        assert.match(JSON.stringify(turn.body), /hello before the fork[\s\S]*BEFORE-FORK-ANSWER-3/);
+        assert.equal((await copy.exec("hostname")).stdout?.trim(), copy.id);
+      } finally {
+        again.signal("SIGKILL");
+        again.detach();
+        dst.term.dispose();
+      }
+    } finally {
+      await copy?.delete().catch(() => undefined);
+      await vm!.pty.close({ sessionId: session.sessionId }).catch(() => undefined);
+      src.term.dispose();
+    }
   });
 
   it("Agent SDK: query() with claudeCodeSpawner ends with a result, and the scripted Write + Edit happened in the VM", async (ctx) => {
