@@ -47,7 +47,7 @@ export interface EngineOptions {
   /** Default egress for new VMs. Default `none`. */
   egress?: Egress;
   /**
-   * Host TCP ports VMs may reach at their gateway address (and as `host.capsule.internal`).
+   * Host TCP ports VMs may reach as `host.capsule.internal` (169.254.100.1 in every VM) or at their gateway address.
    * Everything else on the host is unreachable from VMs. Default: none.
    */
   allowedHostPorts?: number[];

@@ -11,6 +11,7 @@ export type { EngineOptions, Egress, NetworkStack, RuntimeName, VmLimits } from 
 export type { EngineFeatures } from "./preflight.js";
 export { EngineError, ErrorCode, isEngineError } from "./errors.js";
 export { KeyedMutex } from "./mutex.js";
+export { HOST_ALIAS_IPV4 } from "./net/firewall.js";
 export { MAX_FIREWALL_RULES } from "./net/policy.js";
 export type { FirewallMatch, FirewallPolicy, FirewallProtocol, FirewallRule } from "./net/policy.js";
 export type { VmState } from "./lifecycle.js";

@@ -230,8 +230,9 @@ async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: R
         }
         if (probed?.ok && probed.alive) {
           // Its ruleset is the kernel's and outlived the engine, unless a ruleset upgrade replaced
-          // the table since: applied again (idempotent), a policy VM's matches its record.
-          if (rec.firewall && rec.net) await host.applyFirewall(rec, rec.net);
+          // the table since (a policy VM's chains go; an upgrade from before the host alias has no
+          // element of it): applied again (idempotent), it matches the record.
+          if (rec.net) await host.applyFirewall(rec, rec.net);
           report.adopted.push(rec.id);
           return;
         }

@@ -7,7 +7,7 @@ import type { ResolvedOptions, RuntimeName } from "./config.js";
 import { mountGuestFiles, unmountGuestFiles } from "./disk/guest-files.js";
 import { createDiskImage, mountDisk, mountRootfs, unmountDisk, unmountRootfs } from "./disk/writable.js";
 import { EngineError, ErrorCode, isEngineError } from "./errors.js";
-import { allowPackageCaches, allowVm, applyVmPolicy, forgetVm } from "./net/firewall.js";
+import { allowPackageCaches, allowVm, applyVmPolicy, forgetVm, HOST_ALIAS_IPV4, mapHostAlias } from "./net/firewall.js";
 import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
 import { reachesPublic } from "./net/policy.js";
@@ -174,6 +174,7 @@ export class VmHost {
     const hostIf = hostIfName(rec.id);
     if (rec.firewall) await applyVmPolicy(hostIf, lease.hostIp, rec.firewall, hostIfName);
     else await allowVm(hostIf, this.opts.allowedHostPorts, rec.egress === "internet");
+    await mapHostAlias(hostIf, lease.hostIp);
     // Apart from the policy or egress switch: the caches fetch only public registry files.
     if (this.opts.packageCaches) await allowPackageCaches(hostIf, lease.hostIp);
   }
@@ -249,7 +250,7 @@ export class VmHost {
       "127.0.0.1\tlocalhost",
       "::1\tlocalhost ip6-localhost ip6-loopback",
       `${lease.guestIp}\t${rec.id}`,
-      `${lease.hostIp}\thost.capsule.internal`,
+      `${HOST_ALIAS_IPV4}\thost.capsule.internal`,
       "",
     ].join("\n");
     await fs.writeFile(`${p.etc}/hosts`, hosts);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import type { FirewallPolicy, VmInfo } from "../src/index.js";
+import { HOST_ALIAS_IPV4, type FirewallPolicy, type VmInfo } from "../src/index.js";
 import { hostTcpServer, useEngine } from "../test-support/harness.js";
 
 const NODE = "/.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node";
@@ -97,6 +97,7 @@ describe("per-VM firewall policies", () => {
         [vm.gatewayIp!, open.port],
         [vm.gatewayIp!, other.port],
         ["host.capsule.internal", open.port],
+        [HOST_ALIAS_IPV4, open.port],
         [vm.gatewayIp!, atGateway.port],
         [peer.gatewayIp!, open.port],
         ["127.0.0.1", open.port],
@@ -118,18 +119,63 @@ describe("per-VM firewall policies", () => {
     const check = async () => {
       assert.ok(await reaches(vm, vm.gatewayIp!, open.port), "the allowed port");
       assert.ok(await reaches(vm, "host.capsule.internal", open.port), "the allowed port by name");
+      assert.ok(await reaches(vm, HOST_ALIAS_IPV4, open.port), "the allowed port at the host alias");
       assert.equal(await reaches(vm, vm.gatewayIp!, other.port), false, "another listed port");
+      assert.equal(await reaches(vm, HOST_ALIAS_IPV4, other.port), false, "another listed port at the host alias");
       // The host's other addresses stay closed, even on the allowed port.
       assert.equal(await reaches(vm, neighbour.gatewayIp!, open.port), false, "another VM's gateway");
     };
     await check();
     await engine.stopVm(vm.id);
     assert.doesNotMatch(ruleset(), new RegExp(hostIf(vm.id)), "a stopped VM keeps no rules");
+    // What a teardown killed half-way leaves: the host alias still mapped to an old gateway.
+    execFileSync("nft", ["add", "element", "inet", "capsule", "vm_gateway", `{ "${hostIf(vm.id)}" : 10.213.255.253 }`]);
     vm = await engine.startVm(vm.id);
     await check();
     const id = vm.id;
     await engine.deleteVm(id, { wait: true });
     assert.doesNotMatch(ruleset(), new RegExp(hostIf(id)), "a deleted VM's chains and map entries are gone");
+  });
+
+  it("a memory copy of a VM with a host port rule reaches that port at the address a process looked up before the capture", async (ctx) => {
+    if (t.skip()) return ctx.skip(String(t.skip()));
+    const { engine } = t.get();
+    if (!engine.features.checkpoint) return ctx.skip(`runsc cannot checkpoint on the ${engine.features.network} network stack`);
+    const src = await engine.createVm({ firewall: { rules: [{ to: "host", protocol: "tcp", port: open.port }] } });
+    // Looks the name up once, then connects to that address each time /root/go appears, as a
+    // client with a DNS cache does; what it read (or the error) goes to /root/got.
+    const client = `const fs = require("fs"), net = require("net");
+      require("dns").lookup("host.capsule.internal", (e, addr) => {
+        fs.writeFileSync("/root/addr", e ? "ERR " + e.code : addr);
+        setInterval(() => {
+          if (!fs.existsSync("/root/go")) return;
+          fs.unlinkSync("/root/go");
+          const s = net.connect(${open.port}, addr);
+          s.on("data", (d) => fs.appendFileSync("/root/got", d));
+          s.on("error", (err) => fs.appendFileSync("/root/got", "ERR " + err.code + "\\n"));
+        }, 50);
+      });`;
+    await engine.guest.writeFile(src.id, "/root/client.js", client);
+    await engine.guest.exec(src.id, { command: `nohup ${NODE} /root/client.js >/root/client.log 2>&1 &` });
+    const got = async (vm: VmInfo): Promise<string> => {
+      await engine.guest.exec(vm.id, { command: "rm -f /root/got && touch /root/go" });
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const text = (await engine.guest.readFile(vm.id, "/root/got").catch(() => Buffer.alloc(0))).toString("utf8");
+        if (text.endsWith("\n")) return text;
+        if (Date.now() > deadline) throw new Error(`no answer in ${vm.id}: ${JSON.stringify(text)} ${(await engine.guest.exec(vm.id, { command: "cat /root/client.log" })).stdout}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    assert.equal(await got(src), "host-says-hi\n");
+    assert.equal((await engine.guest.readFile(src.id, "/root/addr")).toString(), HOST_ALIAS_IPV4);
+    const [copy] = await engine.forkVm(src.id, { count: 1, memory: true });
+    assert.ok(copy && copy.gatewayIp !== src.gatewayIp, "the copy has its own gateway");
+    assert.deepEqual(copy.firewall, src.firewall);
+    assert.equal(await got(copy), "host-says-hi\n", "the copy's client, with the source's lookup, reached the allowed port");
+    assert.equal(await reaches(copy, HOST_ALIAS_IPV4, other.port), false, "the copy's policy still closes the other port");
+    await engine.deleteVm(copy.id, { wait: true });
+    await engine.deleteVm(src.id, { wait: true });
   });
 
   it("a CIDR rule opens exactly that range, never the host's own address in it", async (ctx) => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { HOST_ALIAS_IPV4 } from "../src/index.js";
 import { hostTcpServer, useEngine } from "../test-support/harness.js";
 
 const NODE = "/.capsule/lib/ld-linux-x86-64.so.2 --library-path /.capsule/lib /.capsule/bin/node";
@@ -62,5 +63,13 @@ describe("isolation", () => {
     assert.equal(ok.stdout, "host-says-hi\n", ok.stderr);
     const byIp = await engine.guest.exec(vm.id, { command: probe(gw, allowed.port) });
     assert.equal(byIp.stdout, "host-says-hi\n");
+    // The stable name is one address in every VM (a memory copy keeps it), sent to this VM's gateway.
+    assert.equal((await engine.guest.exec(vm.id, { command: "getent hosts host.capsule.internal" })).stdout.split(/\s+/)[0], HOST_ALIAS_IPV4);
+    const byAlias = await engine.guest.exec(vm.id, { command: probe(HOST_ALIAS_IPV4, allowed.port) });
+    assert.equal(byAlias.stdout, "host-says-hi\n", byAlias.stderr);
+    for (const port of [forbidden.port, loopbackOnly.port]) {
+      const r = await engine.guest.exec(vm.id, { command: probe(HOST_ALIAS_IPV4, port) });
+      assert.notEqual(r.exitCode, 0, `VM reached the host alias on ${port}`);
+    }
   });
 });

@@ -20,8 +20,8 @@ terminals, resize) answer \`BAD_REQUEST\` with status 501.
 accounts, keys, ownership and quotas over the \`/v5\` paths. What differs from \`/v1\`, route by route
 below: a create needs a \`firewall\` (default deny; outbound allow rules to \`{public: true}\`, an IPv4
 \`{cidr}\`, another of the account's VMs \`{vmId}\`, or a host port: \`{vmId: "host", protocol: "tcp",
-port}\`, a port the operator lists with \`--allow-host-port\`, which the VM reaches at its gateway as
-\`host.capsule.internal\`); \`idleTimeoutSeconds\` -1, null or absent means never; \`pause\` keeps the
+port}\`, a port the operator lists with \`--allow-host-port\`, which the VM reaches as
+\`host.capsule.internal\`: 169.254.100.1 in every VM, or its own gateway address); \`idleTimeoutSeconds\` -1, null or absent means never; \`pause\` keeps the
 VM's memory, a paused VM stays paused across a server restart and counts as running for the
 account's running-VM quota and the host's capacity; \`resize\` only grows vCPUs and memory and applies
 at the VM's next boot; a snapshot holds the VM's memory and disk where the VM can be checkpointed

@@ -16,7 +16,7 @@ export const FirewallEndpoint = z
       .string()
       .min(1)
       .optional()
-      .meta({ description: 'Another of the account\'s VMs, or `"host"`: Capsule\'s host, which the VM reaches at its gateway address as `host.capsule.internal`. A rule to `"host"` opens one TCP port (`protocol: "tcp"` and `port` are required) and only a port the server lists (`--allow-host-port`, `allowedHostPorts`); any other port is refused with 400.' }),
+      .meta({ description: 'Another of the account\'s VMs, or `"host"`: Capsule\'s host, which the VM reaches as `host.capsule.internal` (169.254.100.1 in every VM) or at its own gateway address. A rule to `"host"` opens one TCP port (`protocol: "tcp"` and `port` are required) and only a port the server lists (`--allow-host-port`, `allowedHostPorts`); any other port is refused with 400.' }),
     vpcId: z.string().min(1).optional(),
     tunnelId: z.string().min(1).optional(),
     cidr: z.string().min(1).optional(),

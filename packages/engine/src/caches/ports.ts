@@ -1,6 +1,6 @@
 /**
  * Where the host's package caches listen, and where VMs reach them. VMs connect to
- * `host.capsule.internal` (their own gateway) on the guest ports; the engine's firewall
+ * `host.capsule.internal` (the host alias, or their own gateway) on the guest ports; the engine's firewall
  * DNATs those connections to the caches' loopback listeners, so the caches are bound to
  * 127.0.0.1 only and nothing off the host can reach them. The listener ports differ from the
  * well-known ones so an apt-cacher-ng the operator runs for other purposes (port 3142) does

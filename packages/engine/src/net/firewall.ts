@@ -18,9 +18,15 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  *   each ending in a reject. A policy is written, replaced and removed in one `nft -f`
  *   transaction, so the VM is never seen half-configured.
  *
- * Both kinds may also be members of `pkgcache` (interface . its gateway): their connections to
- * their own gateway on a package cache's guest port are DNATed to that cache's loopback
- * listener (caches/ports.ts). Accepting them needs `route_localnet` on the VM's interface
+ * Every VM reaches the host as `host.capsule.internal`, {@link HOST_ALIAS_IPV4}: one address in
+ * every VM, so a memory copy's processes keep a valid host address in what they cached (a
+ * copy has its own /30, and so another gateway, than the source it was captured from).
+ * `prerouting` DNATs a VM's connections to the alias to its own gateway (`vm_gateway`, interface
+ * : gateway, both kinds), after which every rule below sees them as connections to the gateway.
+ *
+ * Both kinds may also be members of `pkgcache` (interface . its gateway, and interface . the
+ * alias): their connections to either on a package cache's guest port are DNATed to that cache's
+ * loopback listener (caches/ports.ts). Accepting them needs `route_localnet` on the VM's interface
  * (netns.ts), which also stops the kernel treating a VM's loopback-sourced packets as martians, so
  * `guard` drops them before conntrack sees them, and a packet to 127/8 that no DNAT made is
  * rejected before even an established connection's accept: only connections this DNAT made
@@ -43,14 +49,23 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced, keeping its shared sets' elements. */
-const RULESET_VERSION = 9;
+const RULESET_VERSION = 10;
 /** The shared sets whose elements survive a ruleset upgrade. */
 const SHARED_SETS = ["allowed", "egress", "pkgcache"] as const;
+/** The shared maps whose elements survive a ruleset upgrade. */
+const SHARED_MAPS = ["vm_gateway"] as const;
 /** The dynamic sets holding a VM's flow limits' state, keyed by its interface alone. */
 const FLOW_SETS = ["vm_flow_rate", "vm_flow_live"] as const;
 /** Tries at replacing an older table while other engines on the host may be replacing it too. */
 const MAX_INSTALL_ATTEMPTS = 3;
 const { apt, npm } = PACKAGE_CACHE_PORTS;
+
+/**
+ * The address every VM reaches the host at, as `host.capsule.internal` (its /etc/hosts). It is
+ * link-local, so it is never a public or operator address a VM could mean otherwise: no policy
+ * rule may open 169.254.0.0/16 and egress never goes there (policy.ts).
+ */
+export const HOST_ALIAS_IPV4 = "169.254.100.1";
 
 /**
  * One VM's share of the host's conntrack table (`nf_conntrack_max`, 262144 on this kind of host;
@@ -115,6 +130,7 @@ table inet ${TABLE} {
   set allowed { type ifname . inet_service; }
   set egress { type ifname; }
   set pkgcache { type ifname . ipv4_addr; }
+  map vm_gateway { type ifname : ipv4_addr; }
   set public_denied { type ipv4_addr; flags interval; elements = { ${EGRESS_DENIED_IPV4.join(", ")} } }
   map vm_in { type ifname : verdict; }
   map vm_fwd { type ifname : verdict; }
@@ -130,6 +146,8 @@ table inet ${TABLE} {
     type nat hook prerouting priority dstnat; policy accept;
     iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${apt.guest} dnat ip to 127.0.0.1:${apt.listen}
     iifname "cv*" iifname . ip daddr @pkgcache tcp dport ${npm.guest} dnat ip to 127.0.0.1:${npm.listen}
+    # A VM without an element keeps the alias as its destination, which nothing accepts.
+    iifname "cv*" ip daddr ${HOST_ALIAS_IPV4} dnat ip to iifname map @vm_gateway
   }
   chain guard {
     type filter hook prerouting priority raw; policy accept;
@@ -221,7 +239,10 @@ async function installRuleset(): Promise<void> {
     if (found && found.version >= RULESET_VERSION) return;
     // A table's comment is set only where it is created: `create` carries it too.
     const cmds = [found ? `delete table inet handle ${found.handle}` : `create table inet ${TABLE} { comment "${TABLE_COMMENT}"; }`, RULESET];
-    if (found) for (const set of SHARED_SETS) for (const e of await elementsOf(set)) cmds.push(`add element inet ${TABLE} ${set} { ${e} }`);
+    if (found) {
+      for (const set of SHARED_SETS) for (const e of await elementsOf(set)) cmds.push(`add element inet ${TABLE} ${set} { ${e} }`);
+      for (const map of SHARED_MAPS) for (const e of await elementsOf(map, "map")) cmds.push(`add element inet ${TABLE} ${map} { ${e} }`);
+    }
     try {
       await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
       return;
@@ -242,11 +263,26 @@ export async function allowVm(hostIf: string, ports: number[], egress: boolean):
   if (cmds.length > 0) await run("nft", ["-f", "-"], { input: cmds.join("\n") + "\n" });
 }
 
-/** Lets the VM reach the package caches at its gateway (the DNAT above). */
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+/** Makes {@link HOST_ALIAS_IPV4} the VM's gateway (the DNAT above). Every VM, either kind. */
+export async function mapHostAlias(hostIf: string, gatewayIp: string): Promise<void> {
+  await ensureFirewall();
+  if (!IPV4.test(gatewayIp)) throw new Error(`not an IPv4 address: ${gatewayIp}`);
+  const element = `{ "${hostIf}" : ${gatewayIp} }`;
+  // `add` is a no-op for the same element (recovery of a running VM) and fails for the same
+  // interface with another gateway (one an interrupted teardown left): that one is replaced in
+  // one transaction, so the alias never points at the old address once this returns.
+  await run("nft", ["-f", "-"], { input: `add element inet ${TABLE} vm_gateway ${element}\n` }).catch(() =>
+    run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} vm_gateway { "${hostIf}" }\nadd element inet ${TABLE} vm_gateway ${element}\n` }),
+  );
+}
+
+/** Lets the VM reach the package caches at its gateway and at the host alias (the DNAT above). */
 export async function allowPackageCaches(hostIf: string, gatewayIp: string): Promise<void> {
   await ensureFirewall();
-  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(gatewayIp)) throw new Error(`not an IPv4 address: ${gatewayIp}`);
-  await run("nft", ["-f", "-"], { input: `add element inet ${TABLE} pkgcache { "${hostIf}" . ${gatewayIp} }\n` });
+  if (!IPV4.test(gatewayIp)) throw new Error(`not an IPv4 address: ${gatewayIp}`);
+  await run("nft", ["-f", "-"], { input: `add element inet ${TABLE} pkgcache { "${hostIf}" . ${gatewayIp}, "${hostIf}" . ${HOST_ALIAS_IPV4} }\n` });
 }
 
 /**
@@ -292,18 +328,19 @@ export async function forgetVm(hostIf: string): Promise<void> {
     await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { ${mine.join(", ")} }\n` }).catch(() => undefined);
   }
   // Its flow limits start afresh when it boots again; the conntrack entries of this run's flows
-  // go with its link (deleteNetns, net/conntrack.ts), so none stays behind uncounted.
-  for (const set of FLOW_SETS) {
+  // go with its link (deleteNetns, net/conntrack.ts), so none stays behind uncounted. Its host
+  // alias element goes too (its next boot may have another /30).
+  for (const set of [...FLOW_SETS, ...SHARED_MAPS]) {
     await run("nft", ["-f", "-"], { input: `delete element inet ${TABLE} ${set} { "${hostIf}" }\n` }).catch(() => undefined);
   }
   await ensureFirewall();
   await forgetVmPolicy(hostIf);
 }
 
-/** Set elements as nft prints them (`"cvabc" . 8080`). */
-export async function elementsOf(set: string): Promise<string[]> {
+/** Set or map elements as nft prints them (`"cvabc" . 8080`, `"cvabc" : 10.213.0.1`). */
+export async function elementsOf(set: string, kind: "set" | "map" = "set"): Promise<string[]> {
   try {
-    const { stdout } = await run("nft", ["list", "set", "inet", TABLE, set]);
+    const { stdout } = await run("nft", ["list", kind, "inet", TABLE, set]);
     const m = /elements = \{([^}]*)\}/s.exec(stdout);
     if (!m?.[1]) return [];
     return m[1].split(",").map((s) => s.trim()).filter(Boolean);

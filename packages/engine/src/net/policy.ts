@@ -13,7 +13,8 @@ import { EngineError, ErrorCode } from "../errors.js";
  *   {@link NEVER_OPEN_IPV4} or the engine's VM subnet (other VMs' /30s and their gateways). The
  *   compiled rule also excludes every VM interface, and the host's own addresses are never
  *   forwarded at all (they are input traffic, which only `host` rules open).
- * - `host`: one TCP port of the host at this VM's own gateway address, and only a port the engine
+ * - `host`: one TCP port of the host at this VM's own gateway address (where the firewall's
+ *   prerouting sends `host.capsule.internal`, the host alias), and only a port the engine
  *   lists in `allowedHostPorts`.
  * - `vm`: another VM of this engine, matched by its host interface (derived from its id, so the
  *   rule follows the VM across restarts and address changes, and matches nothing once it is gone).
