@@ -3,7 +3,8 @@
 # scripts/runsc-patches: the root-network-namespace check that keeps runsc's own network stack
 # (--network=sandbox) from starting on current kernels, which memory snapshots need (runsc refuses
 # to checkpoint a sandbox on host networking); upstream's fix for epoll after a restore, which
-# reported events of file descriptors a process had closed before the checkpoint. Everything comes from the Debian mirror this host's apt already
+# reported events of file descriptors a process had closed before the checkpoint; and a restore
+# that takes the target spec's hostname (said by `runsc --version`). Everything comes from the Debian mirror this host's apt already
 # uses; the build runs in a throw-away mmdebstrap chroot, so the host gets no Go toolchain.
 # The result is cached by (source version, patches' hash); a second run only prints its path.
 #
@@ -19,7 +20,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/scripts/common.sh"
 case "${1:-}" in
   "") ;;
-  -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 0 ;;
   *) die "usage: bash scripts/build-runsc.sh" ;;
 esac
 as_root "$ROOT/scripts/build-runsc.sh" "$@"

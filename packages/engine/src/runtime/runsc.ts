@@ -5,8 +5,10 @@ import { OciCliRuntime } from "./oci-cli.js";
 
 /** How long one `runsc checkpoint` or `restore` may take: a save writes the sandbox's memory, up to its limit. */
 export const RUNSC_MEMORY_TIMEOUT_MS = 120_000;
-/** How long the `runsc exec` that renames a restored copy may take. */
+/** How long the `runsc exec` that renames a restored copy (or the `runsc --version` that tells whether it must) may take. */
 const SET_HOSTNAME_TIMEOUT_MS = 10_000;
+/** The line a runsc built with scripts/runsc-patches prints in `--version`: its restore sets the target spec's hostname. */
+const RESTORE_HOSTNAME_MARK = /^capsule: restore-hostname$/m;
 
 /**
  * gVisor, on one of two network stacks inside the VM's namespace:
@@ -74,10 +76,29 @@ export class RunscRuntime extends OciCliRuntime {
     await this.startDetached(this.bin, args, logFile, "restore", RUNSC_MEMORY_TIMEOUT_MS);
   }
 
+  /**
+   * After a restore: a runsc built with scripts/runsc-patches already gave the restored kernel
+   * its target spec's hostname (its `--version` says `capsule: restore-hostname`); any other
+   * left the source's, so the image's hostname(1) (Debian's is essential) renames it, run with the
+   * one capability it needs.
+   */
   async setHostname(id: string, hostname: string): Promise<void> {
-    // The image's hostname(1) (Debian's is essential), run with the one capability it needs.
+    if (await this.#restoreSetsHostname()) return;
     await run(this.bin, [...this.globalArgs(), "exec", "--cap=CAP_SYS_ADMIN", id, "hostname", hostname], { timeoutMs: SET_HOSTNAME_TIMEOUT_MS });
   }
+
+  /** Asked once per binary (a failed ask is asked again); false when runsc says nothing of it. */
+  #restoreSetsHostname(): Promise<boolean> {
+    this.#restoresHostname ??= run(this.bin, ["--version"], { timeoutMs: SET_HOSTNAME_TIMEOUT_MS }).then(
+      (r) => RESTORE_HOSTNAME_MARK.test(r.stdout),
+      (err: unknown) => {
+        this.#restoresHostname = undefined;
+        throw err;
+      },
+    );
+    return this.#restoresHostname;
+  }
+  #restoresHostname: Promise<boolean> | undefined;
 
   #requireCheckpoint(): void {
     if (!this.canCheckpoint) throw new EngineError(ErrorCode.Unsupported, "runsc cannot checkpoint a sandbox on host networking (hostinet); run the engine on netstack");
