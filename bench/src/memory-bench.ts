@@ -10,6 +10,9 @@
  * - pause/resume: `pauseVm`, then `startVm` + the first exec answered, vs `runsc pause`, then
  *   `runsc resume` + `runsc exec true`, of a plain raw sandbox (`sleep infinity`, as the other
  *   benches make theirs);
+ * - wake from stop: `stopVm`, then (timed) `startVm` + the first exec answered, vs `runsc run` +
+ *   `runsc exec true` of the plain raw sandbox: an idle VM's wake today, to set beside restore ->
+ *   first exec (its wake if idle suspend saved its memory instead);
  * - memory snapshot: `snapshotVm(id, {memory: true})` vs `runsc checkpoint --leave-running
  *   --compression=none` of a raw sandbox of about the same size (the agent bundle's Node holding
  *   --raw-fill-mb);
@@ -117,7 +120,25 @@ async function main(): Promise<void> {
         await plain.exec(rawPlain, "true");
       }));
     }
+    // --- wake from stop: what an idle VM's next request waits for when idle stops it, beside
+    // restore -> first exec below, what it would wait for if idle saved its memory instead
     await plain.destroy(rawPlain);
+    const wake: Case = (cases.wakeFromStopToFirstExec = { capsule: [], raw: [] });
+    log(`wake from stop (${SAMPLES} samples each)`);
+    for (let i = 0; i < SAMPLES; i++) {
+      stop.signal.throwIfAborted();
+      await engine.stopVm(vm);
+      wake.capsule.push(await time(async () => {
+        await engine.startVm(vm);
+        await exec(vm, "true");
+      }));
+      const rawWake = `${tag}-w${i}`;
+      wake.raw.push(await time(async () => {
+        await plain.start(rawWake);
+        await plain.exec(rawWake, "true");
+      }));
+      await plain.destroy(rawWake);
+    }
 
     // --- the raw sides of the memory cases, and the engine's where it has them
     const snap: Case = (cases.memorySnapshot = { capsule: [], raw: [] });
