@@ -18,6 +18,18 @@ import { until, useServer } from "../test-support/server.js";
 
 const { Terminal } = xtermHeadless;
 
+/** A 100x30 headless xterm and its screen as text, one line per row (what a user sees). */
+function headlessTerminal(): { term: InstanceType<typeof Terminal>; text: () => string } {
+  const term = new Terminal({ cols: 100, rows: 30, allowProposedApi: true });
+  const text = () => {
+    const b = term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
+    return lines.join("\n");
+  };
+  return { term, text };
+}
+
 /** Runs the real `capsule` binary; stdin is closed. */
 function capsuleCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -122,13 +134,7 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
 
   it("interactive: over the PTY (TERM set by Capsule) the UI renders its prompt box and answers a typed prompt", async (ctx) => {
     if (skip()) return ctx.skip(String(skip()));
-    const term = new Terminal({ cols: 100, rows: 30, allowProposedApi: true });
-    const screenText = () => {
-      const b = term.buffer.active;
-      const lines: string[] = [];
-      for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
-      return lines.join("\n");
-    };
+    const { term, text: screenText } = headlessTerminal();
     let exited: number | null | undefined;
     const session = await vm!.pty.open({ cols: 100, rows: 30, onData: (d) => term.write(d), onExit: (c) => (exited = c) });
     try {
@@ -163,22 +169,12 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
 
   it("memory fork mid-session: Claude Code in a PTY answered a prompt; the copy re-attaches the session and it goes on with the next", async (ctx) => {
     if (skip()) return ctx.skip(String(skip()));
-    const headless = () => {
-      const term = new Terminal({ cols: 100, rows: 30, allowProposedApi: true });
-      const text = () => {
-        const b = term.buffer.active;
-        const lines: string[] = [];
-        for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
-        return lines.join("\n");
-      };
-      return { term, text };
-    };
     const typed = async (session: { write(s: string): void }, line: string) => {
       session.write(line);
       await new Promise((r) => setTimeout(r, 500));
       session.write("\r");
     };
-    const src = headless();
+    const src = headlessTerminal();
     const session = await vm!.pty.open({ cols: 100, rows: 30, onData: (d) => src.term.write(d) });
     let copy: Vm | undefined;
     try {
@@ -195,7 +191,7 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
       const { forks } = await vm!.fork({ count: 1, memory: true });
       copy = forks[0]!.vm;
       // The source goes on too.
-      const back = headless();
+      const back = headlessTerminal();
       const mine = await vm!.pty.attach({ sessionId: session.sessionId, onData: (d) => back.term.write(d) });
       try {
         await typed(mine, "And say hello from the source");
@@ -204,7 +200,7 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
         mine.detach();
         back.term.dispose();
       }
-      const dst = headless();
+      const dst = headlessTerminal();
       const again = await copy.pty.attach({ sessionId: session.sessionId, onData: (d) => dst.term.write(d) });
       try {
         await typed(again, "Now say hello from the copy");
@@ -376,7 +372,7 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
       env: { ...process.env, CAPSULE_API_URL: t.get().url, CAPSULE_API_KEY: t.get().keyA, ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: fake!.vmBaseUrl, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1", CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL: "1", TERM: "xterm-256color" },
       stdio: ["pipe", "pipe", "pipe"],
     });
-    const term = new Terminal({ cols: 100, rows: 30, allowProposedApi: true });
+    const { term, text: screenText } = headlessTerminal();
     let raw = "";
     child.stdout.on("data", (d: Buffer) => {
       raw += d.toString();
@@ -384,12 +380,6 @@ describe("Claude Code in Capsule (real binary, real VMs)", () => {
     });
     child.stderr.resume();
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    const screenText = () => {
-      const b = term.buffer.active;
-      const lines: string[] = [];
-      for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
-      return lines.join("\n");
-    };
     try {
       await until(() => /─{20}[^\n]*\n❯[^\n]*\n─{20}/.test(screenText()), 60_000, "the prompt box").catch((err: Error) => {
         throw new Error(`${err.message}; screen:\n${screenText()}\nraw tail: ${JSON.stringify(raw.slice(-500))}`);
