@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { HOST_ALIAS_IPV4 } from "../src/index.js";
 import { hostTcpServer, useEngine } from "../test-support/harness.js";
@@ -71,5 +72,18 @@ describe("isolation", () => {
       const r = await engine.guest.exec(vm.id, { command: probe(HOST_ALIAS_IPV4, port) });
       assert.notEqual(r.exitCode, 0, `VM reached the host alias on ${port}`);
     }
+    // The allowed port only at the VM's own gateway: not at another VM's, nor at the host's other addresses.
+    const other = await engine.createVm();
+    const hostAddrs = execFileSync("ip", ["-4", "-o", "addr", "show", "scope", "global"], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l && !/^\d+:\s+cv/.test(l))
+      .map((l) => /inet (\d+\.\d+\.\d+\.\d+)/.exec(l)?.[1])
+      .filter((a): a is string => a !== undefined);
+    for (const host of [other.gatewayIp!, ...hostAddrs]) {
+      const r = await engine.guest.exec(vm.id, { command: probe(host, allowed.port) });
+      assert.notEqual(r.exitCode, 0, `VM reached the allowed port at ${host}, not its own gateway`);
+    }
+    const fromOther = await engine.guest.exec(other.id, { command: probe("host.capsule.internal", allowed.port) });
+    assert.equal(fromOther.stdout, "host-says-hi\n", "the other VM at its own gateway");
   });
 });

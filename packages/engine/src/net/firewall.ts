@@ -11,7 +11,9 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  *
  * - Without a policy (the engine's egress switch, /v1): membership in shared sets, so adding or
  *   removing such a VM never rewrites rules. input: the host only on (interface, port) pairs in
- *   `allowed`; forward: VM to VM rejected, a VM in `egress` may go out to public IPv4 addresses
+ *   `allowed`, and only at an address of that interface (`fib daddr . iif`: the VM's own gateway,
+ *   where the host alias is sent too), never at the host's other addresses or another VM's
+ *   gateway; forward: VM to VM rejected, a VM in `egress` may go out to public IPv4 addresses
  *   (none of RFC 6890's special-purpose ranges) and is masqueraded.
  * - With a policy (policy.ts): two chains of its own, `vm_in_<if>` and `vm_fwd_<if>`, reached
  *   through the verdict maps `vm_in` / `vm_fwd` keyed by its interface before any shared rule,
@@ -49,7 +51,7 @@ export { EGRESS_DENIED_IPV4 } from "./policy.js";
  */
 const TABLE = "capsule";
 /** Bump when RULESET changes: an older table is replaced, keeping its shared sets' elements. */
-const RULESET_VERSION = 10;
+const RULESET_VERSION = 11;
 /** The shared sets whose elements survive a ruleset upgrade. */
 const SHARED_SETS = ["allowed", "egress", "pkgcache"] as const;
 /** The shared maps whose elements survive a ruleset upgrade. */
@@ -172,7 +174,7 @@ table inet ${TABLE} {
     iifname "cv*" ip daddr 127.0.0.1 ct status dnat tcp dport { ${apt.listen}, ${npm.listen} } accept
     iifname "cv*" ip daddr 127.0.0.0/8 counter reject with icmpx type admin-prohibited
     iifname "cv*" iifname vmap @vm_in
-    iifname "cv*" meta l4proto tcp iifname . tcp dport @allowed accept
+    iifname "cv*" meta l4proto tcp iifname . tcp dport @allowed fib daddr . iif type local accept
     iifname "cv*" counter reject with icmpx type admin-prohibited
   }
   chain forward {
