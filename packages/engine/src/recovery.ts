@@ -168,25 +168,42 @@ async function probe(rec: VmRecord, deps: RecoveryDeps): Promise<boolean> {
   // snapshot's copy. Resumed, it answers like any other.
   if (state === "paused") await withDeadline(deps.runtimes[rec.runtime].resume(rec.id), left(), `the sandbox could not be resumed within ${budget} ms`);
   else if (state !== "running") return false;
-  await wakeDeafAgent(rec, deps, left());
+  const woken = await wakeDeafAgent(rec, deps, left());
   // hello() checks the reply's shape and protocol version; anything else is a coded error.
-  await withDeadline(deps.host.agent(rec.id).hello(left()), left(), `the agent did not answer version within ${budget} ms`);
-  return true;
+  for (;;) {
+    try {
+      await withDeadline(deps.host.agent(rec.id).hello(left()), left(), `the agent did not answer version within ${budget} ms`);
+      return true;
+    } catch (err) {
+      // A woken agent's socket file appears at its bind, a moment before it listens: a refused
+      // connection then is that moment, asked again within the budget. Anything else stands.
+      if (!woken || !refusedConnection(err) || Date.now() + DEAF_AGENT_POLL_MS >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, DEAF_AGENT_POLL_MS));
+    }
+  }
+}
+
+/** An AGENT_UNAVAILABLE whose cause is a refused (or not yet there) unix-socket connection. */
+function refusedConnection(err: unknown): boolean {
+  if (!isEngineError(err) || err.code !== ErrorCode.AgentUnavailable) return false;
+  const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ECONNREFUSED" || code === "ENOENT";
 }
 
 /**
  * A crash between a checkpoint's `ckpt.prepare` and its marker leaves the agent deaf (its socket
  * removed) until its own deaf limit, longer than the probe's budget: the marker wakes it now.
- * Then its socket is waited for, at most `withinMs`. A VM without a socket for another reason
+ * Then its socket is waited for, at most `withinMs`; resolves whether it had to wake it. A VM without a socket for another reason
  * (its agent died) is left to the probe; the marker it did not take is removed by the next
  * checkpoint before it asks the agent anything.
  */
-async function wakeDeafAgent(rec: VmRecord, deps: RecoveryDeps, withinMs: number): Promise<void> {
+async function wakeDeafAgent(rec: VmRecord, deps: RecoveryDeps, withinMs: number): Promise<boolean> {
   const p = deps.paths.vm(rec.id);
-  if (await exists(p.socket)) return;
+  if (await exists(p.socket)) return false;
   await writeMarker(p.run);
   const deadline = Date.now() + withinMs;
   while (Date.now() < deadline && !(await exists(p.socket))) await new Promise((r) => setTimeout(r, DEAF_AGENT_POLL_MS));
+  return true;
 }
 
 /** How often recovery looks for a woken agent's socket. */
