@@ -4,8 +4,8 @@
 # (--network=sandbox) from starting on current kernels, which memory snapshots need (runsc refuses
 # to checkpoint a sandbox on host networking); upstream's fix for epoll after a restore, which
 # reported events of file descriptors a process had closed before the checkpoint; and a restore
-# that takes the target spec's hostname (said by `runsc --version`). Everything comes from the Debian mirror this host's apt already
-# uses; the build runs in a throw-away mmdebstrap chroot, so the host gets no Go toolchain.
+# that takes the target spec's hostname (said by `runsc --version`). Everything comes from the
+# Debian mirror this host's apt already uses; the build runs in a throw-away mmdebstrap chroot, so the host gets no Go toolchain.
 # The result is cached by (source version, patches' hash); a second run only prints its path.
 #
 #   bash scripts/build-runsc.sh      # as root; prints /var/cache/capsule/runsc/<key>/runsc

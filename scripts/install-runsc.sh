@@ -4,7 +4,7 @@
 # survives a restore (upstream's fix of 2026-03-31: before it, a restored process got events of
 # descriptors it had closed before the checkpoint). An upstream release from that date on that
 # starts netstack is kept. Otherwise scripts/build-runsc.sh builds one from Debian's source with
-# both fixes backported (cached: a second run takes seconds) and it is installed
+# scripts/runsc-patches applied (cached: a second run takes seconds) and it is installed
 # as /usr/local/bin/runsc, where setup.sh already puts runsc and which comes first on PATH; the
 # engine's default runscPath is `runsc` on PATH, so no setting changes. Idempotent.
 #

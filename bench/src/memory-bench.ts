@@ -120,9 +120,10 @@ async function main(): Promise<void> {
         await plain.exec(rawPlain, "true");
       }));
     }
+    await plain.destroy(rawPlain);
+
     // --- wake from stop: what an idle VM's next request waits for when idle stops it, beside
     // restore -> first exec below, what it would wait for if idle saved its memory instead
-    await plain.destroy(rawPlain);
     const wake: Case = (cases.wakeFromStopToFirstExec = { capsule: [], raw: [] });
     log(`wake from stop (${SAMPLES} samples each)`);
     for (let i = 0; i < SAMPLES; i++) {

@@ -5,6 +5,7 @@ import { EngineError, ErrorCode, isEngineError } from "./errors.js";
 import { findProcs, waitGone } from "./host/procs.js";
 import { writeMarker } from "./memory/checkpoint.js";
 import { claimsOf, release } from "./net/ipam.js";
+import { mapHostAlias } from "./net/firewall.js";
 import { deleteNetns } from "./net/netns.js";
 import { hostIfName, netnsName, type Paths } from "./paths.js";
 import type { Runtime } from "./runtime/types.js";
@@ -247,9 +248,11 @@ async function recoverVm(rec: VmRecord, probed: ProbeResult | undefined, deps: R
         }
         if (probed?.ok && probed.alive) {
           // Its ruleset is the kernel's and outlived the engine, unless a ruleset upgrade replaced
-          // the table since (a policy VM's chains go; an upgrade from before the host alias has no
-          // element of it): applied again (idempotent), it matches the record.
-          if (rec.net) await host.applyFirewall(rec, rec.net);
+          // the table since: a policy VM's chains go with it (applied again from the record);
+          // shared-set elements are kept, but an upgrade from before the host alias has no alias
+          // element, added here (a no-op when it is there).
+          if (rec.net && rec.firewall) await host.applyFirewall(rec, rec.net);
+          else if (rec.net) await mapHostAlias(hostIfName(rec.id), rec.net.hostIp);
           report.adopted.push(rec.id);
           return;
         }

@@ -75,8 +75,8 @@ export function promptOf(body: MessagesBody | undefined, latest = false): string
 function assistantTurns(body: MessagesBody, latest = false): number {
   let messages = body.messages ?? [];
   if (latest) {
-    const isPrompt = (m: (typeof messages)[number]) => m.role === "user" && (typeof m.content === "string" || m.content.some((b) => b.type === "text" && promptOf({ messages: [m] })));
-    const at = messages.findLastIndex(isPrompt);
+    // A user message with text (not only tool results): a prompt.
+    const at = messages.findLastIndex((m) => m.role === "user" && promptOf({ messages: [m] }) !== "");
     messages = messages.slice(Math.max(at, 0));
   }
   return messages.filter((m) => m.role === "assistant" && Array.isArray(m.content) && m.content.some((b) => b.type === "tool_use")).length;
