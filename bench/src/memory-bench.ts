@@ -18,6 +18,9 @@
  *   --raw-fill-mb);
  * - restore -> first exec: `createVm({snapshotId, memory: true})` + exec `true` answered vs
  *   `runsc restore --detach` + `runsc exec true`;
+ * - restore into a target made ahead -> first exec: the next create from that snapshot, which
+ *   takes the target the engine made after the first (untimed), vs `runsc create` (untimed), then
+ *   `runsc restore --detach` into it + `runsc exec true`;
  * - fork of 3: `forkVm(id, {count: 3, memory: true})` + exec `true` answered in all three vs one
  *   `runsc checkpoint` + three `runsc restore` at once + `runsc exec true` in each.
  * The engine's memory cases are skipped, with the reason printed, where it cannot checkpoint the
@@ -33,6 +36,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Engine, type SnapshotRecord, type VmInfo } from "@capsule/engine";
 import { benchArgs, quantile, time } from "./measure.js";
 import { RawRunsc, imageBytes } from "./raw-runsc.js";
@@ -47,6 +51,8 @@ const DATA = process.env.CAPSULE_DATA_DIR ?? "/var/lib/capsule";
 const IMAGES = path.join(DATA, "images");
 const AGENT = path.join(DATA, "agent");
 const FORK_COUNT = 3;
+/** How long the bench waits for the engine's restore target to be made after a create. */
+const TARGET_WAIT_MS = 10_000;
 const log = (msg: string) => void (asJson || console.error(msg));
 
 /** The agent bundle's Node (the only one every image has), keeping `mb` MiB of non-zero pages live. */
@@ -144,12 +150,13 @@ async function main(): Promise<void> {
     // --- the raw sides of the memory cases, and the engine's where it has them
     const snap: Case = (cases.memorySnapshot = { capsule: [], raw: [] });
     const restore: Case = (cases.restoreToFirstExec = { capsule: [], raw: [] });
+    const ahead: Case = (cases.restoreAheadToFirstExec = { capsule: [], raw: [] });
     const fork: Case = (cases.forkOf3 = { capsule: [], raw: [] });
     const skip = (await engine.canCheckpoint(vm))
       ? undefined
       : `the engine cannot checkpoint VM ${vm} (network stack ${engine.features.network}; memory snapshots need netstack)`;
     if (skip) {
-      for (const c of [snap, restore, fork]) c.skipped = skip;
+      for (const c of [snap, restore, ahead, fork]) c.skipped = skip;
       log(`engine memory cases skipped: ${skip}`);
     }
     // A process the copies must still have: the capture took its memory, not just the disk.
@@ -157,6 +164,13 @@ async function main(): Promise<void> {
     const assertRestored = async (copy: VmInfo, from: string) => {
       if (copy.restoredFrom !== from) throw new Error(`VM ${copy.id} was not restored from ${from} (restoredFrom ${copy.restoredFrom ?? "absent"}): a disk boot is not a memory figure`);
       await exec(copy.id, `kill -0 ${witness}`);
+    };
+    const targetMadeFor = async (snapshotId: string): Promise<string> => {
+      for (const deadline = performance.now() + TARGET_WAIT_MS; ; await sleep(20)) {
+        const t = engine.preparedRestore();
+        if (t?.made && t.snapshotId === snapshotId) return t.vmId;
+        if (performance.now() > deadline) throw new Error(`the engine made no restore target for ${snapshotId} within ${TARGET_WAIT_MS} ms`);
+      }
     };
     const rawSrc = `${tag}-src`;
     await sized.start(rawSrc);
@@ -177,7 +191,16 @@ async function main(): Promise<void> {
           await exec(copy.id, "true");
         }));
         await assertRestored(copy!, s.id);
-        await deleteVms([copy!.id]);
+        // The engine makes a target for the snapshot restored last; the next create takes it.
+        const target = await targetMadeFor(s.id);
+        let taken: VmInfo | undefined;
+        ahead.capsule.push(await time(async () => {
+          taken = await engine.createVm({ snapshotId: s!.id, memory: true });
+          await exec(taken.id, "true");
+        }));
+        if (taken!.id !== target) throw new Error(`the create did not take the target made ahead (${target}) but made ${taken!.id}`);
+        await assertRestored(taken!, s.id);
+        await deleteVms([copy!.id, taken!.id]);
         await engine.deleteSnapshot(s.id);
       }
       const img = newImageDir();
@@ -189,6 +212,14 @@ async function main(): Promise<void> {
         await sized.exec(rawCopy, "true");
       }));
       await sized.destroy(rawCopy);
+      // The same made ahead by hand: `runsc create`, then the timed restore into it.
+      const rawAhead = `${tag}-a${i}`;
+      await sized.create(rawAhead);
+      ahead.raw.push(await time(async () => {
+        await sized.restore(rawAhead, img, { created: true });
+        await sized.exec(rawAhead, "true");
+      }));
+      await sized.destroy(rawAhead);
       await fs.rm(img, { recursive: true });
 
       // fork of 3

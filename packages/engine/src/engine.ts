@@ -17,7 +17,7 @@ import { checkHost, type EngineFeatures } from "./preflight.js";
 import { recover, type RecoveryReport } from "./recovery.js";
 import { RuncRuntime } from "./runtime/runc.js";
 import { RunscRuntime } from "./runtime/runsc.js";
-import type { Runtime } from "./runtime/types.js";
+import type { RestoreGate, Runtime } from "./runtime/types.js";
 import { DataDirLock } from "./state/data-dir-lock.js";
 import { secureDataDir } from "./state/host-modes.js";
 import { Records, type MemorySnapshot, type SnapshotRecord, type VmRecord } from "./state/records.js";
@@ -36,6 +36,18 @@ export type MemoryMode = boolean | "auto";
  * 3); 6 copies 1557, 1353, 1402 and 1580 ms at 2, 3, 4 and 6 at once. More only queue.
  */
 export const FORK_RESTORE_CONCURRENCY = 3;
+
+/**
+ * The owner label of the restore target the engine keeps made ahead (see `#prepareRestore`): such
+ * a record is never listed and goes to nobody but a create from its memory snapshot.
+ */
+const PREPARED_OWNER = "engine:prepared-restore";
+/**
+ * A target is made this long after the last create from a memory snapshot returned (each create
+ * starts the wait again), so that making it (about 150 ms of a core) does not compete with the
+ * first commands of the VM just created.
+ */
+const PREPARE_AFTER_MS = 200;
 
 export interface CreateVmOpts {
   /** Boot from this snapshot's disk; a memory snapshot's processes are restored (see `memory`). */
@@ -121,6 +133,17 @@ export class Engine {
   #dataDirLock: DataDirLock | undefined;
   #recovery: RecoveryReport | undefined;
   #closed = false;
+  /**
+   * At most one restore target made ahead, for the memory snapshot restored last: its disk,
+   * overlay, netns, firewall, spec and `runsc create` done, waiting for the restore (see
+   * `#prepareRestore`).
+   */
+  #prepared: PreparedRestore | undefined;
+  #prepareTimer: NodeJS.Timeout | undefined;
+  /** The `#prepareRestore` in flight, if any (close and deleteSnapshot wait for it). */
+  #preparing: Promise<void> | undefined;
+  /** Set when close begins: no target is made any more. */
+  #closing = false;
 
   private constructor(options: ResolvedOptions, features: EngineFeatures) {
     this.options = options;
@@ -180,6 +203,10 @@ export class Engine {
   /** Releases the data dir. Running VMs keep running; the next `open` adopts them. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#closing = true;
+    clearTimeout(this.#prepareTimer);
+    await this.#preparing;
+    await this.#dropPrepared();
     await this.settled();
     this.#closed = true;
     await this.#dataDirLock?.release();
@@ -207,16 +234,133 @@ export class Engine {
     if (!(await pathExists(`${memory.agentBundle}/agent/main.js`))) throw new EngineError(ErrorCode.Unsupported, `snapshot ${snap.id}'s memory needs the agent bundle ${memory.agentBundle}, which is gone from this host (create with memory: false)`);
     const limits = validateLimits({ ...memory.limits, ...opts.limits });
     if (limits.memoryMb < memory.limits.memoryMb) throw new EngineError(ErrorCode.InvalidArgument, `snapshot ${snap.id} holds a VM of ${memory.limits.memoryMb} MiB; its copy cannot have less`);
+    const prepared = await this.#takePrepared(snap.id, limits, opts);
+    if (prepared) {
+      this.#schedulePrepare(snap.id);
+      return prepared;
+    }
     this.#images.hold(memory.image);
     try {
       if (!(await pathExists(this.#images.path(memory.image)))) throw new EngineError(ErrorCode.Internal, `snapshot ${snap.id}'s memory image is missing from the data dir`);
-      return await this.#createFromLayers(
+      const vm = await this.#createFromLayers(
         { ...opts, runtime: "runsc", limits, image: snap.image, layers: snap.layers },
-        { how: { kind: "restore", imageDir: this.#images.path(memory.image), agentBundle: memory.agentBundle, caches: memory.caches }, restoredFrom: snap.id },
+        { how: this.#restoreHow(memory), restoredFrom: snap.id },
       );
+      this.#schedulePrepare(snap.id);
+      return vm;
     } finally {
       this.#images.release(memory.image);
     }
+  }
+
+  #restoreHow(memory: MemorySnapshot, gate?: RestoreGate): StartHow {
+    return { kind: "restore", imageDir: this.#images.path(memory.image), agentBundle: memory.agentBundle, caches: memory.caches, ...(gate ? { gate } : {}) };
+  }
+
+  /**
+   * The restore target made ahead for `snapshotId`, restored into for this create, when there is
+   * one made with these limits; undefined otherwise, or when its restore failed (the caller
+   * restores cold). The create's
+   * owner, name, egress and firewall are the target's from now on (its network changes before the
+   * restore where they differ); its id, address and hostname are those it was made with.
+   */
+  async #takePrepared(snapshotId: string, limits: VmLimits, opts: CreateVmOpts): Promise<VmInfo | undefined> {
+    const t = this.#prepared;
+    if (!t || t.snapshotId !== snapshotId || !sameLimits(t.rec.limits, limits)) return undefined;
+    this.#prepared = undefined;
+    // One whose making failed has torn itself down: the create restores cold.
+    if (!(await t.made.then(() => true, () => false))) return undefined;
+    const rec = t.rec;
+    try {
+      const egress = opts.egress ?? this.options.egress;
+      const firewall = opts.firewall !== undefined ? await this.#checkPolicy(rec.id, opts.firewall) : undefined;
+      const networkChanges = firewall !== undefined || egress !== rec.egress;
+      rec.egress = egress;
+      if (firewall !== undefined) rec.firewall = firewall;
+      if (opts.name !== undefined) rec.name = opts.name;
+      if (opts.owner !== undefined) rec.owner = checkOwner(opts.owner);
+      else delete rec.owner;
+      rec.createdAt = new Date().toISOString();
+      // Durably the create's before it is restored: a crash from here on leaves a `creating`
+      // record of the caller's, which recovery removes like any create cut short.
+      await this.#records.saveVm(rec);
+      if (networkChanges) await this.#host.changeFirewall(rec);
+    } catch (err) {
+      t.go.reject(err);
+      await t.up.catch(() => undefined);
+      throw err;
+    }
+    t.go.resolve();
+    // A target that fails its restore (its sandbox died while it waited, say) has torn itself
+    // down: the create restores cold, which reports the error if it is the snapshot's.
+    return t.up.catch(() => undefined);
+  }
+
+  /** Makes a restore target for `snapshotId` soon (see {@link PREPARE_AFTER_MS}), dropping any other. */
+  #schedulePrepare(snapshotId: string): void {
+    if (this.#closing) return;
+    clearTimeout(this.#prepareTimer);
+    this.#prepareTimer = setTimeout(() => {
+      this.#prepareTimer = undefined;
+      const p = this.#prepareRestore(snapshotId).catch(() => undefined); // the next create restores cold
+      this.#preparing = p;
+      void p.finally(() => {
+        if (this.#preparing === p) this.#preparing = undefined;
+      });
+    }, PREPARE_AFTER_MS);
+    this.#prepareTimer.unref();
+  }
+
+  /**
+   * Makes the one restore target for the memory snapshot: a `creating` record owned by
+   * {@link PREPARED_OWNER}, its disk, overlay on the snapshot's layers, netns, address, firewall
+   * (the engine's egress), guest files, spec and `runsc create`, with the snapshot's limits; then
+   * it waits for a create of that snapshot (`#takePrepared`) or its drop. It holds the memory image
+   * meanwhile. A crash leaves a `creating` record, which recovery removes. Every VM it becomes
+   * is fresh: nothing ran in the sandbox before its restore, and its id, hostname, address and
+   * disk are its own.
+   */
+  async #prepareRestore(snapshotId: string): Promise<void> {
+    if (this.#closing || this.#prepared?.snapshotId === snapshotId) return;
+    await this.#dropPrepared();
+    // Under the snapshot's lock, as its delete: a delete either finds this target or comes first.
+    await this.#lock.run(snapshotId, async () => {
+      const snap = await this.#records.snapshot(snapshotId).catch(() => undefined);
+      const memory = snap?.memory;
+      if (!snap || !memory || !this.#runtimes.runsc.canCheckpoint || !(await pathExists(`${memory.agentBundle}/agent/main.js`))) return;
+      if (!(await pathExists(this.#images.path(memory.image))) || this.#closing || this.#prepared) return;
+      const rec = this.#newRecord({ runtime: "runsc", image: snap.image, layers: snap.layers, limits: validateLimits({ ...memory.limits }), egress: this.options.egress, snapshotId, owner: PREPARED_OWNER, restoredFrom: snapshotId });
+      const made = settleable();
+      const go = settleable();
+      this.#images.hold(memory.image);
+      const how = this.#restoreHow(memory, () => {
+        t.isMade = true;
+        made.resolve();
+        return go.promise;
+      });
+      const up = this.#bringUpNew(rec, how).finally(() => this.#images.release(memory.image));
+      const t: PreparedRestore = { snapshotId, rec, made: made.promise, isMade: false, go, up };
+      this.#prepared = t;
+      up.catch((err: unknown) => {
+        made.reject(err);
+        if (this.#prepared === t) this.#prepared = undefined;
+      });
+    });
+  }
+
+  /** The restore target made ahead, if any: its snapshot, its VM id (the next create's) and whether runsc made it yet. For tests and metrics. */
+  preparedRestore(): { snapshotId: string; vmId: string; made: boolean } | undefined {
+    const t = this.#prepared;
+    return t && { snapshotId: t.snapshotId, vmId: t.rec.id, made: t.isMade };
+  }
+
+  /** Tears the restore target made ahead down, if there is one; resolves once it is gone. */
+  async #dropPrepared(snapshotId?: string): Promise<void> {
+    const t = this.#prepared;
+    if (!t || (snapshotId !== undefined && t.snapshotId !== snapshotId)) return;
+    this.#prepared = undefined;
+    t.go.reject(new EngineError(ErrorCode.InvalidState, `the restore target made ahead for snapshot ${t.snapshotId} was dropped`));
+    await t.up.catch(() => undefined);
   }
 
   async #createFromLayers(opts: CreateVmOpts & { image: string; layers: string[] }, restore?: { how: StartHow; restoredFrom: string }): Promise<VmInfo> {
@@ -224,25 +368,34 @@ export class Engine {
     const runtime = opts.runtime ?? this.options.runtime;
     if (runtime !== "runsc" && runtime !== "runc") throw new EngineError(ErrorCode.InvalidArgument, `unknown runtime ${String(runtime)}; use runsc or runc`);
     const limits = validateLimits({ ...this.options.limits, ...opts.limits });
-    const now = new Date().toISOString();
     const id = newId();
     const firewall = opts.firewall !== undefined ? await this.#checkPolicy(id, opts.firewall) : undefined;
-    const rec: VmRecord = {
+    const rec = this.#newRecord(
+      {
+        runtime,
+        image: opts.image,
+        layers: opts.layers,
+        limits,
+        egress: opts.egress ?? this.options.egress,
+        ...(firewall !== undefined ? { firewall } : {}),
+        ...(opts.name !== undefined ? { name: opts.name } : {}),
+        ...(opts.snapshotId !== undefined ? { snapshotId: opts.snapshotId } : {}),
+        ...(opts.owner !== undefined ? { owner: checkOwner(opts.owner) } : {}),
+        ...(restore ? { restoredFrom: restore.restoredFrom } : {}),
+      },
       id,
-      state: "creating",
-      runtime,
-      image: opts.image,
-      layers: opts.layers,
-      limits,
-      egress: opts.egress ?? this.options.egress,
-      createdAt: now,
-      updatedAt: now,
-      ...(firewall !== undefined ? { firewall } : {}),
-      ...(opts.name !== undefined ? { name: opts.name } : {}),
-      ...(opts.snapshotId !== undefined ? { snapshotId: opts.snapshotId } : {}),
-      ...(opts.owner !== undefined ? { owner: checkOwner(opts.owner) } : {}),
-      ...(restore ? { restoredFrom: restore.restoredFrom } : {}),
-    };
+    );
+    return this.#bringUpNew(rec, restore?.how);
+  }
+
+  /** A `creating` record of a new VM (not yet written). */
+  #newRecord(fields: Omit<VmRecord, "id" | "state" | "createdAt" | "updatedAt">, id: string = newId()): VmRecord {
+    const now = new Date().toISOString();
+    return { id, state: "creating", createdAt: now, updatedAt: now, ...fields };
+  }
+
+  /** Writes the new VM's record, then makes its disk and brings it up; on failure, removes everything again. */
+  #bringUpNew(rec: VmRecord, how?: StartHow): Promise<VmInfo> {
     return this.#lock.run(rec.id, async () => {
       // The record goes to disk before any resource exists, so a crash at any later point is
       // found by recovery, which tears down by the names derived from the id.
@@ -251,7 +404,7 @@ export class Engine {
         const t0 = performance.now();
         await this.#host.createDisk(rec);
         const diskMs = performance.now() - t0;
-        this.#bootPhases.set(rec.id, { disk: diskMs, ...(await this.#host.bringUp(rec, restore?.how)) });
+        this.#bootPhases.set(rec.id, { disk: diskMs, ...(await this.#host.bringUp(rec, how)) });
       } catch (err) {
         await this.#host.tearDown(rec).catch(() => undefined);
         await this.#host.removeFiles(rec.id);
@@ -382,7 +535,7 @@ export class Engine {
     for (const id of await this.#records.vmIds()) {
       if (this.#deleting.has(id)) continue;
       const rec = await this.#records.readVm(id);
-      if (rec && rec.state !== "deleting" && rec.state !== "deleted") out.push(this.#info(rec));
+      if (rec && rec.state !== "deleting" && rec.state !== "deleted" && rec.owner !== PREPARED_OWNER) out.push(this.#info(rec));
     }
     return out;
   }
@@ -597,7 +750,7 @@ export class Engine {
    */
   async #restoreForks(sourceId: string, count: number, owner: string | undefined, captured: SealedLayer, saved: Promise<void>): Promise<VmInfo[]> {
     const { layer, image, rec } = captured;
-    const how: StartHow = { kind: "restore", imageDir: this.#images.partialPath(image), agentBundle: rec.agentBundle ?? "", caches: rec.caches ?? [], saved };
+    const how: StartHow = { kind: "restore", imageDir: this.#images.partialPath(image), agentBundle: rec.agentBundle ?? "", caches: rec.caches ?? [], gate: () => saved };
     const one = () =>
       this.#createFromLayers(
         {
@@ -773,8 +926,12 @@ export class Engine {
    * memory image, which only its record names, goes with it.
    */
   async deleteSnapshot(id: string): Promise<void> {
-    await this.#records.snapshot(id);
-    await this.#records.removeSnapshot(id);
+    await this.#lock.run(id, async () => {
+      await this.#records.snapshot(id);
+      // Its restore target goes first: it holds the memory image.
+      await this.#dropPrepared(id);
+      await this.#records.removeSnapshot(id);
+    });
     await this.#layers.gc();
     await this.#images.gc();
   }
@@ -900,6 +1057,23 @@ interface MemoryCapture extends SealedLayer {
   imageBytes: number;
   fromState: "running" | "paused";
   timer: PhaseTimer;
+}
+
+/** The restore target made ahead (`Engine.#prepareRestore`). */
+interface PreparedRestore {
+  snapshotId: string;
+  rec: VmRecord;
+  /** Resolves once runsc made the target; rejects if making it failed (it is torn down then). */
+  made: Promise<void>;
+  isMade: boolean;
+  /** Resolved by the create that takes it (the restore goes on); rejected to drop it. */
+  go: ReturnType<typeof settleable>;
+  /** The whole bring-up: made, waiting, restored, running; or torn down and rejected. */
+  up: Promise<VmInfo>;
+}
+
+function sameLimits(a: VmLimits, b: VmLimits): boolean {
+  return a.memoryMb === b.memoryMb && a.cpus === b.cpus && a.pids === b.pids && a.diskMb === b.diskMb;
 }
 
 /** A promise and its resolve/reject, for a result that another step settles. */

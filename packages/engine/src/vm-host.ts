@@ -14,7 +14,7 @@ import { reachesPublic } from "./net/policy.js";
 import { restoreVm } from "./memory/checkpoint.js";
 import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
 import { AGENT_SNAPSHOT, buildSpec } from "./runtime/oci.js";
-import type { Runtime } from "./runtime/types.js";
+import type { RestoreGate, Runtime } from "./runtime/types.js";
 import type { Records, VmRecord } from "./state/records.js";
 import { pathExists, writeJsonAtomic } from "./state/store.js";
 
@@ -23,13 +23,14 @@ export type { VmRecord } from "./state/records.js";
 /**
  * How {@link VmHost.bringUp} starts the sandbox once its host side is ready: a fresh boot, or a
  * restore of a memory image, whose spec must mount what the image's sandbox had mounted (the
- * same agent bundle version, the same package-cache configs). A restore with `saved` starts
- * while the image is still being written (a fork's copies, during the source's save): the
- * target is made ahead ({@link Runtime.restore}) and restored into once `saved` resolves.
+ * same agent bundle version, the same package-cache configs). A restore with `gate` makes its
+ * target first ({@link Runtime.restore}) and restores into it once what `gate` returns resolves:
+ * a fork's copies, while the source's image is still being written; a target made ahead for
+ * the next create from a memory snapshot.
  */
 export type StartHow =
   | { kind: "boot" }
-  | { kind: "restore"; imageDir: string; agentBundle: string; caches: PackageCache[]; saved?: Promise<void> };
+  | { kind: "restore"; imageDir: string; agentBundle: string; caches: PackageCache[]; gate?: RestoreGate };
 
 const BOOT: StartHow = { kind: "boot" };
 
@@ -154,7 +155,7 @@ export class VmHost {
       phase("runtimeRun");
       await this.waitForAgent(rec.id);
     } else {
-      await restoreVm(runtime, how.imageDir, { id: rec.id, bundleDir: p.bundle, runDir: p.run, netnsPath: ns, logFile: p.log }, how.saved);
+      await restoreVm(runtime, how.imageDir, { id: rec.id, bundleDir: p.bundle, runDir: p.run, netnsPath: ns, logFile: p.log }, how.gate);
       phase("runtimeRestore");
       // The UTS name is the source's (it lives in the checkpointed kernel); the agent is
       // waited for meanwhile, and the VM is handed out only once both are done (`hostname`

@@ -179,6 +179,66 @@ describe("memory snapshots", () => {
     assert.deepEqual(await fs.readdir(path.join(dataDir, "memory")), []);
   });
 
+  it("the next create from the snapshot restored last takes a target made ahead: as fresh as a cold copy, its own id, address and disk; other limits restore cold; deleting the snapshot removes it", async (ctx) => {
+    if (!ready(ctx)) return;
+    const { engine, dataDir } = env.get();
+    const src = await engine.createVm();
+    await sh(engine, src.id, COUNTER);
+    await movesPast(() => count(engine, src.id), 3, "the source's counter");
+    const snap = await engine.snapshotVm(src.id, { memory: true });
+    const atCapture = Number((await fs.readFile(path.join(dataDir, "layers", snap.layers[0] ?? "", "root", "count"), "utf8")).trim());
+    assert.equal(engine.preparedRestore(), undefined, "no target before a create from the snapshot");
+    const cold = await engine.createVm({ snapshotId: snap.id });
+
+    const madeFor = async (snapshotId: string, not?: string) => {
+      for (const deadline = Date.now() + MOVE_LIMIT_MS; ; await sleep(50)) {
+        const t = engine.preparedRestore();
+        if (t?.made && t.snapshotId === snapshotId && t.vmId !== not) return t;
+        if (Date.now() > deadline) throw new Error(`no restore target was made for ${snapshotId}: ${JSON.stringify(t)}`);
+      }
+    };
+    const target = await madeFor(snap.id);
+    // Made: disk, netns, veth and sandbox exist, but nobody lists it.
+    const made = await countResources(dataDir, [target.vmId]);
+    assert.ok(made.netns === 1 && made.veths === 1 && (made.runtimeProcs ?? 0) > 0 && made.vmDirs === 1, `the target's resources: ${JSON.stringify(made)}`);
+    assert.ok(!(await engine.listVms()).some((v) => v.id === target.vmId), "a target is not listed");
+
+    const t0 = performance.now();
+    const taken = await engine.createVm({ snapshotId: snap.id, name: "taken", owner: "test:taken" });
+    ctx.diagnostic(`create from a target made ahead: ${Math.round(performance.now() - t0)} ms; phases ${JSON.stringify(engine.bootPhases(taken.id))}`);
+    assert.equal(taken.id, target.vmId, "the create took the target");
+    assert.equal(taken.state, "running");
+    assert.equal(taken.name, "taken");
+    assert.equal(taken.owner, "test:taken");
+    assert.equal(taken.restoredFrom, snap.id);
+    assert.ok((await engine.listVms()).some((v) => v.id === taken.id && v.owner === "test:taken"));
+    // The processes restored, counting on from the capture, in a VM that is itself.
+    const first = await count(engine, taken.id);
+    assert.ok(first >= atCapture, `the counter went on from ${atCapture}: ${first}`);
+    await movesPast(() => count(engine, taken.id), first, "the taken copy's counter");
+    assert.equal(await sh(engine, taken.id, "hostname; cat /etc/hostname"), `${taken.id}\n${taken.id}\n`);
+    assert.match(await sh(engine, taken.id, "cat /etc/hosts"), new RegExp(`^${taken.ip?.replace(/\./g, "\\.")}\\t${taken.id}$`, "m"));
+    assert.equal(new Set([src.ip, cold.ip, taken.ip]).size, 3, "its own address");
+    await sh(engine, taken.id, "echo taken > /root/mine");
+    for (const id of [src.id, cold.id]) assert.equal(await engine.guest.exists(id, "/root/mine"), false);
+
+    // A new target follows; a create with other limits does not take it (restores cold), and it stays.
+    const next = await madeFor(snap.id, taken.id);
+    const bigger = await engine.createVm({ snapshotId: snap.id, limits: { memoryMb: src.limits.memoryMb + 256 } });
+    assert.notEqual(bigger.id, next.vmId);
+    assert.equal(bigger.limits.memoryMb, src.limits.memoryMb + 256);
+    assert.ok((await count(engine, bigger.id)) >= atCapture);
+    assert.equal(engine.preparedRestore()?.vmId, next.vmId, "the target waits for a create it fits");
+
+    // Deleting the snapshot removes its target and everything it held.
+    for (const vm of [cold, taken, bigger]) await engine.deleteVm(vm.id, { wait: true });
+    await engine.deleteSnapshot(snap.id);
+    await engine.settled();
+    assert.equal(engine.preparedRestore(), undefined);
+    assert.deepEqual(await countResources(dataDir, [next.vmId]), { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
+    assert.deepEqual(await fs.readdir(path.join(dataDir, "memory")), []);
+  });
+
   it("forkVm({count: 3, memory: true}): three copies count on their own, with their own names, addresses and disks; a REPL's variable and a TCP server come through", async (ctx) => {
     if (!ready(ctx)) return;
     const { engine, dataDir } = env.get();

@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { CKPT_RESUME_MARKER } from "@capsule/agent-protocol";
 import { EngineError, ErrorCode } from "../errors.js";
-import type { Runtime } from "../runtime/types.js";
+import type { RestoreGate, Runtime } from "../runtime/types.js";
 import { diskUsageBytes } from "../disk/layers.js";
 
 // Memory checkpoint and restore of a runsc VM with its agent (issue 15), through the VM's
@@ -105,14 +105,14 @@ export interface RestoreTarget {
 }
 
 /**
- * Restores `imageDir` into a new sandbox; with `saved`, an image still being written, into a
- * target made while it is (see {@link Runtime.restore}). The marker goes into the target's run
+ * Restores `imageDir` into a new sandbox; with `gate`, into a target made first, which waits for
+ * it (see {@link Runtime.restore}). The marker goes into the target's run
  * dir first, so the restored agent, whose first look for it comes as soon as it runs, listens
  * again at once. Resolves when runsc reports the sandbox restored (the agent answers a few ms later).
  */
-export async function restoreVm(rt: Runtime, imageDir: string, target: RestoreTarget, saved?: Promise<void>): Promise<void> {
+export async function restoreVm(rt: Runtime, imageDir: string, target: RestoreTarget, gate?: RestoreGate): Promise<void> {
   await writeMarker(target.runDir);
-  await rt.restore(target.id, imageDir, target.bundleDir, target.netnsPath, target.logFile, saved);
+  await rt.restore(target.id, imageDir, target.bundleDir, target.netnsPath, target.logFile, gate);
 }
 
 /**

@@ -2,6 +2,7 @@ import type { NetworkStack } from "../config.js";
 import { EngineError, ErrorCode } from "../errors.js";
 import { run } from "../host/run.js";
 import { OciCliRuntime } from "./oci-cli.js";
+import type { RestoreGate } from "./types.js";
 
 /** How long one `runsc checkpoint` or `restore` may take: a save writes the sandbox's memory, up to its limit. */
 export const RUNSC_MEMORY_TIMEOUT_MS = 120_000;
@@ -61,16 +62,16 @@ export class RunscRuntime extends OciCliRuntime {
   }
 
   /**
-   * Never under `nsenter`: a netstack sandbox joins its namespace through the spec. With `saved`,
+   * Never under `nsenter`: a netstack sandbox joins its namespace through the spec. With `gate`,
    * `runsc create` makes the container first (sandbox and gofer processes, seccomp filters: most
    * of a cold restore's time) and the same `runsc restore` then finds it created and loads the
    * image into it.
    */
-  async restore(id: string, imageDir: string, bundleDir: string, _netnsPath: string, logFile: string, saved?: Promise<void>): Promise<void> {
+  async restore(id: string, imageDir: string, bundleDir: string, _netnsPath: string, logFile: string, gate?: RestoreGate): Promise<void> {
     this.#requireCheckpoint();
-    if (saved) {
+    if (gate) {
       await this.startDetached(this.bin, [...this.sandboxArgs(), "create", `--bundle=${bundleDir}`, id], logFile, "create", RUNSC_MEMORY_TIMEOUT_MS);
-      await saved;
+      await gate();
     }
     const args = [...this.sandboxArgs(), "restore", "--detach", `--image-path=${imageDir}`, `--bundle=${bundleDir}`, id];
     await this.startDetached(this.bin, args, logFile, "restore", RUNSC_MEMORY_TIMEOUT_MS);

@@ -1,6 +1,9 @@
 /** What the engine needs from an OCI runtime. One implementation per runtime, same contract. */
 import type { NetworkStack } from "../config.js";
 
+/** Called once a restore's target is made; the restore into it waits for the promise it returns. */
+export type RestoreGate = () => Promise<void>;
+
 export interface Runtime {
   readonly name: "runsc" | "runc";
   /** The network stack this runtime's sandboxes get (runsc's netstack or hostinet); runc: undefined, the host kernel's. */
@@ -33,13 +36,14 @@ export interface Runtime {
   checkpoint(id: string, imageDir: string): Promise<void>;
   /**
    * Starts a new sandbox `id` from `imageDir` on the bundle's spec (which must have the same
-   * mounts as the one the image was taken with), detached like {@link run}. With `saved` (the
-   * image is still being written and is complete once it resolves) the target is made first and
-   * waits: its processes started, its rootfs opened (so the bundle's rootfs must be mounted
-   * already); the restore into it then only loads the state. If `saved` rejects, this rejects
-   * with its reason and leaves the made target for {@link destroy}.
+   * mounts as the one the image was taken with), detached like {@link run}. With `gate` the
+   * target is made first: its processes started, its rootfs opened (so the bundle's rootfs must
+   * be mounted already); then `gate` is called and the restore into it, which then only loads
+   * the state, waits for what it returns (an image still being written, or a create that will
+   * take a target made ahead). If that rejects, this rejects with its reason and leaves the made
+   * target for {@link destroy}.
    */
-  restore(id: string, imageDir: string, bundleDir: string, netnsPath: string, logFile: string, saved?: Promise<void>): Promise<void>;
+  restore(id: string, imageDir: string, bundleDir: string, netnsPath: string, logFile: string, gate?: RestoreGate): Promise<void>;
   /**
    * Sets a running sandbox's UTS hostname. A restored copy's lives in its source's checkpointed
    * kernel, and root in the VM lacks CAP_SYS_ADMIN to change it, so the host does it.
