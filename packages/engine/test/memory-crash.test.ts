@@ -4,7 +4,7 @@
  * layer, and the source VM runs again with its agent answering (recovery resumes a sandbox runsc
  * reports paused and wakes a deaf agent). A server killed mid-restore leaves no orphan sandbox:
  * the `creating` VM is torn down, and so are a fork's copies killed while their targets were being
- * made ahead. The engine runs in a child process, killed when the phase's
+ * made ahead, and a restore target made ahead for the next create. The engine runs in a child process, killed when the phase's
  * own evidence appears on disk; nothing in the engine knows it is being tested.
  */
 import assert from "node:assert/strict";
@@ -153,6 +153,40 @@ describe("memory checkpoints and restores cut by a crash", () => {
       await engine.settled();
       assert.deepEqual(await countResources(dataDir, forkCopies), { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
       assert.equal((await engine.guest.exec(id, { command: "echo alive" })).stdout, "alive\n");
+
+      // A kill while a restore target made ahead waits for the next create from the snapshot: its
+      // `creating` record (the engine's own) is removed with every resource.
+      await close();
+      const marker = path.join(os.tmpdir(), `capsule-memcrash-target-${path.basename(dataDir)}`);
+      const preparer = child(
+        opts,
+        `const created = await engine.createVm({ snapshotId: ${JSON.stringify(snap.id)} });
+        for (;;) {
+          const t = engine.preparedRestore();
+          if (t?.made) {
+            const fs = await import("node:fs/promises");
+            await fs.writeFile(${JSON.stringify(`${marker}.tmp`)}, created.id + " " + t.vmId);
+            await fs.rename(${JSON.stringify(`${marker}.tmp`)}, ${JSON.stringify(marker)});
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        setInterval(() => undefined, 1000);
+        await new Promise(() => undefined);`,
+      );
+      try {
+        const prepKill = await killWhen(preparer, () => exists(marker), "a restore target made ahead");
+        assert.ok(prepKill.killed, "the child was killed while its target waited");
+        const [created = "", target = ""] = (await fs.readFile(marker, "utf8")).split(" ");
+        await reopen();
+        assert.ok(engine.recovery.removed.includes(target), `the target ${target} is removed: ${JSON.stringify(engine.recovery)}`);
+        assert.deepEqual((await engine.listVms()).map((v) => v.id).sort(), [id, again.id, created].sort());
+        await engine.settled();
+        assert.deepEqual(await countResources(dataDir, [target]), { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
+      } finally {
+        await fs.rm(marker, { force: true });
+        await fs.rm(`${marker}.tmp`, { force: true });
+      }
     } finally {
       if (closed) await reopen().catch(() => undefined);
       await destroyAll({ engine, dataDir }).catch(() => undefined);
