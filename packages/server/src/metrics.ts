@@ -29,7 +29,8 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(vmCounts: () => Promise<Record<string, number>>, pool: () => PoolStats) {
+  /** `restoreTargetReady`: whether the engine has a restore target made ahead (Engine.preparedRestore). */
+  constructor(vmCounts: () => Promise<Record<string, number>>, pool: () => PoolStats, restoreTargetReady: () => boolean = () => false) {
     collectDefaultMetrics({ register: this.registry, prefix: "capsule_process_" });
     new Gauge({
       name: "capsule_vms",
@@ -66,5 +67,13 @@ export class Metrics {
       });
     poolCounter("capsule_pool_claims_total", "Creates that got a warm VM", (s) => s.hits);
     poolCounter("capsule_pool_misses_total", "Creates that found no warm VM of their kind and booted one", (s) => s.misses);
+    new Gauge({
+      name: "capsule_memory_restore_target_ready",
+      help: "1 while a restore target made ahead waits for the next create from the memory snapshot restored last",
+      registers: [this.registry],
+      collect() {
+        this.set(restoreTargetReady() ? 1 : 0);
+      },
+    });
   }
 }

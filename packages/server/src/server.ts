@@ -108,7 +108,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const limits = { ...DEFAULT_LIMITS, ...limitOverrides };
   const uploads = new UploadSessions(svc.gateway, limits, log);
   const previewAccess = new PreviewAccess(new HostRouter(hostNames), svc.rows.preview, ShareSigner.forDataDir(config.dataDir), keys);
-  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats()), log, limits, console: new ConsoleAuth(db, keys), uploads, preview: previewAccess, features: engine.features };
+  const deps: Deps = { svc, keys, metrics: new Metrics(() => svc.stateCounts(), () => svc.pool.stats(), () => engine.preparedRestore()?.made === true), log, limits, console: new ConsoleAuth(db, keys), uploads, preview: previewAccess, features: engine.features };
   const app = createApp(deps);
   // Preview hosts go to the proxy before the API sees them (preview/front.ts).
   const proxy = new PreviewProxy(svc.gateway, log, OWN_CREDENTIALS, previewAccess);

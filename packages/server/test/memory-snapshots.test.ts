@@ -65,6 +65,22 @@ function previewGet(serverUrl: string, host: string, key: string): Promise<{ sta
   });
 }
 
+async function targetGauge(url: string, key: string): Promise<string | undefined> {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` } });
+  return /^capsule_memory_restore_target_ready (\d+)$/m.exec(await res.text())?.[1];
+}
+
+/** Waits until /metrics says a restore target made ahead waits (or, `ready` false, none does). */
+async function targetReady(url: string, key: string, ready: boolean): Promise<void> {
+  const deadline = Date.now() + COUNTING_WAIT_MS;
+  for (;;) {
+    const value = await targetGauge(url, key);
+    if (value === (ready ? "1" : "0")) return;
+    if (Date.now() > deadline) throw new Error(`capsule_memory_restore_target_ready is ${value ?? "absent"}, not ${ready ? 1 : 0}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe("memory snapshots and forks through the API", () => {
   const t = useServer();
 
@@ -91,6 +107,21 @@ describe("memory snapshots and forks through the API", () => {
       assert.ok(resumed >= before, `the copy's counter resumed where it was (${resumed} >= ${before}), it did not start over`);
       await countsPast("copy", execOf(copy), resumed);
       await countsPast("source, after the snapshot", execOf(source), before);
+
+      // The engine makes a restore target for the next create from this snapshot (on /metrics);
+      // that create takes it and resumes the processes like the first.
+      await targetReady(url, keyA, true);
+      const { vm: second } = await fs.vms.create({ snapshotId, idleTimeoutSeconds: null });
+      made.push(second);
+      // Taken: none waits until the next is made (200 ms after the create, then its making).
+      assert.equal(await targetGauge(url, keyA), "0", "the create took the target");
+      assert.ok((await count(execOf(second))) >= before, "the second copy resumed the counter too");
+      await countsPast("second copy", execOf(second), await count(execOf(second)));
+      assert.notEqual((await second.exec("hostname")).stdout, (await copy.exec("hostname")).stdout);
+      // Deleting the snapshot removes the target.
+      await targetReady(url, keyA, true);
+      assert.equal((await call(url, keyA, "DELETE", `/v1/vms/snapshots/${snapshotId}`)).status, 200);
+      await targetReady(url, keyA, false);
     } finally {
       for (const vm of made) await vm.delete().catch(() => undefined);
     }
