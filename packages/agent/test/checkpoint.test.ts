@@ -45,7 +45,8 @@ async function untilListening(limitMs: number): Promise<number> {
 test("prepare closes the listener and the host's connections; sessions and commands go on; the marker brings the socket back", async (t) => {
   await exec(agent.socket, { command: "true" }); // the fork server is up
   const count = path.join(agent.dir, "count");
-  const counter = await Client.open(agent.socket, { op: "exec", command: `i=0; while :; do i=$((i+1)); echo $i > ${count}; sleep 0.02; done` });
+  // Appends, so the file only grows: a reader never sees it between a truncation and a write.
+  const counter = await Client.open(agent.socket, { op: "exec", command: `while :; do echo x >> ${count}; sleep 0.02; done` });
   assert.equal((await counter.json()).type, "started");
   const pty = await Client.open(agent.socket, { op: "pty.open", cols: 80, rows: 24, command: ["/bin/sh"], slug: "keep" });
   const session = await pty.json();
@@ -54,13 +55,15 @@ test("prepare closes the listener and the host's connections; sessions and comma
 
   fs.writeFileSync(marker(), ""); // a stale marker must not end the next cycle at once
   assert.deepEqual(await prepare(10_000), { type: "ok" });
+  // Should an assertion below fail, the agent still listens again for the next test.
+  t.after(() => fs.writeFileSync(marker(), ""));
   assert.equal(fs.existsSync(agent.socket), false, "the socket file is gone when the reply arrives");
   await Promise.all([counter.closed, pty.closed]); // every host connection was closed
   assert.equal(fs.existsSync(marker()), false);
-  const before = Number(fs.readFileSync(count, "utf8"));
+  const before = fs.statSync(count).size;
   await sleep(200);
   assert.equal(fs.existsSync(agent.socket), false, "still deaf without the marker");
-  assert.ok(Number(fs.readFileSync(count, "utf8")) > before, "the command the host was connected to runs on");
+  assert.ok(await waitUntil(() => fs.statSync(count).size > before), "the command the host was connected to runs on");
 
   fs.writeFileSync(marker(), "");
   const latency = await untilListening(2_000);
