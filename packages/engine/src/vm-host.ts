@@ -11,6 +11,7 @@ import { allowPackageCaches, allowVm, applyVmPolicy, forgetVm, HOST_ALIAS_IPV4, 
 import { claim, claimsOf, release, type Lease } from "./net/ipam.js";
 import { createNetns, deleteNetns, netnsPath } from "./net/netns.js";
 import { reachesPublic } from "./net/policy.js";
+import { DirWake } from "./host/dir-wake.js";
 import { restoreVm } from "./memory/checkpoint.js";
 import { hostIfName, netnsName, type Paths, type VmPaths } from "./paths.js";
 import { AGENT_SNAPSHOT, buildSpec } from "./runtime/oci.js";
@@ -33,6 +34,11 @@ export type StartHow =
   | { kind: "restore"; imageDir: string; agentBundle: string; caches: PackageCache[]; gate?: RestoreGate };
 
 const BOOT: StartHow = { kind: "boot" };
+/** How long one `hello` to a booting agent may take. */
+const AGENT_HELLO_TIMEOUT_MS = 2000;
+/** A booting agent is asked again this often, and sooner when its run dir changes, but never more often than the minimum. */
+const AGENT_RETRY_MS = 5;
+const AGENT_RETRY_MIN_MS = 1;
 
 /**
  * Brings one VM's host-side resources up and down: disk, rootfs overlay, network namespace,
@@ -216,20 +222,30 @@ export class VmHost {
     this.records.forgetVm(id);
   }
 
+  /**
+   * Until the agent answers `hello`: tried again as soon as its run dir changes (the socket
+   * appears when it listens), at most every {@link AGENT_RETRY_MIN_MS}, and every
+   * {@link AGENT_RETRY_MS} in any case.
+   */
   private async waitForAgent(id: string): Promise<void> {
     const deadline = Date.now() + this.opts.bootTimeoutMs;
     const client = this.agent(id);
+    const wake = new DirWake(this.paths.vm(id).run, AGENT_RETRY_MIN_MS);
     let last: unknown;
-    while (Date.now() < deadline) {
-      try {
-        await client.hello(2000);
-        return;
-      } catch (err) {
-        // An agent that answers, but not in this host's protocol, will not get better by waiting.
-        if (isEngineError(err, ErrorCode.AgentProtocolError)) throw err;
-        last = err;
-        await new Promise((r) => setTimeout(r, 5));
+    try {
+      while (Date.now() < deadline) {
+        try {
+          await client.hello(AGENT_HELLO_TIMEOUT_MS);
+          return;
+        } catch (err) {
+          // An agent that answers, but not in this host's protocol, will not get better by waiting.
+          if (isEngineError(err, ErrorCode.AgentProtocolError)) throw err;
+          last = err;
+          await wake.next(AGENT_RETRY_MS);
+        }
       }
+    } finally {
+      wake.close();
     }
     const log = await fs.readFile(this.paths.vm(id).log, "utf8").catch(() => "");
     throw new EngineError(
