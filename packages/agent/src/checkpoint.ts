@@ -17,6 +17,8 @@ const MARKER_POLL_MS = 2;
 const markerPath = (): string => path.join(path.dirname(config.socketPath), CKPT_RESUME_MARKER);
 
 let deaf = false;
+/** The marker's removal after a wake, which runs while the agent already listens again. */
+let markerRemoved: Promise<void> = Promise.resolve();
 
 /**
  * `ckpt.prepare`: closes the listener and every other host connection, answers `ok` and closes
@@ -29,6 +31,7 @@ export async function prepareCheckpoint(conn: Conn, req: CkptPrepareRequest): Pr
   deaf = true;
   const since = performance.now();
   // A marker left by an earlier cycle would end this one at once.
+  await markerRemoved;
   await fs.rm(markerPath(), { force: true });
   stopListening();
   dropAllConnections(conn);
@@ -39,9 +42,10 @@ export async function prepareCheckpoint(conn: Conn, req: CkptPrepareRequest): Pr
   dropSpareSlot();
   conn.finishNow({ type: "ok" });
   const waited = await waitForMarker(req.deafMs ?? DEFAULT_CKPT_DEAF_MS);
-  await fs.rm(markerPath(), { force: true });
   deaf = false;
+  // The host waits for the socket (a restored copy's first request does): the marker goes after.
   listenAgain();
+  markerRemoved = fs.rm(markerPath(), { force: true }).catch(() => undefined);
   prepareSpareSlot();
   log(`checkpoint: listening again ${waited ? "on the host's marker" : "after the deaf limit"}, ${Math.round(performance.now() - since)} ms after ckpt.prepare`);
 }

@@ -68,7 +68,7 @@ test("prepare closes the listener and the host's connections; sessions and comma
   fs.writeFileSync(marker(), "");
   const latency = await untilListening(2_000);
   t.diagnostic(`marker -> answering again: ${latency.toFixed(1)} ms`);
-  assert.ok(!fs.existsSync(marker()), "the agent removed the marker");
+  assert.ok(await waitUntil(() => !fs.existsSync(marker())), "the agent removed the marker");
   const sessions = await call(agent.socket, { op: "pty.list" });
   assert.ok(sessions.type === "sessions" && sessions.sessions.some((s) => s.slug === "keep" && s.running), "the PTY session is still running");
   const again = await Client.open(agent.socket, { op: "pty.attach", sessionId: session.type === "session" ? session.session.sessionId : "" });
