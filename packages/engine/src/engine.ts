@@ -43,9 +43,9 @@ export const FORK_RESTORE_CONCURRENCY = 3;
  */
 const PREPARED_OWNER = "engine:prepared-restore";
 /**
- * A target is made this long after the last create from a memory snapshot returned (each create
+ * A target is made this long after the last memory snapshot taken or created from returned (each
  * starts the wait again), so that making it (about 150 ms of a core) does not compete with the
- * first commands of the VM just created.
+ * first commands of the VM just created, or with the source resuming.
  */
 const PREPARE_AFTER_MS = 200;
 
@@ -281,9 +281,10 @@ export class Engine {
       if (opts.owner !== undefined) rec.owner = checkOwner(opts.owner);
       else delete rec.owner;
       rec.createdAt = new Date().toISOString();
-      // Durably the create's before it is restored: a crash from here on leaves a `creating`
-      // record of the caller's, which recovery removes like any create cut short.
-      await this.#records.saveVm(rec);
+      // Not written here: the record on disk stays the engine's `creating` one until the restore
+      // is done and it becomes `running` with all of the above (`#bringUpNew`). A crash before
+      // that leaves a `creating` record, which recovery removes whoever's it was, so a write now
+      // would only sit in the create's way.
       if (networkChanges) await this.#host.changeFirewall(rec);
     } catch (err) {
       t.go.reject(err);
@@ -662,7 +663,10 @@ export class Engine {
         const { layer, image, rec, layerBytes, imageBytes, fromState, timer } = captured;
         try {
           const memory: MemorySnapshot = { bytes: imageBytes, network: "netstack", agentBundle: rec.agentBundle ?? "", createdFromState: fromState, image, limits: rec.limits, caches: rec.caches ?? [] };
-          return await this.#saveSnapshot(rec, layer, layerBytes + imageBytes, timer, opts, memory);
+          const snap = await this.#saveSnapshot(rec, layer, layerBytes + imageBytes, timer, opts, memory);
+          // The first create from it takes a target made ahead too, unless it comes at once.
+          this.#schedulePrepare(snap.id);
+          return snap;
         } finally {
           this.#layers.release(layer);
           this.#images.release(image);

@@ -187,7 +187,7 @@ describe("memory snapshots", () => {
     await movesPast(() => count(engine, src.id), 3, "the source's counter");
     const snap = await engine.snapshotVm(src.id, { memory: true });
     const atCapture = Number((await fs.readFile(path.join(dataDir, "layers", snap.layers[0] ?? "", "root", "count"), "utf8")).trim());
-    assert.equal(engine.preparedRestore(), undefined, "no target before a create from the snapshot");
+    // A create at once: its target is not made yet (PREPARE_AFTER_MS), or it would take it.
     const cold = await engine.createVm({ snapshotId: snap.id });
 
     const madeFor = async (snapshotId: string, not?: string) => {
@@ -229,6 +229,17 @@ describe("memory snapshots", () => {
     assert.equal(bigger.limits.memoryMb, src.limits.memoryMb + 256);
     assert.ok((await count(engine, bigger.id)) >= atCapture);
     assert.equal(engine.preparedRestore()?.vmId, next.vmId, "the target waits for a create it fits");
+
+    // A new memory snapshot gets the target, before any create from it: the first one takes it.
+    const snap2 = await engine.snapshotVm(src.id, { memory: true });
+    const second = await madeFor(snap2.id);
+    const first2 = await engine.createVm({ snapshotId: snap2.id });
+    assert.equal(first2.id, second.vmId, "the first create from a new memory snapshot took its target");
+    assert.ok((await count(engine, first2.id)) >= atCapture);
+    await engine.deleteVm(first2.id, { wait: true });
+    await engine.deleteSnapshot(snap2.id);
+    await engine.settled();
+    assert.deepEqual(await countResources(dataDir, [next.vmId, second.vmId, first2.id]), { mounts: 0, vmDirs: 0, netns: 0, veths: 0, runtimeProcs: 0, nftElements: 0, loops: 0, cgroups: 0 });
 
     // Deleting the snapshot removes its target and everything it held.
     for (const vm of [cold, taken, bigger]) await engine.deleteVm(vm.id, { wait: true });
