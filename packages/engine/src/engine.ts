@@ -883,6 +883,12 @@ export class Engine {
         // Awaited below on every path; until then a rejection is not an unhandled one.
         for (const p of [sealing, users]) p?.catch(() => undefined);
       };
+      // The image is sealed (or measured) as soon as runsc has written it, while the VM resumes.
+      let imageDone: Promise<number> | undefined;
+      const onSaved = () => {
+        imageDone = opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image));
+        imageDone.catch(() => undefined);
+      };
       try {
         let timings: CheckpointTimings;
         try {
@@ -891,7 +897,7 @@ export class Engine {
             runtime,
             // Straight to the agent: GuestOps refuses a VM whose record says paused.
             { id, runDir: p.run, upperDir: p.upper, prepare: () => this.#host.agent(id).prepareCheckpoint() },
-            { imageDir: this.#images.partialPath(image), copyUpper, maxImageBytes: maxImageBytes(rec.limits.memoryMb) },
+            { imageDir: this.#images.partialPath(image), copyUpper, maxImageBytes: maxImageBytes(rec.limits.memoryMb), onSaved },
           );
         } finally {
           if (fromState === "paused") await runtime.pause(id);
@@ -899,7 +905,7 @@ export class Engine {
         timer.end("capture");
         Object.assign(timer.phases, { prepare: timings.prepareMs, pause: timings.pauseMs, checkpoint: timings.checkpointMs, copy: timings.copyMs });
         // Both settle before a failure discards both: neither is removed while still being sealed.
-        const [layerBytes, imageBytes] = await Promise.allSettled([sealing, opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image))]);
+        const [layerBytes, imageBytes] = await Promise.allSettled([sealing, imageDone ?? Promise.reject(new EngineError(ErrorCode.Internal, `VM ${id}'s checkpoint returned without its image`))]);
         if (layerBytes.status === "rejected") throw layerBytes.reason;
         if (imageBytes.status === "rejected") throw imageBytes.reason;
         if (layerBytes.value === undefined) throw new EngineError(ErrorCode.Internal, `VM ${id}'s checkpoint returned without copying its layer`);
@@ -908,6 +914,7 @@ export class Engine {
       } catch (err) {
         saved.reject(err);
         await sealing?.catch(() => undefined);
+        await imageDone?.catch(() => undefined);
         await users?.catch(() => undefined);
         await this.#layers.discard(layer);
         await this.#images.discard(image);

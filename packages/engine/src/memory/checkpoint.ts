@@ -29,6 +29,11 @@ export interface CheckpointOut {
   copyUpper(upperDir: string): Promise<void>;
   /** An image bigger than this is refused (the guest filled its memory right before): see {@link maxImageBytes}. */
   maxImageBytes: number;
+  /**
+   * Called once the image is complete and within its bound, before the VM resumes: work on the
+   * image (sealing it) can run beside the resume. Not called when the checkpoint fails.
+   */
+  onSaved?(): void;
 }
 
 /**
@@ -84,6 +89,7 @@ export async function checkpointVm(rt: Runtime, vm: CheckpointSource, out: Check
     if (bytes > out.maxImageBytes) {
       throw new EngineError(ErrorCode.Unsupported, `VM ${vm.id}'s memory image is ${bytes} bytes, more than its memory limit allows (${out.maxImageBytes}); refused`);
     }
+    out.onSaved?.();
     await rt.resume(vm.id);
     paused = false;
     return { prepareMs, pauseMs, checkpointMs, copyMs, totalMs: prepareMs + pauseMs + checkpointMs + copyMs + lap() };
