@@ -48,6 +48,11 @@ const PREPARED_OWNER = "engine:prepared-restore";
  * first commands of the VM just created, or with the source resuming.
  */
 const PREPARE_AFTER_MS = 200;
+/**
+ * How long a memory capture waits for the source's agent to listen again before it returns
+ * anyway (it takes a few ms; see `#captureMemory`).
+ */
+const AGENT_RELISTEN_WAIT_MS = 2_000;
 
 export interface CreateVmOpts {
   /** Boot from this snapshot's disk; a memory snapshot's processes are restored (see `memory`). */
@@ -140,6 +145,8 @@ export class Engine {
    */
   #prepared: PreparedRestore | undefined;
   #prepareTimer: NodeJS.Timeout | undefined;
+  /** Creates from a memory snapshot restoring now: no target is made meanwhile (`#schedulePrepare`). */
+  #restoring = 0;
   /** The `#prepareRestore` in flight, if any (close and deleteSnapshot wait for it). */
   #preparing: Promise<void> | undefined;
   /** Set when close begins: no target is made any more. */
@@ -234,22 +241,27 @@ export class Engine {
     if (!(await pathExists(`${memory.agentBundle}/agent/main.js`))) throw new EngineError(ErrorCode.Unsupported, `snapshot ${snap.id}'s memory needs the agent bundle ${memory.agentBundle}, which is gone from this host (create with memory: false)`);
     const limits = validateLimits({ ...memory.limits, ...opts.limits });
     if (limits.memoryMb < memory.limits.memoryMb) throw new EngineError(ErrorCode.InvalidArgument, `snapshot ${snap.id} holds a VM of ${memory.limits.memoryMb} MiB; its copy cannot have less`);
-    const prepared = await this.#takePrepared(snap.id, limits, opts);
-    if (prepared) {
-      this.#schedulePrepare(snap.id);
-      return prepared;
-    }
-    this.#images.hold(memory.image);
+    // No target is made while a create from a memory snapshot restores: the wait starts again
+    // once the last one is done.
+    clearTimeout(this.#prepareTimer);
+    this.#prepareTimer = undefined;
+    this.#restoring++;
     try {
-      if (!(await pathExists(this.#images.path(memory.image)))) throw new EngineError(ErrorCode.Internal, `snapshot ${snap.id}'s memory image is missing from the data dir`);
-      const vm = await this.#createFromLayers(
-        { ...opts, runtime: "runsc", limits, image: snap.image, layers: snap.layers },
-        { how: this.#restoreHow(memory), restoredFrom: snap.id },
-      );
-      this.#schedulePrepare(snap.id);
-      return vm;
+      const prepared = await this.#takePrepared(snap.id, limits, opts);
+      if (prepared) return prepared;
+      this.#images.hold(memory.image);
+      try {
+        if (!(await pathExists(this.#images.path(memory.image)))) throw new EngineError(ErrorCode.Internal, `snapshot ${snap.id}'s memory image is missing from the data dir`);
+        return await this.#createFromLayers(
+          { ...opts, runtime: "runsc", limits, image: snap.image, layers: snap.layers },
+          { how: this.#restoreHow(memory), restoredFrom: snap.id },
+        );
+      } finally {
+        this.#images.release(memory.image);
+      }
     } finally {
-      this.#images.release(memory.image);
+      this.#restoring--;
+      this.#schedulePrepare(snap.id);
     }
   }
 
@@ -303,6 +315,7 @@ export class Engine {
     clearTimeout(this.#prepareTimer);
     this.#prepareTimer = setTimeout(() => {
       this.#prepareTimer = undefined;
+      if (this.#restoring > 0) return; // the last of them schedules again when it is done
       const p = this.#prepareRestore(snapshotId).catch(() => undefined); // the next create restores cold
       this.#preparing = p;
       void p.finally(() => {
@@ -885,6 +898,8 @@ export class Engine {
       };
       // The image is sealed (or measured) as soon as runsc has written it, while the VM resumes.
       let imageDone: Promise<number> | undefined;
+      let relistened: Promise<void> | undefined;
+      const relisten = () => (relistened ??= fromState === "paused" ? Promise.resolve() : this.#host.waitForAgent(id, AGENT_RELISTEN_WAIT_MS).catch(() => undefined));
       const onSaved = () => {
         imageDone = opts.sealImage ? this.#images.seal(image) : diskUsageBytes(this.#images.partialPath(image));
         imageDone.catch(() => undefined);
@@ -904,8 +919,14 @@ export class Engine {
         }
         timer.end("capture");
         Object.assign(timer.phases, { prepare: timings.prepareMs, pause: timings.pauseMs, checkpoint: timings.checkpointMs, copy: timings.copyMs });
+        // The source's agent listens again on the marker (a few ms, beside the seals): the VM is
+        // not handed back deaf, or its next request finds no socket. A paused source's agent
+        // answers once the VM resumes; one that never does is the guest's own loss, reported by
+        // its next request, and does not hold the snapshot up past the bound.
+        void relisten(); // started now, awaited below
         // Both settle before a failure discards both: neither is removed while still being sealed.
         const [layerBytes, imageBytes] = await Promise.allSettled([sealing, imageDone ?? Promise.reject(new EngineError(ErrorCode.Internal, `VM ${id}'s checkpoint returned without its image`))]);
+        await relisten();
         if (layerBytes.status === "rejected") throw layerBytes.reason;
         if (imageBytes.status === "rejected") throw imageBytes.reason;
         if (layerBytes.value === undefined) throw new EngineError(ErrorCode.Internal, `VM ${id}'s checkpoint returned without copying its layer`);
@@ -915,6 +936,7 @@ export class Engine {
         saved.reject(err);
         await sealing?.catch(() => undefined);
         await imageDone?.catch(() => undefined);
+        await relisten(); // a failed capture hands the VM back too (checkpointVm wrote the marker)
         await users?.catch(() => undefined);
         await this.#layers.discard(layer);
         await this.#images.discard(image);

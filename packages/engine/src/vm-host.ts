@@ -227,8 +227,8 @@ export class VmHost {
    * appears when it listens), at most every {@link AGENT_RETRY_MIN_MS}, and every
    * {@link AGENT_RETRY_MS} in any case.
    */
-  private async waitForAgent(id: string): Promise<void> {
-    const deadline = Date.now() + this.opts.bootTimeoutMs;
+  async waitForAgent(id: string, timeoutMs: number = this.opts.bootTimeoutMs): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     const client = this.agent(id);
     const wake = new DirWake(this.paths.vm(id).run, AGENT_RETRY_MIN_MS);
     let last: unknown;
@@ -250,7 +250,7 @@ export class VmHost {
     const log = await fs.readFile(this.paths.vm(id).log, "utf8").catch(() => "");
     throw new EngineError(
       ErrorCode.AgentUnavailable,
-      `VM ${id}: the guest agent did not answer within ${this.opts.bootTimeoutMs} ms (${(last as Error)?.message ?? "no attempt"}). Runtime log tail:\n${log.split("\n").slice(-10).join("\n")}`,
+      `VM ${id}: the guest agent did not answer within ${timeoutMs} ms (${(last as Error)?.message ?? "no attempt"}). Runtime log tail:\n${log.split("\n").slice(-10).join("\n")}`,
     );
   }
 

@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
+import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
@@ -186,6 +187,8 @@ describe("memory snapshots", () => {
     await sh(engine, src.id, COUNTER);
     await movesPast(() => count(engine, src.id), 3, "the source's counter");
     const snap = await engine.snapshotVm(src.id, { memory: true });
+    // Handed back listening: the next request finds the agent's socket, without a retry.
+    assert.ok(existsSync(path.join(dataDir, "vms", src.id, "guest", "run", "agent.sock")), "the source's agent listens again when the snapshot returns");
     const atCapture = Number((await fs.readFile(path.join(dataDir, "layers", snap.layers[0] ?? "", "root", "count"), "utf8")).trim());
     // A create at once: its target is not made yet (PREPARE_AFTER_MS), or it would take it.
     const cold = await engine.createVm({ snapshotId: snap.id });
